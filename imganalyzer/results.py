@@ -1,0 +1,54 @@
+"""Per-shard module results: one JSON object per image, in manifest order.
+
+Every row carries the file version it describes (``path``, ``size``, ``mtime_ns``),
+a ``status`` (``"ok"`` or ``"error"``), an ``error`` reason when it failed, and the
+module's own fields at top level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from imganalyzer.files import atomic_open
+
+OK = "ok"
+ERROR = "error"
+
+
+def ok_row(entry, fields: dict[str, Any]) -> dict[str, Any]:
+    """A result row for an analysed image; ``entry`` is a catalog ``Entry``."""
+    return {"path": entry.path, "size": entry.size, "mtime_ns": entry.mtime_ns, "status": OK, **fields}
+
+
+def error_row(entry, reason: str) -> dict[str, Any]:
+    """A result row for an image that could not be analysed, with a one-line reason."""
+    reason = " ".join(str(reason).split()) or "unknown error"
+    return {
+        "path": entry.path,
+        "size": entry.size,
+        "mtime_ns": entry.mtime_ns,
+        "status": ERROR,
+        "error": reason,
+    }
+
+
+def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSON lines, atomically. Returns the number of rows written."""
+    count = 0
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=True, allow_nan=False))
+            handle.write("\n")
+            count += 1
+    return count
+
+
+def read_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    with open(Path(path), encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
