@@ -1,0 +1,19 @@
+# imganalyzer: catalog a photo library, decode every image once into shared
+# tiers, analyse it per shard, and (later stages) index it for search.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/decode.smk"
+include: "workflow/rules/metadata.smk"
+
+
+rule all:
+    input:
+        module_targets(),
+    default_target: True

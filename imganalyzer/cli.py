@@ -1,0 +1,66 @@
+"""The `imganalyzer` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from imganalyzer.config import ConfigError, load_config_file
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config.yaml", help="workflow config file")
+    parser.add_argument("--library", help="override the config's library")
+    parser.add_argument("--results", help="override the config's results folder")
+
+
+def _load_config(args: argparse.Namespace) -> dict:
+    overrides = {k: getattr(args, k) for k in ("library", "results") if getattr(args, k)}
+    return load_config_file(args.config, overrides)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from imganalyzer.status import library_status
+
+    config = _load_config(args)
+    report = library_status(config["library"], config["results"], config["modules"])
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text())
+    return 0
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    from imganalyzer.samples import build_example_library
+
+    paths = build_example_library(args.dest)
+    print(f"wrote {len(paths)} example photos to {args.dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imganalyzer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    status = commands.add_parser("status", help="catalog state, per-module counts and errors")
+    _add_config_arguments(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=cmd_status)
+
+    example = commands.add_parser("example", help="build the small example library")
+    example.add_argument("dest", nargs="?", default="example/library")
+    example.set_defaults(func=cmd_example)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"imganalyzer: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Configuration: validated against the JSON schema, defaults filled, errors name the key."""
+
+from __future__ import annotations
+
+import copy
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+def load_schema() -> dict[str, Any]:
+    text = resources.files("imganalyzer").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _with_defaults(validator_class):
+    """A validator class that also fills in ``default:`` values of absent properties."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in props.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults) and return it.
+
+    Raises ConfigError naming the offending key, e.g. ``config key 'shard_size': 0 is
+    less than the minimum of 1``.
+    """
+    errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
+    if errors:
+        raise ConfigError("; ".join(_describe(e) for e in errors))
+    if check_paths:
+        _check_library(config["library"])
+    return config
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties" and not key:
+        return f"invalid configuration: {error.message}"
+    if error.validator == "required":
+        return f"config: {error.message}"
+    return f"config key '{key}': {error.message}"
+
+
+def _check_library(library: str) -> None:
+    path = Path(library)
+    if not path.is_dir():
+        hint = ""
+        if library.rstrip("/").endswith("example/library"):
+            hint = f" (build the example library first: imganalyzer example {library})"
+        raise ConfigError(f"config key 'library': folder not found: {library}{hint}")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(f"config key 'library': folder not readable: {library}")
+
+
+def load_config_file(path: str | os.PathLike, overrides: dict | None = None) -> dict[str, Any]:
+    """Read a config.yaml, apply ``overrides`` (e.g. from the command line) and validate."""
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    config = yaml.safe_load(config_path.read_text()) or {}
+    config.update(overrides or {})
+    return validate_config(config)

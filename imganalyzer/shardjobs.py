@@ -1,0 +1,211 @@
+"""The CPU jobs of one shard: decode once (tiers, thumbnails, technical) and metadata.
+
+A bad image never fails a shard: it becomes an error row with a one-line reason and
+the other images are analysed normally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from imganalyzer.catalog import Entry, read_manifest
+from imganalyzer.decode import DecodeError, decode_image
+from imganalyzer.metadata import MetadataError, read_metadata
+from imganalyzer.results import error_row, ok_row, write_rows
+from imganalyzer.technical import TECHNICAL_VERSION, analyze_technical
+from imganalyzer.thumbnails import THUMBNAIL_LONG_EDGE, ThumbnailWriter
+from imganalyzer.tiers import TIER_FORMAT_VERSION, TierWriter, make_tiers
+
+log = logging.getLogger(__name__)
+
+DECODE_VERSION = f"decode-1/technical-{TECHNICAL_VERSION}/tiers-{TIER_FORMAT_VERSION}"
+# Images kept decoding ahead of the writer, per thread: enough to hide one slow
+# RAW behind the others without holding a whole shard of pixels in memory.
+LOOKAHEAD_PER_THREAD = 4
+# Images per Zarr shard of a tier array: each block is written once, whole.
+TIER_BLOCK = 64
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ImageSkipped(Exception):
+    """The file on disk is not the catalogued version (deleted or changed since)."""
+
+
+@dataclass
+class DecodedRow:
+    tiers: dict[str, np.ndarray]
+    thumbnail_source: np.ndarray
+    fields: dict[str, Any]
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """``map(fn, items)`` on a thread pool, in order, with a bounded number in flight."""
+    items = iter(items)
+    lookahead = max(1, threads) * LOOKAHEAD_PER_THREAD
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        pending = deque(pool.submit(fn, item) for item in itertools.islice(items, lookahead))
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(items, 1):
+                pending.append(pool.submit(fn, item))
+            yield result
+
+
+def check_version(path: Path, entry: Entry) -> None:
+    """Raise ImageSkipped unless the file still has the catalogued size and mtime."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageSkipped("file not found (deleted after it was catalogued)") from None
+    if (st.st_size, st.st_mtime_ns) != entry.version:
+        raise ImageSkipped("file changed after it was catalogued; the next run analyses it")
+
+
+def _guarded(entry: Entry, work: Callable[[], Any]) -> Any:
+    """Run ``work``; turn an expected failure into its reason and an unexpected one
+    into a logged internal error, so that one image never fails the shard."""
+    try:
+        return work()
+    except (DecodeError, MetadataError, ImageSkipped) as error:
+        return str(error)
+    except Exception as error:  # noqa: BLE001 (anything else is a bug, logged in full)
+        log.exception("internal error on %s", entry.path)
+        return f"internal error: {type(error).__name__}: {error}"
+
+
+def run_decode_shard(
+    manifest: str | os.PathLike,
+    library: str | os.PathLike,
+    tiers_out: str | os.PathLike,
+    technical_out: str | os.PathLike,
+    thumbnails_out: str | os.PathLike,
+    tiers: dict[str, int],
+    compression: str = "jpeg",
+    quality: int = 90,
+    max_pixels: int = 200_000_000,
+    threads: int = 1,
+) -> None:
+    """Decode every image of a shard once and write tiers, thumbnails and technical rows."""
+    entries = read_manifest(manifest)
+    library = Path(library)
+    long_edge = max(tiers.values())
+    thumb_tier = _thumbnail_tier(tiers)
+
+    def decode_one(entry: Entry) -> DecodedRow | str:
+        def work() -> DecodedRow:
+            path = library / entry.path
+            check_version(path, entry)
+            decoded = decode_image(path, long_edge, max_pixels)
+            tier_images = make_tiers(decoded.rgb, tiers)
+            width, height = decoded.original_size
+            fields = {"width": width, "height": height, "decoder": decoded.method}
+            fields.update(analyze_technical(decoded.rgb))
+            thumb = tier_images[thumb_tier] if thumb_tier else decoded.rgb
+            return DecodedRow(tier_images, thumb, fields)
+
+        return _guarded(entry, work)
+
+    started = time.perf_counter()
+    rows = []
+    with (
+        TierWriter(
+            tiers_out,
+            n_images=len(entries),
+            tiers=tiers,
+            block=TIER_BLOCK,
+            compression=compression,
+            quality=quality,
+        ) as tier_writer,
+        ThumbnailWriter(thumbnails_out) as thumbnails,
+    ):
+        for index, (entry, outcome) in enumerate(
+            zip(entries, ordered_map(decode_one, entries, threads), strict=True)
+        ):
+            if isinstance(outcome, str):
+                log.warning("%s: %s", entry.path, outcome)
+                tier_writer.write(index, None)
+                rows.append(error_row(entry, outcome))
+                continue
+            tier_writer.write(index, outcome.tiers)
+            thumbnails.add(index, outcome.thumbnail_source)
+            rows.append(ok_row(entry, outcome.fields))
+    write_rows(technical_out, rows)
+    _log_summary("decode", rows, started)
+
+
+def _thumbnail_tier(tiers: dict[str, int]) -> str | None:
+    """The smallest tier that is still at least thumbnail-sized (cheapest to shrink)."""
+    big_enough = [name for name, size in tiers.items() if size >= THUMBNAIL_LONG_EDGE]
+    return min(big_enough, key=tiers.__getitem__) if big_enough else None
+
+
+def run_metadata_shard(
+    manifest: str | os.PathLike,
+    library: str | os.PathLike,
+    output: str | os.PathLike,
+    threads: int = 1,
+) -> None:
+    """Read the header-only metadata of every image of a shard."""
+    entries = read_manifest(manifest)
+    library = Path(library)
+
+    def read_one(entry: Entry) -> dict | str:
+        def work() -> dict:
+            path = library / entry.path
+            check_version(path, entry)
+            return read_metadata(path)
+
+        return _guarded(entry, work)
+
+    started = time.perf_counter()
+    rows = []
+    for entry, outcome in zip(entries, ordered_map(read_one, entries, threads), strict=True):
+        if isinstance(outcome, str):
+            log.warning("%s: %s", entry.path, outcome)
+            rows.append(error_row(entry, outcome))
+        else:
+            rows.append(ok_row(entry, outcome))
+    write_rows(output, rows)
+    _log_summary("metadata", rows, started)
+
+
+def _log_summary(job: str, rows: list[dict], started: float) -> None:
+    errors = sum(row["status"] != "ok" for row in rows)
+    seconds = time.perf_counter() - started
+    rate = len(rows) / seconds if seconds > 0 else 0.0
+    log.info(
+        "%s: %d images, %d errors, %.2f s (%.1f images/s)", job, len(rows), errors, seconds, rate
+    )
+
+
+@contextlib.contextmanager
+def job_logging(path: str | os.PathLike) -> Iterator[None]:
+    """Send this process's log records to a job's log file (and log a crash there)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    except BaseException:
+        logging.getLogger(__name__).exception("job failed")
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,103 @@
+"""`imganalyzer status`: what is catalogued, what is current, and what each module did."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imganalyzer.catalog import Catalog
+from imganalyzer.results import ERROR, read_rows
+
+
+@dataclass
+class ModuleCounts:
+    done: int = 0
+    errors: int = 0
+    pending: int = 0
+
+
+@dataclass
+class StatusReport:
+    shards: int
+    catalogued: int
+    current: int
+    superseded: int
+    removed: int
+    outdated: int
+    uncatalogued: int
+    modules: dict[str, ModuleCounts] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k not in ("modules", "errors")}
+        data["modules"] = {name: counts.__dict__ for name, counts in self.modules.items()}
+        data["errors"] = self.errors
+        return data
+
+    def as_text(self) -> str:
+        lines = [
+            f"shards:       {self.shards}",
+            f"catalogued:   {self.catalogued} entries",
+            f"current:      {self.current} images",
+            f"superseded:   {self.superseded} (older versions of edited files)",
+            f"removed:      {self.removed} (files no longer in the library)",
+        ]
+        if self.outdated or self.uncatalogued:
+            lines.append(
+                f"not yet analysed: {self.uncatalogued} new or changed files (run snakemake)"
+            )
+        lines.append("")
+        lines.append(f"{'module':<12} {'done':>8} {'errors':>8} {'pending':>8}")
+        for name, counts in self.modules.items():
+            lines.append(f"{name:<12} {counts.done:>8} {counts.errors:>8} {counts.pending:>8}")
+        if self.errors:
+            lines.append("")
+            lines.append(f"errors ({len(self.errors)}):")
+            lines += [f"  {e['module']}: {e['path']}: {e['error']}" for e in self.errors]
+        return "\n".join(lines)
+
+
+def library_status(
+    library: str | os.PathLike, results: str | os.PathLike, modules: list[str]
+) -> StatusReport:
+    """Derive the library's state from the catalog and a stat-only scan."""
+    results = Path(results)
+    catalog = Catalog(results / "catalog")
+    state = catalog.state(library, exclude=[results])
+    report = StatusReport(
+        shards=len(catalog.shard_ids()),
+        catalogued=len(state.current)
+        + len(state.superseded)
+        + len(state.removed)
+        + len(state.outdated),
+        current=len(state.current),
+        superseded=len(state.superseded),
+        removed=len(state.removed),
+        outdated=len(state.outdated),
+        uncatalogued=len(state.uncatalogued),
+    )
+    wanted_by_shard: dict[str, set[str]] = {}
+    for path, (shard, _entry) in state.current.items():
+        wanted_by_shard.setdefault(shard, set()).add(path)
+    for module in modules:
+        counts = report.modules[module] = ModuleCounts()
+        for shard, paths in sorted(wanted_by_shard.items()):
+            rows = _current_rows(results / module / f"{shard}.jsonl", paths)
+            counts.pending += len(paths) - len(rows)
+            for row in rows:
+                if row["status"] == ERROR:
+                    counts.errors += 1
+                    report.errors.append(
+                        {"module": module, "path": row["path"], "error": row.get("error", "")}
+                    )
+                else:
+                    counts.done += 1
+    return report
+
+
+def _current_rows(path: Path, wanted: set[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [row for row in read_rows(path) if row["path"] in wanted]

@@ -1,0 +1,166 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from imganalyzer.catalog import (
+    Catalog,
+    Entry,
+    escape_path,
+    read_manifest,
+    scan_library,
+    unescape_path,
+    write_manifest,
+)
+
+
+def touch(path: Path, data: bytes = b"x", mtime_ns: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+    return path
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    lib = tmp_path / "lib"
+    for name in ["a.jpg", "b.JPEG", "sub/c.heic", "sub/deeper/d.CR3", "e.png", "f.dng"]:
+        touch(lib / name)
+    return lib
+
+
+def test_scan_finds_images_by_extension_case_insensitively(library: Path) -> None:
+    touch(library / "notes.txt")
+    touch(library / "movie.mp4")
+    found = scan_library(library)
+    assert sorted(found) == ["a.jpg", "b.JPEG", "e.png", "f.dng", "sub/c.heic", "sub/deeper/d.CR3"]
+
+
+def test_scan_records_size_and_mtime_ns(tmp_path: Path) -> None:
+    touch(tmp_path / "x.jpg", b"12345", mtime_ns=1_600_000_000_123_456_789)
+    assert scan_library(tmp_path) == {"x.jpg": (5, 1_600_000_000_123_456_789)}
+
+
+def test_scan_skips_hidden_files_and_folders(library: Path) -> None:
+    touch(library / ".hidden/x.jpg")
+    touch(library / "._a.jpg")
+    assert not any(p.startswith(".") or "/." in p for p in scan_library(library))
+
+
+def test_scan_skips_excluded_results_folder(library: Path) -> None:
+    touch(library / "results/thumbnails/0.jpg")
+    assert "results/thumbnails/0.jpg" not in scan_library(library, exclude=[library / "results"])
+
+
+def test_scan_follows_symlinks_inside_but_not_outside_the_library(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    touch(lib / "real/a.jpg")
+    touch(tmp_path / "outside/secret.jpg")
+    (lib / "inner_link").symlink_to(lib / "real")
+    (lib / "out_link").symlink_to(tmp_path / "outside")
+    (lib / "file_out.jpg").symlink_to(tmp_path / "outside/secret.jpg")
+    found = scan_library(lib)
+    assert "real/a.jpg" in found
+    assert not any("secret" in p or p.startswith("out_link") for p in found)
+    # the same folder reached twice (real + link) is listed once
+    assert sum(p.endswith("a.jpg") for p in found) == 1
+
+
+def test_scan_survives_symlink_loops_and_dangling_links(tmp_path: Path) -> None:
+    touch(tmp_path / "a.jpg")
+    (tmp_path / "loop").symlink_to(tmp_path)
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    assert scan_library(tmp_path) == {"a.jpg": (1, os.stat(tmp_path / "a.jpg").st_mtime_ns)}
+
+
+def test_scan_of_missing_library_names_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope"):
+        scan_library(tmp_path / "nope")
+
+
+def test_paths_with_tabs_newlines_and_backslashes_round_trip(tmp_path: Path) -> None:
+    names = ["tab\there.jpg", "new\nline.jpg", "back\\slash.jpg", "ünï cödé.jpg", "\\t.jpg"]
+    for name in names:
+        assert unescape_path(escape_path(name)) == name
+    entries = [Entry(n, i, i * 10) for i, n in enumerate(names)]
+    write_manifest(tmp_path / "m.tsv", entries)
+    assert read_manifest(tmp_path / "m.tsv") == entries
+
+
+def test_ingest_cuts_new_files_into_shards_in_path_order(library: Path, tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    report = catalog.ingest(library, shard_size=4)
+    assert report.new_shards == ["000001-00000", "000001-00001"]
+    first = read_manifest(catalog.manifest_path("000001-00000"))
+    assert [e.path for e in first] == ["a.jpg", "b.JPEG", "e.png", "f.dng"]
+    assert len(read_manifest(catalog.manifest_path("000001-00001"))) == 2
+
+
+def test_ingest_without_changes_writes_nothing(library: Path, tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    catalog.ingest(library, shard_size=4)
+    before = {p: p.stat().st_mtime_ns for p in catalog.shards_dir.iterdir()}
+    report = catalog.ingest(library, shard_size=4)
+    assert report.new_shards == [] and report.new_entries == 0
+    assert {p: p.stat().st_mtime_ns for p in catalog.shards_dir.iterdir()} == before
+
+
+def test_ingest_reads_no_file_content(library: Path, tmp_path: Path) -> None:
+    for path in library.rglob("*.*"):
+        path.chmod(0)  # stat works, open would fail for a non-root user
+    catalog = Catalog(tmp_path / "catalog")
+    assert catalog.ingest(library, shard_size=100).new_entries == 6
+
+
+def test_new_and_edited_files_form_one_new_batch(library: Path, tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    catalog.ingest(library, shard_size=4)
+    touch(library / "new.jpg")
+    touch(library / "a.jpg", b"edited", mtime_ns=2_000_000_000_000_000_000)
+    report = catalog.ingest(library, shard_size=4)
+    assert report.new_shards == ["000002-00000"]
+    assert [e.path for e in read_manifest(catalog.manifest_path("000002-00000"))] == [
+        "a.jpg",
+        "new.jpg",
+    ]
+
+
+def test_state_separates_current_superseded_removed(library: Path, tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    catalog.ingest(library, shard_size=100)
+    touch(library / "a.jpg", b"edited", mtime_ns=2_000_000_000_000_000_000)
+    (library / "e.png").unlink()
+    catalog.ingest(library, shard_size=100)
+    state = catalog.state(library)
+    assert state.current["a.jpg"][0] == "000002-00000"
+    assert [e.path for _, e in state.superseded] == ["a.jpg"]
+    assert [e.path for _, e in state.removed] == ["e.png"]
+    assert len(state.current) == 5 and state.uncatalogued == [] and state.outdated == []
+
+
+def test_state_reports_changes_not_yet_catalogued(library: Path, tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    catalog.ingest(library, shard_size=100)
+    touch(library / "a.jpg", b"edited again", mtime_ns=3_000_000_000_000_000_000)
+    touch(library / "brand_new.jpg")
+    state = catalog.state(library)
+    assert [e.path for _, e in state.outdated] == ["a.jpg"]
+    assert state.uncatalogued == ["a.jpg", "brand_new.jpg"]
+
+
+def test_moving_the_whole_library_reanalyses_nothing(library: Path, tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    catalog.ingest(library, shard_size=100)
+    moved = tmp_path / "mounted" / "elsewhere"
+    moved.parent.mkdir()
+    os.rename(library, moved)  # rename keeps mtimes
+    assert catalog.ingest(moved, shard_size=100).new_entries == 0
+
+
+def test_shard_ids_ignore_temporary_and_foreign_files(library: Path, tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    catalog.ingest(library, shard_size=100)
+    touch(catalog.shards_dir / ".000002-00000.tsv.abc.tmp")
+    touch(catalog.shards_dir / "README")
+    assert catalog.shard_ids() == ["000001-00000"]

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imganalyzer.config import ConfigError, load_config_file, validate_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def base_config(tmp_path: Path) -> dict:
+    return {"library": str(tmp_path)}
+
+
+def test_defaults_are_filled(tmp_path: Path) -> None:
+    config = validate_config(base_config(tmp_path))
+    assert config["shard_size"] == 1000
+    assert config["tiers"] == {"detect": 1024, "clip": 384}
+    assert config["modules"] == ["metadata", "technical"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("shard_size", 0, "config key 'shard_size'"),
+        ("shard_size", "many", "config key 'shard_size'"),
+        ("jpeg_quality", 101, "config key 'jpeg_quality'"),
+        ("modules", ["metadata", "telepathy"], "config key 'modules.1'"),
+        ("tiers", {"detect": 10}, "config key 'tiers.detect'"),
+        ("tier_compression", "gif", "config key 'tier_compression'"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(tmp_path: Path, key, value, expected) -> None:
+    config = base_config(tmp_path) | {key: value}
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+        validate_config(config)
+
+
+def test_misspelt_key_fails_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="shard_sise"):
+        validate_config(base_config(tmp_path) | {"shard_sise": 10})
+
+
+def test_missing_library_fails_naming_key_and_example_command(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'library'.*imganalyzer example"):
+        validate_config({"library": str(tmp_path / "example/library")})
+
+
+def test_repository_config_is_valid_and_documents_every_key(tmp_path: Path) -> None:
+    text = (REPO / "config.yaml").read_text()
+    config = yaml.safe_load(text)
+    config["library"] = str(tmp_path)
+    validate_config(config)
+    lines = text.splitlines()
+    for key in config:
+        index = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+        assert lines[index - 1].startswith("#"), f"config.yaml key {key} has no comment"
+
+
+def test_workflow_schema_is_the_package_schema() -> None:
+    linked = REPO / "workflow/schemas/config.schema.yaml"
+    packaged = REPO / "imganalyzer/schemas/config.schema.yaml"
+    assert linked.read_text() == packaged.read_text()
+
+
+def test_load_config_file_applies_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("library: /does/not/exist\nshard_size: 5\n")
+    config = load_config_file(path, {"library": str(tmp_path)})
+    assert config["shard_size"] == 5 and config["library"] == str(tmp_path)

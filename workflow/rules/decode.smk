@@ -1,0 +1,28 @@
+from imganalyzer.shardjobs import DECODE_VERSION
+
+
+# Decode every image of a shard once: tiers for the GPU modules, thumbnails for
+# listings and the technical analysis on the decoded array.
+rule decode:
+    input:
+        manifest=manifest,
+    output:
+        tiers=directory(results_path("tiers", "{shard}.zarr")),
+        technical=results_path("technical", "{shard}.jsonl"),
+        thumbnails=results_path("thumbnails", "{shard}.zip"),
+    log:
+        results_path("logs", "decode", "{shard}.log"),
+    benchmark:
+        results_path("benchmarks", "decode", "{shard}.tsv")
+    params:
+        library=config["library"],
+        tiers=config["tiers"],
+        compression=config["tier_compression"],
+        quality=config["jpeg_quality"],
+        max_pixels=config["max_pixels"],
+        version=DECODE_VERSION,
+    threads: config["threads_per_decode_job"]  # a decode pool; decoding is CPU-bound
+    resources:
+        mem_mb=lambda wildcards, threads: 1500 + 400 * threads,
+    script:
+        "../../scripts/decode.py"

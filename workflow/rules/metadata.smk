@@ -1,0 +1,21 @@
+from imganalyzer.metadata import METADATA_VERSION
+
+
+# EXIF and pixel size from a header-only read: no pixel is decoded.
+rule metadata:
+    input:
+        manifest=manifest,
+    output:
+        results_path("metadata", "{shard}.jsonl"),
+    log:
+        results_path("logs", "metadata", "{shard}.log"),
+    benchmark:
+        results_path("benchmarks", "metadata", "{shard}.tsv")
+    params:
+        library=config["library"],
+        version=METADATA_VERSION,
+    threads: config["threads_per_metadata_job"]  # header reads wait on I/O, not CPU
+    resources:
+        mem_mb=500,
+    script:
+        "../../scripts/metadata.py"
