@@ -14,6 +14,6 @@ include: "workflow/rules/metadata.smk"
 
 
 rule all:
+    default_target: True
     input:
         module_targets(),
-    default_target: True

@@ -13,7 +13,9 @@ CATALOG = Catalog(RESULTS / "catalog")
 # Cluster jobs re-parse this file: only the main process scans and writes.
 if workflow.is_main_process:
     logger.info(
-        CATALOG.ingest(config["library"], config["shard_size"], exclude=[RESULTS]).summary()
+        CATALOG.ingest(
+            config["library"], config["shard_size"], exclude=[RESULTS]
+        ).summary()
     )
 
 SHARDS = CATALOG.shard_ids()

@@ -14,6 +14,11 @@ rule decode:
         results_path("logs", "decode", "{shard}.log"),
     benchmark:
         results_path("benchmarks", "decode", "{shard}.tsv")
+    conda:
+        "../../envs/imganalyzer.yaml"
+    threads: config["threads_per_decode_job"]  # a decode pool; decoding is CPU-bound
+    resources:
+        mem_mb=lambda wildcards, threads: 1500 + 400 * threads,
     params:
         library=config["library"],
         tiers=config["tiers"],
@@ -21,8 +26,5 @@ rule decode:
         quality=config["jpeg_quality"],
         max_pixels=config["max_pixels"],
         version=DECODE_VERSION,
-    threads: config["threads_per_decode_job"]  # a decode pool; decoding is CPU-bound
-    resources:
-        mem_mb=lambda wildcards, threads: 1500 + 400 * threads,
     script:
         "../../scripts/decode.py"

@@ -11,11 +11,13 @@ rule metadata:
         results_path("logs", "metadata", "{shard}.log"),
     benchmark:
         results_path("benchmarks", "metadata", "{shard}.tsv")
-    params:
-        library=config["library"],
-        version=METADATA_VERSION,
+    conda:
+        "../../envs/imganalyzer.yaml"
     threads: config["threads_per_metadata_job"]  # header reads wait on I/O, not CPU
     resources:
         mem_mb=500,
+    params:
+        library=config["library"],
+        version=METADATA_VERSION,
     script:
         "../../scripts/metadata.py"
