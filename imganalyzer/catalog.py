@@ -25,7 +25,24 @@ from imganalyzer.files import atomic_open
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .png .tif .tiff .webp .heic .heif .dng .arw .cr2 .cr3 .nef .raf .orf .rw2".split()
+    [
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".heic",
+        ".heif",
+        ".dng",
+        ".arw",
+        ".cr2",
+        ".cr3",
+        ".nef",
+        ".raf",
+        ".orf",
+        ".rw2",
+    ]
 )
 MANIFEST_HEADER = "path\tsize\tmtime_ns"
 SHARD_ID_PATTERN = r"\d{6}-\d{5}"

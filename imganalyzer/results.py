@@ -21,7 +21,13 @@ ERROR = "error"
 
 def ok_row(entry, fields: dict[str, Any]) -> dict[str, Any]:
     """A result row for an analysed image; ``entry`` is a catalog ``Entry``."""
-    return {"path": entry.path, "size": entry.size, "mtime_ns": entry.mtime_ns, "status": OK, **fields}
+    return {
+        "path": entry.path,
+        "size": entry.size,
+        "mtime_ns": entry.mtime_ns,
+        "status": OK,
+        **fields,
+    }
 
 
 def error_row(entry, reason: str) -> dict[str, Any]:

@@ -12,8 +12,13 @@ def test_rows_round_trip_with_unusual_paths(tmp_path: Path) -> None:
     back = list(read_rows(tmp_path / "r.jsonl"))
     assert back == [
         {"path": "ünï/tab\t.jpg", "size": 1, "mtime_ns": 2, "status": "ok", "sharpness": 1.5},
-        {"path": "bad\udcff.jpg", "size": 3, "mtime_ns": 4, "status": "error",
-         "error": "broken file"},
+        {
+            "path": "bad\udcff.jpg",
+            "size": 3,
+            "mtime_ns": 4,
+            "status": "error",
+            "error": "broken file",
+        },
     ]
     for line in (tmp_path / "r.jsonl").read_text().splitlines():
         json.loads(line)

@@ -1,0 +1,150 @@
+"""A tiny generated photo library and a helper that runs the real workflow on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageFilter
+from skimage import data
+
+from imganalyzer.samples import (
+    ExifInfo,
+    write_dng,
+    write_heic,
+    write_jpeg,
+    write_png,
+    write_tiff16,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+# Small tiers keep the end-to-end run fast; the code path is the one real runs take.
+TEST_TIERS = {"detect": 320, "clip": 160}
+
+GPS_EXIF = ExifInfo(
+    make="FUJIFILM",
+    model="X-T4",
+    lens="XF16-80mmF4 R OIS WR",
+    datetime_original="2023:07:14 18:03:22",
+    offset="+02:00",
+    exposure_time=1 / 250,
+    f_number=5.6,
+    iso=400,
+    focal_length=23.0,
+    focal_length_35mm=35,
+    gps=(48.8583, -2.2945, 35.0),
+    software="imganalyzer tests",
+    artist="Test Artist",
+    copyright="CC0",
+)
+
+
+def upscale(rgb: np.ndarray, factor: float) -> np.ndarray:
+    image = Image.fromarray(rgb)
+    size = (round(image.width * factor), round(image.height * factor))
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS))
+
+
+def blurred(rgb: np.ndarray, radius: float = 4) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(radius)))
+
+
+def build_test_library(root: Path) -> dict[str, Path]:
+    """The awkward mix the issue asks for; returns name -> path."""
+    coffee = upscale(data.coffee(), 2)  # 800 x 1200
+    chelsea = data.chelsea()  # 300 x 451
+    astronaut = data.astronaut()  # 512 x 512
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 128, np.uint8)])
+    deep = (upscale(data.rocket(), 1).astype(np.uint16) * 257)[..., :3]
+    files = {
+        "gps": write_jpeg(root / "2023/trip/paris.jpg", coffee, GPS_EXIF),
+        "blurred": write_jpeg(root / "2023/trip/paris_blurred.jpg", blurred(coffee), GPS_EXIF),
+        # stored landscape, displayed portrait
+        "rotated": write_jpeg(
+            root / "2023/trip/cat portrait.jpg", chelsea, ExifInfo(make="Canon", orientation=6)
+        ),
+        "alpha": write_png(root / "misc/alpha.png", rgba),
+        "deep": write_tiff16(root / "misc/deep.tif", deep),
+        "heic": write_heic(root / "phone/IMG_0001.HEIC", chelsea, ExifInfo(make="Apple")),
+        "dng_preview": write_dng(
+            root / "raw/with_preview.dng", coffee, ExifInfo(make="Leica"), preview_long_edge=640
+        ),
+        "dng_plain": write_dng(
+            root / "raw/no_preview.DNG", astronaut, ExifInfo(make="Leica"), preview_long_edge=None
+        ),
+    }
+    truncated = root / "bad/truncated.jpg"
+    truncated.parent.mkdir(parents=True, exist_ok=True)
+    truncated.write_bytes(files["gps"].read_bytes()[:5000])
+    (root / "bad/empty.jpg").write_bytes(b"")
+    (root / "bad/notes.jpg").write_text("this is a text file with an image extension\n")
+    files.update(truncated=truncated, empty=root / "bad/empty.jpg", text=root / "bad/notes.jpg")
+    return files
+
+
+@dataclass
+class Workspace:
+    root: Path
+    library: Path
+    results: Path
+    config: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(self.config),
+            "--cores",
+            "2",
+            *args,
+        ]
+        result = subprocess.run(
+            command, cwd=self.root, capture_output=True, text=True, env=_env(), timeout=600
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def imganalyzer(self, *args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "imganalyzer.cli", *args, "--config", str(self.config)]
+        return subprocess.run(
+            command, cwd=self.root, capture_output=True, text=True, env=_env(), check=True
+        )
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{SNAKEMAKE.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def make_workspace(root: Path, **config) -> Workspace:
+    library = root / "library"
+    results = root / "results"
+    settings = {
+        "library": str(library),
+        "results": str(results),
+        "shard_size": 100,
+        "tiers": TEST_TIERS,
+        "threads_per_decode_job": 2,
+    } | config
+    config_path = root / "config.yaml"
+    config_path.write_text(yaml.safe_dump(settings))
+    return Workspace(root, library, results, config_path)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    ws = make_workspace(tmp_path)
+    ws.files = build_test_library(ws.library)
+    return ws

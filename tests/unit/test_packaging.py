@@ -1,0 +1,27 @@
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_rule_environment_matches_pyproject_dependencies() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = {d for d in project["dependencies"] if not d.startswith("snakemake")}
+    env = yaml.safe_load((REPO / "envs/imganalyzer.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert set(pip) - {"-e .."} == runtime
+
+
+def test_scripts_are_thin_adapters() -> None:
+    for script in (REPO / "scripts").glob("*.py"):
+        lines = [line for line in script.read_text().splitlines() if line.strip()]
+        assert len(lines) <= 40, f"{script.name} has {len(lines)} lines: move logic to the package"
+        assert "import snakemake" not in script.read_text()
+
+
+def test_package_never_imports_snakemake() -> None:
+    for module in (REPO / "imganalyzer").rglob("*.py"):
+        text = module.read_text()
+        assert "import snakemake" not in text and "from snakemake" not in text, module
