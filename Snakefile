@@ -1,11 +1,13 @@
 # imganalyzer: catalog a photo library, decode every image once into shared
 # tiers, analyse it per shard, and (later stages) index it for search.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "workflow/rules/common.smk"
