@@ -160,13 +160,16 @@ def write_manifest(path: str | os.PathLike, entries: Iterable[Entry]) -> None:
 def read_manifest(path: str | os.PathLike) -> list[Entry]:
     """The entries of one shard manifest, in row order."""
     with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
-        header = handle.readline().rstrip("\n")
-        if header != MANIFEST_HEADER:
-            raise ValueError(f"{path}: not a shard manifest (header {header!r})")
-        entries = []
-        for line in handle:
-            name, size, mtime = line.rstrip("\n").rsplit("\t", 2)
-            entries.append(Entry(unescape_path(name), int(size), int(mtime)))
+        header, *lines = handle.read().split("\n")
+    if header != MANIFEST_HEADER:
+        raise ValueError(f"{path}: not a shard manifest (header {header!r})")
+    entries = []
+    for line in lines:
+        if line:
+            name, size, mtime = line.rsplit("\t", 2)
+            if "\\" in name:  # most paths need no unescaping: skip the regex
+                name = unescape_path(name)
+            entries.append(Entry(name, int(size), int(mtime)))
     return entries
 
 
