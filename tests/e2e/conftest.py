@@ -138,6 +138,7 @@ def make_workspace(root: Path, **config) -> Workspace:
         "tiers": TEST_TIERS,
         "threads_per_decode_job": 2,
     } | config
+    root.mkdir(parents=True, exist_ok=True)
     config_path = root / "config.yaml"
     config_path.write_text(yaml.safe_dump(settings))
     return Workspace(root, library, results, config_path)

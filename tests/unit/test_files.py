@@ -33,3 +33,17 @@ def test_atomic_directory_appears_only_on_success(tmp_path: Path) -> None:
         (tmp / "x").write_text("1")
     assert (target / "x").read_text() == "1"
     assert [p.name for p in tmp_path.iterdir()] == ["store.zarr"]
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path: Path) -> None:
+    (tmp_path / ".a.txt.x1.tmp").write_text("partial")
+    (tmp_path / ".store.zarr.x2.tmp").mkdir()
+    (tmp_path / ".other.txt.x3.tmp").write_text("someone else's")
+    atomic_write_text(tmp_path / "a.txt", "done")
+    with atomic_directory(tmp_path / "store.zarr"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.txt.x3.tmp",
+        "a.txt",
+        "store.zarr",
+    ]
