@@ -13,6 +13,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/metadata.smk"
+include: "workflow/rules/models.smk"
 
 
 rule all:

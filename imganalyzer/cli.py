@@ -38,6 +38,47 @@ def cmd_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from imganalyzer.models import configured_modules, format_table, locate
+
+    config = _load_config(args)
+    modules = configured_modules(config)
+    if not modules:
+        print("no enabled module loads a model (see modules: in the config)")
+        return 0
+    print(format_table([locate(module, config) for module in modules]))
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from imganalyzer.models import ModelNotFoundError, configured_modules, fetch
+
+    config = _load_config(args)
+    failed = 0
+    for module in configured_modules(config):
+        try:
+            location = fetch(module, config)
+        except ModelNotFoundError as error:
+            print(f"{module}: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{module}: {location.model} -> {location.path or location.source}")
+    return 1 if failed else 0
+
+
+def _add_models_parser(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser("models", help="the models the config names")
+    actions = models.add_subparsers(dest="models_command", required=True)
+    listing = actions.add_parser("list", help="configured models, where they load from, present?")
+    _add_config_arguments(listing)
+    listing.set_defaults(func=cmd_models_list)
+    fetching = actions.add_parser(
+        "fetch", help="download every configured model into the standard caches"
+    )
+    _add_config_arguments(fetching)
+    fetching.set_defaults(func=cmd_models_fetch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imganalyzer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     example = commands.add_parser("example", help="build the small example library")
     example.add_argument("dest", nargs="?", default="example/library")
     example.set_defaults(func=cmd_example)
+
+    _add_models_parser(commands)
     return parser
 
 

@@ -47,6 +47,13 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
     errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
     if errors:
         raise ConfigError("; ".join(_describe(e) for e in errors))
+    if "aesthetic" in config["modules"]:
+        from imganalyzer.models import check_aesthetic_compatible  # models imports this module
+
+        embedding = config["embedding"]
+        check_aesthetic_compatible(
+            embedding["model"], embedding["pretrained"], config["aesthetic"]["weights"]
+        )
     if check_paths:
         _check_library(config["library"])
     return config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -128,6 +129,37 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Config of the model modules pointing at tiny random-weight models on disk, loaded
+    through the same code paths as real ones (open_clip local-dir, a head state dict)."""
+    import open_clip
+    import torch
+
+    from imganalyzer.aesthetic import AestheticHead
+
+    from ..unit.conftest import TINY_CLIP, TINY_CLIP_CONFIG
+
+    folder = tmp_path_factory.mktemp("tiny_models")
+    clip_dir = folder / "clip"
+    clip_dir.mkdir()
+    config = {"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}
+    (clip_dir / "open_clip_config.json").write_text(json.dumps(config))
+    (folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(folder / f"{TINY_CLIP}.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_CLIP, pretrained=None)
+    torch.save(model.state_dict(), clip_dir / "open_clip_pytorch_model.bin")
+    head = folder / "aesthetic_head.pth"
+    torch.save(AestheticHead(TINY_CLIP_CONFIG["embed_dim"]).state_dict(), head)
+    return {
+        "device": "cpu",
+        "embedding": {"model": f"local-dir:{clip_dir}", "pretrained": None, "batch_size": 4},
+        "aesthetic": {"weights": str(head)},
+        "modules": ["metadata", "technical", "embedding", "aesthetic"],
+    }
+
+
 def make_workspace(root: Path, **config) -> Workspace:
     library = root / "library"
     results = root / "results"
@@ -137,6 +169,7 @@ def make_workspace(root: Path, **config) -> Workspace:
         "shard_size": 100,
         "tiers": TEST_TIERS,
         "threads_per_decode_job": 2,
+        "modules": ["metadata", "technical"],
     } | config
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "config.yaml"
@@ -145,7 +178,7 @@ def make_workspace(root: Path, **config) -> Workspace:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    ws = make_workspace(tmp_path)
+def workspace(tmp_path: Path, tiny_models: dict) -> Workspace:
+    ws = make_workspace(tmp_path, **tiny_models)
     ws.files = build_test_library(ws.library)
     return ws

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -16,7 +18,8 @@ def test_slurm_profile_dry_run_plans_every_shard_job(workspace: Workspace) -> No
     )
     output = result.stdout + result.stderr
     assert "profiles/slurm" in output
-    assert "decode          1" in output and "metadata        1" in output
+    for rule in ("decode", "metadata", "embedding", "aesthetic"):
+        assert re.search(rf"^{rule}\s+1$", output, re.MULTILINE), rule
 
 
 def test_cluster_job_reparse_never_scans_or_writes_the_catalog(workspace: Workspace) -> None:

@@ -104,6 +104,20 @@ def test_first_run_analyses_every_good_file_and_reports_bad_ones(workspace: Work
     )
     assert np.abs(cat_tier.astype(int) - expected).mean() < 12
 
+    # embeddings: one unit vector per decoded row, in manifest order; zeros for failures
+    vectors = np.load(ws.results / "embedding" / f"{FIRST}.npy")
+    assert vectors.dtype == np.float16 and len(vectors) == len(entries)
+    norms = np.linalg.norm(vectors.astype(np.float32), axis=1)
+    for entry, norm in zip(entries, norms, strict=True):
+        assert norm == pytest.approx(0.0 if entry.path in BAD else 1.0, abs=1e-2), entry.path
+    embedding_rows = [r["path"] for r in read_rows(ws.results / "embedding" / f"{FIRST}.jsonl")]
+    assert embedding_rows == [e.path for e in entries]
+    aesthetic = rows_by_path(ws, "aesthetic")
+    assert {p for p, r in aesthetic.items() if r["status"] == "ok"} == {
+        e.path for e in entries if e.path not in BAD
+    }
+    assert all(isinstance(r["aesthetic"], float) for r in aesthetic.values() if r["status"] == "ok")
+
     report = status(ws)
     assert report["current"] == len(entries)
     assert report["modules"]["technical"] == {"done": 8, "errors": 3, "pending": 0}

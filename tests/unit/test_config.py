@@ -16,7 +16,15 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
     config = validate_config(base_config(tmp_path))
     assert config["shard_size"] == 1000
     assert config["tiers"] == {"detect": 1024, "clip": 384}
-    assert config["modules"] == ["metadata", "technical"]
+    assert config["modules"] == ["metadata", "technical", "embedding", "aesthetic"]
+    assert config["embedding"]["model"] == "ViT-L-14" and config["device"] == "auto"
+
+
+def test_aesthetic_with_another_embedding_fails_at_start(tmp_path: Path) -> None:
+    config = base_config(tmp_path) | {"embedding": {"model": "ViT-B-32"}}
+    with pytest.raises(ConfigError, match="config key 'embedding'.*ViT-L/14"):
+        validate_config(config)
+    validate_config(base_config(tmp_path) | config | {"modules": ["embedding"]})
 
 
 @pytest.mark.parametrize(

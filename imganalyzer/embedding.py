@@ -1,0 +1,172 @@
+"""CLIP image embeddings (open_clip) of a shard, from its ``clip`` tier, and text embeddings.
+
+Output per shard: ``<shard>.npy``, a float16 (n, dim) matrix of L2-normalised image
+embeddings in manifest row order (all zeros for images that could not be decoded), and
+``<shard>.jsonl`` rows (``model``, ``dims``; error rows for those images).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
+
+from imganalyzer.catalog import read_manifest
+from imganalyzer.files import atomic_open
+from imganalyzer.models import MODELS, open_clip_arguments, open_clip_id
+from imganalyzer.results import error_row, ok_row, write_rows
+from imganalyzer.runtime import (
+    NOT_DECODED,
+    BatchedModel,
+    RowBatch,
+    TierBatches,
+    decode_failures,
+)
+from imganalyzer.tiers import TierReader
+
+_SPEC = MODELS["embedding"]
+
+
+class ClipEmbedder(BatchedModel):
+    """An open_clip model's image (and text) tower. ``pretrained=None``: random weights."""
+
+    module = _SPEC.module
+    tier = _SPEC.tier
+    default_batch_size = _SPEC.default_batch_size
+    # open_clip's own "bf16"/"fp16" precision keeps LayerNorm in fp32 (OpenAI's recipe).
+    half_precision_safe = True
+
+    def __init__(
+        self,
+        model_name: str = _SPEC.model_keys["model"],
+        pretrained: str | None = _SPEC.model_keys["pretrained"],
+        device: str = "auto",
+        batch_size: int | str = "auto",
+    ) -> None:
+        super().__init__(device, batch_size)
+        self.model_name, self.pretrained = model_name, pretrained
+        self.dim = 0
+
+    @property
+    def model_id(self) -> str:
+        return open_clip_id(self.model_name, self.pretrained)
+
+    def load_model(self, device: torch.device, dtype: torch.dtype) -> None:
+        import open_clip
+
+        name, kwargs = open_clip_arguments(self.model_name, self.pretrained)
+        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+        model, _, _ = open_clip.create_model_and_transforms(
+            name, precision=precision, device=device, **kwargs
+        )
+        self.model = model.eval()
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self._set_preprocessing(model.visual.preprocess_cfg)
+        self.dim = self._embedding_dim()
+
+    def _set_preprocessing(self, config: dict[str, Any]) -> None:
+        size = config["size"]
+        side = size if isinstance(size, int) else size[0]
+        resize_mode = config.get("resize_mode", "shortest")
+        if (not isinstance(size, int) and size[0] != size[1]) or resize_mode == "longest":
+            raise ValueError(f"embedding: preprocessing {config} is not supported")
+        self.side, self.resize_mode = side, resize_mode
+        self.interpolation = InterpolationMode(config.get("interpolation", "bicubic"))
+        self.mean = torch.tensor(config["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(config["std"], dtype=torch.float32).view(1, 3, 1, 1)
+
+    def _embedding_dim(self) -> int:
+        if isinstance(getattr(self.model.visual, "output_dim", None), int):
+            return self.model.visual.output_dim
+        probe = torch.zeros(1, 3, self.side, self.side, device=self.device, dtype=self.dtype)
+        with torch.inference_mode():
+            return int(self.model.encode_image(probe).shape[-1])
+
+    def preprocess(self, batch: RowBatch) -> torch.Tensor:
+        """(n, S, S, 3) uint8 padded tier images -> (n, 3, side, side) float32 normalised.
+
+        As the model's own transform: from each image's true region (never the padding),
+        resize the shortest side to ``side`` (or squash, per the model's config) with
+        antialiased bicubic, centre-crop, scale to [0, 1], subtract mean, divide by std.
+        """
+        crops = [
+            self._resize_crop(image[:height, :width])
+            for image, (height, width) in zip(batch.data, batch.sizes, strict=True)
+        ]
+        pixels = torch.stack(crops).float().div_(255)
+        return pixels.sub_(self.mean).div_(self.std)
+
+    def _resize_crop(self, rgb: np.ndarray) -> torch.Tensor:
+        """(h, w, 3) uint8 -> (3, side, side) uint8, resampled like PIL (antialiased)."""
+        chw = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        if self.resize_mode == "squash":
+            return TF.resize(chw, [self.side, self.side], self.interpolation, antialias=True)
+        resized = TF.resize(chw, self.side, self.interpolation, antialias=True)
+        return TF.center_crop(resized, [self.side, self.side])
+
+    def predict_batch(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(n, 3, side, side) -> (n, dim) float32, L2-normalised, on the device."""
+        return F.normalize(self.model.encode_image(inputs).float(), dim=-1)
+
+    def postprocess(self, outputs: torch.Tensor) -> np.ndarray:
+        """-> (n, dim) float16 on the host."""
+        return outputs.to(torch.float16).cpu().numpy()
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Text embeddings in the image embeddings' space: (n, dim) float32, L2-normalised."""
+        self.load()
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        with torch.inference_mode():
+            features = self.model.encode_text(tokens)
+        return F.normalize(features.float(), dim=-1).cpu().numpy()
+
+
+def run_embedding_shard(
+    manifest: str | os.PathLike,
+    tiers: str | os.PathLike,
+    technical: str | os.PathLike | None,
+    out_npy: str | os.PathLike,
+    out_jsonl: str | os.PathLike,
+    model_name: str = _SPEC.model_keys["model"],
+    pretrained: str | None = _SPEC.model_keys["pretrained"],
+    device: str = "auto",
+    batch_size: int | str = "auto",
+    threads: int = 2,
+) -> ClipEmbedder:
+    """Embed every decoded image of a shard; write ``out_npy`` and ``out_jsonl``.
+
+    ``threads``: CPU threads of the job; one drives the model, the rest load batches
+    (and on CPU, torch uses all of them for the forward pass). Returns the embedder, whose
+    ``stats`` hold the job's timings.
+    """
+    torch.set_num_threads(max(1, threads))
+    entries = read_manifest(manifest)
+    reader = TierReader(tiers)
+    if reader.n_images != len(entries):
+        raise ValueError(f"{tiers}: {reader.n_images} images, manifest has {len(entries)}")
+    embedder = ClipEmbedder(model_name, pretrained, device, batch_size)
+    embedder.load()
+    vectors = np.zeros((len(entries), embedder.dim), dtype=np.float16)
+    embedded = np.zeros(len(entries), dtype=bool)
+
+    def deliver(indices: np.ndarray, results: np.ndarray) -> None:
+        vectors[indices] = results
+        embedded[indices] = True
+
+    embedder.run(TierBatches(reader, embedder.tier), deliver, loader_threads=max(1, threads - 1))
+    failures = decode_failures(technical, len(entries))
+    fields = {"model": embedder.model_id, "dims": embedder.dim}
+    rows = [
+        ok_row(entry, fields) if embedded[i] else error_row(entry, failures.get(i, NOT_DECODED))
+        for i, entry in enumerate(entries)
+    ]
+    with atomic_open(out_npy, "wb") as handle:
+        np.save(handle, vectors)
+    write_rows(out_jsonl, rows)
+    return embedder
