@@ -8,6 +8,7 @@ trained on L2-normalised OpenAI CLIP ViT-L/14 image embeddings, which is what
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from imganalyzer.models import (  # noqa: F401 (check_aesthetic_compatible: re-e
     weights_file,
 )
 from imganalyzer.results import OK, error_row, ok_row, read_rows, write_rows
-from imganalyzer.runtime import ArrayBatches, BatchedModel, RowBatch
+from imganalyzer.runtime import ArrayBatches, BatchedModel, ConcatenatedBatches, RowBatch
 
 _SPEC = MODELS["aesthetic"]
 EMBEDDING_DIM = 768  # ViT-L/14's embedding size
@@ -86,6 +87,57 @@ class AestheticScorer(BatchedModel):
         return outputs.cpu().numpy().astype(np.float64)
 
 
+def run_aesthetic_job(
+    shards: Sequence[tuple[str | os.PathLike, str | os.PathLike, str | os.PathLike]],
+    weights: str = _SPEC.model_keys["weights"],
+    batch_size: int | str = "auto",
+) -> AestheticScorer:
+    """Score every embedded image of several shards with one head load.
+
+    ``shards``: (embedding .npy, embedding .jsonl, output .jsonl) of each shard; output
+    rows follow the embedding rows' order.
+    """
+    vectors = [np.load(npy) for npy, _, _ in shards]
+    upstream = [list(read_rows(jsonl)) for _, jsonl, _ in shards]
+    for (npy, _, _), matrix, rows in zip(shards, vectors, upstream, strict=True):
+        if len(rows) != len(matrix):
+            raise ValueError(f"{npy}: {len(matrix)} vectors, {len(rows)} rows")
+    scorer = AestheticScorer(weights, batch_size)
+    scorer.load()
+    sources = []
+    for (npy, _, _), matrix, rows in zip(shards, vectors, upstream, strict=True):
+        if matrix.shape[1:] != (scorer.in_dim,):
+            width = "x".join(map(str, matrix.shape[1:]))
+            raise ValueError(
+                f"aesthetic: the head expects {scorer.in_dim}-d embeddings, "
+                f"{npy} holds {width}-d ones"
+            )
+        sources.append(ArrayBatches(matrix, np.array([r["status"] == OK for r in rows], bool)))
+    source = ConcatenatedBatches(sources)
+    scores = np.full(source.n_rows, np.nan)
+
+    def deliver(indices: np.ndarray, results: np.ndarray) -> None:
+        scores[indices] = results
+
+    scorer.run(source, deliver)
+    for (_, _, out_jsonl), rows, offset in zip(shards, upstream, source.offsets, strict=False):
+        write_rows(out_jsonl, _score_rows(rows, scores[offset : offset + len(rows)], scorer))
+    return scorer
+
+
+def _score_rows(upstream: list[dict], scores: np.ndarray, scorer: AestheticScorer) -> list[dict]:
+    rows = []
+    for row, score in zip(upstream, scores, strict=True):
+        entry = Entry(row["path"], row["size"], row["mtime_ns"])
+        if row["status"] != OK:
+            rows.append(error_row(entry, row.get("error", "no embedding")))
+        else:
+            rows.append(
+                ok_row(entry, {"aesthetic": round(float(score), 4), "model": scorer.model_id})
+            )
+    return rows
+
+
 def run_aesthetic_shard(
     embedding_npy: str | os.PathLike,
     embedding_jsonl: str | os.PathLike,
@@ -93,32 +145,5 @@ def run_aesthetic_shard(
     weights: str = _SPEC.model_keys["weights"],
     batch_size: int | str = "auto",
 ) -> AestheticScorer:
-    """Score every embedded image of a shard; rows follow the embedding rows' order."""
-    vectors = np.load(embedding_npy)
-    upstream = list(read_rows(embedding_jsonl))
-    if len(upstream) != len(vectors):
-        raise ValueError(f"{embedding_npy}: {len(vectors)} vectors, {len(upstream)} rows")
-    scorer = AestheticScorer(weights, batch_size)
-    scorer.load()
-    if vectors.shape[1] != scorer.in_dim:
-        raise ValueError(
-            f"aesthetic: the head expects {scorer.in_dim}-d embeddings, "
-            f"{embedding_npy} holds {vectors.shape[1]}-d ones"
-        )
-    scores = np.full(len(vectors), np.nan)
-
-    def deliver(indices: np.ndarray, results: np.ndarray) -> None:
-        scores[indices] = results
-
-    usable = np.array([row["status"] == OK for row in upstream], dtype=bool)
-    scorer.run(ArrayBatches(vectors, usable), deliver)
-    rows = []
-    for row, score in zip(upstream, scores, strict=True):
-        entry = Entry(row["path"], row["size"], row["mtime_ns"])
-        if row["status"] != OK:
-            rows.append(error_row(entry, row.get("error", "no embedding")))
-        else:
-            fields = {"aesthetic": round(float(score), 4), "model": scorer.model_id}
-            rows.append(ok_row(entry, fields))
-    write_rows(out_jsonl, rows)
-    return scorer
+    """``run_aesthetic_job`` for a single shard."""
+    return run_aesthetic_job([(embedding_npy, embedding_jsonl, out_jsonl)], weights, batch_size)

@@ -46,6 +46,7 @@ IMAGE_EXTENSIONS = frozenset(
 )
 MANIFEST_HEADER = "path\tsize\tmtime_ns"
 SHARD_ID_PATTERN = r"\d{6}-\d{5}"
+JOB_ID_PATTERN = r"\d{6}-\d{5}-\d{5}"
 _SHARD_FILE = re.compile(rf"^({SHARD_ID_PATTERN})\.tsv$")
 # Backslash escapes keep one entry per line whatever characters a file name holds.
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -171,6 +172,26 @@ def read_manifest(path: str | os.PathLike) -> list[Entry]:
                 name = unescape_path(name)
             entries.append(Entry(name, int(size), int(mtime)))
     return entries
+
+
+def group_shards(shards: Iterable[str], per_job: int) -> dict[str, list[str]]:
+    """Cut each ingest batch's shards into jobs of at most ``per_job`` shards.
+
+    Model jobs run per group so that one model load serves many shards. A job never
+    spans two batches, so new imports never change the jobs (or re-run the models) of
+    earlier ones. Job id: ``<batch>-<first shard index>-<last shard index>``.
+    """
+    by_batch: dict[str, list[str]] = {}
+    for shard in shards:
+        by_batch.setdefault(shard.split("-")[0], []).append(shard)
+    jobs = {}
+    for batch, members in by_batch.items():
+        members.sort()
+        for start in range(0, len(members), per_job):
+            chunk = members[start : start + per_job]
+            first, last = chunk[0].split("-")[1], chunk[-1].split("-")[1]
+            jobs[f"{batch}-{first}-{last}"] = chunk
+    return jobs
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.runtime import (
     NOT_DECODED,
     BatchedModel,
+    ConcatenatedBatches,
     RowBatch,
     TierBatches,
     decode_failures,
@@ -127,46 +129,82 @@ class ClipEmbedder(BatchedModel):
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 
 
-def run_embedding_shard(
-    manifest: str | os.PathLike,
-    tiers: str | os.PathLike,
-    technical: str | os.PathLike | None,
-    out_npy: str | os.PathLike,
-    out_jsonl: str | os.PathLike,
+@dataclass(frozen=True)
+class ShardFiles:
+    """The inputs and outputs of one shard of an embedding job."""
+
+    manifest: str | os.PathLike
+    tiers: str | os.PathLike
+    technical: str | os.PathLike | None
+    out_npy: str | os.PathLike
+    out_jsonl: str | os.PathLike
+
+
+def run_embedding_job(
+    shards: Sequence[ShardFiles],
     model_name: str = _SPEC.model_keys["model"],
     pretrained: str | None = _SPEC.model_keys["pretrained"],
     device: str = "auto",
     batch_size: int | str = "auto",
     threads: int = 2,
 ) -> ClipEmbedder:
-    """Embed every decoded image of a shard; write ``out_npy`` and ``out_jsonl``.
+    """Embed every decoded image of several shards with one model load.
 
-    ``threads``: CPU threads of the job; one drives the model, the rest load batches
-    (and on CPU, torch uses all of them for the forward pass). Returns the embedder, whose
-    ``stats`` hold the job's timings.
+    The shards are read as one stream of batches, so the loader keeps the model fed
+    across shard boundaries. ``threads``: CPU threads of the job; one drives the model,
+    the rest load batches (on CPU, torch uses all of them for the forward pass). Returns
+    the embedder, whose ``stats`` hold the job's timings.
     """
     torch.set_num_threads(max(1, threads))
-    entries = read_manifest(manifest)
-    reader = TierReader(tiers)
-    if reader.n_images != len(entries):
-        raise ValueError(f"{tiers}: {reader.n_images} images, manifest has {len(entries)}")
+    entries = [read_manifest(shard.manifest) for shard in shards]
+    readers = [TierReader(shard.tiers) for shard in shards]
+    for shard, rows, reader in zip(shards, entries, readers, strict=True):
+        if reader.n_images != len(rows):
+            raise ValueError(f"{shard.tiers}: {reader.n_images} images, manifest has {len(rows)}")
     embedder = ClipEmbedder(model_name, pretrained, device, batch_size)
     embedder.load()
-    vectors = np.zeros((len(entries), embedder.dim), dtype=np.float16)
-    embedded = np.zeros(len(entries), dtype=bool)
+    source = ConcatenatedBatches([TierBatches(reader, embedder.tier) for reader in readers])
+    vectors = np.zeros((source.n_rows, embedder.dim), dtype=np.float16)
+    embedded = np.zeros(source.n_rows, dtype=bool)
 
     def deliver(indices: np.ndarray, results: np.ndarray) -> None:
         vectors[indices] = results
         embedded[indices] = True
 
-    embedder.run(TierBatches(reader, embedder.tier), deliver, loader_threads=max(1, threads - 1))
-    failures = decode_failures(technical, len(entries))
+    embedder.run(source, deliver, loader_threads=max(1, threads - 1))
     fields = {"model": embedder.model_id, "dims": embedder.dim}
+    for shard, rows, offset in zip(shards, entries, source.offsets, strict=False):
+        rows_of_shard = slice(offset, offset + len(rows))
+        _write_shard(shard, rows, vectors[rows_of_shard], embedded[rows_of_shard], fields)
+    return embedder
+
+
+def _write_shard(
+    shard: ShardFiles,
+    entries: list,
+    vectors: np.ndarray,
+    embedded: np.ndarray,
+    fields: dict[str, Any],
+) -> None:
+    failures = decode_failures(shard.technical, len(entries))
     rows = [
         ok_row(entry, fields) if embedded[i] else error_row(entry, failures.get(i, NOT_DECODED))
         for i, entry in enumerate(entries)
     ]
-    with atomic_open(out_npy, "wb") as handle:
+    with atomic_open(shard.out_npy, "wb") as handle:
         np.save(handle, vectors)
-    write_rows(out_jsonl, rows)
-    return embedder
+    write_rows(shard.out_jsonl, rows)
+
+
+def run_embedding_shard(
+    manifest: str | os.PathLike,
+    tiers: str | os.PathLike,
+    technical: str | os.PathLike | None,
+    out_npy: str | os.PathLike,
+    out_jsonl: str | os.PathLike,
+    **settings: Any,
+) -> ClipEmbedder:
+    """``run_embedding_job`` for a single shard."""
+    return run_embedding_job(
+        [ShardFiles(manifest, tiers, technical, out_npy, out_jsonl)], **settings
+    )

@@ -18,13 +18,16 @@ loader versus how long it spent predicting (``stats``). The loop never calls
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
+import json
 import logging
+import os
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -32,6 +35,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 
+from imganalyzer.files import atomic_write_text
 from imganalyzer.results import read_rows
 
 log = logging.getLogger(__name__)
@@ -130,6 +134,32 @@ class ArrayBatches:
     def read(self, start: int, stop: int) -> RowBatch:
         keep = np.flatnonzero(self.usable[start:stop])
         return RowBatch(start + keep, self.data[start:stop][keep])
+
+
+class ConcatenatedBatches:
+    """Several sources (the shards of one job) as one row space, so that prefetching runs
+    across shard boundaries; row ``i`` of source ``k`` is row ``offsets[k] + i``."""
+
+    def __init__(self, sources: Sequence[BatchSource]) -> None:
+        self.sources = list(sources)
+        self.offsets = np.cumsum([0] + [s.n_rows for s in self.sources])
+        self.n_rows = int(self.offsets[-1])
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        parts = []
+        for source, offset in zip(self.sources, self.offsets[:-1], strict=True):
+            first, last = max(start, offset), min(stop, offset + source.n_rows)
+            if first < last:
+                part = source.read(int(first - offset), int(last - offset))
+                parts.append(RowBatch(part.indices + offset, part.data, part.sizes))
+        if len(parts) == 1:
+            return parts[0]
+        sizes = None if parts[0].sizes is None else np.concatenate([p.sizes for p in parts])
+        return RowBatch(
+            np.concatenate([p.indices for p in parts]),
+            np.concatenate([p.data for p in parts]),
+            sizes,
+        )
 
 
 @dataclass
@@ -364,3 +394,10 @@ def decode_failures(technical: str | None, n_rows: int) -> dict[int, str]:
     if len(rows) != n_rows:
         raise ValueError(f"{technical}: {len(rows)} rows, expected {n_rows} (manifest rows)")
     return {i: row.get("error", NOT_DECODED) for i, row in enumerate(rows) if row["status"] != "ok"}
+
+
+def write_job_summary(path: str | os.PathLike, model: BatchedModel, shards: Sequence[str]) -> None:
+    """The marker a model job writes last: its shards, model and timings (JSON)."""
+    summary = {"module": model.module, "model": model.model_id, "shards": list(shards)}
+    summary.update(dataclasses.asdict(model.stats))
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")

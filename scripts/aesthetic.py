@@ -1,18 +1,21 @@
-"""Snakemake adapter: aesthetic scores of one shard from its stored embeddings."""
+"""Snakemake adapter: aesthetic scores of the shards of one model job."""
 
-from imganalyzer.aesthetic import run_aesthetic_shard
+from pathlib import Path
+
+from imganalyzer.aesthetic import run_aesthetic_job
+from imganalyzer.runtime import write_job_summary
 from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
+    embeddings, out = Path(smk.params.embedding_dir), Path(smk.params.out_dir)
+    shards = [
+        (embeddings / f"{s}.npy", embeddings / f"{s}.jsonl", out / f"{s}.jsonl")
+        for s in smk.params.shards
+    ]
     with job_logging(smk.log[0]):
-        run_aesthetic_shard(
-            embedding_npy=smk.input.vectors,
-            embedding_jsonl=smk.input.rows,
-            out_jsonl=smk.output.rows,
-            weights=smk.params.weights,
-            batch_size=smk.params.batch_size,
-        )
+        scorer = run_aesthetic_job(shards, smk.params.weights, smk.params.batch_size)
+        write_job_summary(smk.output[0], scorer, smk.params.shards)
 
 
 main(snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,23 +1,34 @@
-"""Snakemake adapter: CLIP image embeddings of one shard from its clip tier."""
+"""Snakemake adapter: CLIP image embeddings of the shards of one model job."""
 
-from imganalyzer.embedding import run_embedding_shard
+from pathlib import Path
+
+from imganalyzer.embedding import ShardFiles, run_embedding_job
+from imganalyzer.runtime import write_job_summary
 from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
+    out = Path(smk.params.out_dir)
+    shards = [
+        ShardFiles(manifest, tiers, technical, out / f"{shard}.npy", out / f"{shard}.jsonl")
+        for shard, manifest, tiers, technical in zip(
+            smk.params.shards,
+            smk.input.manifests,
+            smk.input.tiers,
+            smk.input.technical,
+            strict=True,
+        )
+    ]
     with job_logging(smk.log[0]):
-        run_embedding_shard(
-            manifest=smk.input.manifest,
-            tiers=smk.input.tiers,
-            technical=smk.input.technical,
-            out_npy=smk.output.vectors,
-            out_jsonl=smk.output.rows,
+        embedder = run_embedding_job(
+            shards,
             model_name=smk.params.model,
             pretrained=smk.params.pretrained,
             device=smk.params.device,
             batch_size=smk.params.batch_size,
             threads=smk.threads,
         )
+        write_job_summary(smk.output[0], embedder, smk.params.shards)
 
 
 main(snakemake)  # noqa: F821 (injected by Snakemake)

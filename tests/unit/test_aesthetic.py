@@ -92,7 +92,7 @@ def test_reads_only_the_embeddings_never_the_tiers(tiny_clip_weights: Path, tmp_
     npy, jsonl = tmp_path / "e.npy", tmp_path / "e.jsonl"
     run_embedding_shard(
         shard.manifest, shard.tiers, shard.technical, npy, jsonl,
-        TINY_CLIP, str(tiny_clip_weights), device="cpu",
+        model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu",
     )  # fmt: skip
     shutil.rmtree(shard.tiers)
     save_head(tmp_path / "head.pth", TINY_DIM)

@@ -7,6 +7,7 @@ from imganalyzer.catalog import (
     Catalog,
     Entry,
     escape_path,
+    group_shards,
     read_manifest,
     scan_library,
     unescape_path,
@@ -164,3 +165,18 @@ def test_shard_ids_ignore_temporary_and_foreign_files(library: Path, tmp_path: P
     touch(catalog.shards_dir / ".000002-00000.tsv.abc.tmp")
     touch(catalog.shards_dir / "README")
     assert catalog.shard_ids() == ["000001-00000"]
+
+
+def test_model_jobs_group_shards_within_each_ingest_batch() -> None:
+    shards = [f"000001-{i:05d}" for i in range(5)] + ["000002-00000", "000003-00000"]
+    assert group_shards(shards, per_job=2) == {
+        "000001-00000-00001": ["000001-00000", "000001-00001"],
+        "000001-00002-00003": ["000001-00002", "000001-00003"],
+        "000001-00004-00004": ["000001-00004"],
+        "000002-00000-00000": ["000002-00000"],
+        "000003-00000-00000": ["000003-00000"],
+    }
+    # a new batch leaves the jobs of earlier batches as they were
+    before = group_shards(shards, per_job=2)
+    after = group_shards([*shards, "000004-00000"], per_job=2)
+    assert {k: v for k, v in after.items() if k in before} == before

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from imganalyzer.embedding import ClipEmbedder, run_embedding_shard
+from imganalyzer.embedding import ClipEmbedder, ShardFiles, run_embedding_job, run_embedding_shard
 from imganalyzer.models import FETCH_COMMAND, ModelNotFoundError
 from imganalyzer.results import read_rows
 from imganalyzer.runtime import RowBatch
 from imganalyzer.tiers import TierReader
 
-from .conftest import DECODE_FAILURE, TEST_TIERS, TINY_CLIP, TINY_DIM
+from .conftest import DECODE_FAILURE, TEST_TIERS, TINY_CLIP, TINY_DIM, shard_images, write_shard
 
 # Our batched tensor resize vs open_clip's PIL transform: antialiased bicubic in both, measured
 # at most 4 levels on one pixel and 0.2 levels on average (normalised units: / 255 / std).
@@ -60,7 +60,7 @@ def test_shard_vectors_follow_the_manifest_and_equal_one_at_a_time(
     out_npy, out_jsonl = tmp_path / "e.npy", tmp_path / "e.jsonl"
     job = run_embedding_shard(
         shard.manifest, shard.tiers, shard.technical, out_npy, out_jsonl,
-        TINY_CLIP, str(tiny_clip_weights), device="cpu", batch_size=4,
+        model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu", batch_size=4,
     )  # fmt: skip
     vectors = np.load(out_npy)
     assert vectors.shape == (len(shard.entries), TINY_DIM) and vectors.dtype == np.float16
@@ -80,7 +80,7 @@ def test_shard_rows_name_the_model_and_carry_decode_errors(
 ) -> None:
     run_embedding_shard(
         shard.manifest, shard.tiers, shard.technical, tmp_path / "e.npy", tmp_path / "e.jsonl",
-        TINY_CLIP, str(tiny_clip_weights), device="cpu",
+        model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu",
     )  # fmt: skip
     rows = list(read_rows(tmp_path / "e.jsonl"))
     assert [row["path"] for row in rows] == [entry.path for entry in shard.entries]
@@ -133,3 +133,31 @@ def test_embedding_runs_in_half_precision_on_request(tiny_clip_weights: Path, sh
         a = full.predict_batch(inputs).numpy()
         b = half.predict_batch(inputs.to(torch.bfloat16)).numpy()
     assert float(a[0] @ b[0]) > 0.99
+
+
+def test_one_job_embeds_several_shards_with_one_model_load(
+    tiny_clip_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = []
+    original = ClipEmbedder.load_model
+    monkeypatch.setattr(
+        ClipEmbedder, "load_model", lambda self, *a: loads.append(1) or original(self, *a)
+    )
+    shards = [write_shard(tmp_path / f"s{i}", shard_images()[i:]) for i in range(3)]
+    files = [
+        ShardFiles(s.manifest, s.tiers, s.technical, tmp_path / f"{i}.npy", tmp_path / f"{i}.jsonl")
+        for i, s in enumerate(shards)
+    ]
+    settings = {"model_name": TINY_CLIP, "pretrained": str(tiny_clip_weights), "device": "cpu"}
+    run_embedding_job(files, batch_size=4, **settings)
+    assert loads == [1]
+    for i, shard in enumerate(shards):
+        alone = tmp_path / f"alone{i}.npy"
+        run_embedding_shard(
+            shard.manifest, shard.tiers, shard.technical, alone, tmp_path / "x.jsonl", **settings
+        )
+        together = np.load(tmp_path / f"{i}.npy")
+        assert together.shape == (len(shard.entries), TINY_DIM)
+        np.testing.assert_allclose(together, np.load(alone), atol=2e-3)
+        rows = list(read_rows(tmp_path / f"{i}.jsonl"))
+        assert [r["path"] for r in rows] == [e.path for e in shard.entries]

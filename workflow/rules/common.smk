@@ -2,7 +2,8 @@
 # and list the shards. Everything real happens in the imganalyzer package.
 from pathlib import Path
 
-from imganalyzer.catalog import SHARD_ID_PATTERN, Catalog
+from imganalyzer.catalog import JOB_ID_PATTERN, SHARD_ID_PATTERN, Catalog, group_shards
+from imganalyzer.models import MODELS
 from imganalyzer.config import validate_config
 
 validate_config(config)
@@ -19,10 +20,13 @@ if workflow.is_main_process:
     )
 
 SHARDS = CATALOG.shard_ids()
+# Model modules run one job per group of shards: one model load for many shards.
+MODEL_JOBS = group_shards(SHARDS, config["shards_per_model_job"])
 
 
 wildcard_constraints:
     shard=SHARD_ID_PATTERN,
+    job=JOB_ID_PATTERN,
 
 
 def results_path(*parts):
@@ -33,5 +37,24 @@ def manifest(wildcards):
     return str(CATALOG.manifest_path(wildcards.shard))
 
 
+def job_files(*parts):
+    """Input function: ``parts`` (with a {shard} field) for every shard of a model job."""
+    pattern = results_path(*parts)
+    return lambda wildcards: [
+        pattern.format(shard=s) for s in MODEL_JOBS[wildcards.job]
+    ]
+
+
+def job_shards(wildcards):
+    return MODEL_JOBS[wildcards.job]
+
+
 def module_targets():
-    return [results_path(m, f"{s}.jsonl") for m in config["modules"] for s in SHARDS]
+    """Per-shard results of the CPU modules; per-job summaries of the model modules."""
+    targets = []
+    for module in config["modules"]:
+        if module in MODELS:
+            targets += [results_path(module, "jobs", f"{j}.json") for j in MODEL_JOBS]
+        else:
+            targets += [results_path(module, f"{s}.jsonl") for s in SHARDS]
+    return targets

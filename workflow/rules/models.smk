@@ -1,20 +1,21 @@
 from imganalyzer.models import MODELS
 
 
-# CLIP image embeddings of a shard, from its clip tier: one model load per job, batches
-# read and preprocessed in a background thread while the model runs on the previous one.
+# CLIP image embeddings from the clip tier, for every shard of a model job: one model
+# load per job; batches are read and preprocessed in a background thread while the model
+# runs on the previous one. Writes embedding/<shard>.npy and .jsonl per shard, then the
+# job's summary (the output Snakemake tracks).
 rule embedding:
     input:
-        manifest=manifest,
-        tiers=results_path("tiers", "{shard}.zarr"),
-        technical=results_path("technical", "{shard}.jsonl"),
+        manifests=job_files("catalog", "shards", "{shard}.tsv"),
+        tiers=job_files("tiers", "{shard}.zarr"),
+        technical=job_files("technical", "{shard}.jsonl"),
     output:
-        vectors=results_path("embedding", "{shard}.npy"),
-        rows=results_path("embedding", "{shard}.jsonl"),
+        results_path("embedding", "jobs", "{job}.json"),
     log:
-        results_path("logs", "embedding", "{shard}.log"),
+        results_path("logs", "embedding", "{job}.log"),
     benchmark:
-        results_path("benchmarks", "embedding", "{shard}.tsv")
+        results_path("benchmarks", "embedding", "{job}.tsv")
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 2  # one thread drives the model, one loads and preprocesses the next batches
@@ -26,6 +27,8 @@ rule embedding:
         # CUDA/torch libraries (~1.5 GB), prefetched batches (~0.5 GB at batch size 256).
         mem_mb=8000,
     params:
+        shards=job_shards,
+        out_dir=results_path("embedding"),
         model=config["embedding"]["model"],
         pretrained=config["embedding"]["pretrained"],
         device=config["device"],
@@ -38,20 +41,22 @@ rule embedding:
 # Aesthetic scores from the stored embeddings: no pixels, no GPU (a ~1 GFLOP MLP per shard).
 rule aesthetic:
     input:
-        vectors=results_path("embedding", "{shard}.npy"),
-        rows=results_path("embedding", "{shard}.jsonl"),
+        results_path("embedding", "jobs", "{job}.json"),
     output:
-        rows=results_path("aesthetic", "{shard}.jsonl"),
+        results_path("aesthetic", "jobs", "{job}.json"),
     log:
-        results_path("logs", "aesthetic", "{shard}.log"),
+        results_path("logs", "aesthetic", "{job}.log"),
     benchmark:
-        results_path("benchmarks", "aesthetic", "{shard}.tsv")
+        results_path("benchmarks", "aesthetic", "{job}.tsv")
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 1
     resources:
         mem_mb=1500,
     params:
+        shards=job_shards,
+        embedding_dir=results_path("embedding"),
+        out_dir=results_path("aesthetic"),
         weights=config["aesthetic"]["weights"],
         batch_size=config["aesthetic"]["batch_size"],
         version=MODELS["aesthetic"].version,
