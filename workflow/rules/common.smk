@@ -49,6 +49,15 @@ def job_shards(wildcards):
     return MODEL_JOBS[wildcards.job]
 
 
+def module_dir_of_output(wildcards, output):
+    """results/<module>/ of a model job whose output is results/<module>/jobs/<job>.json."""
+    return str(Path(output[0]).parent.parent)
+
+
+def module_dir_of_input(wildcards, input):
+    return str(Path(input[0]).parent.parent)
+
+
 def module_targets():
     """Per-shard results of the CPU modules; per-job summaries of the model modules."""
     targets = []

@@ -28,7 +28,7 @@ rule embedding:
         mem_mb=8000,
     params:
         shards=job_shards,
-        out_dir=results_path("embedding"),
+        out_dir=module_dir_of_output,
         model=config["embedding"]["model"],
         pretrained=config["embedding"]["pretrained"],
         device=config["device"],
@@ -55,8 +55,8 @@ rule aesthetic:
         mem_mb=1500,
     params:
         shards=job_shards,
-        embedding_dir=results_path("embedding"),
-        out_dir=results_path("aesthetic"),
+        embedding_dir=module_dir_of_input,
+        out_dir=module_dir_of_output,
         weights=config["aesthetic"]["weights"],
         batch_size=config["aesthetic"]["batch_size"],
         version=MODELS["aesthetic"].version,
