@@ -14,9 +14,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/metadata.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         module_targets(),
+        rules.benchmark_report.output,

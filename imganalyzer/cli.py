@@ -30,6 +30,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from imganalyzer.report import format_reports, module_reports, write_time_plot
+
+    config = _load_config(args)
+    reports = module_reports(config["results"])
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        print(format_reports(reports) if reports else "no benchmark files yet: run snakemake")
+    if args.plot:
+        write_time_plot(reports, args.plot)
+    return 0
+
+
 def cmd_example(args: argparse.Namespace) -> int:
     from imganalyzer.samples import build_example_library
 
@@ -87,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=cmd_status)
+
+    report = commands.add_parser("report", help="per-module images/s, job times, peak memory")
+    _add_config_arguments(report)
+    report.add_argument("--json", action="store_true", help="print JSON")
+    report.add_argument("--plot", metavar="SVG", help="also write a bar chart of module time")
+    report.set_defaults(func=cmd_report)
 
     example = commands.add_parser("example", help="build the small example library")
     example.add_argument("dest", nargs="?", default="example/library")

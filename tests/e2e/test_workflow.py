@@ -30,13 +30,12 @@ def rows_by_path(ws: Workspace, module: str, shard: str = FIRST) -> dict[str, di
 
 
 def output_mtimes(ws: Workspace) -> dict[str, int]:
+    """Per-shard and per-job outputs (the run-wide report is rewritten by every run)."""
+    skipped = {".snakemake", "logs", "catalog", "report"}
     return {
         str(p.relative_to(ws.results)): p.stat().st_mtime_ns
         for p in ws.results.rglob("*")
-        if p.is_file()
-        and ".snakemake" not in p.parts
-        and "logs" not in p.parts
-        and "catalog" not in p.parts
+        if p.is_file() and not skipped & set(p.relative_to(ws.results).parts)
     }
 
 
@@ -117,6 +116,11 @@ def test_first_run_analyses_every_good_file_and_reports_bad_ones(workspace: Work
         e.path for e in entries if e.path not in BAD
     }
     assert all(isinstance(r["aesthetic"], float) for r in aesthetic.values() if r["status"] == "ok")
+
+    modules = {m["module"]: m for m in json.loads((ws.results / "report/modules.json").read_text())}
+    assert modules["decode"]["images"] == len(entries) and modules["embedding"]["jobs"] == 1
+    ws.snakemake("--report", str(ws.root / "report.html"))
+    assert "module_times.svg" in (ws.root / "report.html").read_text()
 
     report = status(ws)
     assert report["current"] == len(entries)

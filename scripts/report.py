@@ -1,0 +1,17 @@
+"""Snakemake adapter: summarise the jobs' benchmark files per module."""
+
+import json
+
+from imganalyzer.files import atomic_write_text
+from imganalyzer.report import module_reports, write_time_plot
+from imganalyzer.shardjobs import job_logging
+
+
+def main(smk) -> None:
+    with job_logging(smk.log[0]):
+        reports = module_reports(smk.params.results)
+        atomic_write_text(smk.output.table, json.dumps([r.as_dict() for r in reports], indent=2))
+        write_time_plot(reports, smk.output.plot)
+
+
+main(snakemake)  # noqa: F821 (injected by Snakemake)
