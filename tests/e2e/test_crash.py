@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ def build_library(library: Path, count: int = 48) -> None:
         write_jpeg(library / f"{index:03d}.jpg", np.roll(base, index * 7, axis=1))
 
 
-def kill_during_decode(ws: Workspace) -> None:
+def kill_when(ws: Workspace, started: Callable[[], bool], delay: float) -> None:
+    """Start the whole run, wait until ``started()``, then kill -9 every process of it."""
     command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--configfile", str(ws.config)]
     process = subprocess.Popen(
         [*command, "--cores", "2"],
@@ -38,17 +40,17 @@ def kill_during_decode(ws: Workspace) -> None:
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not list((ws.results / "tiers").glob(".*.tmp")) and time.monotonic() < deadline:
+    while not started() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # let the decode job get well into its shard
+    time.sleep(delay)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
 
-def result_files(ws: Workspace) -> dict[str, bytes]:
+def result_files(ws: Workspace, modules=("technical", "metadata")) -> dict[str, bytes]:
     files = {}
-    for module in ("technical", "metadata"):
-        for path in sorted((ws.results / module).glob("*.jsonl")):
+    for module in modules:
+        for path in sorted((ws.results / module).glob("*.*")):
             files[f"{module}/{path.name}"] = path.read_bytes()
     return files
 
@@ -59,7 +61,7 @@ def test_kill_9_mid_decode_then_rerun_equals_an_uninterrupted_run(tmp_path: Path
     clean = make_workspace(tmp_path / "clean", shard_size=24)
     shutil.copytree(killed.library, clean.library)  # copy2 keeps mtimes: same versions
 
-    kill_during_decode(killed)
+    kill_when(killed, lambda: any((killed.results / "tiers").glob(".*.tmp")), delay=0.5)
     assert (
         not (killed.results / "technical").exists()
         or len(list((killed.results / "technical").glob("*.jsonl"))) < 2
@@ -74,3 +76,31 @@ def test_kill_9_mid_decode_then_rerun_equals_an_uninterrupted_run(tmp_path: Path
     for content in result_files(killed).values():
         paths = [line.split(b'"path": ')[1].split(b",")[0] for line in content.splitlines()]
         assert len(paths) == len(set(paths)) == 24
+
+
+def test_kill_9_mid_model_job_then_rerun_equals_an_uninterrupted_run(
+    tmp_path: Path, tiny_models: dict
+) -> None:
+    killed = make_workspace(tmp_path / "killed", shard_size=12, **tiny_models)
+    build_library(killed.library, count=36)
+    clean = make_workspace(tmp_path / "clean", shard_size=12, **tiny_models)
+    shutil.copytree(killed.library, clean.library)
+
+    # the embedding job opens its log once torch and the model code are imported
+    kill_when(killed, lambda: any((killed.results / "logs/embedding").glob("*.log")), delay=0.3)
+    assert not (killed.results / "aesthetic/jobs").exists(), "finished before the kill"
+    killed.snakemake("--unlock")
+    killed.snakemake()
+    clean.snakemake()
+
+    modules = ("technical", "metadata", "embedding", "aesthetic")
+    killed_files, clean_files = result_files(killed, modules), result_files(clean, modules)
+    assert set(killed_files) == set(clean_files)
+    for name, content in clean_files.items():
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(
+                np.load(killed.results / name), np.load(clean.results / name)
+            )
+        else:
+            assert killed_files[name] == content, name
+    assert [p for p in killed.results.rglob(".*.tmp")] == []
