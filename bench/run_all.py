@@ -23,7 +23,13 @@ from pathlib import Path
 from common import format_table, load_rows, machine_description
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHES = ("bench_decode.py", "bench_catalog.py", "bench_rerun.py", "bench_dag.py")
+BENCHES = (
+    "bench_decode.py",
+    "bench_catalog.py",
+    "bench_rerun.py",
+    "bench_dag.py",
+    "bench_projection.py",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
