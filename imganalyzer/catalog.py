@@ -238,6 +238,9 @@ class Catalog:
             ids = [m.group(1) for e in it if (m := _SHARD_FILE.match(e.name))]
         return sorted(ids)
 
+    def read(self, shard: str) -> list[Entry]:
+        return read_manifest(self.manifest_path(shard))
+
     def entries(self) -> Iterator[tuple[str, Entry]]:
         """Every (shard, entry) ever catalogued, oldest shard first."""
         for shard in self.shard_ids():
@@ -259,7 +262,7 @@ class Catalog:
     ) -> IngestReport:
         """Scan the library and write new shards for versions not yet catalogued."""
         self.shards_dir.mkdir(parents=True, exist_ok=True)
-        with self._locked():
+        with self.locked():
             on_disk = scan_library(library, exclude)
             newest = self.newest_entries()
             changed = [
@@ -290,18 +293,20 @@ class Catalog:
         return LibraryState(current, superseded, removed, outdated, sorted(uncatalogued))
 
     def _write_batch(self, entries: list[Entry], shard_size: int) -> list[str]:
-        if not entries:
-            return []
-        existing = self.shard_ids()
-        batch = int(existing[-1].split("-")[0]) + 1 if existing else 1
-        shards = []
-        for index, start in enumerate(range(0, len(entries), shard_size)):
-            shard = f"{batch:06d}-{index:05d}"
-            write_manifest(self.manifest_path(shard), entries[start : start + shard_size])
-            shards.append(shard)
+        shards = self.reserve_batch(len(entries), shard_size)
+        for index, shard in enumerate(shards):
+            chunk = entries[index * shard_size : (index + 1) * shard_size]
+            write_manifest(self.manifest_path(shard), chunk)
         return shards
 
-    def _locked(self):
+    def reserve_batch(self, n_entries: int, shard_size: int) -> list[str]:
+        """Ids of the shards a new batch of ``n_entries`` needs (call under ``locked()``)."""
+        existing = self.shard_ids()
+        batch = int(existing[-1].split("-")[0]) + 1 if existing else 1
+        count = -(-n_entries // shard_size)
+        return [f"{batch:06d}-{index:05d}" for index in range(count)]
+
+    def locked(self) -> _FileLock:
         """An exclusive lock so that two runs never write the same batch."""
         return _FileLock(self.root / ".lock")
 

@@ -44,6 +44,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from imganalyzer.compact import compact
+
+    print(compact(_load_config(args)).summary())
+    return 0
+
+
 def cmd_example(args: argparse.Namespace) -> int:
     from imganalyzer.samples import build_example_library
 
@@ -107,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print JSON")
     report.add_argument("--plot", metavar="SVG", help="also write a bar chart of module time")
     report.set_defaults(func=cmd_report)
+
+    compacting = commands.add_parser(
+        "compact", help="merge the shards of small imports into full shards (no recomputing)"
+    )
+    _add_config_arguments(compacting)
+    compacting.set_defaults(func=cmd_compact)
 
     example = commands.add_parser("example", help="build the small example library")
     example.add_argument("dest", nargs="?", default="example/library")

@@ -72,12 +72,17 @@ class ThumbnailWriter:
     def add(self, index: int, rgb: np.ndarray) -> None:
         """Downscale (H, W, 3) uint8 ``rgb`` to the thumbnail size, JPEG-encode it and store
         it as the thumbnail of manifest row ``index`` (each index at most once)."""
+        small = resize_long_edge(rgb, self.long_edge)
+        self.add_jpeg(
+            index, imagecodecs.jpeg8_encode(np.ascontiguousarray(small), level=self.quality)
+        )
+
+    def add_jpeg(self, index: int, jpeg: bytes) -> None:
+        """Store already encoded thumbnail bytes (e.g. copied from another shard's zip)."""
         if self._zip is None:
             raise RuntimeError("ThumbnailWriter.add() outside its 'with' block")
         if index in self._indices:
             raise ValueError(f"thumbnail {index} was already added")
-        small = resize_long_edge(rgb, self.long_edge)
-        jpeg = imagecodecs.jpeg8_encode(np.ascontiguousarray(small), level=self.quality)
         self._zip.writestr(_member_name(index), jpeg)
         self._indices.add(index)
 

@@ -1,0 +1,81 @@
+"""Compaction merges the shards of small imports without recomputing anything."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage import data
+
+from imganalyzer.catalog import read_manifest
+from imganalyzer.results import read_rows
+from imganalyzer.samples import write_jpeg
+
+from .conftest import Workspace, make_workspace
+
+pytestmark = pytest.mark.slow
+MODULES = ("metadata", "technical", "embedding", "aesthetic")
+
+
+def current_results(ws: Workspace) -> dict[str, dict]:
+    """module -> path -> row (and the vector) of every current image."""
+    shards = sorted(p.stem for p in (ws.results / "catalog/shards").glob("*.tsv"))
+    current = {}
+    for module in MODULES:
+        by_path = current.setdefault(module, {})
+        for shard in shards:
+            for row in read_rows(ws.results / module / f"{shard}.jsonl"):
+                by_path[row["path"]] = row
+    vectors = current.setdefault("vectors", {})
+    for shard in shards:
+        matrix = np.load(ws.results / "embedding" / f"{shard}.npy")
+        entries = read_manifest(ws.results / "catalog/shards" / f"{shard}.tsv")
+        vectors.update(
+            {e.path: (e.size, e.mtime_ns, matrix[i].tolist()) for i, e in enumerate(entries)}
+        )
+    on_disk = {
+        str(p.relative_to(ws.library)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in ws.library.rglob("*.jpg")
+    }
+    for by_path in current.values():
+        for path in list(by_path):
+            row = by_path[path]
+            version = row[:2] if isinstance(row, tuple) else (row["size"], row["mtime_ns"])
+            if on_disk.get(path) != version:
+                del by_path[path]
+    return current
+
+
+def test_compaction_merges_small_imports_and_changes_no_result(
+    tmp_path: Path, tiny_models: dict
+) -> None:
+    ws = make_workspace(tmp_path, shard_size=10, **tiny_models)
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    for day in range(4):  # four small imports: four batches of one shard each
+        for index, photo in enumerate(photos[: day + 1]):
+            write_jpeg(ws.library / f"day{day}/{index}.jpg", np.roll(photo, day, axis=0))
+        ws.snakemake()
+    (ws.library / "day1/0.jpg").unlink()  # removed
+    write_jpeg(ws.library / "day2/0.jpg", data.camera()[..., None].repeat(3, axis=2))
+    os.utime(ws.library / "day2/0.jpg", ns=(1_900_000_000_000_000_000,) * 2)
+    ws.snakemake()  # the edit: a fifth small batch
+    before_status = json.loads(ws.imganalyzer("status", "--json").stdout)
+    before = current_results(ws)
+    assert len(list((ws.results / "catalog/shards").glob("*.tsv"))) == 5
+
+    printed = ws.imganalyzer("compact").stdout
+    assert "5 shards of 5 small imports -> 1 shard(s) (9 current images)" in printed
+    assert [p.stem for p in (ws.results / "catalog/shards").glob("*.tsv")] == ["000006-00000"]
+    assert current_results(ws) == before
+    after_status = json.loads(ws.imganalyzer("status", "--json").stdout)
+    assert after_status["current"] == before_status["current"] == 9
+    assert after_status["modules"] == before_status["modules"]
+
+    rerun = ws.snakemake()
+    output = rerun.stdout + rerun.stderr
+    for rule in ("decode", "metadata", "embedding", "aesthetic"):
+        assert f"rule {rule}:" not in output and f"Rule: {rule}" not in output, rule
+    assert "Nothing to be done" in ws.snakemake().stdout + ws.snakemake().stderr
