@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data
 
 from imganalyzer.results import read_rows
-from imganalyzer.samples import write_jpeg, write_png
+from imganalyzer.samples import write_dng, write_heic, write_jpeg, write_png
 
 from .conftest import make_workspace
 
@@ -38,6 +38,9 @@ def build_corpus(library: Path) -> tuple[set[str], set[str]]:
     Image.new("L", (2000, 1000), 128).save(library / "bad/bomb.png")
     good = write_jpeg(library / "bad/truncated.jpg", photo).read_bytes()
     (library / "bad/truncated.jpg").write_bytes(good[: len(good) // 3])
+    for name, writer in (("truncated.heic", write_heic), ("truncated.dng", write_dng)):
+        whole = writer(library / "bad" / name, photo[:128, :128]).read_bytes()
+        (library / "bad" / name).write_bytes(whole[: len(whole) // 2])
     (library / "bad/zero.jpg").write_bytes(b"")
     (library / "bad/random.nef").write_bytes(np.random.default_rng(1).bytes(5000))
     (library / "bad/random.heic").write_bytes(np.random.default_rng(2).bytes(5000))
@@ -58,6 +61,8 @@ def build_corpus(library: Path) -> tuple[set[str], set[str]]:
     errors = {
         "bad/bomb.png",
         "bad/truncated.jpg",
+        "bad/truncated.heic",
+        "bad/truncated.dng",
         "bad/zero.jpg",
         "bad/random.nef",
         "bad/random.heic",
@@ -80,6 +85,13 @@ def library_digest(library: Path) -> dict[str, tuple[str, int]]:
 def test_bad_files_become_error_rows_and_the_library_is_untouched(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path, max_pixels=MAX_PIXELS)
     analysed, errors = build_corpus(ws.library)
+    unreadable = ws.library / "bad/unreadable.jpg"
+    unreadable.write_bytes(b"\xff\xd8 not really a photo")
+    unreadable.chmod(0)
+    if os.access(unreadable, os.R_OK):  # root reads anything: test_decode simulates it
+        unreadable.unlink()
+    else:
+        errors.add("bad/unreadable.jpg")
     before = library_digest(ws.library)
     ws.snakemake("-n")  # catalogues the files
     os.unlink(ws.library / "bad/vanishes.jpg")  # deleted between scan and decode
