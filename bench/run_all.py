@@ -27,6 +27,7 @@ BENCHES = (
     "bench_decode.py",
     "bench_catalog.py",
     "bench_rerun.py",
+    "bench_embedding.py",
     "bench_dag.py",
     "bench_projection.py",
 )
