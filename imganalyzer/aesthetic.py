@@ -126,15 +126,13 @@ def run_aesthetic_job(
 
 
 def _score_rows(upstream: list[dict], scores: np.ndarray, scorer: AestheticScorer) -> list[dict]:
-    rows = []
+    rows, model_id = [], scorer.model_id  # resolved once, not per row
     for row, score in zip(upstream, scores, strict=True):
         entry = Entry(row["path"], row["size"], row["mtime_ns"])
         if row["status"] != OK:
             rows.append(error_row(entry, row.get("error", "no embedding")))
         else:
-            rows.append(
-                ok_row(entry, {"aesthetic": round(float(score), 4), "model": scorer.model_id})
-            )
+            rows.append(ok_row(entry, {"aesthetic": round(float(score), 4), "model": model_id}))
     return rows
 
 
