@@ -15,6 +15,7 @@ include: "workflow/rules/decode.smk"
 include: "workflow/rules/metadata.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/index.smk"
 
 
 rule all:
@@ -22,3 +23,4 @@ rule all:
     input:
         module_targets(),
         rules.benchmark_report.output,
+        rules.index.output,

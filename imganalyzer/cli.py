@@ -87,6 +87,140 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from imganalyzer.index import update_index
+
+    config = _load_config(args)
+    report = update_index(
+        config["results"], config["library"], config["modules"], args.rebuild, args.threads
+    )
+    print(report.summary())
+    return 0
+
+
+def _search_filters(args: argparse.Namespace):
+    from imganalyzer.search import Filters, parse_date_bound, parse_near
+
+    return Filters(
+        after=parse_date_bound(args.after) if args.after else None,
+        before=parse_date_bound(args.before) if args.before else None,
+        camera=args.camera,
+        lens=args.lens,
+        person=args.person,
+        has_text=args.has_text,
+        min_aesthetic=args.min_aesthetic,
+        min_sharpness=args.min_sharpness,
+        near=parse_near(args.near) if args.near else None,
+        folder=args.folder,
+    )
+
+
+def _print_hits(hits: list, as_json: bool) -> None:
+    from imganalyzer.search import format_hits
+
+    print(json.dumps([h.as_dict() for h in hits], indent=2) if as_json else format_hits(hits))
+
+
+def _reported(command):
+    """Bad arguments (exit 2) and a missing index or image (exit 1) as one-line messages."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except LookupError as error:
+            print(f"imganalyzer: {error}", file=sys.stderr)
+            return 1
+        except ValueError as error:
+            print(f"imganalyzer: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_reported
+def cmd_search(args: argparse.Namespace) -> int:
+    from imganalyzer.index import index_dir_of
+    from imganalyzer.search import SearchIndex, clip_text_encoder
+
+    config = _load_config(args)
+    filters = _search_filters(args)
+    index = SearchIndex(index_dir_of(config["results"]))
+    mode = args.mode
+    if mode != "text" and index.vectors is None:
+        print("imganalyzer: the index holds no embeddings: text search only", file=sys.stderr)
+        mode = "text"
+    encoder = clip_text_encoder(config) if mode != "text" else None
+    hits = index.search(args.query, mode, filters, args.limit, encoder)
+    _print_hits(hits, args.json)
+    return 0
+
+
+@_reported
+def cmd_similar(args: argparse.Namespace) -> int:
+    from imganalyzer.index import index_dir_of
+    from imganalyzer.search import SearchIndex
+
+    config = _load_config(args)
+    filters = _search_filters(args)
+    index = SearchIndex(index_dir_of(config["results"]))
+    _print_hits(index.similar(args.path, filters, args.limit), args.json)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from imganalyzer.export import export_tables
+
+    config = _load_config(args)
+    written = export_tables(
+        config["results"], config["library"], args.out, args.format, config["modules"]
+    )
+    for path in written:
+        print(path)
+    return 0
+
+
+def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--after", metavar="DATE", help="taken on or after (YYYY[-MM[-DD]])")
+    parser.add_argument("--before", metavar="DATE", help="taken before (YYYY[-MM[-DD]])")
+    parser.add_argument("--camera", help="words of the camera make/model, e.g. X-T4")
+    parser.add_argument("--lens", help="words of the lens name")
+    parser.add_argument("--person", metavar="NAME", help="a named person in the image")
+    parser.add_argument("--has-text", action="store_true", help="only images with text in them")
+    parser.add_argument("--min-aesthetic", type=float, metavar="F", help="aesthetic score >= F")
+    parser.add_argument("--min-sharpness", type=float, metavar="F", help="sharpness >= F")
+    parser.add_argument("--near", metavar="LAT,LON,KM", help="taken within KM of a place")
+    parser.add_argument("--folder", metavar="PATH", help="in this library folder (or below)")
+    parser.add_argument("--limit", type=int, default=20, help="results shown (20)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_search_parsers(commands: argparse._SubParsersAction) -> None:
+    index = commands.add_parser("index", help="build or update the search index")
+    _add_config_arguments(index)
+    index.add_argument("--rebuild", action="store_true", help="rebuild from scratch")
+    index.add_argument("--threads", type=int, default=2, help="indexing threads (2)")
+    index.set_defaults(func=cmd_index)
+
+    search = commands.add_parser("search", help="find images by words, meaning and filters")
+    _add_config_arguments(search)
+    search.add_argument("query", help="words (Tantivy query syntax); '' lists by filters")
+    search.add_argument("--mode", choices=["text", "semantic", "hybrid"], default="hybrid")
+    _add_filter_arguments(search)
+    search.set_defaults(func=cmd_search)
+
+    similar = commands.add_parser("similar", help="images that look like a given one")
+    _add_config_arguments(similar)
+    similar.add_argument("path", help="an image's path relative to the library root")
+    _add_filter_arguments(similar)
+    similar.set_defaults(func=cmd_similar)
+
+    export = commands.add_parser("export", help="write result tables for pandas/DuckDB")
+    _add_config_arguments(export)
+    export.add_argument("out", help="output folder")
+    export.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    export.set_defaults(func=cmd_export)
+
+
 def _add_models_parser(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="the models the config names")
     actions = models.add_subparsers(dest="models_command", required=True)
@@ -126,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     example.set_defaults(func=cmd_example)
 
     _add_models_parser(commands)
+    _add_search_parsers(commands)
     return parser
 
 

@@ -1,0 +1,23 @@
+"""Snakemake adapter: build or update the search index, then write the rule's marker."""
+
+import json
+
+from imganalyzer.files import atomic_write_text
+from imganalyzer.index import update_index
+from imganalyzer.shardjobs import job_logging
+
+
+def main(smk) -> None:
+    with job_logging(smk.log[0]):
+        report = update_index(
+            results=smk.params.results,
+            library=smk.params.library,
+            modules=smk.params.modules,
+            threads=smk.threads,
+        )
+        # The marker is the rule's only declared output: Snakemake deletes it before a
+        # re-run, never the index itself, which is then updated in place.
+        atomic_write_text(smk.output.marker, json.dumps(vars(report), indent=1) + "\n")
+
+
+main(snakemake)  # noqa: F821 (injected by Snakemake)
