@@ -64,6 +64,9 @@ def test_compaction_merges_small_imports_and_changes_no_result(
     ws.snakemake()  # the edit: a fifth small batch
     before_status = json.loads(ws.imganalyzer("status", "--json").stdout)
     before = current_results(ws)
+    query = ("search", "day", "--limit", "50", "--json")
+    found_before = json.loads(ws.imganalyzer(*query).stdout)
+    assert len(found_before) == 9
     assert len(list((ws.results / "catalog/shards").glob("*.tsv"))) == 5
 
     printed = ws.imganalyzer("compact").stdout
@@ -79,3 +82,6 @@ def test_compaction_merges_small_imports_and_changes_no_result(
     for rule in ("decode", "metadata", "embedding", "aesthetic"):
         assert f"rule {rule}:" not in output and f"Rule: {rule}" not in output, rule
     assert "Nothing to be done" in ws.snakemake().stdout + ws.snakemake().stderr
+    # the index, updated by that run, answers as before
+    found_after = json.loads(ws.imganalyzer(*query).stdout)
+    assert sorted(h["path"] for h in found_after) == sorted(h["path"] for h in found_before)
