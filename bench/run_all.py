@@ -28,6 +28,7 @@ BENCHES = (
     "bench_catalog.py",
     "bench_rerun.py",
     "bench_embedding.py",
+    "bench_search.py",
     "bench_dag.py",
     "bench_projection.py",
 )
