@@ -12,6 +12,7 @@ stay in their manifests and are filtered out by readers.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -199,6 +200,9 @@ class IngestReport:
     scanned: int
     new_entries: int
     new_shards: list[str] = field(default_factory=list)
+    # Digest of the catalogued paths whose files are gone: deletions create no shard,
+    # so the index rule takes this as a parameter to notice them.
+    removed_digest: str = ""
 
     def summary(self) -> str:
         if not self.new_shards:
@@ -271,7 +275,13 @@ class Catalog:
                 if path not in newest or newest[path][1].version != version
             ]
             shards = self._write_batch(changed, shard_size)
-        return IngestReport(scanned=len(on_disk), new_entries=len(changed), new_shards=shards)
+        removed = sorted(path for path in newest if path not in on_disk)
+        return IngestReport(
+            scanned=len(on_disk),
+            new_entries=len(changed),
+            new_shards=shards,
+            removed_digest=_digest(removed),
+        )
 
     def state(self, library: str | os.PathLike, exclude: Iterable = ()) -> LibraryState:
         """Compare the catalog with the library on disk (stat only)."""
@@ -309,6 +319,11 @@ class Catalog:
     def locked(self) -> _FileLock:
         """An exclusive lock so that two runs never write the same batch."""
         return _FileLock(self.root / ".lock")
+
+
+def _digest(paths: list[str]) -> str:
+    text = "\n".join(paths).encode("utf-8", "surrogateescape")
+    return f"{len(paths)}:{hashlib.sha1(text).hexdigest()[:16]}"
 
 
 class _FileLock:

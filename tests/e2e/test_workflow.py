@@ -187,8 +187,13 @@ def test_reruns_process_only_new_and_changed_files(workspace: Workspace) -> None
     report = status(ws)
     assert report["removed"] == 2
     assert report["current"] == len(ws.files) + 2 - 2
-    third = ws.snakemake()
-    assert "Nothing to be done" in third.stdout + third.stderr
+    leica = ("search", "Leica", "--mode", "text", "--json")
+    assert len(json.loads(ws.imganalyzer(*leica).stdout)) == 2  # still indexed
+    third = ws.snakemake()  # no new shard: only the index notices the deletion
+    assert "rule decode" not in third.stdout + third.stderr
+    assert json.loads(ws.imganalyzer(*leica).stdout) == []
+    fourth = ws.snakemake()
+    assert "Nothing to be done" in fourth.stdout + fourth.stderr
 
 
 def test_bad_config_fails_at_start_naming_the_key(workspace: Workspace) -> None:

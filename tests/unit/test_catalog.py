@@ -180,3 +180,19 @@ def test_model_jobs_group_shards_within_each_ingest_batch() -> None:
     before = group_shards(shards, per_job=2)
     after = group_shards([*shards, "000004-00000"], per_job=2)
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_ingest_reports_deletions_by_a_digest_that_changes_with_them(
+    library: Path, tmp_path: Path
+) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    first = catalog.ingest(library, shard_size=100).removed_digest
+    assert catalog.ingest(library, shard_size=100).removed_digest == first
+    (library / "a.jpg").unlink()
+    gone_a = catalog.ingest(library, shard_size=100)
+    assert gone_a.new_shards == [] and gone_a.removed_digest.startswith("1:")
+    (library / "e.png").unlink()
+    assert catalog.ingest(library, shard_size=100).removed_digest not in (
+        first,
+        gone_a.removed_digest,
+    )

@@ -12,12 +12,11 @@ RESULTS = Path(config["results"])
 CATALOG = Catalog(RESULTS / "catalog")
 
 # Cluster jobs re-parse this file: only the main process scans and writes.
+REMOVED_DIGEST = ""  # which catalogued files are gone (see the index rule)
 if workflow.is_main_process:
-    logger.info(
-        CATALOG.ingest(
-            config["library"], config["shard_size"], exclude=[RESULTS]
-        ).summary()
-    )
+    INGEST = CATALOG.ingest(config["library"], config["shard_size"], exclude=[RESULTS])
+    logger.info(INGEST.summary())
+    REMOVED_DIGEST = INGEST.removed_digest
 
 SHARDS = CATALOG.shard_ids()
 # Model modules run one job per group of shards: one model load for many shards.

@@ -14,6 +14,7 @@ rule index:
         results_path("logs", "index", "index.log"),
     benchmark:
         results_path("benchmarks", "index", "index.tsv")
+    localrule: True  # a global step beside the catalog; its params come from the main process
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 2  # Tantivy indexing threads; reading the shards' JSON is single-threaded
@@ -25,6 +26,8 @@ rule index:
         results=lambda wildcards, output: str(Path(output.marker).parent.parent),
         library=config["library"],
         modules=config["modules"],
+        # deleting photos adds no shard: this changes instead, so the index drops them
+        removed=REMOVED_DIGEST,
         version=INDEX_VERSION,
     script:
         "../../scripts/index.py"
