@@ -21,7 +21,6 @@ shard), then re-scans once more under observation to show that no image content 
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import struct
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Row, format_table, machine_description, measure, ms_row, save_rows
+from common import Row, bench_parser, machine_description, measure, ms_row, publish
 
 from imganalyzer.catalog import Catalog, scan_library
 
@@ -205,21 +204,15 @@ def run(n_files: int, repeats: int = 3) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "5,000 files, 1 repeat")
     parser.add_argument("--files", type=int, default=100_000, help="library size (100,000)")
-    parser.add_argument("--quick", action="store_true", help="5,000 files, 1 repeat")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows here (run_all.py)")
     args = parser.parse_args(argv)
     n_files = 5_000 if args.quick else args.files
     if not args.json:
         log(machine_description())
     rows = run(n_files, repeats=1 if args.quick else 3)
     title = f"catalog re-scan ({n_files:,} files)"
-    if args.json:
-        save_rows(args.json, title, rows)
-    else:
-        log("")
-        log(format_table(rows, title))
+    publish(title, rows, args.json)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import Row, format_table, save_rows
+from common import Row, publish
 
 from imganalyzer.catalog import Catalog, Entry, write_manifest
 from imganalyzer.config import load_schema
@@ -78,9 +78,7 @@ def main() -> None:
         Row("dag: snakemake -n wall time", seconds, "s", f"{jobs} jobs"),
         Row("dag: snakemake -n peak memory", peak_mb, "MB", "max RSS of the child"),
     ]
-    print(format_table(rows, title))
-    if args.json:
-        save_rows(args.json, title, rows)
+    publish(title, rows, args.json)
 
 
 if __name__ == "__main__":

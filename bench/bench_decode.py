@@ -23,7 +23,6 @@ note) because the machine is shared and noisy.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -37,13 +36,13 @@ import numpy as np
 import rawpy
 from common import (
     Row,
-    format_table,
+    bench_parser,
     machine_description,
     measure,
     ms_row,
+    publish,
     rate_row,
     ratio_row,
-    save_rows,
 )
 from PIL import ExifTags, Image
 from skimage import data
@@ -347,19 +346,13 @@ def run(quick: bool) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="6 MP, few images, 1 repeat")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows here (run_all.py)")
+    parser = bench_parser(__doc__, "6 MP, few images, 1 repeat")
     args = parser.parse_args(argv)
     if not args.json:
         log(machine_description())
     rows = run(args.quick)
     title = f"decode ({'6 MP, --quick' if args.quick else '24 MP'} JPEG / DNG)"
-    if args.json:
-        save_rows(args.json, title, rows)
-    else:
-        log("")
-        log(format_table(rows, title))
+    publish(title, rows, args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Measured, as figures and ratios taken in this one run (no assertions):
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import subprocess
@@ -36,13 +35,13 @@ import open_clip
 import torch
 from common import (
     Row,
-    format_table,
+    bench_parser,
     machine_description,
     measure,
     ms_row,
+    publish,
     rate_row,
     ratio_row,
-    save_rows,
 )
 from PIL import Image
 from skimage import data
@@ -267,19 +266,13 @@ def shard_size_rows(load_s: float, import_s: float, cpu_rate: float, loader_s: f
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer images, 1 repeat")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows here (run_all.py)")
+    parser = bench_parser(__doc__, "fewer images, 1 repeat")
     args = parser.parse_args(argv)
     if not args.json:
         log(machine_description())
     rows = run(args.quick)
     title = f"embedding ({MODEL} random weights, CPU{', --quick' if args.quick else ''})"
-    if args.json:
-        save_rows(args.json, title, rows)
-    else:
-        log("")
-        log(format_table(rows, title))
+    publish(title, rows, args.json)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import Row, format_table, save_rows
+from common import Row, publish
 from PIL import Image
 from skimage import data
 
@@ -109,9 +109,7 @@ def main() -> None:
         )
     )
     title = f"projection: {LIBRARY:,} images (40% RAW, 50% JPEG, 10% HEIC), {CORES} cores + 1 GPU"
-    print(format_table(rows, title))
-    if args.json:
-        save_rows(args.json, title, rows)
+    publish(title, rows, args.json)
 
 
 if __name__ == "__main__":

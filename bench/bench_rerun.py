@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import Row, format_table, save_rows
+from common import Row, publish
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -76,9 +76,7 @@ def main() -> None:
         Row("rerun: nothing changed", second, "s", f"nothing to be done: {nothing_to_do}"),
         Row("rerun: one new photo (1 shard, 2 jobs)", third, "s"),
     ]
-    print(format_table(rows, title))
-    if args.json:
-        save_rows(args.json, title, rows)
+    publish(title, rows, args.json)
 
 
 if __name__ == "__main__":

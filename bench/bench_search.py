@@ -23,7 +23,6 @@ vocabularies) and ``embedding/<shard>.npy`` random unit float16 vectors. Then ti
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import statistics
@@ -34,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import Row, format_table, machine_description, measure, ms_row, save_rows
+from common import Row, bench_parser, machine_description, measure, ms_row, publish
 
 from imganalyzer.catalog import Catalog, read_manifest
 from imganalyzer.current import current_shards
@@ -265,21 +264,15 @@ def run(n_images: int) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "20,000 images")
     parser.add_argument("--images", type=int, default=500_000, help="library size (500,000)")
-    parser.add_argument("--quick", action="store_true", help="20,000 images")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows here (run_all.py)")
     args = parser.parse_args(argv)
     n_images = 20_000 if args.quick else args.images
     if not args.json:
         log(machine_description())
     rows = run(n_images)
     title = f"search index ({n_images:,} images, {DIM}-d vectors)"
-    if args.json:
-        save_rows(args.json, title, rows)
-    else:
-        log("")
-        log(format_table(rows, title))
+    publish(title, rows, args.json)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ folder, ``bench/``, first on ``sys.path``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -122,6 +123,22 @@ def save_rows(path: str, title: str, rows: Iterable[Row]) -> None:
     """Write rows as JSON for ``run_all.py``."""
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"title": title, "rows": [asdict(r) for r in rows]}, f)
+
+
+def bench_parser(description: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--quick`` and ``--json PATH`` (run_all.py)."""
+    parser = argparse.ArgumentParser(description=description.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows here (run_all.py)")
+    return parser
+
+
+def publish(title: str, rows: list[Row], json_path: str | None) -> None:
+    """Hand the rows to run_all.py (``--json``) or print them as a table."""
+    if json_path:
+        save_rows(json_path, title, rows)
+    else:
+        print(f"\n{format_table(rows, title)}", flush=True)
 
 
 def load_rows(path: str) -> tuple[str, list[Row]]:
