@@ -14,8 +14,13 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/metadata.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/vision.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/cloud.smk"
+include: "workflow/rules/duplicates.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/index.smk"
+include: "workflow/rules/sidecars.smk"
 
 
 rule all:
@@ -24,3 +29,4 @@ rule all:
         module_targets(),
         rules.benchmark_report.output,
         rules.index.output,
+        rules.xmp.output if config["xmp"]["enabled"] else [],

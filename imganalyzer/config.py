@@ -47,6 +47,11 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
     errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
     if errors:
         raise ConfigError("; ".join(_describe(e) for e in errors))
+    if "ocr" in config["modules"] and "objects" not in config["modules"]:
+        raise ConfigError(
+            "config key 'modules': ocr reads only the images the objects module saw text "
+            "in; add objects to modules (or remove ocr)"
+        )
     if "aesthetic" in config["modules"]:
         from imganalyzer.models import check_aesthetic_compatible  # models imports this module
 

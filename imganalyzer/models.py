@@ -28,7 +28,9 @@ from urllib.parse import unquote, urlparse
 
 from imganalyzer.config import ConfigError
 
-LoaderKind = Literal["open_clip", "huggingface", "insightface", "torch-state-dict"]
+LoaderKind = Literal[
+    "open_clip", "huggingface", "insightface", "torch-state-dict", "bundled", "remote"
+]
 
 FETCH_COMMAND = "imganalyzer models fetch"
 AESTHETIC_WEIGHTS_URL = (
@@ -73,6 +75,50 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
             # A 1.0 M-parameter MLP on stored 768-d vectors: a whole shard is one batch.
             default_batch_size=4096,
             model_keys=MappingProxyType({"weights": AESTHETIC_WEIGHTS_URL}),
+            version="1",
+        ),
+        "objects": ModelSpec(
+            module="objects",
+            loader="huggingface",
+            tier="detect",
+            # GroundingDINO-T at 1024 px in bf16: ~0.5 GB of activations per 8 images.
+            default_batch_size=8,
+            model_keys=MappingProxyType({"model": "IDEA-Research/grounding-dino-tiny"}),
+            version="1",
+        ),
+        "captions": ModelSpec(
+            module="captions",
+            loader="huggingface",
+            tier="clip",
+            # BLIP-2 OPT-2.7B: the vision tower runs once per image; generation dominates.
+            default_batch_size=32,
+            model_keys=MappingProxyType({"model": "Salesforce/blip2-opt-2.7b"}),
+            version="1",
+        ),
+        "ocr": ModelSpec(
+            module="ocr",
+            loader="bundled",
+            tier=None,  # reads the original, bounded by ocr.max_side
+            default_batch_size=1,
+            model_keys=MappingProxyType(
+                {"backend": "rapidocr", "trocr_model": "microsoft/trocr-base-printed"}
+            ),
+            version="1",
+        ),
+        "cloud": ModelSpec(
+            module="cloud",
+            loader="remote",
+            tier="detect",  # the largest tier of at most 1568 px (the providers' limit)
+            default_batch_size=1,
+            model_keys=MappingProxyType({"provider": "anthropic", "model": None}),
+            version="1",
+        ),
+        "faces": ModelSpec(
+            module="faces",
+            loader="insightface",
+            tier="detect",
+            default_batch_size=1,  # InsightFace detects one image at a time
+            model_keys=MappingProxyType({"pack": "buffalo_l"}),
             version="1",
         ),
     }
@@ -146,6 +192,16 @@ def locate(module: str, config: Mapping[str, Any]) -> ModelLocation:
         return locate_open_clip(settings["model"], settings["pretrained"])
     if module == "aesthetic":
         return locate_weights_file(module, settings["weights"])
+    if module == "ocr":
+        if settings["backend"] == "trocr":
+            return locate_huggingface(module, settings["trocr_model"])
+        return ModelLocation(module, "rapidocr (PP-OCR)", "inside the rapidocr wheel", True, None)
+    if module == "cloud":
+        return locate_remote(config.get("cloud") or {})
+    if MODELS[module].loader == "huggingface":
+        return locate_huggingface(module, settings["model"])
+    if MODELS[module].loader == "insightface":
+        return locate_insightface(settings["pack"])
     raise KeyError(f"no model module {module!r}")
 
 
@@ -156,6 +212,12 @@ def fetch(module: str, config: Mapping[str, Any]) -> ModelLocation:
         fetch_open_clip(settings["model"], settings["pretrained"])
     elif module == "aesthetic":
         weights_file(module, settings["weights"], download=True)
+    elif module == "ocr" and settings["backend"] == "trocr":
+        fetch_huggingface(module, settings["trocr_model"])
+    elif MODELS[module].loader == "huggingface":
+        fetch_huggingface(module, settings["model"])
+    elif MODELS[module].loader == "insightface":
+        fetch_insightface(settings["pack"])
     return locate(module, config)
 
 
@@ -332,6 +394,108 @@ def tag_arguments(tag_config: Mapping[str, Any], weights: Path) -> dict[str, Any
         "image_interpolation": tag_config.get("interpolation"),
         "image_resize_mode": tag_config.get("resize_mode"),
     }
+
+
+# --- Hugging Face transformers models (repo id or local folder) -----------------------------------
+_HF_CONFIG = "config.json"
+_HF_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def locate_huggingface(module: str, model: str) -> ModelLocation:
+    """A transformers model given as a local folder or a Hugging Face repo id."""
+    folder = Path(model).expanduser()
+    if folder.is_dir() or model.startswith((".", "/", "~")):
+        present = (folder / _HF_CONFIG).is_file() and any(
+            (folder / name).is_file() for name in _HF_WEIGHTS
+        )
+        return ModelLocation(module, model, str(folder), present, folder)
+    weights = _hf_cached(model, _HF_WEIGHTS)
+    present = weights is not None and _hf_cached(model, (_HF_CONFIG,)) is not None
+    source = f"the Hugging Face cache {_hf_cache_dir()} (repo {model})"
+    return ModelLocation(module, model, source, present, weights.parent if weights else None)
+
+
+def fetch_huggingface(module: str, model: str) -> ModelLocation:
+    """Download a repo's config, processor files and weights into the Hugging Face cache."""
+    location = locate_huggingface(module, model)
+    if location.present:
+        return location
+    if Path(model).expanduser().is_dir() or model.startswith((".", "/", "~")):
+        raise ModelNotFoundError(model, location.source, "no config.json and weights there")
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(
+            model, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+        )
+    except Exception as error:  # noqa: BLE001 (network, HTTP and hub errors all mean "missing")
+        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
+        raise ModelNotFoundError(model, location.source, reason) from error
+    return locate_huggingface(module, model)
+
+
+def hf_load_path(module: str, model: str) -> str:
+    """What to give ``from_pretrained``: the folder or repo id, fetching first if allowed.
+
+    Raises ModelNotFoundError (naming the model and ``imganalyzer models fetch``) when the
+    model is not local and downloads are off.
+    """
+    location = locate_huggingface(module, model)
+    if location.present:
+        return model if not Path(model).expanduser().is_dir() else str(location.path)
+    if not downloads_allowed():
+        raise ModelNotFoundError(model, location.source, "HF_HUB_OFFLINE is set")
+    fetch_huggingface(module, model)
+    return model
+
+
+# --- InsightFace model packs (a name under ~/.insightface/models, or a folder of .onnx files) ---
+def insightface_root() -> Path:
+    return Path(os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser()
+
+
+def locate_insightface(pack: str) -> ModelLocation:
+    folder = Path(pack).expanduser()
+    if not folder.is_dir() and not pack.startswith((".", "/", "~")):
+        folder = insightface_root() / "models" / pack
+    present = folder.is_dir() and any(folder.glob("*.onnx"))
+    return ModelLocation("faces", pack, str(folder), present, folder)
+
+
+def fetch_insightface(pack: str) -> ModelLocation:
+    """Download a named pack with InsightFace's own downloader (GitHub release zips)."""
+    location = locate_insightface(pack)
+    if location.present:
+        return location
+    if Path(pack).expanduser().is_dir() or pack.startswith((".", "/", "~")):
+        raise ModelNotFoundError(pack, location.source, "no .onnx files there")
+    from insightface.utils import storage
+
+    try:
+        storage.ensure_available("models", pack, root=str(insightface_root()))
+    except Exception as error:  # noqa: BLE001 (network and HTTP errors all mean "missing")
+        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
+        raise ModelNotFoundError(pack, location.source, reason) from error
+    return locate_insightface(pack)
+
+
+# --- Remote APIs (the cloud module): nothing to download, a key to find -----------------------
+DEFAULT_KEY_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+
+
+def locate_remote(cloud: Mapping[str, Any]) -> ModelLocation:
+    """The cloud module's model; "present" means its API key variable is set (never shown)."""
+    provider = cloud.get("provider", "anthropic")
+    variable = cloud.get("api_key_env") or DEFAULT_KEY_VARIABLES[provider]
+    where = cloud.get("base_url") or f"{provider} API"
+    source = f"{where}, key from ${variable}"
+    model = f"{provider}:{cloud.get('model') or 'default model'}"
+    return ModelLocation("cloud", model, source, bool(os.environ.get(variable)), None)
 
 
 # --- Plain weights files (path or URL) -----------------------------------------------------------

@@ -1,10 +1,13 @@
 # Parse-time setup: validate the config, update the catalog (main process only),
 # and list the shards. Everything real happens in the imganalyzer package.
+import os
+import time
 from pathlib import Path
 
 from imganalyzer.catalog import JOB_ID_PATTERN, SHARD_ID_PATTERN, Catalog, group_shards
 from imganalyzer.models import MODELS
 from imganalyzer.config import validate_config
+from imganalyzer.files import file_digest
 
 validate_config(config)
 
@@ -14,11 +17,16 @@ CATALOG = Catalog(RESULTS / "catalog")
 # Cluster jobs re-parse this file: only the main process scans and writes.
 REMOVED_DIGEST = ""  # which catalogued files are gone (see the index rule)
 if workflow.is_main_process:
+    # One id per invocation: the cloud jobs of a run share one budget (a ledger by run id).
+    os.environ.setdefault("IMGANALYZER_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}")
     INGEST = CATALOG.ingest(config["library"], config["shard_size"], exclude=[RESULTS])
     logger.info(INGEST.summary())
     REMOVED_DIGEST = INGEST.removed_digest
 
 SHARDS = CATALOG.shard_ids()
+# Names, aliases, merges and splits made with `imganalyzer people`: a change re-runs the
+# people, index and xmp rules.
+PEOPLE_EDITS_DIGEST = file_digest(RESULTS / "faces" / "people_edits.json")
 # Model modules run one job per group of shards: one model load for many shards.
 MODEL_JOBS = group_shards(SHARDS, config["shards_per_model_job"])
 
@@ -65,4 +73,8 @@ def module_targets():
             targets += [results_path(module, "jobs", f"{j}.json") for j in MODEL_JOBS]
         else:
             targets += [results_path(module, f"{s}.jsonl") for s in SHARDS]
+        if module == "duplicates":
+            targets.append(results_path("duplicates", "groups.json"))
+        if module == "faces":
+            targets.append(results_path("faces", "PEOPLE_UPDATED"))
     return targets

@@ -28,6 +28,7 @@ rule index:
         modules=config["modules"],
         # deleting photos adds no shard: this changes instead, so the index drops them
         removed=REMOVED_DIGEST,
+        edits=PEOPLE_EDITS_DIGEST,  # names given to people are searchable
         version=INDEX_VERSION,
     script:
         "../../scripts/index.py"

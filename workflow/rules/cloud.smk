@@ -1,0 +1,38 @@
+def cloud_budget_skipped(wildcards):
+    """Images of the job that an earlier run's budget left out: a change re-runs the job,
+    which sends only those (rows already described are reused, never paid twice)."""
+    from imganalyzer.cloud import budget_skipped  # imported only when cloud jobs are planned
+
+    out = RESULTS / "cloud"
+    return budget_skipped([out / f"{shard}.jsonl" for shard in MODEL_JOBS[wildcards.job]])
+
+
+# Descriptions from a remote vision model (off by default). The API key is read from the
+# environment variable config names, in the job, and is never a param (params are stored).
+rule cloud:
+    input:
+        manifests=job_files("catalog", "shards", "{shard}.tsv"),
+        tiers=job_files("tiers", "{shard}.zarr"),
+        technical=job_files("technical", "{shard}.jsonl"),
+    output:
+        results_path("cloud", "jobs", "{job}.json"),
+    log:
+        results_path("logs", "cloud", "{job}.log"),
+    benchmark:
+        results_path("benchmarks", "cloud", "{job}.tsv")
+    conda:
+        "../../envs/imganalyzer.yaml"
+    threads: 2  # reading and encoding tiers; requests run concurrently in threads
+    resources:
+        mem_mb=2000,
+        # --resources cloud_api=1 keeps one job sending at a time (requests per minute are
+        # limited per job).
+        cloud_api=1,
+    params:
+        shards=job_shards,
+        out_dir=module_dir_of_output,
+        settings=config["cloud"],
+        skipped=cloud_budget_skipped,
+        version=MODELS["cloud"].version,
+    script:
+        "../../scripts/cloud.py"

@@ -1,0 +1,67 @@
+# Faces (InsightFace) on the detect tier, then people: one global clustering step over
+# every current face that keeps ids and the names users give.
+
+
+def faces_gate(wildcards):
+    """The objects result of the same job when objects run: faces read only has_person images."""
+    if "objects" in config["modules"]:
+        return results_path("objects", "jobs", f"{wildcards.job}.json")
+    return []
+
+
+rule faces:
+    input:
+        manifests=job_files("catalog", "shards", "{shard}.tsv"),
+        tiers=job_files("tiers", "{shard}.zarr"),
+        technical=job_files("technical", "{shard}.jsonl"),
+        objects=faces_gate,
+    output:
+        results_path("faces", "jobs", "{job}.json"),
+    log:
+        results_path("logs", "faces", "{job}.log"),
+    benchmark:
+        results_path("benchmarks", "faces", "{job}.tsv")
+    conda:
+        "../../envs/imganalyzer.yaml"
+    threads: 2
+    resources:
+        gpu=0 if config["device"] == "cpu" else 1,
+        # buffalo_l: detector + recogniser + attributes, ~350 MB of ONNX weights.
+        mem_mb=4000,
+    params:
+        shards=job_shards,
+        out_dir=module_dir_of_output,
+        settings=config["faces"],
+        device=config["device"],
+        version=MODELS["faces"].version,
+    script:
+        "../../scripts/faces.py"
+
+
+# Clusters every current face into people. The marker is the declared output: people.json
+# and the user's edits (names, aliases, merges, splits) are state that Snakemake must never
+# delete; edits made with `imganalyzer people` re-run this rule and the index.
+rule people:
+    input:
+        [results_path("faces", "jobs", f"{job}.json") for job in MODEL_JOBS],
+    output:
+        marker=results_path("faces", "PEOPLE_UPDATED"),
+    log:
+        results_path("logs", "faces", "people.log"),
+    benchmark:
+        results_path("benchmarks", "faces", "people.tsv")
+    localrule: True
+    conda:
+        "../../envs/imganalyzer.yaml"
+    threads: 1
+    resources:
+        # 512 float16 per face: 1M faces = 1 GB, plus the clustering's neighbour graph.
+        mem_mb=4000,
+    params:
+        results=lambda wildcards, output: str(Path(output.marker).parent.parent),
+        library=config["library"],
+        settings=config["people"],
+        removed=REMOVED_DIGEST,
+        edits=PEOPLE_EDITS_DIGEST,
+    script:
+        "../../scripts/people.py"
