@@ -1,0 +1,18 @@
+"""Snakemake adapter: group every current face into people, then write the rule's marker."""
+
+import json
+
+from imganalyzer.files import atomic_write_text
+from imganalyzer.people import update_people
+from imganalyzer.shardjobs import job_logging
+
+
+def main(smk) -> None:
+    with job_logging(smk.log[0]):
+        report = update_people(
+            smk.params.results, smk.params.library, threads=smk.threads, **smk.params.settings
+        )
+        atomic_write_text(smk.output.marker, json.dumps(vars(report), indent=1) + "\n")
+
+
+main(snakemake)  # noqa: F821 (injected by Snakemake)
