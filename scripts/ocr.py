@@ -1,0 +1,28 @@
+"""Snakemake adapter: OCR of the text-bearing images of the shards of one model job."""
+
+from pathlib import Path
+
+from imganalyzer.ocr import OcrShardFiles, run_ocr_job
+from imganalyzer.runtime import write_job_summary
+from imganalyzer.shardjobs import job_logging
+
+
+def main(smk) -> None:
+    objects, out = Path(smk.params.objects_dir), Path(smk.params.out_dir)
+    shards = [
+        OcrShardFiles(manifest, objects / f"{shard}.jsonl", out / f"{shard}.jsonl")
+        for shard, manifest in zip(smk.params.shards, smk.input.manifests, strict=True)
+    ]
+    with job_logging(smk.log[0]):
+        job = run_ocr_job(
+            shards,
+            smk.params.library,
+            max_pixels=smk.params.max_pixels,
+            device=smk.params.device,
+            threads=smk.threads,
+            **smk.params.settings,
+        )
+        write_job_summary(smk.output[0], job, smk.params.shards)
+
+
+main(snakemake)  # noqa: F821 (injected by Snakemake)
