@@ -120,7 +120,7 @@ class NamedFace:
 
     name: str
     box: tuple[float, float, float, float]
-    image_size: tuple[int, int]
+    image_size: tuple[int, int] | None  # None: unknown, so no face region (the name only)
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,7 @@ def _stars(score: float | None, thresholds: Sequence[float] | None) -> int | Non
 def _regions(faces: Sequence[NamedFace]) -> tuple[tuple[Region, ...], tuple[int, int] | None]:
     regions, size = [], None
     for face in faces:
-        if not face.name:
+        if not face.name or not face.image_size:
             continue
         w, h = face.image_size
         x0, y0, x1, y1 = (
@@ -686,11 +686,12 @@ def write_sidecars(
     library: str | os.PathLike,
     settings: XmpSettings,
     modules: Sequence[str],
-    named_faces: Mapping[str, Sequence[NamedFace]] | None = None,
+    named_faces: Mapping[str, Sequence[tuple[str, Sequence[float]]]] | None = None,
 ) -> XmpReport:
     """Write or update the sidecar of every current image (nothing unless ``enabled``).
-    ``named_faces``: image path -> its faces with names. A failure (unwritable folder,
-    unreadable foreign sidecar) is logged and counted; the other images go on."""
+    ``named_faces``: image path -> (name, box in original pixels) of its named people's
+    faces (``people.named_faces``). A failure (unwritable folder, unreadable foreign
+    sidecar) is logged and counted; the other images go on."""
     if not settings.enabled:
         log.info("xmp: not enabled, no sidecars written")
         return XmpReport()
@@ -707,7 +708,8 @@ def write_sidecars(
         by_module = {module: view.rows(module, shard) for module in used}
         for entry in view.shards[shard].entries:
             rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
-            record = image_record(rows, named_faces.get(entry.path, ()), settings)
+            faces = _with_image_size(named_faces.get(entry.path, ()), rows.get("technical"))
+            record = image_record(rows, faces, settings)
             target = targets[entry.path]
             try:
                 outcome, known = _update(target, record, previous.get(entry.path))
@@ -722,6 +724,17 @@ def write_sidecars(
         atomic_write_text(state_file, json.dumps(state, ensure_ascii=True, sort_keys=True))
     log.info(report.summary())
     return report
+
+
+def _with_image_size(
+    faces: Sequence[tuple[str, Sequence[float]]], technical: Mapping[str, Any] | None
+) -> list[NamedFace]:
+    """Named faces with the displayed image size their boxes refer to (from the technical
+    row); without a known size a face gives its name but no region."""
+    size = None
+    if technical and technical.get("width") and technical.get("height"):
+        size = (int(technical["width"]), int(technical["height"]))
+    return [NamedFace(name, tuple(box), size) for name, box in faces]
 
 
 def _update(target: Path, record: XmpRecord, known: list | None) -> tuple[str, list | None]:

@@ -69,7 +69,9 @@ def cache_file(cache: Path, repo: str, filename: str, source: Path | None = None
 def test_registry_is_consistent() -> None:
     for name, spec in MODELS.items():
         assert spec.module == name and spec.version and spec.default_batch_size >= 1
-        assert spec.loader in ("open_clip", "huggingface", "insightface", "torch-state-dict")
+        assert spec.loader in (
+            "open_clip", "huggingface", "insightface", "torch-state-dict", "bundled", "remote"
+        )  # fmt: skip
         assert spec.tier in (None, "detect", "clip") and spec.model_keys
     assert MODELS["embedding"].tier == "clip" and MODELS["aesthetic"].tier is None
 

@@ -349,7 +349,7 @@ def test_mirror_leaves_the_library_untouched(
     lib: ResultsLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = tree_digest(lib.library)
-    faces = {"scans/old.jpg": [NamedFace("Ådne", (10, 10, 50, 60), (100, 100))]}
+    faces = {"scans/old.jpg": [("Ådne", (10, 10, 50, 60))]}
     assert write_sidecars(lib.results, lib.library, XmpSettings(), MODULES, faces).written == 0
     assert not (lib.results / "xmp").exists()  # not enabled: nothing at all
     settings = XmpSettings(enabled=True)

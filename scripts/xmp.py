@@ -1,0 +1,19 @@
+"""Snakemake adapter: write or update the XMP sidecars, then the rule's marker."""
+
+from imganalyzer.files import atomic_write_text
+from imganalyzer.people import named_faces
+from imganalyzer.shardjobs import job_logging
+from imganalyzer.xmp import XmpSettings, write_sidecars
+
+
+def main(smk) -> None:
+    with job_logging(smk.log[0]):
+        settings = XmpSettings.from_config(smk.params.settings)
+        faces = named_faces(smk.params.results) if "faces" in smk.params.modules else None
+        report = write_sidecars(
+            smk.params.results, smk.params.library, settings, smk.params.modules, faces
+        )
+        atomic_write_text(smk.output.marker, report.summary() + "\n")
+
+
+main(snakemake)  # noqa: F821 (injected by Snakemake)
