@@ -76,3 +76,15 @@ def test_load_config_file_applies_overrides(tmp_path: Path) -> None:
     path.write_text("library: /does/not/exist\nshard_size: 5\n")
     config = load_config_file(path, {"library": str(tmp_path)})
     assert config["shard_size"] == 5 and config["library"] == str(tmp_path)
+
+
+def test_schema_defaults_of_the_model_modules_match_their_code() -> None:
+    from imganalyzer import captions, objects
+
+    config = validate_config({"library": "x"}, check_paths=False)
+    assert config["objects"]["prompts"] == list(objects.DEFAULT_PROMPTS)
+    assert config["objects"]["text_labels"] == list(objects.DEFAULT_TEXT_LABELS)
+    assert config["objects"]["person_labels"] == list(objects.DEFAULT_PERSON_LABELS)
+    assert config["objects"]["box_threshold"] == objects.DEFAULT_BOX_THRESHOLD
+    assert config["captions"]["questions"] == dict(captions.DEFAULT_QUESTIONS)
+    assert config["captions"]["caption_prompt"] == captions.CAPTION_PROMPT
