@@ -4,9 +4,22 @@ A *version* of a file is (path relative to the library root, size, mtime_ns). Th
 only stats files: no image content is read. Versions not yet catalogued form a new
 *ingest batch*, cut in path order into shards of at most ``shard_size`` images. Each
 shard manifest (``<catalog>/shards/<batch>-<index>.tsv``) is written once, atomically,
-and never rewritten. The current state of the library is derived: the newest entry of
-each path, if the file still has that size and mtime. Superseded and deleted entries
-stay in their manifests and are filtered out by readers.
+and never rewritten. The current state of the library is derived: each file on disk is
+current through the catalogued entry of its version (path, size, mtime), else through a
+recorded move. Superseded and deleted entries stay in their manifests and are filtered
+out by readers.
+
+Moved and renamed files keep their results. The decode job records a cheap content
+fingerprint of each image (:func:`content_fingerprint`: size plus the first and last MiB) in
+its technical row. When a scan finds new paths *and* catalogued files that disappeared, the
+new paths whose size equals a vanished file's size are fingerprinted (2 MiB read each, no
+other file is opened); a match is a *move*, recorded in ``<catalog>/moves/<batch>.tsv``
+(the file's version at its new path and the catalogued version it carries on) instead of a
+new shard, so no decode or model job runs for it. A move is keyed by the catalogued
+version, not by its shard, so it survives compaction; a file moved twice is recorded
+against the original entry. Images never decoded (metadata-only runs) have no fingerprint
+and are processed as new when moved, as are moved-and-edited files. A fingerprint misses an
+edit that keeps the size and leaves the first and last MiB untouched (files over 2 MiB).
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imganalyzer.files import atomic_open
+from imganalyzer.results import OK, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +60,13 @@ IMAGE_EXTENSIONS = frozenset(
     ]
 )
 MANIFEST_HEADER = "path\tsize\tmtime_ns"
+MOVES_HEADER = "path\tsize\tmtime_ns\tsource_path\tsource_size\tsource_mtime_ns"
+# Bytes hashed at each end of a file by content_fingerprint.
+FINGERPRINT_BYTES = 1 << 20
 SHARD_ID_PATTERN = r"\d{6}-\d{5}"
 JOB_ID_PATTERN = r"\d{6}-\d{5}-\d{5}"
 _SHARD_FILE = re.compile(rf"^({SHARD_ID_PATTERN})\.tsv$")
+_MOVES_FILE = re.compile(r"^(\d{6})\.tsv$")
 # Backslash escapes keep one entry per line whatever characters a file name holds.
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
@@ -67,6 +85,30 @@ class Entry:
     @property
     def version(self) -> tuple[int, int]:
         return (self.size, self.mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A file found at a new path with the content of a catalogued entry (``source``),
+    whose results it carries on. ``entry``: the file at its new path when it was found."""
+
+    entry: Entry
+    source: Entry
+
+
+def content_fingerprint(path: str | os.PathLike, size: int | None = None) -> str:
+    """Hex blake2b of the file size, its first and its last MiB (the whole file up to 2 MiB)."""
+    if size is None:
+        size = os.stat(path).st_size
+    digest = hashlib.blake2b(size.to_bytes(8, "little"), digest_size=16)
+    with open(path, "rb") as handle:
+        if size <= 2 * FINGERPRINT_BYTES:
+            digest.update(handle.read())
+        else:
+            digest.update(handle.read(FINGERPRINT_BYTES))
+            handle.seek(size - FINGERPRINT_BYTES)
+            digest.update(handle.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()
 
 
 def escape_path(path: str) -> str:
@@ -154,7 +196,7 @@ def _stat_inside(item: os.DirEntry, root: Path) -> os.stat_result | None:
 
 def write_manifest(path: str | os.PathLike, entries: Iterable[Entry]) -> None:
     lines = [MANIFEST_HEADER]
-    lines += [f"{escape_path(e.path)}\t{e.size}\t{e.mtime_ns}" for e in entries]
+    lines += [_manifest_line(e) for e in entries]
     with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -173,6 +215,36 @@ def read_manifest(path: str | os.PathLike) -> list[Entry]:
                 name = unescape_path(name)
             entries.append(Entry(name, int(size), int(mtime)))
     return entries
+
+
+def write_moves(path: str | os.PathLike, moves: Iterable[Move]) -> None:
+    lines = [MOVES_HEADER]
+    lines += [f"{_manifest_line(m.entry)}\t{_manifest_line(m.source)}" for m in moves]
+    with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def read_moves(path: str | os.PathLike) -> list[Move]:
+    """The moves recorded by one ingest batch."""
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
+        header, *lines = handle.read().split("\n")
+    if header != MOVES_HEADER:
+        raise ValueError(f"{path}: not a moves table (header {header!r})")
+    moves = []
+    for line in lines:
+        if line:
+            path_, size, mtime, source, source_size, source_mtime = line.split("\t")
+            moves.append(
+                Move(
+                    Entry(unescape_path(path_), int(size), int(mtime)),
+                    Entry(unescape_path(source), int(source_size), int(source_mtime)),
+                )
+            )
+    return moves
+
+
+def _manifest_line(entry: Entry) -> str:
+    return f"{escape_path(entry.path)}\t{entry.size}\t{entry.mtime_ns}"
 
 
 def group_shards(shards: Iterable[str], per_job: int) -> dict[str, list[str]]:
@@ -200,47 +272,93 @@ class IngestReport:
     scanned: int
     new_entries: int
     new_shards: list[str] = field(default_factory=list)
-    # Digest of the catalogued paths whose files are gone: deletions create no shard,
-    # so the index rule takes this as a parameter to notice them.
+    # Digest of the catalogued paths whose files are gone and of the moved files (new path
+    # -> catalogued path): deletions and moves create no shard, so the global rules (index,
+    # people, xmp, duplicates) take this as a parameter to notice them.
     removed_digest: str = ""
+    moved: int = 0  # files found at a new path, their results carried over
 
     def summary(self) -> str:
+        moved = f", {self.moved} moved (results kept)" if self.moved else ""
         if not self.new_shards:
-            return f"catalog: {self.scanned} images scanned, nothing new"
+            return f"catalog: {self.scanned} images scanned{moved}, nothing new"
         return (
-            f"catalog: {self.scanned} images scanned, {self.new_entries} new or changed "
+            f"catalog: {self.scanned} images scanned{moved}, {self.new_entries} new or changed "
             f"in {len(self.new_shards)} new shard(s) {self.new_shards[0]}..{self.new_shards[-1]}"
         )
 
 
 @dataclass
 class LibraryState:
-    """The derived state: which catalogued entries are current, superseded or removed."""
+    """The derived state: which catalogued entries are current, superseded or removed.
+
+    A moved file is current at its new path, backed by the catalogued entry it was moved
+    from: ``current[new path] = (shard, entry at the old path)`` and ``moved[new path]``.
+    """
 
     current: dict[str, tuple[str, Entry]]  # path -> (shard, entry) of the current version
     superseded: list[tuple[str, Entry]]  # older versions of a path
     removed: list[tuple[str, Entry]]  # newest entry of a path whose file is gone
     outdated: list[tuple[str, Entry]]  # newest entry of a path whose file has since changed
     uncatalogued: list[str]  # paths on disk with a version no manifest holds yet
+    moved: dict[str, Move] = field(default_factory=dict)  # current path -> its move
+
+
+def _key(entry: Entry) -> tuple[str, int, int]:
+    """A hashable version key: tuples hash in C, many times faster than the dataclass."""
+    return (entry.path, entry.size, entry.mtime_ns)
+
+
+@dataclass
+class _Records:
+    """Everything the catalog holds, loaded once."""
+
+    entries: list[tuple[str, Entry]]  # every manifest entry, oldest shard first
+    moves: list[Move]  # newest batch first
+    shard_of: dict[tuple[str, int, int], str]  # the newest shard holding each version
+
+    def resolve(self, on_disk: dict) -> tuple[set[str], dict[str, Move]]:
+        """(the paths on disk that are catalogued, the moved files among them). A file is
+        current through its own version first, else through its newest recorded move; one
+        catalogued entry backs at most one file."""
+        shard_of = self.shard_of
+        catalogued = {p for p, (size, mtime) in on_disk.items() if (p, size, mtime) in shard_of}
+        moved: dict[str, Move] = {}
+        used: set[tuple[str, int, int]] = set()
+        for move in self.moves:
+            path, source = move.entry.path, _key(move.source)
+            if path in catalogued or on_disk.get(path) != move.entry.version:
+                continue
+            if (
+                source in shard_of
+                and source not in used
+                and not self.is_direct(move.source, on_disk)
+            ):
+                catalogued.add(path)
+                used.add(source)
+                moved[path] = move
+        return catalogued, moved
+
+    @staticmethod
+    def is_direct(entry: Entry, on_disk: dict) -> bool:
+        """Whether ``entry`` is current at its own path."""
+        return on_disk.get(entry.path) == entry.version
 
 
 class Catalog:
-    """The catalog folder: ``shards/`` of immutable manifests and a lock file."""
+    """The catalog folder: ``shards/`` of immutable manifests, ``moves/`` and a lock file."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.shards_dir = self.root / "shards"
+        self.moves_dir = self.root / "moves"
 
     def manifest_path(self, shard: str) -> Path:
         return self.shards_dir / f"{shard}.tsv"
 
     def shard_ids(self) -> list[str]:
         """All shard ids in ingest order (the order in which they were created)."""
-        if not self.shards_dir.is_dir():
-            return []
-        with os.scandir(self.shards_dir) as it:
-            ids = [m.group(1) for e in it if (m := _SHARD_FILE.match(e.name))]
-        return sorted(ids)
+        return _matching_ids(self.shards_dir, _SHARD_FILE)
 
     def read(self, shard: str) -> list[Entry]:
         return read_manifest(self.manifest_path(shard))
@@ -258,52 +376,83 @@ class Catalog:
             newest[entry.path] = (shard, entry)
         return newest
 
+    def moves(self) -> list[Move]:
+        """Every recorded move, newest batch first."""
+        batches = _matching_ids(self.moves_dir, _MOVES_FILE)
+        return [m for b in reversed(batches) for m in read_moves(self.moves_dir / f"{b}.tsv")]
+
     def ingest(
         self,
         library: str | os.PathLike,
         shard_size: int,
         exclude: Iterable[str | os.PathLike] = (),
+        technical: str | os.PathLike | None = None,
     ) -> IngestReport:
-        """Scan the library and write new shards for versions not yet catalogued."""
+        """Scan the library; record moved files and write new shards for the other versions
+        not yet catalogued. ``technical``: the folder of the technical rows that hold the
+        fingerprints of decoded images (default: ``technical/`` beside the catalog folder)."""
         self.shards_dir.mkdir(parents=True, exist_ok=True)
+        technical = Path(technical) if technical is not None else self.root.parent / "technical"
         with self.locked():
             on_disk = scan_library(library, exclude)
-            newest = self.newest_entries()
-            changed = [
-                Entry(path, *version)
-                for path, version in sorted(on_disk.items())
-                if path not in newest or newest[path][1].version != version
-            ]
-            shards = self._write_batch(changed, shard_size)
-        removed = sorted(path for path in newest if path not in on_disk)
+            records = self._load()
+            catalogued, moved = records.resolve(on_disk)
+            new = [Entry(p, *on_disk[p]) for p in sorted(on_disk.keys() - catalogued)]
+            sizes = {e.size for e in new}
+            vanished = _vanished(records, on_disk, moved, sizes) if new else []
+            moves = find_moves(new, vanished, records.shard_of, technical, Path(library))
+            moved_paths = {m.entry.path for m in moves}
+            changed = [e for e in new if e.path not in moved_paths]
+            batch = self._next_batch()
+            shards = self._write_batch(batch, changed, shard_size)
+            if moves:
+                write_moves(self.moves_dir / f"{batch:06d}.tsv", moves)
+                moved |= {m.entry.path: m for m in moves}
         return IngestReport(
             scanned=len(on_disk),
             new_entries=len(changed),
             new_shards=shards,
-            removed_digest=_digest(removed),
+            removed_digest=_removed_digest(records, on_disk, moved),
+            moved=len(moves),
         )
 
     def state(self, library: str | os.PathLike, exclude: Iterable = ()) -> LibraryState:
         """Compare the catalog with the library on disk (stat only)."""
         on_disk = scan_library(library, exclude)
-        current, superseded, removed, outdated = {}, [], [], []
-        newest = self.newest_entries()
-        for shard, entry in self.entries():
-            if newest[entry.path][0] != shard:
-                superseded.append((shard, entry))
-            elif entry.path not in on_disk:
-                removed.append((shard, entry))
-            elif on_disk[entry.path] == entry.version:
-                current[entry.path] = (shard, entry)
-            else:
-                outdated.append((shard, entry))
-        uncatalogued = [
-            p for p, v in on_disk.items() if p not in newest or newest[p][1].version != v
-        ]
-        return LibraryState(current, superseded, removed, outdated, sorted(uncatalogued))
+        records = self._load()
+        catalogued, moved = records.resolve(on_disk)
+        moved_to = {_key(m.source): path for path, m in moved.items()}
+        current: dict[str, tuple[str, Entry]] = {}
+        others: dict[str, list[tuple[str, Entry]]] = {}
+        for shard, entry in records.entries:  # current in manifest order
+            key = _key(entry)
+            if records.shard_of[key] == shard:
+                if on_disk.get(entry.path) == entry.version:
+                    current[entry.path] = (shard, entry)
+                    continue
+                if key in moved_to:
+                    current[moved_to[key]] = (shard, entry)
+                    continue
+            others.setdefault(entry.path, []).append((shard, entry))
+        sources = {m.source.path for m in moved.values()}
+        superseded, removed, outdated = [], [], []
+        for path, items in others.items():
+            if path in current or path in sources:
+                superseded += items
+                continue
+            superseded += items[:-1]
+            (outdated if path in on_disk else removed).append(items[-1])
+        uncatalogued = sorted(on_disk.keys() - catalogued)
+        return LibraryState(current, superseded, removed, outdated, uncatalogued, moved)
 
-    def _write_batch(self, entries: list[Entry], shard_size: int) -> list[str]:
-        shards = self.reserve_batch(len(entries), shard_size)
+    def _load(self) -> _Records:
+        entries = list(self.entries())
+        shard_of = {_key(entry): shard for shard, entry in entries}
+        return _Records(entries, self.moves(), shard_of)
+
+    def _write_batch(self, batch: int, entries: list[Entry], shard_size: int) -> list[str]:
+        count = -(-len(entries) // shard_size)
+        shards = [f"{batch:06d}-{index:05d}" for index in range(count)]
         for index, shard in enumerate(shards):
             chunk = entries[index * shard_size : (index + 1) * shard_size]
             write_manifest(self.manifest_path(shard), chunk)
@@ -311,19 +460,130 @@ class Catalog:
 
     def reserve_batch(self, n_entries: int, shard_size: int) -> list[str]:
         """Ids of the shards a new batch of ``n_entries`` needs (call under ``locked()``)."""
-        existing = self.shard_ids()
-        batch = int(existing[-1].split("-")[0]) + 1 if existing else 1
+        batch = self._next_batch()
         count = -(-n_entries // shard_size)
         return [f"{batch:06d}-{index:05d}" for index in range(count)]
+
+    def _next_batch(self) -> int:
+        """One past the newest batch of shards or moves."""
+        shards = [int(s.split("-")[0]) for s in self.shard_ids()]
+        moves = [int(b) for b in _matching_ids(self.moves_dir, _MOVES_FILE)]
+        return max(shards + moves, default=0) + 1
 
     def locked(self) -> _FileLock:
         """An exclusive lock so that two runs never write the same batch."""
         return _FileLock(self.root / ".lock")
 
 
-def _digest(paths: list[str]) -> str:
-    text = "\n".join(paths).encode("utf-8", "surrogateescape")
-    return f"{len(paths)}:{hashlib.sha1(text).hexdigest()[:16]}"
+def _matching_ids(folder: Path, pattern: re.Pattern) -> list[str]:
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as it:
+        return sorted(m.group(1) for e in it if (m := pattern.match(e.name)))
+
+
+def _vanished(
+    records: _Records, on_disk: dict, moved: dict[str, Move], sizes: set[int]
+) -> list[Entry]:
+    """Catalogued entries of one of ``sizes`` whose content is at no path on disk: not
+    current at their own path and not the source of a move in effect."""
+    used = {_key(m.source) for m in moved.values()}
+    found = []
+    for shard, entry in records.entries:
+        if entry.size in sizes:  # cheap first: new files are usually few
+            key = _key(entry)
+            newest, direct = records.shard_of[key] == shard, records.is_direct(entry, on_disk)
+            if newest and key not in used and not direct:
+                found.append(entry)
+    return found
+
+
+def find_moves(
+    new: list[Entry],
+    vanished: list[Entry],
+    shard_of: dict[tuple[str, int, int], str],
+    technical: Path,
+    library: Path,
+) -> list[Move]:
+    """Pair new files with vanished entries of the same size and content fingerprint.
+
+    Reads the technical rows of the shards holding a vanished entry of a size that some new
+    file has, then fingerprints only the new files of a size some such row has."""
+    new_sizes = {e.size for e in new}
+    wanted = [e for e in vanished if e.size in new_sizes]
+    if not wanted:
+        return []
+    sources = _recorded_fingerprints(wanted, shard_of, technical)
+    sizes = {size for size, _ in sources}
+    targets: dict[tuple[int, str], list[Entry]] = {}
+    for entry in new:
+        if entry.size in sizes:
+            try:
+                fingerprint = content_fingerprint(library / entry.path, entry.size)
+            except OSError as error:
+                log.warning("catalog: cannot read %s: %s", entry.path, error)
+                continue
+            targets.setdefault((entry.size, fingerprint), []).append(entry)
+    moves = []
+    for key, group in targets.items():
+        moves += _pair(group, sources.get(key, []))
+    return sorted(moves, key=lambda m: m.entry.path)
+
+
+def _recorded_fingerprints(
+    wanted: list[Entry], shard_of: dict[tuple[str, int, int], str], technical: Path
+) -> dict[tuple[int, str], list[Entry]]:
+    """{(size, fingerprint): entries} from the technical rows of the wanted entries."""
+    by_shard: dict[str, set[Entry]] = {}
+    for entry in wanted:
+        by_shard.setdefault(shard_of[_key(entry)], set()).add(entry)
+    found: dict[tuple[int, str], list[Entry]] = {}
+    for shard, entries in sorted(by_shard.items()):
+        rows_file = technical / f"{shard}.jsonl"
+        if not rows_file.is_file():
+            continue
+        for row in read_rows(rows_file):
+            entry = Entry(row["path"], row["size"], row["mtime_ns"])
+            if entry in entries and row.get("status") == OK and row.get("fingerprint"):
+                found.setdefault((entry.size, row["fingerprint"]), []).append(entry)
+    return found
+
+
+def _pair(targets: list[Entry], sources: list[Entry]) -> list[Move]:
+    """One-to-one pairs of identical-content files, deterministically: same file name and
+    mtime first, then same file name, then path order. Unpaired targets are new files."""
+    left = sorted(set(sources), key=lambda e: e.path)
+    moves = []
+    rules = (
+        lambda t, s: _name(t) == _name(s) and t.mtime_ns == s.mtime_ns,
+        lambda t, s: _name(t) == _name(s),
+        lambda t, s: True,
+    )
+    todo = sorted(targets, key=lambda e: e.path)
+    for rule in rules:
+        for target in list(todo):
+            source = next((s for s in left if rule(target, s)), None)
+            if source is not None:
+                moves.append(Move(target, source))
+                left.remove(source)
+                todo.remove(target)
+    return moves
+
+
+def _name(entry: Entry) -> str:
+    return entry.path.rpartition("/")[2]
+
+
+def _removed_digest(records: _Records, on_disk: dict, moved: dict[str, Move]) -> str:
+    """Digest of the removed paths and of the moves in effect (the same as before moves
+    existed when there are none, so that upgrading re-runs nothing)."""
+    gone = {entry.path for _, entry in records.entries}.difference(on_disk)
+    lines = sorted(gone.difference(m.source.path for m in moved.values()))
+    removed = len(lines)
+    if moved:
+        lines += ["", *sorted(f"{path}\0{move.source.path}" for path, move in moved.items())]
+    text = "\n".join(lines).encode("utf-8", "surrogateescape")
+    return f"{removed}:{hashlib.sha1(text).hexdigest()[:16]}"
 
 
 class _FileLock:

@@ -8,12 +8,12 @@ Layout of ``results/index/``::
     vector_keys.txt   the path of each row, one per line (escaped like manifest paths)
     state.json        what the index holds: a fingerprint of each shard's inputs
 
-Updates are incremental. A shard whose result files changed has its documents deleted (by
-the ``shard`` term) and re-added; a shard whose files did not change but lost current images
-(edited elsewhere, deleted) only has those keys deleted. Everything goes in one commit, which
-Tantivy applies atomically; the state file is written after it, so a crash leaves the
-previous index searchable and the next run redoes the work. Nothing changed: nothing is
-written. A module's fields are entries of :data:`MODULE_FIELDS`.
+Updates are incremental. A shard whose result files or moved files changed has its
+documents deleted (by the ``shard`` term) and re-added; a shard whose files did not change
+but lost current images (edited elsewhere, deleted) only has those keys deleted. Everything
+goes in one commit, which Tantivy applies atomically; the state file is written after it,
+so a crash leaves the previous index searchable and the next run redoes the work. Nothing
+changed: nothing is written. A module's fields are entries of :data:`MODULE_FIELDS`.
 """
 
 from __future__ import annotations
@@ -326,10 +326,14 @@ def _digest(value: Any) -> str:
 
 
 def shard_fingerprint(view: CurrentView, shard: str, modules: Sequence[str]) -> list[str]:
-    """[fingerprint of the shard's result files, fingerprint of its current entries]."""
+    """[fingerprint of the shard's result files and moved files, fingerprint of its current
+    entries]. A move changes no result file but re-adds the shard's documents under their
+    new keys (the documents at the old keys go with the shard's delete)."""
     files = file_versions(view.result_file(m, shard) for m in modules)
+    moved = sorted(view.moved(shard).items())
     entries = [(e.path, e.size, e.mtime_ns) for e in view.shards[shard].entries]
-    return [_digest([list(modules), files]), _digest(entries)]
+    inputs = [list(modules), files, moved] if moved else [list(modules), files]
+    return [_digest(inputs), _digest(entries)]
 
 
 def plan_update(view: CurrentView, modules: Sequence[str], previous: IndexState) -> UpdatePlan:

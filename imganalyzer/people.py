@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from imganalyzer.current import CurrentView, current_shards
+from imganalyzer.current import CurrentView, current_shards, row_identity
 from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.results import OK, read_rows
 
@@ -582,14 +582,15 @@ def gather_faces(view: CurrentView) -> tuple[dict[str, FaceRecord], np.ndarray]:
         jsonl, npy = view.result_file("faces", shard), view.result_file("faces", shard, ".npy")
         if not (jsonl.is_file() and npy.is_file()):
             continue
-        current = {e.path: e.version for e in view.shards[shard].entries}
         matrix = np.load(npy, mmap_mode="r")
         rows = []
-        for manifest_row, row in enumerate(read_rows(jsonl)):
-            if row["status"] != OK or current.get(row["path"]) != (row["size"], row["mtime_ns"]):
+        # current rows only, at the file's current path; a face's id comes from the
+        # catalogued identity, so that a moved file keeps its faces' names
+        for manifest_row, row in view.numbered_rows("faces", shard):
+            if row["status"] != OK:
                 continue
             for k, face in enumerate(row.get("faces", ())):
-                fid = face_id(row["path"], row["size"], row["mtime_ns"], face["box"])
+                fid = face_id(*row_identity(row), face["box"])
                 if fid in records:  # two identical boxes in one image: keep the first
                     continue
                 records[fid] = FaceRecord(

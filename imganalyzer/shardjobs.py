@@ -1,7 +1,9 @@
 """The CPU jobs of one shard: decode once (tiers, thumbnails, technical) and metadata.
 
 A bad image never fails a shard: it becomes an error row with a one-line reason and
-the other images are analysed normally.
+the other images are analysed normally. Each technical row also holds the image's content
+``fingerprint`` (read right after the decode, from the page cache): the catalog matches
+moved files by it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from imganalyzer.catalog import Entry, read_manifest
+from imganalyzer.catalog import Entry, content_fingerprint, read_manifest
 from imganalyzer.decode import DecodeError, decode_image
 from imganalyzer.metadata import MetadataError, read_metadata
 from imganalyzer.results import error_row, ok_row, write_rows
@@ -113,6 +115,7 @@ def run_decode_shard(
             tier_images = make_tiers(decoded.rgb, tiers)
             width, height = decoded.original_size
             fields = {"width": width, "height": height, "decoder": decoded.method}
+            fields.update(_fingerprint(path, entry))
             fields.update(analyze_technical(decoded.rgb))
             thumb = tier_images[thumb_tier] if thumb_tier else decoded.rgb
             return DecodedRow(tier_images, thumb, fields)
@@ -145,6 +148,16 @@ def run_decode_shard(
             rows.append(ok_row(entry, outcome.fields))
     write_rows(technical_out, rows)
     _log_summary("decode", rows, started)
+
+
+def _fingerprint(path: Path, entry: Entry) -> dict[str, str]:
+    """``{"fingerprint": ...}``, empty if the file cannot be read again (then a move of it
+    is processed as a new file)."""
+    try:
+        return {"fingerprint": content_fingerprint(path, entry.size)}
+    except OSError as error:
+        log.warning("%s: no fingerprint: %s", entry.path, error)
+        return {}
 
 
 def _thumbnail_tier(tiers: dict[str, int]) -> str | None:

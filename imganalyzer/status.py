@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from imganalyzer.catalog import Catalog
-from imganalyzer.results import ERROR, read_rows
+from imganalyzer.current import CurrentView
+from imganalyzer.results import ERROR
 
 
 @dataclass
@@ -78,15 +79,13 @@ def library_status(
         outdated=len(state.outdated),
         uncatalogued=len(state.uncatalogued),
     )
-    wanted_by_shard: dict[str, set[str]] = {}
-    for path, (shard, _entry) in state.current.items():
-        wanted_by_shard.setdefault(shard, set()).add(path)
+    view = CurrentView(results, state)  # a moved file's rows are found at its new path
     for module in modules:
         counts = report.modules[module] = ModuleCounts()
-        for shard, paths in sorted(wanted_by_shard.items()):
-            rows = _current_rows(results / module / f"{shard}.jsonl", paths)
-            counts.pending += len(paths) - len(rows)
-            for row in rows:
+        for shard, current in view.shards.items():
+            rows = view.rows(module, shard)
+            counts.pending += len(current.entries) - len(rows)
+            for row in rows.values():
                 if row["status"] == ERROR:
                     counts.errors += 1
                     report.errors.append(
@@ -95,9 +94,3 @@ def library_status(
                 else:
                     counts.done += 1
     return report
-
-
-def _current_rows(path: Path, wanted: set[str]) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [row for row in read_rows(path) if row["path"] in wanted]

@@ -196,3 +196,30 @@ def test_ingest_reports_deletions_by_a_digest_that_changes_with_them(
         first,
         gone_a.removed_digest,
     )
+
+
+def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
+    from skimage import data
+
+    from imganalyzer.catalog import content_fingerprint
+    from imganalyzer.results import read_rows
+    from imganalyzer.samples import write_jpeg
+    from imganalyzer.shardjobs import run_decode_shard
+
+    library = tmp_path / "lib"
+    write_jpeg(library / "cat.jpg", data.chelsea())
+    touch(library / "broken.jpg", b"not an image")
+    catalog = Catalog(tmp_path / "results/catalog")
+    (shard,) = catalog.ingest(library, shard_size=10).new_shards
+    out = tmp_path / "results"
+    run_decode_shard(
+        catalog.manifest_path(shard),
+        library,
+        out / "tiers.zarr",
+        out / "technical.jsonl",
+        out / "thumbs.zip",
+        tiers={"clip": 64},
+    )
+    rows = {row["path"]: row for row in read_rows(out / "technical.jsonl")}
+    assert rows["cat.jpg"]["fingerprint"] == content_fingerprint(library / "cat.jpg")
+    assert rows["broken.jpg"]["status"] == "error" and "fingerprint" not in rows["broken.jpg"]
