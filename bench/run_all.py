@@ -31,6 +31,11 @@ BENCHES = (
     "bench_search.py",
     "bench_dag.py",
     "bench_projection.py",
+    "bench_objects.py",
+    "bench_captions.py",
+    "bench_ocr.py",
+    "bench_faces.py",
+    "bench_duplicates.py",
 )
 
 

@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_models_parser(commands)
     _add_search_parsers(commands)
+    # Imported here: these modules import this one for the shared --config handling.
+    from imganalyzer.duplicates_cli import add_duplicates_parser
+    from imganalyzer.people_cli import add_people_parser
+
+    add_people_parser(commands)
+    add_duplicates_parser(commands)
     return parser
 
 

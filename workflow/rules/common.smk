@@ -18,7 +18,9 @@ CATALOG = Catalog(RESULTS / "catalog")
 REMOVED_DIGEST = ""  # which catalogued files are gone (see the index rule)
 if workflow.is_main_process:
     # One id per invocation: the cloud jobs of a run share one budget (a ledger by run id).
-    os.environ.setdefault("IMGANALYZER_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}")
+    os.environ.setdefault(
+        "IMGANALYZER_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+    )
     INGEST = CATALOG.ingest(config["library"], config["shard_size"], exclude=[RESULTS])
     logger.info(INGEST.summary())
     REMOVED_DIGEST = INGEST.removed_digest

@@ -7,6 +7,7 @@ rule duplicate_hashes:
     input:
         manifest=manifest,
         tiers=results_path("tiers", "{shard}.zarr"),
+        technical=results_path("technical", "{shard}.jsonl"),
     output:
         results_path("duplicates", "{shard}.jsonl"),
     log:
@@ -26,6 +27,8 @@ def duplicates_inputs(wildcards):
     inputs = [results_path("duplicates", f"{s}.jsonl") for s in SHARDS]
     if "embedding" in config["modules"]:
         inputs += [results_path("embedding", "jobs", f"{j}.json") for j in MODEL_JOBS]
+    if "metadata" in config["modules"]:  # formats: RAW is the preferred keeper
+        inputs += [results_path("metadata", f"{s}.jsonl") for s in SHARDS]
     return inputs
 
 

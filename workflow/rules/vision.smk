@@ -80,7 +80,11 @@ rule ocr:
     threads: 2
     resources:
         # PP-OCR (rapidocr) runs on the CPU; TrOCR holds the GPU unless device is cpu.
-        gpu=0 if config["device"] == "cpu" or config["ocr"]["backend"] == "rapidocr" else 1,
+        gpu=(
+            0
+            if config["device"] == "cpu" or config["ocr"]["backend"] == "rapidocr"
+            else 1
+        ),
         mem_mb=4000,
     params:
         shards=job_shards,
