@@ -11,9 +11,12 @@ def main(smk) -> None:
     shards = [
         CloudShardFiles(manifest, tiers, technical, out / f"{shard}.jsonl")
         for shard, manifest, tiers, technical in zip(
-            smk.params.shards, smk.input.manifests, smk.input.tiers, smk.input.technical,
+            smk.params.shards,
+            smk.input.manifests,
+            smk.input.tiers,
+            smk.input.technical,
             strict=True,
-        )  # fmt: skip
+        )
     ]
     with job_logging(smk.log[0]):
         settings = CloudSettings.from_config(smk.params.settings)

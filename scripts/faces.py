@@ -18,14 +18,14 @@ def main(smk) -> None:
             objects=objects / f"{shard}.jsonl" if objects else None,
             out_jsonl=out / f"{shard}.jsonl",
             out_npy=out / f"{shard}.npy",
-        )  # fmt: skip
+        )
         for shard, manifest, tiers, technical in zip(
             smk.params.shards,
             smk.input.manifests,
             smk.input.tiers,
             smk.input.technical,
             strict=True,
-        )  # fmt: skip
+        )
     ]
     with job_logging(smk.log[0]):
         analyzer = run_faces_job(

@@ -1,16 +1,3 @@
-def cloud_budget_skipped(wildcards):
-    """Images of the job that an earlier run's budget left out: a change re-runs the job,
-    which sends only those (rows already described are reused, never paid twice)."""
-    from imganalyzer.cloud import (
-        budget_skipped,
-    )  # imported only when cloud jobs are planned
-
-    out = RESULTS / "cloud"
-    return budget_skipped(
-        [out / f"{shard}.jsonl" for shard in MODEL_JOBS[wildcards.job]]
-    )
-
-
 # Descriptions from a remote vision model (off by default). The API key is read from the
 # environment variable config names, in the job, and is never a param (params are stored).
 rule cloud:

@@ -80,3 +80,31 @@ def module_targets():
         if module == "faces":
             targets.append(results_path("faces", "PEOPLE_UPDATED"))
     return targets
+
+
+def faces_gate(wildcards):
+    """The objects result of the same job when objects run: faces read only has_person images."""
+    if "objects" in config["modules"]:
+        return results_path("objects", "jobs", f"{wildcards.job}.json")
+    return []
+
+
+def cloud_budget_skipped(wildcards):
+    """Images of the job that an earlier run's budget left out: a change re-runs the job,
+    which sends only those (rows already described are reused, never paid twice)."""
+    # imported only when cloud jobs are planned
+    from imganalyzer.cloud import budget_skipped
+
+    out = RESULTS / "cloud"
+    return budget_skipped(
+        [out / f"{shard}.jsonl" for shard in MODEL_JOBS[wildcards.job]]
+    )
+
+
+def duplicates_inputs(wildcards):
+    inputs = [results_path("duplicates", f"{s}.jsonl") for s in SHARDS]
+    if "embedding" in config["modules"]:
+        inputs += [results_path("embedding", "jobs", f"{j}.json") for j in MODEL_JOBS]
+    if "metadata" in config["modules"]:  # formats: RAW is the preferred keeper
+        inputs += [results_path("metadata", f"{s}.jsonl") for s in SHARDS]
+    return inputs

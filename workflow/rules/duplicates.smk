@@ -23,15 +23,6 @@ rule duplicate_hashes:
         "../../scripts/duplicate_hashes.py"
 
 
-def duplicates_inputs(wildcards):
-    inputs = [results_path("duplicates", f"{s}.jsonl") for s in SHARDS]
-    if "embedding" in config["modules"]:
-        inputs += [results_path("embedding", "jobs", f"{j}.json") for j in MODEL_JOBS]
-    if "metadata" in config["modules"]:  # formats: RAW is the preferred keeper
-        inputs += [results_path("metadata", f"{s}.jsonl") for s in SHARDS]
-    return inputs
-
-
 rule duplicates:
     input:
         duplicates_inputs,

@@ -2,13 +2,6 @@
 # every current face that keeps ids and the names users give.
 
 
-def faces_gate(wildcards):
-    """The objects result of the same job when objects run: faces read only has_person images."""
-    if "objects" in config["modules"]:
-        return results_path("objects", "jobs", f"{wildcards.job}.json")
-    return []
-
-
 rule faces:
     input:
         manifests=job_files("catalog", "shards", "{shard}.tsv"),
