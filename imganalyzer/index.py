@@ -142,7 +142,7 @@ MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "objects": (("labels", "labels"), ("has_text", "has_text"), ("has_person", "has_person")),
     "captions": (("caption", "caption"), ("answers", "answers")),
     "ocr": (("text", "ocr_text"),),
-    "faces": (("people", "people"), ("aliases", "people")),
+    "faces": (("people", "people"),),  # names and aliases from people.json (shard_fields)
 }
 
 SEARCHED_FIELDS = {name: f.boost for name, f in INDEX_FIELDS.items() if f.boost > 0}
@@ -280,8 +280,12 @@ def to_document(fields: dict[str, Any]) -> tantivy.Document:
 def shard_fields(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[dict]:
     """:func:`image_fields` of every current image of ``shard``, in manifest order."""
     by_module = {module: view.rows(module, shard) for module in modules}
+    people = view.people() if "faces" in modules else {}
     for entry in view.shards[shard].entries:
         rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
+        if people.get(entry.path) and rows.get("faces"):
+            # names live in people.json (users edit them), not in the faces rows
+            rows["faces"] = {**rows["faces"], "people": people[entry.path]}
         yield image_fields(entry.path, shard, rows)
 
 
@@ -333,6 +337,11 @@ def shard_fingerprint(view: CurrentView, shard: str, modules: Sequence[str]) -> 
     moved = sorted(view.moved(shard).items())
     entries = [(e.path, e.size, e.mtime_ns) for e in view.shards[shard].entries]
     inputs = [list(modules), files, moved] if moved else [list(modules), files]
+    if "faces" in modules:  # naming a person re-indexes only the shards with their faces
+        people = view.people()
+        names = [(e.path, people[e.path]) for e in view.shards[shard].entries if e.path in people]
+        if names:
+            inputs.append(names)
     return [_digest(inputs), _digest(entries)]
 
 

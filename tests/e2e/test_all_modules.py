@@ -1,0 +1,177 @@
+"""Every module in one workflow run on tiny offline models: objects, captions, OCR of the
+images with text, faces and people with a name that survives re-runs, duplicates, cloud
+descriptions from a fake API, XMP sidecars, and the search index over all of them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from imganalyzer.catalog import read_manifest
+from imganalyzer.objects import DEFAULT_PROMPTS
+from imganalyzer.results import read_rows
+from imganalyzer.samples import write_jpeg
+
+from ..unit.fake_vision_api import FakeVisionApi
+from ..unit.test_ocr import font
+from ..unit.tiny_blip2 import build_tiny_blip2
+from ..unit.tiny_groundingdino import build_tiny_groundingdino
+from ..unit.tiny_insightface import build_tiny_insightface
+from .conftest import TEST_TIERS, Workspace, build_test_library, make_workspace
+
+pytestmark = pytest.mark.slow
+
+KEY_VARIABLE = "IMGANALYZER_E2E_API_KEY"
+KEY = "sk-e2e-secret-key-never-written"
+MODULES = [
+    "metadata", "technical", "embedding", "aesthetic", "objects", "captions", "ocr", "faces",
+    "duplicates", "cloud",
+]  # fmt: skip
+SIGN = "signs/hello.jpg"
+PROMPTS = list(DEFAULT_PROMPTS)
+FACES = "people/bright.jpg"
+COPY = "copies/paris copy.jpg"
+
+
+def text_image() -> np.ndarray:
+    image = Image.new("RGB", (900, 300), "white")
+    ImageDraw.Draw(image).text((40, 100), "HELLO WORLD", fill="black", font=font(80))
+    return np.asarray(image)
+
+
+def bright_cells() -> np.ndarray:
+    """White squares on grey: the tiny face detector fires on bright cells."""
+    rgb = np.full((640, 640, 3), 60, np.uint8)
+    for y, x in ((96, 96), (96, 416), (416, 256)):
+        rgb[y : y + 128, x : x + 128] = 255
+    return rgb
+
+
+@pytest.fixture
+def api() -> Iterator[FakeVisionApi]:
+    with FakeVisionApi() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tiny_vision_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("tiny_vision")
+    return {
+        "objects": {
+            "model": str(build_tiny_groundingdino(folder / "groundingdino")),
+            # random weights: low thresholds give every image detections, and every label
+            # counts as text and person, so OCR and faces run on every image
+            "box_threshold": 0.05,
+            "text_threshold": 0.05,
+            "text_labels": PROMPTS,
+            "person_labels": PROMPTS,
+            "batch_size": 2,
+        },
+        "captions": {"model": str(build_tiny_blip2(folder / "blip2")), "max_new_tokens": 6},
+        "faces": {"pack": str(build_tiny_insightface(folder / "faces")), "min_face_size": 8},
+        "people": {"min_cluster_size": 1},
+    }
+
+
+@pytest.fixture
+def everything(
+    tmp_path: Path,
+    tiny_models: dict,
+    tiny_vision_models: dict,
+    api: FakeVisionApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Workspace:
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    cloud = {
+        "base_url": api.base_url("anthropic"),
+        "api_key_env": KEY_VARIABLE,
+        "backoff_base_s": 0.01,
+        "timeout_s": 10,
+    }
+    config = tiny_models | tiny_vision_models | {"modules": MODULES, "cloud": cloud}
+    ws = make_workspace(tmp_path, **config, xmp={"enabled": True})
+    ws.files = build_test_library(ws.library)
+    write_jpeg(ws.library / SIGN, text_image())
+    write_jpeg(ws.library / FACES, bright_cells())
+    (ws.library / COPY).parent.mkdir(parents=True)
+    shutil.copy2(ws.files["gps"], ws.library / COPY)
+    return ws
+
+
+def rows(ws: Workspace, module: str) -> dict[str, dict]:
+    found = {}
+    for path in sorted((ws.results / module).glob("*.jsonl")):
+        found.update({row["path"]: row for row in read_rows(path)})
+    return found
+
+
+def search(ws: Workspace, *words: str) -> list[str]:
+    hits = json.loads(ws.imganalyzer("search", *words, "--mode", "text", "--json").stdout)
+    return [hit["path"] for hit in hits]
+
+
+def test_every_module_runs_and_names_survive_reruns(everything: Workspace, api) -> None:
+    ws = everything
+    ws.snakemake()
+    manifest = read_manifest(next((ws.results / "catalog" / "shards").glob("*.tsv")))
+    paths = {entry.path for entry in manifest}
+    bad = {p for p in paths if p.startswith("bad/")}
+    for module in ("objects", "captions", "ocr", "faces", "cloud"):
+        found = rows(ws, module)
+        assert set(found) == paths, module
+        assert {p for p, row in found.items() if row["status"] == "error"} == bad, module
+
+    objects, captions = rows(ws, "objects"), rows(ws, "captions")
+    good = paths - bad
+    assert all(objects[p]["has_text"] and objects[p]["has_person"] for p in good)
+    assert all(captions[p]["caption"] and set(captions[p]["answers"]) for p in good)
+    ocr = rows(ws, "ocr")[SIGN]
+    assert "HELLO" in ocr["text"].upper() and "WORLD" in ocr["text"].upper()
+    assert search(ws, "hello") == [SIGN]
+
+    faces = rows(ws, "faces")
+    assert faces[FACES]["n_faces"] > 0
+    vectors = np.load(ws.results / "faces" / f"{manifest_shard(ws)}.npy")
+    assert vectors.shape == (sum(row.get("n_faces", 0) for row in faces.values()), 512)
+    # the fake API describes the image it was sent: the detect tier (at most 1568 px)
+    long_edge = TEST_TIERS["detect"]
+    size = f"{long_edge}x{round(300 * long_edge / 900)}"
+    assert rows(ws, "cloud")[SIGN]["description"] == f"a photo of {size} pixels"
+    sent = len(api.requests)
+
+    groups = json.loads(ws.imganalyzer("duplicates", "--json").stdout)
+    exact = [g for g in groups if g["kind"] == "exact"]
+    assert [sorted(m["path"] for m in g["members"]) for g in exact] == [
+        sorted([COPY, "2023/trip/paris.jpg"])
+    ]
+
+    person = next(p for p in people_of(ws) if FACES in {f["path"] for f in p["faces"]})
+    ws.imganalyzer("people", "name", str(person["id"]), "Alice Example")
+    ws.snakemake()
+    assert FACES in search(ws, "alice")
+    sidecar = ws.results / "xmp" / "sidecars" / f"{FACES}.xmp"
+    assert "Alice Example" in sidecar.read_text(encoding="utf-8")
+    assert len(api.requests) == sent  # described images are never sent twice
+
+    # nothing left to do; the key was never written anywhere
+    assert "Nothing to be done" in ws.snakemake("-n").stdout
+    for path in ws.results.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".log", ".tsv", ".xmp"):
+            assert KEY not in path.read_text(errors="replace"), path
+
+
+def people_of(ws: Workspace) -> list[dict]:
+    listed = json.loads(ws.imganalyzer("people", "list", "--json").stdout)
+    return [
+        json.loads(ws.imganalyzer("people", "show", str(p["id"]), "--json").stdout) for p in listed
+    ]
+
+
+def manifest_shard(ws: Workspace) -> str:
+    return next((ws.results / "catalog" / "shards").glob("*.tsv")).stem
