@@ -34,7 +34,7 @@ from imganalyzer.tiers import TierReader, TierWriter
 log = logging.getLogger(__name__)
 
 # Per-shard result arrays besides the JSONL rows, by module.
-ARRAY_RESULTS = {"embedding": ".npy"}
+ARRAY_RESULTS = {"embedding": ".npy", "faces": ".npy"}
 
 
 @dataclass
@@ -140,6 +140,9 @@ def _write_new_batch(
         write_manifest(catalog.manifest_path(shard), [s.entry for s in part])
         _copy_rows(layout, "technical", part, shard)
         for module in layout.modules:
+            if module == "faces":  # one array row per face, not per image
+                _copy_faces(layout, part, shard)
+                continue
             _copy_rows(layout, module, part, shard)
             if module in ARRAY_RESULTS:
                 _copy_array(layout, module, part, shard)
@@ -168,6 +171,29 @@ def _copy_array(layout: _Layout, module: str, part: list[_Source], shard: str) -
         merged[row] = arrays[source.shard][source.row]
     with atomic_open(layout.array(module, shard), "wb") as handle:
         np.save(handle, merged)
+
+
+def _copy_faces(layout: _Layout, part: list[_Source], shard: str) -> None:
+    """Face rows and their embeddings, renumbering each face's row of the new array."""
+    rows_of: dict[str, list[dict]] = {}
+    arrays = {}
+    for source in part:
+        if source.shard not in rows_of:
+            rows_of[source.shard] = list(read_rows(layout.rows("faces", source.shard)))
+            arrays[source.shard] = np.load(layout.array("faces", source.shard), mmap_mode="r")
+    rows, vectors = [], []
+    for source in part:
+        row = rows_of[source.shard][source.row]
+        faces = []
+        for face in row.get("faces", ()):
+            vectors.append(arrays[source.shard][face["embedding_row"]])
+            faces.append({**face, "embedding_row": len(vectors) - 1})
+        rows.append({**row, "faces": faces} if "faces" in row else row)
+    width = next(iter(arrays.values())).shape[1:] if arrays else (0,)
+    merged = np.stack(vectors).astype(np.float16) if vectors else np.zeros((0, *width), np.float16)
+    with atomic_open(layout.array("faces", shard), "wb") as handle:
+        np.save(handle, merged)
+    write_rows(layout.rows("faces", shard), rows)
 
 
 def _copy_tiers(layout: _Layout, part: list[_Source], shard: str, config: dict) -> None:
