@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -394,6 +395,25 @@ def decode_failures(technical: str | None, n_rows: int) -> dict[int, str]:
     if len(rows) != n_rows:
         raise ValueError(f"{technical}: {len(rows)} rows, expected {n_rows} (manifest rows)")
     return {i: row.get("error", NOT_DECODED) for i, row in enumerate(rows) if row["status"] != "ok"}
+
+
+def tier_job_files(
+    make: Callable[..., Any],
+    shards: Sequence[str],
+    manifests: Sequence[str],
+    tiers: Sequence[str],
+    technical: Sequence[str],
+    out_dir: str | os.PathLike,
+) -> list[Any]:
+    """``make(manifest, tiers, technical, out_dir/<shard>.jsonl)`` for every shard of a job
+    (the per-shard files of a module that reads tiers and writes rows)."""
+    out = Path(out_dir)
+    return [
+        make(manifest, tier_store, rows, out / f"{shard}.jsonl")
+        for shard, manifest, tier_store, rows in zip(
+            shards, manifests, tiers, technical, strict=True
+        )
+    ]
 
 
 def write_job_summary(path: str | os.PathLike, model: BatchedModel, shards: Sequence[str]) -> None:

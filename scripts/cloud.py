@@ -3,21 +3,20 @@
 from pathlib import Path
 
 from imganalyzer.cloud import CloudSettings, CloudShardFiles, run_cloud_job, write_cloud_summary
+from imganalyzer.runtime import tier_job_files
 from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
     out = Path(smk.params.out_dir)
-    shards = [
-        CloudShardFiles(manifest, tiers, technical, out / f"{shard}.jsonl")
-        for shard, manifest, tiers, technical in zip(
-            smk.params.shards,
-            smk.input.manifests,
-            smk.input.tiers,
-            smk.input.technical,
-            strict=True,
-        )
-    ]
+    shards = tier_job_files(
+        CloudShardFiles,
+        smk.params.shards,
+        smk.input.manifests,
+        smk.input.tiers,
+        smk.input.technical,
+        out,
+    )
     with job_logging(smk.log[0]):
         settings = CloudSettings.from_config(smk.params.settings)
         stats = run_cloud_job(shards, settings, out / "ledger.json")

@@ -1,24 +1,19 @@
 """Snakemake adapter: zero-shot objects (GroundingDINO) of the shards of one model job."""
 
-from pathlib import Path
-
 from imganalyzer.objects import ObjectsShardFiles, run_objects_job
-from imganalyzer.runtime import write_job_summary
+from imganalyzer.runtime import tier_job_files, write_job_summary
 from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
-    out = Path(smk.params.out_dir)
-    shards = [
-        ObjectsShardFiles(manifest, tiers, technical, out / f"{shard}.jsonl")
-        for shard, manifest, tiers, technical in zip(
-            smk.params.shards,
-            smk.input.manifests,
-            smk.input.tiers,
-            smk.input.technical,
-            strict=True,
-        )
-    ]
+    shards = tier_job_files(
+        ObjectsShardFiles,
+        smk.params.shards,
+        smk.input.manifests,
+        smk.input.tiers,
+        smk.input.technical,
+        smk.params.out_dir,
+    )
     with job_logging(smk.log[0]):
         detector = run_objects_job(
             shards, device=smk.params.device, threads=smk.threads, **smk.params.settings

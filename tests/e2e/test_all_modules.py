@@ -159,6 +159,20 @@ def test_every_module_runs_and_names_survive_reruns(everything: Workspace, api) 
     assert "Alice Example" in sidecar.read_text(encoding="utf-8")
     assert len(api.requests) == sent  # described images are never sent twice
 
+    # a moved photo keeps its faces and its person's name; nothing is decoded or re-run
+    logs = {p: p.stat().st_mtime_ns for p in (ws.results / "logs").rglob("*.log")}
+    moved = "people/moved here/bright.jpg"
+    (ws.library / moved).parent.mkdir()
+    (ws.library / FACES).rename(ws.library / moved)
+    ws.snakemake()
+    assert moved in search(ws, "alice")
+    assert FACES not in search(ws, "alice")
+    person = next(p for p in people_of(ws) if p["name"] == "Alice Example")
+    assert moved in {f["path"] for f in person["faces"]}
+    rerun = {p for p, t in logs.items() if p.stat().st_mtime_ns != t}
+    assert {p.parent.name for p in rerun} <= {"faces", "index", "xmp", "duplicates", "report"}
+    assert not any(p.name.startswith("0") for p in rerun)  # no shard or model job ran
+
     # nothing left to do; the key was never written anywhere
     assert "Nothing to be done" in ws.snakemake("-n").stdout
     for path in ws.results.rglob("*"):

@@ -16,7 +16,7 @@ from .conftest import Workspace, make_workspace
 
 pytestmark = pytest.mark.slow
 
-MOVED = 24
+MOVED = 50  # the folder of 50 analysed images
 OLD, NEW = "trip", "2024/summer/trip renamed"
 
 
