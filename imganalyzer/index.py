@@ -73,6 +73,7 @@ INDEX_FIELDS: dict[str, IndexField] = {
     "status": IndexField(KEYWORD),  # "error" when any module failed on the image
     "errors": IndexField(TEXT),
     "caption": IndexField(TEXT, boost=3.0),
+    "description": IndexField(TEXT, boost=2.5),  # the cloud model's description
     "ocr_text": IndexField(TEXT, boost=3.0),
     "answers": IndexField(TEXT, boost=2.0),
     "labels": IndexField(TEXT, boost=2.0),
@@ -142,6 +143,12 @@ MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "objects": (("labels", "labels"), ("has_text", "has_text"), ("has_person", "has_person")),
     "captions": (("caption", "caption"), ("answers", "answers")),
     "ocr": (("text", "ocr_text"),),
+    "cloud": (
+        ("description", "description"),
+        ("keywords", "labels"),
+        ("objects", "labels"),
+        ("text_seen", "ocr_text"),
+    ),
     "faces": (("people", "people"),),  # names and aliases from people.json (shard_fields)
 }
 

@@ -143,6 +143,7 @@ def test_every_module_runs_and_names_survive_reruns(everything: Workspace, api) 
     long_edge = TEST_TIERS["detect"]
     size = f"{long_edge}x{round(300 * long_edge / 900)}"
     assert rows(ws, "cloud")[SIGN]["description"] == f"a photo of {size} pixels"
+    assert set(search(ws, "rectangle", "--limit", "100")) == good  # the cloud's objects
     sent = len(api.requests)
 
     groups = json.loads(ws.imganalyzer("duplicates", "--json").stdout)

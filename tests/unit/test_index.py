@@ -72,6 +72,20 @@ def test_image_fields_map_each_modules_fields_and_collect_errors() -> None:
     assert "aesthetic" not in fields
 
 
+def test_cloud_descriptions_are_searchable_text() -> None:
+    cloud = {
+        "status": "ok",
+        "description": "a red tram in the rain",
+        "keywords": ["tram", "rain"],
+        "objects": ["tram"],
+        "text_seen": "LINE 4",
+    }
+    fields = image_fields("x.jpg", "s", {"objects": {"labels": ["car"]}, "cloud": cloud})
+    assert fields["description"] == "a red tram in the rain"
+    assert fields["labels"].split() == ["car", "tram", "rain", "tram"]
+    assert fields["ocr_text"] == "LINE 4" and fields["has_text"] is True
+
+
 def test_capture_date_keeps_the_camera_wall_clock() -> None:
     fields = image_fields(
         "x.jpg", "s", {"metadata": {"datetime_original": "2021-06-05T18:30:00+02:00"}}
