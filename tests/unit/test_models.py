@@ -171,3 +171,48 @@ def test_a_missing_local_folder_is_reported_not_downloaded(tmp_path: Path) -> No
     folder = tmp_path / "no_model"
     with pytest.raises(ModelNotFoundError, match=f"local-dir:{folder} not found: looked in"):
         ClipEmbedder(f"local-dir:{folder}", "openai", device="cpu").load()
+
+
+def test_transformers_models_are_found_in_a_folder_or_the_hub_cache(
+    tmp_path: Path, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imganalyzer.models import hf_load_path, locate_huggingface
+
+    folder = tmp_path / "blip2"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert not locate_huggingface("captions", str(folder)).present  # no weights yet
+    (folder / "model.safetensors").write_bytes(b"")
+    assert locate_huggingface("captions", str(folder)).present
+    assert hf_load_path("captions", str(folder)) == str(folder)
+
+    config = {"modules": ["objects"], "objects": {"model": "org/not-cached"}}
+    location = locate("objects", config)
+    assert not location.present and "org/not-cached" in location.source
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="org/not-cached.*models fetch"):
+        hf_load_path("objects", "org/not-cached")
+
+
+def test_face_packs_are_a_named_pack_or_a_folder_of_onnx_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "home"))
+    named = locate("faces", {"faces": {"pack": "buffalo_l"}})
+    assert not named.present and named.path == tmp_path / "home" / "models" / "buffalo_l"
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    assert not locate("faces", {"faces": {"pack": str(folder)}}).present
+    (folder / "det.onnx").write_bytes(b"")
+    assert locate("faces", {"faces": {"pack": str(folder)}}).present
+
+
+def test_the_cloud_model_is_present_when_its_key_variable_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cloud = {"cloud": {"provider": "openai", "api_key_env": "MY_KEY"}}
+    monkeypatch.delenv("MY_KEY", raising=False)
+    assert not locate("cloud", cloud).present
+    monkeypatch.setenv("MY_KEY", "secret")
+    location = locate("cloud", cloud)
+    assert location.present and "$MY_KEY" in location.source and "secret" not in str(location)
