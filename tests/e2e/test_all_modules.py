@@ -174,8 +174,10 @@ def test_every_module_runs_and_names_survive_reruns(everything: Workspace, api) 
     assert {p.parent.name for p in rerun} <= {"faces", "index", "xmp", "duplicates", "report"}
     assert not any(p.name.startswith("0") for p in rerun)  # no shard or model job ran
 
-    # nothing left to do; the key was never written anywhere
+    # nothing left to do; the key was never written anywhere, the report included
     assert "Nothing to be done" in ws.snakemake("-n").stdout
+    ws.snakemake("--report", str(ws.root / "report.html"))
+    assert KEY not in (ws.root / "report.html").read_text(errors="replace")
     for path in ws.results.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".jsonl", ".log", ".tsv", ".xmp"):
             assert KEY not in path.read_text(errors="replace"), path
