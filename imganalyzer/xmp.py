@@ -55,7 +55,7 @@ FORMAT_VERSION = "1"  # bump when what a record writes changes: every sidecar is
 MODES = ("mirror", "beside")
 NAMINGS = ("darktable", "lightroom")
 # Modules whose rows feed a record (faces come in as named faces).
-RECORD_MODULES = ("captions", "objects", "ocr", "aesthetic", "technical", "cloud")
+RECORD_MODULES = ("captions", "objects", "ocr", "aesthetic", "technical", "cloud", "metadata")
 # The files Lightroom writes sidecars for; they win its shared name (IMG_0001.xmp).
 RAW_EXTENSIONS = frozenset(
     [".arw", ".cr2", ".cr3", ".dng", ".nef", ".orf", ".raf", ".rw2", ".pef", ".srw", ".nrw"]
@@ -280,7 +280,9 @@ def image_record(
         "AestheticScore": _number(aesthetic),
         "Sharpness": _number(technical.get("sharpness")),
         "Models": tuple(
-            f"{module}: {row['model']}" for module, row in sorted(ok.items()) if row.get("model")
+            f"{module}: {row['model']}"
+            for module, row in sorted(ok.items())
+            if row.get("model") and module != "metadata"  # metadata's model is the camera
         ),
     }
     regions, size = _regions(people)
@@ -708,7 +710,9 @@ def write_sidecars(
         by_module = {module: view.rows(module, shard) for module in used}
         for entry in view.shards[shard].entries:
             rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
-            faces = _with_image_size(named_faces.get(entry.path, ()), rows.get("technical"))
+            faces = _with_image_size(
+                named_faces.get(entry.path, ()), rows.get("technical"), rows.get("metadata")
+            )
             record = image_record(rows, faces, settings)
             target = targets[entry.path]
             try:
@@ -727,14 +731,44 @@ def write_sidecars(
 
 
 def _with_image_size(
-    faces: Sequence[tuple[str, Sequence[float]]], technical: Mapping[str, Any] | None
+    faces: Sequence[tuple[str, Sequence[float]]],
+    technical: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> list[NamedFace]:
-    """Named faces with the displayed image size their boxes refer to (from the technical
-    row); without a known size a face gives its name but no region."""
-    size = None
-    if technical and technical.get("width") and technical.get("height"):
-        size = (int(technical["width"]), int(technical["height"]))
-    return [NamedFace(name, tuple(box), size) for name, box in faces]
+    """Named faces as MWG regions want them: relative to the image as stored, before its
+    EXIF orientation is applied (how digiKam and ExifTool's MWG tags read them). Our boxes
+    are in displayed pixels (technical width/height); without a known size a face gives
+    its name but no region."""
+    if not faces:
+        return []
+    if not (technical and technical.get("width") and technical.get("height")):
+        return [NamedFace(name, tuple(box), None) for name, box in faces]
+    displayed = (int(technical["width"]), int(technical["height"]))
+    orientation = int((metadata or {}).get("orientation") or 1)
+    size = displayed[::-1] if orientation in (5, 6, 7, 8) else displayed
+    return [NamedFace(name, stored_box(box, displayed, orientation), size) for name, box in faces]
+
+
+def stored_box(
+    box: Sequence[float], displayed: tuple[int, int], orientation: int
+) -> tuple[float, float, float, float]:
+    """A box (x0, y0, x1, y1) in displayed pixels -> the same box in the stored image,
+    for EXIF orientation 1-8 (displayed = the stored image with the orientation applied)."""
+    width, height = displayed
+
+    def stored(x: float, y: float) -> tuple[float, float]:
+        return {
+            2: (width - x, y),
+            3: (width - x, height - y),
+            4: (x, height - y),
+            5: (y, x),
+            6: (y, width - x),
+            7: (height - y, width - x),
+            8: (height - y, x),
+        }.get(orientation, (x, y))
+
+    (ax, ay), (bx, by) = stored(box[0], box[1]), stored(box[2], box[3])
+    return (min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))
 
 
 def _update(target: Path, record: XmpRecord, known: list | None) -> tuple[str, list | None]:

@@ -438,3 +438,38 @@ def test_darktable_edit_history_survives(tmp_path: Path) -> None:
     assert tags["XMP-darktable:History_end"] == before["XMP-darktable:History_end"] == 2
     assert tags["XMP-xmp:Rating"] == 1
     assert tags["XMP-dc:Description"] == ROWS["captions"]["caption"]
+
+
+def test_face_regions_are_stored_relative_to_the_unrotated_image() -> None:
+    from imganalyzer.xmp import _with_image_size, stored_box
+
+    # displayed 300 x 400 (portrait) of a stored 400 x 300 image with orientation 6
+    # (stored rotated 90 degrees clockwise for display): the displayed top-left corner is
+    # the stored bottom-left one
+    assert stored_box((0, 0, 30, 40), (300, 400), 6) == (0, 270, 40, 300)
+    assert stored_box((0, 0, 30, 40), (300, 400), 8) == (360, 0, 400, 30)
+    assert stored_box((10, 20, 30, 40), (300, 400), 3) == (270, 360, 290, 380)
+    assert stored_box((10, 20, 30, 40), (300, 400), 1) == (10, 20, 30, 40)
+    technical = {"width": 300, "height": 400}
+    (face,) = _with_image_size([("Ann", (0, 0, 30, 40))], technical, {"orientation": 6})
+    assert face.image_size == (400, 300) and face.box == (0, 270, 40, 300)
+    (named_only,) = _with_image_size([("Ann", (0, 0, 30, 40))], {}, None)
+    assert named_only.image_size is None
+
+
+def test_every_orientation_maps_the_displayed_image_onto_the_stored_one() -> None:
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from imganalyzer.xmp import stored_box
+
+    stored = np.zeros((30, 40), np.uint8)  # 40 wide, 30 high
+    stored[5:9, 20:31] = 255  # a bright box at x 20..31, y 5..9
+    for orientation in range(1, 9):
+        image = Image.fromarray(stored)
+        image.getexif()[0x0112] = orientation  # what Pillow's exif_transpose reads
+        displayed = np.asarray(ImageOps.exif_transpose(image))  # an independent mapping
+        ys, xs = np.nonzero(displayed)
+        box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        size = (displayed.shape[1], displayed.shape[0])
+        assert stored_box(box, size, orientation) == (20, 5, 31, 9), orientation
