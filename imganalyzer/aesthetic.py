@@ -55,9 +55,7 @@ class AestheticScorer(BatchedModel):
     """Runs the head on stored embeddings, always on CPU: the rule holds no GPU, and a
     whole shard is ~1 GFLOP."""
 
-    module = _SPEC.module
-    tier = _SPEC.tier
-    default_batch_size = _SPEC.default_batch_size
+    spec = _SPEC
 
     def __init__(self, weights: str = _SPEC.model_keys["weights"], batch_size: int | str = "auto"):
         super().__init__(device="cpu", batch_size=batch_size)

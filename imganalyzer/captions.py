@@ -76,9 +76,7 @@ class Captioner(BatchedModel):
     """A BLIP-2 model (``Blip2ForConditionalGeneration``): a caption and the answers to
     ``questions`` (key -> question) for each image, greedy, at most ``max_new_tokens``."""
 
-    module = _SPEC.module
-    tier = _SPEC.tier
-    default_batch_size = _SPEC.default_batch_size
+    spec = _SPEC
     # BLIP-2 OPT is published for and run in fp16/bf16 (transformers keeps the Q-Former in fp32
     # under fp16).
     half_precision_safe = True

@@ -38,9 +38,7 @@ _SPEC = MODELS["embedding"]
 class ClipEmbedder(BatchedModel):
     """An open_clip model's image (and text) tower. ``pretrained=None``: random weights."""
 
-    module = _SPEC.module
-    tier = _SPEC.tier
-    default_batch_size = _SPEC.default_batch_size
+    spec = _SPEC
     # open_clip's own "bf16"/"fp16" precision keeps LayerNorm in fp32 (OpenAI's recipe).
     half_precision_safe = True
 

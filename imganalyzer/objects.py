@@ -319,9 +319,7 @@ def _where_it_looked(model: str) -> str:
 class ObjectDetector(BatchedModel):
     """A GroundingDINO checkpoint (Hugging Face repo id or local folder) and its prompts."""
 
-    module = _SPEC.module
-    tier = _SPEC.tier
-    default_batch_size = _SPEC.default_batch_size
+    spec = _SPEC
     half_precision_safe = True  # with FP32_MODULES kept in fp32
 
     def __init__(

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from imganalyzer.files import atomic_write_text
+from imganalyzer.models import ModelSpec
 from imganalyzer.results import read_rows
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,17 @@ class RunStats:
 class BatchedModel(ABC):
     """Base of the model modules; see the module docstring for the contract."""
 
+    spec: ClassVar[ModelSpec | None] = None  # its registry entry: sets the three below
     module: ClassVar[str]  # for logs: "embedding"
     tier: ClassVar[str | None]  # the tier it reads (None: reads no pixels)
     default_batch_size: ClassVar[int]
     half_precision_safe: ClassVar[bool] = False  # may it run in bf16/fp16 on a GPU?
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.spec is not None:
+            cls.module, cls.tier = cls.spec.module, cls.spec.tier
+            cls.default_batch_size = cls.spec.default_batch_size
 
     def __init__(self, device: str = "auto", batch_size: int | str = "auto") -> None:
         self.requested_device, self.requested_batch_size = device, batch_size
