@@ -32,7 +32,7 @@ from imganalyzer.catalog import Entry, read_manifest
 from imganalyzer.files import atomic_open
 from imganalyzer.models import MODELS, ModelNotFoundError, downloads_allowed, locate_insightface
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
-from imganalyzer.shardjobs import ordered_map
+from imganalyzer.threadpool import ordered_map
 from imganalyzer.tiers import TierReader
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,8 @@ from imganalyzer.catalog import Entry, read_manifest
 from imganalyzer.decode import DecodedImage, DecodeError, decode_image
 from imganalyzer.models import MODELS, ModelNotFoundError, hf_load_path
 from imganalyzer.results import OK, error_row, ok_row, read_rows, write_rows
-from imganalyzer.shardjobs import ImageSkipped, check_version, ordered_map
+from imganalyzer.shardjobs import ImageSkipped, check_version
+from imganalyzer.threadpool import ordered_map
 
 log = logging.getLogger(__name__)
 

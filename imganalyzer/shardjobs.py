@@ -9,16 +9,13 @@ moved files by it.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -27,20 +24,15 @@ from imganalyzer.decode import DecodeError, decode_image
 from imganalyzer.metadata import MetadataError, read_metadata
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.technical import TECHNICAL_VERSION, analyze_technical
+from imganalyzer.threadpool import ordered_map
 from imganalyzer.thumbnails import THUMBNAIL_LONG_EDGE, ThumbnailWriter
 from imganalyzer.tiers import TIER_FORMAT_VERSION, TierWriter, make_tiers
 
 log = logging.getLogger(__name__)
 
 DECODE_VERSION = f"decode-1/technical-{TECHNICAL_VERSION}/tiers-{TIER_FORMAT_VERSION}"
-# Images kept decoding ahead of the writer, per thread: enough to hide one slow
-# RAW behind the others without holding a whole shard of pixels in memory.
-LOOKAHEAD_PER_THREAD = 4
 # Images per Zarr shard of a tier array: each block is written once, whole.
 TIER_BLOCK = 64
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class ImageSkipped(Exception):
@@ -52,19 +44,6 @@ class DecodedRow:
     tiers: dict[str, np.ndarray]
     thumbnail_source: np.ndarray
     fields: dict[str, Any]
-
-
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
-    """``map(fn, items)`` on a thread pool, in order, with a bounded number in flight."""
-    items = iter(items)
-    lookahead = max(1, threads) * LOOKAHEAD_PER_THREAD
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        pending = deque(pool.submit(fn, item) for item in itertools.islice(items, lookahead))
-        while pending:
-            result = pending.popleft().result()
-            for item in itertools.islice(items, 1):
-                pending.append(pool.submit(fn, item))
-            yield result
 
 
 def check_version(path: Path, entry: Entry) -> None:

@@ -80,11 +80,15 @@ SEED = 0
 STOP_WORD = "tree"
 
 
-def tiny_tokenizer():  # -> PreTrainedTokenizerFast
+def tiny_tokenizer(vocabulary_size: int = 0):  # -> PreTrainedTokenizerFast
+    """The word-level tokenizer; ``vocabulary_size`` pads the vocabulary with filler tokens
+    to a real model's size (the GPU kit's real-size BLIP-2)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
+    tokens = SPECIALS + WORDS
+    tokens += tuple(f"[filler{i}]" for i in range(len(tokens), vocabulary_size))
+    vocab = {token: i for i, token in enumerate(tokens)}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence(
