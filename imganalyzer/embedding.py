@@ -26,6 +26,7 @@ from imganalyzer.runtime import (
     NOT_DECODED,
     BatchedModel,
     ConcatenatedBatches,
+    PaddedImages,
     RowBatch,
     TierBatches,
     decode_failures,
@@ -88,31 +89,39 @@ class ClipEmbedder(BatchedModel):
         with torch.inference_mode():
             return int(self.model.encode_image(probe).shape[-1])
 
-    def preprocess(self, batch: RowBatch) -> torch.Tensor:
-        """(n, S, S, 3) uint8 padded tier images -> (n, 3, side, side) float32 normalised.
+    def preprocess(self, batch: RowBatch) -> PaddedImages:
+        """The padded tier images as uint8 tensors: resampling runs on the model's device
+        (``pixel_values``), where it costs nothing next to the model; on the loader's CPU it
+        cost 3-4 ms per image, which held ViT-L/14 on a GPU to 12% of its speed."""
+        return PaddedImages.from_rows(batch)
+
+    def pixel_values(self, images: PaddedImages) -> torch.Tensor:
+        """-> (n, 3, side, side) float32 normalised, on the images' device.
 
         As the model's own transform: from each image's true region (never the padding),
         resize the shortest side to ``side`` (or squash, per the model's config) with
-        antialiased bicubic, centre-crop, scale to [0, 1], subtract mean, divide by std.
-        """
-        crops = [
-            self._resize_crop(image[:height, :width])
-            for image, (height, width) in zip(batch.data, batch.sizes, strict=True)
-        ]
-        pixels = torch.stack(crops).float().div_(255)
-        return pixels.sub_(self.mean).div_(self.std)
+        antialiased bicubic, rounded to 8 bits as an image library would, centre-crop, scale
+        to [0, 1], subtract mean, divide by std."""
+        crops = [self._resize_crop(region) for region in images.true_regions()]
+        pixels = torch.stack(crops).div_(255)
+        mean, std = self.mean.to(pixels.device), self.std.to(pixels.device)
+        return pixels.sub_(mean).div_(std)
 
-    def _resize_crop(self, rgb: np.ndarray) -> torch.Tensor:
-        """(h, w, 3) uint8 -> (3, side, side) uint8, resampled like PIL (antialiased)."""
-        chw = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    def _resize_crop(self, chw: torch.Tensor) -> torch.Tensor:
+        """(3, h, w) uint8 -> (3, side, side) float32 in [0, 255], resampled like PIL."""
+        image = chw.float()
         if self.resize_mode == "squash":
-            return TF.resize(chw, [self.side, self.side], self.interpolation, antialias=True)
-        resized = TF.resize(chw, self.side, self.interpolation, antialias=True)
-        return TF.center_crop(resized, [self.side, self.side])
+            size = [self.side, self.side]
+            resized = TF.resize(image, size, self.interpolation, antialias=True)
+        else:
+            resized = TF.resize(image, self.side, self.interpolation, antialias=True)
+            resized = TF.center_crop(resized, [self.side, self.side])
+        return resized.round_().clamp_(0, 255)
 
-    def predict_batch(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(n, 3, side, side) -> (n, dim) float32, L2-normalised, on the device."""
-        return F.normalize(self.model.encode_image(inputs).float(), dim=-1)
+    def predict_batch(self, inputs: PaddedImages) -> torch.Tensor:
+        """Padded uint8 tier images on the device -> (n, dim) float32, L2-normalised."""
+        pixels = self.pixel_values(inputs).to(self.dtype)
+        return F.normalize(self.model.encode_image(pixels).float(), dim=-1)
 
     def postprocess(self, outputs: torch.Tensor) -> np.ndarray:
         """-> (n, dim) float16 on the host."""

@@ -107,6 +107,47 @@ class RowBatch:
     sizes: np.ndarray | None = None
 
 
+@dataclass
+class PaddedImages:
+    """Tier images on their way to the device, for models that resize there: ``pixels``
+    (n, 3, S, S) uint8 RGB, image at the top-left, zero padding; ``sizes`` (n, 2) int64 true
+    (height, width). The loader only converts (no resampling on its CPU), and uint8 moves a
+    third of the bytes a float32 batch at the model's size would. Behaves like a tensor
+    where the runtime handles inputs: pinned, sliced by rows, moved to a device."""
+
+    pixels: torch.Tensor
+    sizes: torch.Tensor
+
+    @classmethod
+    def from_rows(cls, batch: RowBatch) -> PaddedImages:
+        pixels = torch.from_numpy(np.ascontiguousarray(batch.data)).permute(0, 3, 1, 2)
+        sizes = torch.from_numpy(np.asarray(batch.sizes, dtype=np.int64))
+        return cls(pixels.contiguous(), sizes)
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, rows: slice) -> PaddedImages:
+        return PaddedImages(self.pixels[rows], self.sizes[rows])
+
+    def pin_memory(self) -> PaddedImages:
+        return PaddedImages(self.pixels.pin_memory(), self.sizes)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PaddedImages:
+        """The pixels on ``device``; the sizes stay on the host (read there, never waited for)."""
+        return PaddedImages(self.pixels.to(device, non_blocking=non_blocking), self.sizes)
+
+    def is_floating_point(self) -> bool:
+        return False
+
+    def true_regions(self) -> list[torch.Tensor]:
+        """Each image's (3, h, w) uint8 region, on the pixels' device."""
+        return [
+            image[:, :height, :width]
+            for image, (height, width) in zip(self.pixels, self.sizes.tolist(), strict=True)
+        ]
+
+
 class BatchSource(Protocol):
     n_rows: int
 
@@ -212,7 +253,7 @@ class BatchedModel(ABC):
         """Build the model on ``device`` in ``dtype``; called once, by ``load``."""
 
     @abstractmethod
-    def preprocess(self, batch: RowBatch) -> torch.Tensor:
+    def preprocess(self, batch: RowBatch) -> torch.Tensor | PaddedImages:
         """CPU tensor of the batch's model inputs, first dimension = rows (loader thread)."""
 
     @abstractmethod

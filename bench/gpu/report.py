@@ -81,6 +81,12 @@ def markdown(results: dict[str, Any]) -> str:
         if name in modules
         for key, value in _flatten("", modules[name])
     ]
+    details += [
+        (name, key, value)
+        for name, row in modules.items()
+        for key, value in row.items()
+        if "_batch_" in key
+    ]
     for key in ("model", "providers"):
         details += [(name, key, row[key]) for name, row in modules.items() if key in row]
     if details:

@@ -8,7 +8,9 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
 wheels="$root/bench/gpu/wheels"
-if compgen -G "$wheels/*.whl" >/dev/null; then
+# The wheels are for Python 3.12 (the GPU machine's): another Python has what it needs.
+if compgen -G "$wheels/*.whl" >/dev/null \
+    && "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
     site="$(mktemp -d)/site"
     "$python" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir \
         --target "$site" "$wheels"/*.whl
