@@ -4,13 +4,15 @@ Run from the repository root: ``.venv/bin/python bench/bench_projection.py [--qu
 Measures, on this machine and one core, the CPU seconds per image of the real shard jobs
 (decode-once + metadata) on generated 24 MP JPEGs, 24 MP DNGs with an embedded preview
 and 12 MP HEICs, then projects the library mix of the issue (40% RAW, 50% JPEG, 10%
-HEIC). GPU throughputs are assumptions (public figures; no GPU was lent to this
-project's runs) and are printed as such, next to every measured figure.
+HEIC). GPU throughputs come from the GPU kit's JSON where given (``--gpu-json``, as
+``bash bench/gpu/run.sh`` writes it; later files override earlier ones per module), else
+they are assumptions (public figures), and each row says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import tempfile
 import time
@@ -28,15 +30,17 @@ from imganalyzer.shardjobs import run_decode_shard, run_metadata_shard
 LIBRARY = 500_000
 MIX = {"raw": 0.4, "jpeg": 0.5, "heic": 0.1}
 CORES = 16
-# Assumed GPU throughputs (images/s) on one H100-class GPU, per model module. Only the
-# embedding module exists today; its figure is clip-retrieval's ViT-L/14 on an A100 (312/s).
+# Assumed GPU throughputs (images/s) on one H100-class GPU, per model module, used where the
+# GPU kit measured none: embedding is clip-retrieval's ViT-L/14 figure on an A100.
 GPU_ASSUMED = {
-    "embedding (ViT-L/14, clip-retrieval A100 figure)": 312,
-    "objects (GroundingDINO-T, not built yet)": 60,
-    "captions + 4 answers (BLIP-2, features once, not built yet)": 40,
-    "faces (InsightFace on the tier, not built yet)": 200,
-    "ocr (rapidocr, 10% of images flagged, not built yet)": 300,
+    "embedding": 312,
+    "objects": 60,
+    "captions": 40,
+    "faces": 200,
+    "ocr": 300,
 }
+# Share of the library each module reads: OCR runs only on images flagged as holding text.
+MODULE_SHARE = {"ocr": 0.1}
 TIERS = {"detect": 1024, "clip": 384}
 
 
@@ -77,10 +81,38 @@ def cpu_seconds_per_image(library: Path, entries: list[Entry], out: Path) -> flo
     return used / len(entries)
 
 
+def measured_gpu_rates(paths: list[str]) -> dict[str, tuple[float, str]]:
+    """Module -> (images/s, where measured) from GPU kit JSON files; only modules that ran
+    on a GPU (the faces module on onnxruntime's CPU provider is not a GPU figure)."""
+    rates: dict[str, tuple[float, str]] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+        gpu = results.get("machine", {}).get("gpu", "a GPU")
+        for module, row in results.get("modules", {}).items():
+            if module in GPU_ASSUMED and row.get("device") == "cuda" and row.get("images_per_s"):
+                rates[module] = (row["images_per_s"], f"measured on {gpu} ({Path(path).name})")
+    return rates
+
+
+def gpu_rows(measured: dict[str, tuple[float, str]]) -> tuple[list[Row], float]:
+    rows, seconds = [], 0.0
+    for module, assumed in GPU_ASSUMED.items():
+        rate, source = measured.get(module, (assumed, "assumed"))
+        share = MODULE_SHARE.get(module, 1.0)
+        seconds += LIBRARY * share / rate
+        note = f"{share:.0%} of images" if share < 1 else ""
+        rows.append(Row(f"{source}: {module}", rate, "images/s", note))
+    return rows, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2 images per format")
     parser.add_argument("--json", metavar="PATH", help="also write the rows here (run_all.py)")
+    parser.add_argument(
+        "--gpu-json", nargs="+", default=[], metavar="PATH", help="GPU kit results (gpu_kit.json)"
+    )
     args = parser.parse_args()
     count = 2 if args.quick else 4
     rows, cpu_total = [], 0.0
@@ -94,12 +126,9 @@ def main() -> None:
             rows.append(Row(f"measured: CPU s/image, {kind}", seconds, "s", f"{count} images"))
     cpu_wall = cpu_total / CORES
     rows.append(Row("projected: CPU stage wall time", cpu_wall / 3600, "h", f"{CORES} cores"))
-    gpu_wall = 0.0
-    for module, rate in GPU_ASSUMED.items():
-        images = LIBRARY * (0.1 if module.startswith("ocr") else 1.0)
-        gpu_wall += images / rate
-        rows.append(Row(f"assumed: {module}", rate, "images/s"))
-    rows.append(Row("projected: GPU stage wall time", gpu_wall / 3600, "h", "one GPU, assumed"))
+    module_rows, gpu_wall = gpu_rows(measured_gpu_rates(args.gpu_json))
+    rows += module_rows
+    rows.append(Row("projected: GPU stage wall time", gpu_wall / 3600, "h", "one GPU"))
     rows.append(
         Row(
             "projected: whole library (stages overlap)",

@@ -18,6 +18,7 @@ from imganalyzer.runtime import (
     NOT_DECODED,
     ArrayBatches,
     BatchedModel,
+    PaddedImages,
     RowBatch,
     TierBatches,
     choose_device,
@@ -210,3 +211,17 @@ def test_decode_failures_come_from_the_technical_rows(tmp_path: Path) -> None:
     assert decode_failures(technical, 3) == {1: "truncated"}
     assert decode_failures(None, 3) == {}
     assert NOT_DECODED == "not decoded"
+
+
+def test_padded_images_slice_pin_and_move_like_a_tensor_and_keep_sizes_on_the_host() -> None:
+    data = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    data[1, :4, :6] = 200
+    sizes = np.array([[8, 8], [4, 6], [2, 3]], dtype=np.int32)
+    images = PaddedImages.from_rows(RowBatch(np.arange(3), data, sizes))
+    assert images.pixels.shape == (3, 3, 8, 8) and images.pixels.dtype == torch.uint8
+    assert len(images) == 3 and not images.is_floating_point()
+    part = images[1:3].to("cpu")
+    assert len(part) == 2 and part.sizes.tolist() == [[4, 6], [2, 3]]
+    regions = part.true_regions()
+    assert regions[0].shape == (3, 4, 6) and int(regions[0].min()) == 200
+    assert regions[1].shape == (3, 2, 3)
