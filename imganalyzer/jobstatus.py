@@ -99,7 +99,7 @@ def _upstream_failure(inputs: Iterable[str | os.PathLike]) -> UpstreamFailed | N
             if data.get("status") == FAILED:
                 return UpstreamFailed(
                     f"needs the {path.parent.parent.name} job {path.stem}, which failed "
-                    f"({data.get('error', 'see its log')}; log: {data.get('log', '?')})"
+                    f"(see {data.get('log', 'its log')})"
                 )
     return None
 
@@ -164,7 +164,7 @@ def run_summary(
         text += f", {len(outcome.failed)} failed" if outcome.failed else ""
         lines.append(text)
         lines += [
-            f"    failed: {f['job']}: {f.get('error', '')} (log: {f.get('log', '?')})"
+            f"    failed: {f['job']}: {_shortened(f.get('error', ''))} (log: {f.get('log', '?')})"
             for f in outcome.failed
         ]
     if failures:
@@ -193,6 +193,10 @@ def _outcome(
             outcome.done += 1
     outcome.failed = [f for (m, _), f in sorted(failures.items()) if m == module]
     return outcome
+
+
+def _shortened(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _error_rows(path: Path) -> int:

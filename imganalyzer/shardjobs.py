@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,8 @@ import numpy as np
 from imganalyzer.catalog import Entry, content_fingerprint, read_manifest
 from imganalyzer.decode import DecodeError, decode_image
 from imganalyzer.metadata import MetadataError, read_metadata
+from imganalyzer.progress import Progress
+from imganalyzer.progress import log as progress_log
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.technical import TECHNICAL_VERSION, analyze_technical
 from imganalyzer.thumbnails import THUMBNAIL_LONG_EDGE, ThumbnailWriter
@@ -123,6 +126,7 @@ def run_decode_shard(
         return _guarded(entry, work)
 
     started = time.perf_counter()
+    progress = Progress(f"decode {Path(manifest).stem}", len(entries))
     rows = []
     with (
         TierWriter(
@@ -142,10 +146,13 @@ def run_decode_shard(
                 log.warning("%s: %s", entry.path, outcome)
                 tier_writer.write(index, None)
                 rows.append(error_row(entry, outcome))
+                progress.advance()
                 continue
             tier_writer.write(index, outcome.tiers)
             thumbnails.add(index, outcome.thumbnail_source)
             rows.append(ok_row(entry, outcome.fields))
+            progress.advance()
+    progress.finish()
     write_rows(technical_out, rows)
     _log_summary("decode", rows, started)
 
@@ -214,6 +221,10 @@ def job_logging(path: str | os.PathLike) -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # progress lines also on stderr: the console of a local run, the scheduler's log on a cluster
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    progress_log.addHandler(console)
     try:
         yield
     except BaseException:
@@ -221,4 +232,5 @@ def job_logging(path: str | os.PathLike) -> Iterator[None]:
         raise
     finally:
         root.removeHandler(handler)
+        progress_log.removeHandler(console)
         handler.close()

@@ -5,12 +5,16 @@
 rule catalog_shard:
     output:
         results_path("catalog", "shards", "{shard}.tsv"),
+    log:
+        results_path("logs", "catalog", "{shard}.log"),
     wildcard_constraints:
         shard=PLAN.shard_pattern if PLAN else r"(?!)",
     localrule: True
+    conda:
+        "../../envs/imganalyzer.yaml"
     params:
         staged=lambda wildcards: results_path(
             "catalog", "staged", f"{wildcards.shard}.tsv"
         ),
     shell:
-        "mv -f {params.staged:q} {output:q}"
+        "mv -f {params.staged:q} {output:q} 2> {log:q}"

@@ -6,13 +6,16 @@ from pathlib import Path
 
 from imganalyzer.catalog import JOB_ID_PATTERN, SHARD_ID_PATTERN, Catalog, group_shards
 from imganalyzer.models import MODELS
-from imganalyzer.config import validate_config
+from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.files import file_digest
 from imganalyzer.jobstatus import read_failures, retry_token, run_summary
-from imganalyzer.preflight import check_models
+from imganalyzer.preflight import ModelsMissing, check_models
 from imganalyzer.runlock import ResultsLocked, acquire_results_lock
 
-validate_config(config)
+try:
+    validate_config(config)
+except ConfigError as error:  # one line naming the key, no traceback
+    raise SystemExit(f"imganalyzer: {error}") from None
 
 RESULTS = Path(config["results"])
 CATALOG = Catalog(RESULTS / "catalog")
@@ -24,7 +27,14 @@ STARTED = time.time()
 PLAN = None
 REMOVED_DIGEST = ""  # which catalogued files are gone (see the index rule)
 if workflow.is_main_process:
-    check_models(config)  # every configured model, before any job (a dry-run too)
+    # Every configured model, before any job (a dry-run too). Not while linting (Snakemake
+    # builds a lint's workflow with check_envvars=False): a lint checks the code, not what
+    # this machine has.
+    if workflow.check_envvars:
+        try:
+            check_models(config)
+        except ModelsMissing as error:
+            raise SystemExit(f"imganalyzer: {error}") from None
     # One id per invocation: the cloud jobs of a run share one budget (a ledger by run id).
     os.environ.setdefault(
         "IMGANALYZER_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
