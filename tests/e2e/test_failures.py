@@ -63,6 +63,11 @@ def test_an_unloadable_model_fails_only_its_module_and_is_retried_alone(
     assert record["module"] == "embedding" and Path(record["log"]).is_file()
     assert "job failed" in Path(record["log"]).read_text() or record["error"]
     assert "embedding" in output and "1 failed" in output and record["log"] in output
+    status = json.loads(ws.imganalyzer("status", "--json").stdout)
+    assert {(f["module"], f["job"]) for f in status["failed_jobs"]} == {
+        ("embedding", "000001-00000-00000"),
+        ("aesthetic", "000001-00000-00000"),
+    }
     aesthetic = json.loads(next((ws.results / "aesthetic/failed").glob("*.json")).read_text())
     assert "needs the embedding job" in aesthetic["error"]
 
