@@ -11,6 +11,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/catalog.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/metadata.smk"
 include: "workflow/rules/models.smk"
@@ -21,6 +22,18 @@ include: "workflow/rules/duplicates.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/sidecars.smk"
+
+
+onstart:
+    start_run()
+
+
+onsuccess:
+    finish_run()
+
+
+onerror:
+    finish_run(failed=True)
 
 
 rule all:

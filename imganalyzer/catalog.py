@@ -277,15 +277,63 @@ class IngestReport:
     # people, xmp, duplicates) take this as a parameter to notice them.
     removed_digest: str = ""
     moved: int = 0  # files found at a new path, their results carried over
+    removed: int = 0  # catalogued files no longer in the library (not moved)
 
     def summary(self) -> str:
         moved = f", {self.moved} moved (results kept)" if self.moved else ""
+        moved += f", {self.removed} removed" if self.removed else ""
         if not self.new_shards:
             return f"catalog: {self.scanned} images scanned{moved}, nothing new"
         return (
             f"catalog: {self.scanned} images scanned{moved}, {self.new_entries} new or changed "
             f"in {len(self.new_shards)} new shard(s) {self.new_shards[0]}..{self.new_shards[-1]}"
         )
+
+
+@dataclass
+class IngestPlan:
+    """A planned ingest batch: new shard manifests and moves, held in memory until a real
+    run writes them (``write_moves`` first, then ``write_shard`` per shard, each written
+    once, atomically). ``batch`` is the batch number reserved when planning:
+    ``is_current`` says whether another run has written that batch since."""
+
+    catalog: Catalog
+    batch: int
+    shards: dict[str, list[Entry]]  # shard id -> its entries, in path order
+    moves: list[Move]
+    report: IngestReport
+
+    @property
+    def shard_pattern(self) -> str:
+        """A regular expression matching exactly the ids of this batch's shards."""
+        return rf"{self.batch:06d}-\d{{5}}" if self.shards else r"(?!)"
+
+    def is_current(self) -> bool:
+        return self.catalog._next_batch() == self.batch
+
+    def write_moves(self) -> None:
+        if self.moves:
+            write_moves(self.catalog.moves_dir / f"{self.batch:06d}.tsv", self.moves)
+
+    def write_shard(self, shard: str) -> Path:
+        """Write one planned manifest (a shard not in this plan is an error: manifests are
+        immutable and never rewritten)."""
+        if shard not in self.shards:
+            raise KeyError(f"shard {shard} is not part of this run's catalog batch")
+        path = self.catalog.manifest_path(shard)
+        write_manifest(path, self.shards[shard])
+        return path
+
+    def stage(self) -> None:
+        """Write every planned manifest into ``staged/`` (from where the workflow's
+        catalog_shard jobs move them into ``shards/``); leftovers of an earlier run that
+        was stopped are removed."""
+        staged = self.catalog.staged_dir
+        if staged.is_dir():
+            for leftover in staged.glob("*.tsv"):
+                leftover.unlink(missing_ok=True)
+        for shard, entries in self.shards.items():
+            write_manifest(staged / f"{shard}.tsv", entries)
 
 
 @dataclass
@@ -352,6 +400,7 @@ class Catalog:
         self.root = Path(root)
         self.shards_dir = self.root / "shards"
         self.moves_dir = self.root / "moves"
+        self.staged_dir = self.root / "staged"  # planned manifests of a starting run
 
     def manifest_path(self, shard: str) -> Path:
         return self.shards_dir / f"{shard}.tsv"
@@ -392,29 +441,48 @@ class Catalog:
         not yet catalogued. ``technical``: the folder of the technical rows that hold the
         fingerprints of decoded images (default: ``technical/`` beside the catalog folder)."""
         self.shards_dir.mkdir(parents=True, exist_ok=True)
-        technical = Path(technical) if technical is not None else self.root.parent / "technical"
         with self.locked():
-            on_disk = scan_library(library, exclude)
-            records = self._load()
-            catalogued, moved = records.resolve(on_disk)
-            new = [Entry(p, *on_disk[p]) for p in sorted(on_disk.keys() - catalogued)]
-            sizes = {e.size for e in new}
-            vanished = _vanished(records, on_disk, moved, sizes) if new else []
-            moves = find_moves(new, vanished, records.shard_of, technical, Path(library))
-            moved_paths = {m.entry.path for m in moves}
-            changed = [e for e in new if e.path not in moved_paths]
-            batch = self._next_batch()
-            shards = self._write_batch(batch, changed, shard_size)
-            if moves:
-                write_moves(self.moves_dir / f"{batch:06d}.tsv", moves)
-                moved |= {m.entry.path: m for m in moves}
-        return IngestReport(
+            plan = self.plan(library, shard_size, exclude, technical)
+            plan.write_moves()
+            for shard in plan.shards:
+                plan.write_shard(shard)
+        return plan.report
+
+    def plan(
+        self,
+        library: str | os.PathLike,
+        shard_size: int,
+        exclude: Iterable[str | os.PathLike] = (),
+        technical: str | os.PathLike | None = None,
+    ) -> IngestPlan:
+        """What ``ingest`` would write, computed in memory: nothing is written (a dry-run or
+        a lint plans the same batch a real run writes). See ``IngestPlan``."""
+        technical = Path(technical) if technical is not None else self.root.parent / "technical"
+        on_disk = scan_library(library, exclude)
+        records = self._load()
+        catalogued, moved = records.resolve(on_disk)
+        new = [Entry(p, *on_disk[p]) for p in sorted(on_disk.keys() - catalogued)]
+        sizes = {e.size for e in new}
+        vanished = _vanished(records, on_disk, moved, sizes) if new else []
+        moves = find_moves(new, vanished, records.shard_of, technical, Path(library))
+        moved_paths = {m.entry.path for m in moves}
+        changed = [e for e in new if e.path not in moved_paths]
+        batch = self._next_batch()
+        count = -(-len(changed) // shard_size)
+        shards = {
+            f"{batch:06d}-{index:05d}": changed[index * shard_size : (index + 1) * shard_size]
+            for index in range(count)
+        }
+        moved |= {m.entry.path: m for m in moves}
+        report = IngestReport(
             scanned=len(on_disk),
             new_entries=len(changed),
-            new_shards=shards,
+            new_shards=list(shards),
             removed_digest=_removed_digest(records, on_disk, moved),
             moved=len(moves),
+            removed=_removed_count(records, on_disk, moved),
         )
+        return IngestPlan(self, batch, shards, moves, report)
 
     def state(self, library: str | os.PathLike, exclude: Iterable = ()) -> LibraryState:
         """Compare the catalog with the library on disk (stat only)."""
@@ -449,14 +517,6 @@ class Catalog:
         entries = list(self.entries())
         shard_of = {_key(entry): shard for shard, entry in entries}
         return _Records(entries, self.moves(), shard_of)
-
-    def _write_batch(self, batch: int, entries: list[Entry], shard_size: int) -> list[str]:
-        count = -(-len(entries) // shard_size)
-        shards = [f"{batch:06d}-{index:05d}" for index in range(count)]
-        for index, shard in enumerate(shards):
-            chunk = entries[index * shard_size : (index + 1) * shard_size]
-            write_manifest(self.manifest_path(shard), chunk)
-        return shards
 
     def reserve_batch(self, n_entries: int, shard_size: int) -> list[str]:
         """Ids of the shards a new batch of ``n_entries`` needs (call under ``locked()``)."""
@@ -572,6 +632,11 @@ def _pair(targets: list[Entry], sources: list[Entry]) -> list[Move]:
 
 def _name(entry: Entry) -> str:
     return entry.path.rpartition("/")[2]
+
+
+def _removed_count(records: _Records, on_disk: dict, moved: dict[str, Move]) -> int:
+    gone = {entry.path for _, entry in records.entries}.difference(on_disk)
+    return len(gone.difference(m.source.path for m in moved.values()))
 
 
 def _removed_digest(records: _Records, on_disk: dict, moved: dict[str, Move]) -> str:

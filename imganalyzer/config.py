@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
@@ -44,7 +45,9 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
     Raises ConfigError naming the offending key, e.g. ``config key 'shard_size': 0 is
     less than the minimum of 1``.
     """
-    errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: e.path)
+    schema = load_schema()
+    coerce_command_line_values(config, schema)
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         raise ConfigError("; ".join(_describe(e) for e in errors))
     if "ocr" in config["modules"] and "objects" not in config["modules"]:
@@ -64,13 +67,70 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
     return config
 
 
+def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
+    """Parse strings that the schema does not want as strings, in place, as YAML.
+
+    ``snakemake --config tiers='{detect: 2048}'`` parses the nested value with YAML's
+    BaseLoader, which keeps every scalar a string ('2048'); such a value is read again as
+    YAML, so that it is validated like the same value in config.yaml. Returns the value.
+    """
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = coerce_command_line_values(item, sub)
+        return value
+    if isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            value[:] = [coerce_command_line_values(item, items) for item in value]
+        return value
+    if isinstance(value, str) and not _Validator(schema).is_valid(value):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if not isinstance(parsed, str) and _Validator(schema).is_valid(parsed):
+            return parsed
+        if isinstance(parsed, int | float | bool) or parsed is None:
+            return parsed  # validated next: the message then gives the bound, not the type
+    return value
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in error.absolute_path)
-    if error.validator == "additionalProperties" and not key:
-        return f"invalid configuration: {error.message}"
+    where = f"config key '{key}'" if key else "config"
+    if error.validator == "additionalProperties":
+        return f"{where}: {_unknown_keys(error)}"
     if error.validator == "required":
         return f"config: {error.message}"
-    return f"config key '{key}': {error.message}"
+    if error.validator == "enum" and isinstance(error.instance, str):
+        return f"{where}: {error.message}{_did_you_mean(error.instance, error.validator_value)}"
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # e.g. batch_size: "auto" or an integer; say the bound the number broke, not the type
+        reasons = [e for e in error.context if e.validator not in ("type", "enum")]
+        reasons = reasons or list(error.context)
+        messages = list(dict.fromkeys(e.message for e in reasons))
+        return f"{where}: {' or '.join(messages)}"
+    return f"{where}: {error.message}"
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> str:
+    known = list(error.schema.get("properties", {}))
+    unknown = [k for k in error.instance if k not in known]
+    return (
+        "; ".join(f"unknown key {k!r}{_did_you_mean(str(k), known)}" for k in unknown)
+        or error.message
+    )
+
+
+def _did_you_mean(word: str, choices: list[Any]) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (one of: {', '.join(str(c) for c in choices)})" if len(choices) <= 12 else ""
 
 
 def _check_library(library: str) -> None:

@@ -1,4 +1,10 @@
-"""Atomic file output: every result is written under a temporary name and renamed into place."""
+"""Atomic file output: every result is written under a temporary name and renamed into place.
+
+Temporaries are named ``.<name>.<host>-<pid>.<random>.tmp`` so that a writer can tell a
+killed writer's leftovers (sweep them) from a live writer's (never touch them), and they
+get the permissions the umask gives a plain new file (0644 / 0755 under umask 022), not
+``mkstemp``'s private 0600 / 0700: results are shared with other users and cluster jobs.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +13,74 @@ import glob
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+# A temporary from another host is swept once it is this old (its writer cannot be asked).
+FOREIGN_TEMPORARY_AGE_S = 6 * 3600
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux), else set and restored."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.{_HOST}-{os.getpid()}."
+
+
+def temporary_file(path: str | os.PathLike) -> str:
+    """A new empty temporary file beside ``path`` (closed), with umask permissions."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def _writer_is_gone(stale: Path, name: str) -> bool:
+    """Whether the writer of the temporary ``stale`` of ``name`` is dead (never sweep a live
+    writer's file): same host -> its pid is not running; other host -> older than a limit."""
+    writer = stale.name[len(name) + 2 :].split(".", 1)[0]
+    host, _, pid = writer.rpartition("-")
+    if host == _HOST and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        return time.time() - stale.lstat().st_mtime > FOREIGN_TEMPORARY_AGE_S
+    except FileNotFoundError:
+        return False
 
 
 def remove_stale_temporaries(path: Path) -> None:
     """Delete temporaries of ``path`` left by a writer that was killed (kill -9, node lost).
 
-    Each output has exactly one writer at a time (Snakemake runs one job per output),
-    so any temporary of it found when the writer starts is stale.
+    Temporaries whose writer may still be running (a live pid on this host, or a recent
+    file from another host) are left alone: only a dead writer's are swept.
     """
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if not _writer_is_gone(stale, path.name):
+            continue
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:
@@ -36,9 +97,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_file(path)
     try:
-        with os.fdopen(fd, mode, **kwargs) as handle:
+        with open(tmp, mode, **kwargs) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -63,8 +124,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp"))
     try:
+        tmp.chmod(0o777 & ~current_umask())
         yield tmp
         if path.exists():
             shutil.rmtree(path)

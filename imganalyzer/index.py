@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,7 @@ import tantivy
 
 from imganalyzer.catalog import escape_path, read_manifest
 from imganalyzer.current import CurrentView, current_shards, file_versions
-from imganalyzer.files import atomic_directory, atomic_open, atomic_write_text
+from imganalyzer.files import atomic_directory, atomic_open, atomic_write_text, temporary_file
 from imganalyzer.results import ERROR
 
 log = logging.getLogger(__name__)
@@ -551,10 +550,7 @@ def gather_vectors(view: CurrentView, matrix_path: Path) -> tuple[list[str], np.
     position[order] = np.arange(len(order))
     dim = np.load(view.result_file("embedding", parts[0][0], ".npy"), mmap_mode="r").shape[1]
     matrix_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=matrix_path.parent, prefix=f".{matrix_path.name}.", suffix=".tmp"
-    )
-    os.close(fd)
+    tmp = temporary_file(matrix_path)  # umask permissions, not mkstemp's 0600
     try:
         matrix = np.lib.format.open_memmap(tmp, "w+", np.float16, (len(keys), dim))
         offset = 0

@@ -38,6 +38,7 @@ import torch
 
 from imganalyzer.files import atomic_write_text
 from imganalyzer.models import ModelSpec
+from imganalyzer.progress import Progress
 from imganalyzer.results import read_rows
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,7 @@ class BatchedModel(ABC):
         """
         self.load()
         self.stats = RunStats(load_s=self.stats.load_s)
+        self._progress = Progress(self.module, source.n_rows)
         started = time.perf_counter()
         loader = ThreadPoolExecutor(max(1, loader_threads), thread_name_prefix="loader")
         writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
@@ -322,6 +324,8 @@ class BatchedModel(ABC):
             writer.shutdown(cancel_futures=True)
         self.stats.total_s = time.perf_counter() - started
         self.stats.batch_size = self.batch_size
+        self._progress.reach(source.n_rows)
+        self._progress.finish()
         self._log_stats()
         return self.stats
 
@@ -422,6 +426,8 @@ class BatchedModel(ABC):
     def _write(self, deliver: Deliver, indices: np.ndarray, outputs: Any) -> None:
         with torch.inference_mode():
             deliver(indices, self.postprocess(outputs))
+        if len(indices):  # rows are written in order: every row up to the last one is done
+            self._progress.reach(int(indices[-1]) + 1)
 
     def _log_stats(self) -> None:
         s = self.stats

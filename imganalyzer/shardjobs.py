@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import numpy as np
 from imganalyzer.catalog import Entry, content_fingerprint, read_manifest
 from imganalyzer.decode import DecodeError, decode_image
 from imganalyzer.metadata import MetadataError, read_metadata
+from imganalyzer.progress import Progress
+from imganalyzer.progress import log as progress_log
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.technical import TECHNICAL_VERSION, analyze_technical
 from imganalyzer.threadpool import ordered_map
@@ -102,6 +105,7 @@ def run_decode_shard(
         return _guarded(entry, work)
 
     started = time.perf_counter()
+    progress = Progress(f"decode {Path(manifest).stem}", len(entries))
     rows = []
     with (
         TierWriter(
@@ -121,10 +125,13 @@ def run_decode_shard(
                 log.warning("%s: %s", entry.path, outcome)
                 tier_writer.write(index, None)
                 rows.append(error_row(entry, outcome))
+                progress.advance()
                 continue
             tier_writer.write(index, outcome.tiers)
             thumbnails.add(index, outcome.thumbnail_source)
             rows.append(ok_row(entry, outcome.fields))
+            progress.advance()
+    progress.finish()
     write_rows(technical_out, rows)
     _log_summary("decode", rows, started)
 
@@ -193,6 +200,10 @@ def job_logging(path: str | os.PathLike) -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # progress lines also on stderr: the console of a local run, the scheduler's log on a cluster
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    progress_log.addHandler(console)
     try:
         yield
     except BaseException:
@@ -200,4 +211,5 @@ def job_logging(path: str | os.PathLike) -> Iterator[None]:
         raise
     finally:
         root.removeHandler(handler)
+        progress_log.removeHandler(console)
         handler.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from imganalyzer.catalog import Catalog
 from imganalyzer.current import CurrentView
+from imganalyzer.jobstatus import read_failures
 from imganalyzer.results import ERROR
 
 
@@ -30,11 +31,15 @@ class StatusReport:
     uncatalogued: int
     modules: dict[str, ModuleCounts] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
+    failed_jobs: list[dict[str, Any]] = field(default_factory=list)  # see jobstatus
 
     def as_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("modules", "errors")}
+        data = {
+            k: v for k, v in self.__dict__.items() if k not in ("modules", "errors", "failed_jobs")
+        }
         data["modules"] = {name: counts.__dict__ for name, counts in self.modules.items()}
         data["errors"] = self.errors
+        data["failed_jobs"] = self.failed_jobs
         return data
 
     def as_text(self) -> str:
@@ -53,6 +58,13 @@ class StatusReport:
         lines.append(f"{'module':<12} {'done':>8} {'errors':>8} {'pending':>8}")
         for name, counts in self.modules.items():
             lines.append(f"{name:<12} {counts.done:>8} {counts.errors:>8} {counts.pending:>8}")
+        if self.failed_jobs:
+            lines.append("")
+            lines.append(f"failed jobs ({len(self.failed_jobs)}; the next run retries them):")
+            lines += [
+                f"  {f['module']} {f['job']}: {f.get('error', '')} (log: {f.get('log', '?')})"
+                for f in self.failed_jobs
+            ]
         if self.errors:
             lines.append("")
             lines.append(f"errors ({len(self.errors)}):")
@@ -79,6 +91,7 @@ def library_status(
         outdated=len(state.outdated),
         uncatalogued=len(state.uncatalogued),
     )
+    report.failed_jobs = read_failures(results, modules)
     view = CurrentView(results, state)  # a moved file's rows are found at its new path
     for module in modules:
         counts = report.modules[module] = ModuleCounts()

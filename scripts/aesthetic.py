@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from imganalyzer.aesthetic import run_aesthetic_job
+from imganalyzer.jobstatus import model_job
 from imganalyzer.runtime import write_job_summary
-from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
@@ -13,7 +13,7 @@ def main(smk) -> None:
         (embeddings / f"{s}.npy", embeddings / f"{s}.jsonl", out / f"{s}.jsonl")
         for s in smk.params.shards
     ]
-    with job_logging(smk.log[0]):
+    with model_job(smk):  # a failure is recorded; the other jobs and the index go on
         scorer = run_aesthetic_job(shards, smk.params.weights, smk.params.batch_size)
         write_job_summary(smk.output[0], scorer, smk.params.shards)
 

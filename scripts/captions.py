@@ -1,8 +1,8 @@
 """Snakemake adapter: captions and answers (BLIP-2) of the shards of one model job."""
 
 from imganalyzer.captions import CaptionsShardFiles, run_captions_job
+from imganalyzer.jobstatus import model_job
 from imganalyzer.runtime import tier_job_files, write_job_summary
-from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
@@ -14,7 +14,7 @@ def main(smk) -> None:
         smk.input.technical,
         smk.params.out_dir,
     )
-    with job_logging(smk.log[0]):
+    with model_job(smk):  # a failure is recorded; the other jobs and the index go on
         captioner = run_captions_job(
             shards, device=smk.params.device, threads=smk.threads, **smk.params.settings
         )

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from imganalyzer.cloud import CloudSettings, CloudShardFiles, run_cloud_job, write_cloud_summary
+from imganalyzer.jobstatus import model_job
 from imganalyzer.runtime import tier_job_files
-from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
@@ -17,7 +17,7 @@ def main(smk) -> None:
         smk.input.technical,
         out,
     )
-    with job_logging(smk.log[0]):
+    with model_job(smk):  # a failure is recorded; the other jobs and the index go on
         settings = CloudSettings.from_config(smk.params.settings)
         stats = run_cloud_job(shards, settings, out / "ledger.json")
         write_cloud_summary(smk.output[0], stats, settings, smk.params.shards)

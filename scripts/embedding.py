@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from imganalyzer.embedding import ShardFiles, run_embedding_job
+from imganalyzer.jobstatus import model_job
 from imganalyzer.runtime import write_job_summary
-from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
@@ -19,7 +19,7 @@ def main(smk) -> None:
             strict=True,
         )
     ]
-    with job_logging(smk.log[0]):
+    with model_job(smk):  # a failure is recorded; the other jobs and the index go on
         embedder = run_embedding_job(
             shards,
             model_name=smk.params.model,

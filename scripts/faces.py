@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from imganalyzer.faces import FacesShardFiles, run_faces_job
+from imganalyzer.jobstatus import model_job
 from imganalyzer.runtime import write_job_summary
-from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
@@ -27,7 +27,7 @@ def main(smk) -> None:
             strict=True,
         )
     ]
-    with job_logging(smk.log[0]):
+    with model_job(smk):  # a failure is recorded; the other jobs and the index go on
         analyzer = run_faces_job(
             shards, device=smk.params.device, threads=smk.threads, **smk.params.settings
         )

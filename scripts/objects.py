@@ -1,8 +1,8 @@
 """Snakemake adapter: zero-shot objects (GroundingDINO) of the shards of one model job."""
 
+from imganalyzer.jobstatus import model_job
 from imganalyzer.objects import ObjectsShardFiles, run_objects_job
 from imganalyzer.runtime import tier_job_files, write_job_summary
-from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
@@ -14,7 +14,7 @@ def main(smk) -> None:
         smk.input.technical,
         smk.params.out_dir,
     )
-    with job_logging(smk.log[0]):
+    with model_job(smk):  # a failure is recorded; the other jobs and the index go on
         detector = run_objects_job(
             shards, device=smk.params.device, threads=smk.threads, **smk.params.settings
         )

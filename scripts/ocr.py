@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from imganalyzer.jobstatus import model_job
 from imganalyzer.ocr import OcrShardFiles, run_ocr_job
 from imganalyzer.runtime import write_job_summary
-from imganalyzer.shardjobs import job_logging
 
 
 def main(smk) -> None:
@@ -13,7 +13,7 @@ def main(smk) -> None:
         OcrShardFiles(manifest, objects / f"{shard}.jsonl", out / f"{shard}.jsonl")
         for shard, manifest in zip(smk.params.shards, smk.input.manifests, strict=True)
     ]
-    with job_logging(smk.log[0]):
+    with model_job(smk):  # a failure is recorded; the other jobs and the index go on
         job = run_ocr_job(
             shards,
             smk.params.library,

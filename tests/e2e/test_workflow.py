@@ -36,7 +36,9 @@ def output_mtimes(ws: Workspace, run_wide: bool = True) -> dict[str, int]:
     return {
         str(p.relative_to(ws.results)): p.stat().st_mtime_ns
         for p in ws.results.rglob("*")
-        if p.is_file() and not skipped & set(p.relative_to(ws.results).parts)
+        if p.is_file()
+        and not p.name.startswith(".")  # the run lock: a hidden file, not an output
+        and not skipped & set(p.relative_to(ws.results).parts)
     }
 
 

@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,21 @@ def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
     rows = {row["path"]: row for row in read_rows(out / "technical.jsonl")}
     assert rows["cat.jpg"]["fingerprint"] == content_fingerprint(library / "cat.jpg")
     assert rows["broken.jpg"]["status"] == "error" and "fingerprint" not in rows["broken.jpg"]
+
+
+def test_a_plan_writes_nothing_until_a_run_writes_it(library: Path, tmp_path: Path) -> None:
+    """A dry-run or lint plans the batch a real run writes, and writes nothing."""
+    catalog = Catalog(tmp_path / "results" / "catalog")
+    plan = catalog.plan(library, shard_size=100)
+    assert not (tmp_path / "results").exists()
+    assert plan.report.new_entries > 0 and list(plan.shards) == plan.report.new_shards
+    assert all(re.fullmatch(plan.shard_pattern, shard) for shard in plan.shards)
+    assert not re.fullmatch(plan.shard_pattern, "000002-00000")
+    plan.stage()
+    assert catalog.shard_ids() == []  # staged, not yet placed
+    catalog.shards_dir.mkdir()  # as Snakemake does for the catalog_shard jobs' outputs
+    for shard in plan.shards:
+        os.replace(catalog.staged_dir / f"{shard}.tsv", catalog.manifest_path(shard))
+    assert catalog.shard_ids() == list(plan.shards)
+    assert not plan.is_current()  # the batch is taken: a plan made before cannot be written
+    assert catalog.plan(library, shard_size=100).report.new_entries == 0

@@ -88,3 +88,46 @@ def test_schema_defaults_of_the_model_modules_match_their_code() -> None:
     assert config["objects"]["box_threshold"] == objects.DEFAULT_BOX_THRESHOLD
     assert config["captions"]["questions"] == dict(captions.DEFAULT_QUESTIONS)
     assert config["captions"]["caption_prompt"] == captions.CAPTION_PROMPT
+
+
+def test_command_line_overrides_of_nested_keys_are_parsed_like_the_file(tmp_path: Path) -> None:
+    """snakemake --config parses nested values with YAML's BaseLoader: every leaf a string."""
+    config = base_config(tmp_path) | {
+        "tiers": {"detect": "2048", "clip": 384},
+        "embedding": {"batch_size": "64"},
+        "xmp": {"enabled": "true", "rating_from_aesthetic": ["3", "4", "5", "6", "7"]},
+        "cloud": {"max_cost_usd": "2.5", "model": "claude-x"},
+        "captions": {"questions": {"scene": "123"}},  # a string where strings are wanted
+    }
+    validate_config(config)
+    assert config["tiers"] == {"detect": 2048, "clip": 384}
+    assert config["embedding"]["batch_size"] == 64
+    assert config["xmp"]["enabled"] is True and config["xmp"]["rating_from_aesthetic"][0] == 3
+    assert config["cloud"]["max_cost_usd"] == 2.5 and config["cloud"]["model"] == "claude-x"
+    assert config["captions"]["questions"] == {"scene": "123"}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {"tiers": {"detect": "99999"}},
+            "'tiers.detect': 99999 is greater than the maximum of 4096",
+        ),
+        ({"shard_size": "0"}, "'shard_size': 0 is less than the minimum of 1"),
+        (
+            {"embedding": {"batch_size": "0"}},
+            "'embedding.batch_size': 0 is less than the minimum of 1",
+        ),
+        ({"shard_sise": 10}, "unknown key 'shard_sise' (did you mean 'shard_size'?)"),
+        ({"cloud": {"modle": "x"}}, "'cloud': unknown key 'modle' (did you mean 'model'?)"),
+        ({"modules": ["metadata", "techincal"]}, "(did you mean 'technical'?)"),
+        ({"device": "gpu"}, "'device': 'gpu' is not one of"),
+    ],
+)
+def test_override_errors_give_the_bound_or_the_likely_key(
+    tmp_path: Path, override: dict, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        validate_config(base_config(tmp_path) | override)
+    assert expected in str(raised.value)

@@ -1,8 +1,18 @@
+import os
+import stat
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from imganalyzer.files import atomic_directory, atomic_open, atomic_write_text
+from imganalyzer.files import (
+    _HOST,
+    atomic_directory,
+    atomic_open,
+    atomic_write_text,
+    temporary_file,
+)
 
 
 def test_atomic_write_replaces_file(tmp_path: Path) -> None:
@@ -36,14 +46,59 @@ def test_atomic_directory_appears_only_on_success(tmp_path: Path) -> None:
 
 
 def test_a_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path: Path) -> None:
-    (tmp_path / ".a.txt.x1.tmp").write_text("partial")
-    (tmp_path / ".store.zarr.x2.tmp").mkdir()
-    (tmp_path / ".other.txt.x3.tmp").write_text("someone else's")
+    dead = _dead_pid()
+    (tmp_path / f".a.txt.{_HOST}-{dead}.x1.tmp").write_text("partial")
+    (tmp_path / f".store.zarr.{_HOST}-{dead}.x2.tmp").mkdir()
+    (tmp_path / f".other.txt.{_HOST}-{dead}.x3.tmp").write_text("someone else's")
     atomic_write_text(tmp_path / "a.txt", "done")
     with atomic_directory(tmp_path / "store.zarr"):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".other.txt.x3.tmp",
+        f".other.txt.{_HOST}-{dead}.x3.tmp",
         "a.txt",
         "store.zarr",
     ]
+
+
+def test_a_live_writers_temporaries_are_never_swept(tmp_path: Path) -> None:
+    """Another run (another process, here or on another host) writing the same file."""
+    with subprocess.Popen(["sleep", "30"]) as live:
+        try:
+            mine = tmp_path / f".a.txt.{_HOST}-{live.pid}.x1.tmp"
+            mine.write_text("being written")
+            recent = tmp_path / ".a.txt.othernode-123.x2.tmp"
+            recent.write_text("being written elsewhere")
+            old = tmp_path / ".a.txt.othernode-124.x3.tmp"
+            old.write_text("left by a lost node")
+            week_ago = time.time() - 7 * 86400
+            os.utime(old, (week_ago, week_ago))
+            atomic_write_text(tmp_path / "a.txt", "done")
+            assert mine.exists() and recent.exists() and not old.exists()
+        finally:
+            live.kill()
+
+
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "dir_mode"),
+    [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)],
+)
+def test_outputs_get_the_umask_permissions(
+    tmp_path: Path, umask: int, file_mode: int, dir_mode: int
+) -> None:
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_directory(tmp_path / "store.zarr") as folder:
+            (folder / "inner").write_text("y")
+        kept = temporary_file(tmp_path / "m.npy")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "store.zarr").stat().st_mode) == dir_mode
+    assert stat.S_IMODE(os.stat(kept).st_mode) == file_mode
+
+
+def _dead_pid() -> int:
+    with subprocess.Popen(["true"]) as gone:
+        gone.wait()
+    return gone.pid

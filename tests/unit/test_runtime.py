@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from imganalyzer.catalog import Entry
+from imganalyzer.progress import Progress, format_duration
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.runtime import (
     CPU_AUTO_BATCH_SIZE,
@@ -225,3 +226,42 @@ def test_padded_images_slice_pin_and_move_like_a_tensor_and_keep_sizes_on_the_ho
     regions = part.true_regions()
     assert regions[0].shape == (3, 4, 6) and int(regions[0].min()) == 200
     assert regions[1].shape == (3, 2, 3)
+
+
+def test_progress_reports_done_total_rate_and_time_left(caplog: pytest.LogCaptureFixture) -> None:
+    progress = Progress("embedding", total=100, interval_s=0.0)
+    with caplog.at_level(logging.INFO, logger="imganalyzer.progress"):
+        progress.advance(10)
+        progress.reach(40)
+        progress.reach(30)  # never goes back
+        progress.finish()
+    lines = [r.getMessage() for r in caplog.records if r.name == "imganalyzer.progress"]
+    assert lines[0].startswith("embedding: 10/100 images, ") and "images/s (10%)" in lines[0]
+    assert lines[0].endswith(" left")
+    assert lines[1].startswith("embedding: 40/100 images")
+    assert lines[-1].startswith("embedding: 40/100 images") and "done in" in lines[-1]
+
+
+def test_progress_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    progress = Progress("decode", total=10_000, interval_s=3600)
+    with caplog.at_level(logging.INFO, logger="imganalyzer.progress"):
+        for _ in range(10_000):
+            progress.advance()
+    assert [r for r in caplog.records if r.name == "imganalyzer.progress"] == []
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
+
+
+def test_a_model_run_logs_progress_up_to_every_row(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMGANALYZER_PROGRESS_S", "0")
+    usable = np.ones(24, dtype=bool)
+    usable[-3:] = False  # rows that did not decode still count as done
+    with caplog.at_level(logging.INFO, logger="imganalyzer.progress"):
+        run_collect(LinearModel(batch_size=4), rows(24), usable)
+    lines = [r.getMessage() for r in caplog.records if r.name == "imganalyzer.progress"]
+    assert lines[0].startswith("test: 4/24 images") and "left" in lines[0]
+    assert lines[-1].startswith("test: 24/24 images") and "done in" in lines[-1]

@@ -24,6 +24,7 @@ rule cloud:
         out_dir=module_dir_of_output,
         settings=config["cloud"],
         skipped=cloud_budget_skipped,
+        retry=retry_param("cloud"),  # a failed job is re-run, only it
         version=MODELS["cloud"].version,
     script:
         "../../scripts/cloud.py"

@@ -6,26 +6,44 @@ from pathlib import Path
 
 from imganalyzer.catalog import JOB_ID_PATTERN, SHARD_ID_PATTERN, Catalog, group_shards
 from imganalyzer.models import MODELS
-from imganalyzer.config import validate_config
+from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.files import file_digest
+from imganalyzer.jobstatus import read_failures, retry_token, run_summary
+from imganalyzer.preflight import ModelsMissing, check_models
+from imganalyzer.runlock import ResultsLocked, acquire_results_lock
 
-validate_config(config)
+try:
+    validate_config(config)
+except ConfigError as error:  # one line naming the key, no traceback
+    raise SystemExit(f"imganalyzer: {error}") from None
 
 RESULTS = Path(config["results"])
 CATALOG = Catalog(RESULTS / "catalog")
+STARTED = time.time()
 
-# Cluster jobs re-parse this file: only the main process scans and writes.
+# Cluster jobs re-parse this file: only the main process scans and plans. Nothing is
+# written while parsing, so a dry-run or a lint writes nothing: a real run's onstart
+# (start_run) writes the moves and stages the new manifests; catalog_shard jobs place them.
+PLAN = None
 REMOVED_DIGEST = ""  # which catalogued files are gone (see the index rule)
 if workflow.is_main_process:
+    # Every configured model, before any job (a dry-run too). Not while linting (Snakemake
+    # builds a lint's workflow with check_envvars=False): a lint checks the code, not what
+    # this machine has.
+    if workflow.check_envvars:
+        try:
+            check_models(config)
+        except ModelsMissing as error:
+            raise SystemExit(f"imganalyzer: {error}") from None
     # One id per invocation: the cloud jobs of a run share one budget (a ledger by run id).
     os.environ.setdefault(
         "IMGANALYZER_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     )
-    INGEST = CATALOG.ingest(config["library"], config["shard_size"], exclude=[RESULTS])
-    logger.info(INGEST.summary())
-    REMOVED_DIGEST = INGEST.removed_digest
+    PLAN = CATALOG.plan(config["library"], config["shard_size"], exclude=[RESULTS])
+    logger.info(PLAN.report.summary())
+    REMOVED_DIGEST = PLAN.report.removed_digest
 
-SHARDS = CATALOG.shard_ids()
+SHARDS = CATALOG.shard_ids() + (list(PLAN.shards) if PLAN else [])
 # Names, aliases, merges and splits made with `imganalyzer people`: a change re-runs the
 # people, index and xmp rules.
 PEOPLE_EDITS_DIGEST = file_digest(RESULTS / "faces" / "people_edits.json")
@@ -108,3 +126,58 @@ def duplicates_inputs(wildcards):
     if "metadata" in config["modules"]:  # formats: RAW is the preferred keeper
         inputs += [results_path("metadata", f"{s}.jsonl") for s in SHARDS]
     return inputs
+
+
+def retry_param(module):
+    """A model job's ``retry`` param: changes after the job failed, so the next run re-runs
+    exactly the failed jobs (see imganalyzer.jobstatus). From the wildcards only: Snakemake
+    leaves params derived from input or output files out of its params trigger."""
+    return lambda wildcards: retry_token(
+        results_path(module, "jobs", f"{wildcards.job}.json")
+    )
+
+
+def start_run():
+    """onstart (a real run, never a dry-run): hold the results folder's lock for this
+    run, then record the planned moves (manifests: the catalog_shard jobs)."""
+    if not workflow.is_main_process:
+        return
+    try:
+        acquire_results_lock(RESULTS)
+    except ResultsLocked as error:
+        raise SystemExit(f"imganalyzer: {error}") from None
+    if PLAN is not None:
+        if not PLAN.is_current():
+            raise SystemExit(
+                "imganalyzer: the catalog changed since this run planned it (another run "
+                "wrote it meanwhile); start this run again"
+            )
+        PLAN.write_moves()
+        PLAN.stage()
+
+
+def module_outputs():
+    """Module -> the output files of its jobs (for the end-of-run summary)."""
+    outputs = {}
+    for module in config["modules"]:
+        if module in MODELS:
+            outputs[module] = [
+                results_path(module, "jobs", f"{j}.json") for j in MODEL_JOBS
+            ]
+        elif module != "metadata" and module != "technical" and module != "duplicates":
+            outputs[module] = []
+        else:
+            outputs[module] = [results_path(module, f"{s}.jsonl") for s in SHARDS]
+    return outputs
+
+
+def finish_run(failed=False):
+    """onsuccess / onerror: the run's summary; exit status 1 when a model job failed."""
+    if not workflow.is_main_process or PLAN is None:
+        return
+    summary = run_summary(
+        RESULTS, PLAN.report, config["modules"], module_outputs(), STARTED
+    )
+    logger.info(summary)
+    if not failed and read_failures(RESULTS, config["modules"]):
+        raise SystemExit(1)

@@ -26,6 +26,7 @@ rule faces:
         out_dir=module_dir_of_output,
         settings=config["faces"],
         device=config["device"],
+        retry=retry_param("faces"),  # a failed job is re-run, only it
         version=MODELS["faces"].version,
     script:
         "../../scripts/faces.py"

@@ -33,6 +33,7 @@ rule embedding:
         pretrained=config["embedding"]["pretrained"],
         device=config["device"],
         batch_size=config["embedding"]["batch_size"],
+        retry=retry_param("embedding"),  # a failed job is re-run, only it
         version=MODELS["embedding"].version,
     script:
         "../../scripts/embedding.py"
@@ -59,6 +60,7 @@ rule aesthetic:
         out_dir=module_dir_of_output,
         weights=config["aesthetic"]["weights"],
         batch_size=config["aesthetic"]["batch_size"],
+        retry=retry_param("aesthetic"),  # a failed job is re-run, only it
         version=MODELS["aesthetic"].version,
     script:
         "../../scripts/aesthetic.py"

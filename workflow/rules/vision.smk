@@ -29,6 +29,7 @@ rule objects:
         out_dir=module_dir_of_output,
         settings=config["objects"],
         device=config["device"],
+        retry=retry_param("objects"),  # a failed job is re-run, only it
         version=MODELS["objects"].version,
     script:
         "../../scripts/objects.py"
@@ -58,6 +59,7 @@ rule captions:
         out_dir=module_dir_of_output,
         settings=config["captions"],
         device=config["device"],
+        retry=retry_param("captions"),  # a failed job is re-run, only it
         version=MODELS["captions"].version,
     script:
         "../../scripts/captions.py"
@@ -94,6 +96,7 @@ rule ocr:
         settings=config["ocr"],
         max_pixels=config["max_pixels"],
         device=config["device"],
+        retry=retry_param("ocr"),  # a failed job is re-run, only it
         version=MODELS["ocr"].version,
     script:
         "../../scripts/ocr.py"
