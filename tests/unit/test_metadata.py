@@ -47,6 +47,7 @@ FULL = ExifInfo(
 EXPECTED = {
     "make": "FUJIFILM",
     "model": "X-T4",
+    "camera": "FUJIFILM X-T4",
     "lens": "XF16-80mmF4 R OIS WR",
     "exposure_time": 1 / 250,
     "exposure_time_text": "1/250",
