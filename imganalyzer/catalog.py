@@ -34,31 +34,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imganalyzer import formats
 from imganalyzer.files import atomic_open
 from imganalyzer.results import OK, read_rows
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    [
-        ".jpg",
-        ".jpeg",
-        ".png",
-        ".tif",
-        ".tiff",
-        ".webp",
-        ".heic",
-        ".heif",
-        ".dng",
-        ".arw",
-        ".cr2",
-        ".cr3",
-        ".nef",
-        ".raf",
-        ".orf",
-        ".rw2",
-    ]
-)
+IMAGE_EXTENSIONS = formats.IMAGE_EXTENSIONS
 MANIFEST_HEADER = "path\tsize\tmtime_ns"
 MOVES_HEADER = "path\tsize\tmtime_ns\tsource_path\tsource_size\tsource_mtime_ns"
 # Bytes hashed at each end of a file by content_fingerprint.

@@ -109,7 +109,12 @@ MAKER_NOTE_FIELDS = ("make", "iso", "lens")
 
 
 class MetadataError(Exception):
-    """One-line reason why a file's metadata cannot be read."""
+    """One-line reason why a file's metadata cannot be read, and its ``kind`` (one of
+    :data:`imganalyzer.results.ERROR_KINDS`)."""
+
+    def __init__(self, reason: str, kind: str = "corrupt") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -131,20 +136,20 @@ def read_metadata(path: str | os.PathLike) -> dict[str, object]:
     except MetadataError:
         raise
     except OSError as error:
-        raise MetadataError(f"cannot read file: {error.strerror or error}") from None
+        raise MetadataError(f"cannot read file: {error.strerror or error}", "unreadable") from None
 
 
 def _check_file(path: Path) -> None:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise MetadataError("file not found") from None
+        raise MetadataError("file not found", "vanished") from None
     except OSError as error:
-        raise MetadataError(f"cannot stat file: {error.strerror or error}") from None
+        raise MetadataError(f"cannot stat file: {error.strerror or error}", "unreadable") from None
     if not path.is_file():
-        raise MetadataError("not a regular file")
+        raise MetadataError("not a regular file", "unreadable")
     if stat.st_size == 0:
-        raise MetadataError("empty file (0 bytes)")
+        raise MetadataError("empty file (0 bytes)", "empty")
 
 
 def _read(path: Path, fh: BinaryIO) -> dict[str, object]:
@@ -333,7 +338,14 @@ def _read_raw(
             reason = reason.decode("utf-8", "replace")
         if not _incomplete(exif):  # e.g. a RAW whose pixel data was stripped: metadata is fine
             return {**_header_unreadable(exif), "format": _raw_format(head, path, is_dng)}
-        raise MetadataError(f"LibRaw cannot open this RAW file: {_one_line(reason)}") from None
+        kind = "corrupt"
+        if isinstance(error, rawpy.LibRawFileUnsupportedError):
+            kind = "unsupported_format"
+        elif isinstance(error, rawpy.LibRawIOError):
+            kind, reason = "truncated", "the file ends early (truncated)"
+        raise MetadataError(
+            f"LibRaw cannot open this RAW file: {_one_line(reason)}", kind
+        ) from None
     width, height = sizes.width, sizes.height
     if sizes.pixel_aspect > 1.0001:  # LibRaw stretches non-square pixels when it develops
         width = round(width * sizes.pixel_aspect)
@@ -367,8 +379,12 @@ def _open_header(fh: BinaryIO) -> Image.Image:
                 return factory(fh, "")
         except PILLOW_ERRORS as error:
             if matching:
-                raise MetadataError(f"cannot parse {name} header: {_one_line(error)}") from None
-    raise MetadataError(f"not a recognised image format (starts with {prefix[:8]!r})")
+                reason = _one_line(error)
+                kind = "truncated" if "truncated" in reason.lower() else "corrupt"
+                raise MetadataError(f"cannot parse {name} header: {reason}", kind) from None
+    raise MetadataError(
+        f"not a recognised image format (starts with {prefix[:8]!r})", "unsupported_format"
+    )
 
 
 def _accepts(accept, prefix: bytes) -> bool:
