@@ -34,6 +34,11 @@ RAW_EXTENSIONS = formats.RAW_EXTENSIONS
 BLACK_LEVEL = 8
 # A RAW decode this many times busier (neighbour differences) than its preview is noise.
 NOISE_RATIO = 4.0
+# A preview smaller than this (long edge) is not used in place of a failed decode.
+MIN_PREVIEW_EDGE = 64
+# HEIF/RAW content under this many bytes per declared pixel that decodes to black had its image
+# data stripped (metadata sample files): 0.003 bytes per pixel is seen, real photos use > 0.05.
+STRIPPED_BYTES_PER_PIXEL = 0.01
 # Bytes one pixel may take while decoding (16-bit RGBA): with max_pixels, the byte budget that
 # every decoder's declared width x height x samples x bytes per sample must stay under.
 BYTES_PER_PIXEL_BUDGET = 8
@@ -233,7 +238,20 @@ def _decode_with_pillow(path: str, long_edge: int, max_pixels: int) -> DecodedIm
         # pillow-heif applies the HEIF rotation itself and resets the EXIF orientation to 1.
         orientation = 1 if image.format == "HEIF" else _exif_orientation(image)
         rgb = _to_small_srgb(image, long_edge, image.info.get("icc_profile"))
+    if method == "heif":
+        _refuse_stripped(path, stored_size, rgb)
     return _decoded(_apply_orientation(rgb, orientation), stored_size, orientation, method)
+
+
+def _refuse_stripped(path: str, stored_size: tuple[int, int], rgb: Image.Image) -> None:
+    """A black decode of a file far too small for its declared size: the image data is gone."""
+    bytes_per_pixel = os.path.getsize(path) / max(1, stored_size[0] * stored_size[1])
+    if bytes_per_pixel < STRIPPED_BYTES_PER_PIXEL and rgb.getextrema()[0][1] <= BLACK_LEVEL:
+        raise DecodeError(
+            f"no image data: {stored_size[0]}x{stored_size[1]} image in a "
+            f"{os.path.getsize(path)}-byte file decodes to black",
+            "no_image_data",
+        )
 
 
 def _has_tiff_magic(path: str) -> bool:
@@ -448,7 +466,7 @@ def _decode_raw(path: str, long_edge: int, max_pixels: int) -> DecodedImage:
                 half_size=True, use_camera_wb=True, output_bps=8, no_auto_bright=False
             )
         except rawpy.LibRawError as error:
-            if small_preview is None:
+            if not _usable_preview(small_preview):
                 raise
             log.info("%s: RAW data unreadable (%s); using its embedded preview", path, error)
             return _decoded(small_preview, sensor_size, orientation, "raw-preview")
@@ -456,7 +474,7 @@ def _decode_raw(path: str, long_edge: int, max_pixels: int) -> DecodedImage:
     problem = _implausible_raw(np.asarray(small), small_preview)
     if problem is None:
         return _decoded(small, sensor_size, orientation, "raw-half-size")
-    if small_preview is not None and _busyness(np.asarray(small_preview)) is not None:
+    if _usable_preview(small_preview):
         log.info("%s: RAW decode is %s; using its embedded preview", path, problem)
         return _decoded(small_preview, sensor_size, orientation, "raw-preview")
     raise DecodeError(
@@ -483,6 +501,14 @@ def _implausible_raw(rgb: np.ndarray, preview: Image.Image | None) -> str | None
     if decoded_busyness > 30 and decoded_busyness > NOISE_RATIO * max(preview_busyness, 1.0):
         return "noise"
     return None
+
+
+def _usable_preview(preview: Image.Image | None) -> bool:
+    """A preview worth showing instead of a wrong decode: not tiny, not black, not flat."""
+    if preview is None or max(preview.size) < MIN_PREVIEW_EDGE:
+        return False
+    values = np.asarray(preview)
+    return int(values.max(initial=0)) > BLACK_LEVEL and float(values.std()) > 1.0
 
 
 def _busyness(rgb: np.ndarray) -> float | None:

@@ -12,6 +12,8 @@ import contextlib
 import itertools
 import logging
 import os
+import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -141,6 +143,7 @@ def run_decode_shard(
     started = time.perf_counter()
     rows = []
     with (
+        decoder_output_to_log(),
         TierWriter(
             tiers_out,
             n_images=len(entries),
@@ -202,7 +205,9 @@ def run_metadata_shard(
 
     started = time.perf_counter()
     rows = []
-    for entry, outcome in zip(entries, ordered_map(read_one, entries, threads), strict=True):
+    with decoder_output_to_log():
+        outcomes = list(ordered_map(read_one, entries, threads))
+    for entry, outcome in zip(entries, outcomes, strict=True):
         if isinstance(outcome, Failure):
             log.warning("%s: %s", entry.path, outcome.reason)
             rows.append(error_row(entry, outcome.reason, outcome.kind))
@@ -219,6 +224,28 @@ def _log_summary(job: str, rows: list[dict], started: float) -> None:
     log.info(
         "%s: %d images, %d errors, %.2f s (%.1f images/s)", job, len(rows), errors, seconds, rate
     )
+
+
+@contextlib.contextmanager
+def decoder_output_to_log() -> Iterator[None]:
+    """Send what native decoders print (LibRaw's "<path>: Unexpected end of file", libtiff
+    and libheif warnings) and Python warnings to this job's log instead of the console."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        logging.captureWarnings(True)
+        try:
+            yield
+        finally:
+            logging.captureWarnings(False)
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.info("decoder output: %s", line.strip())
 
 
 @contextlib.contextmanager

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imganalyzer import metadata
 from imganalyzer.catalog import Entry, write_manifest
-from imganalyzer.results import read_rows
+from imganalyzer.decode import DecodeError, decode_image
+from imganalyzer.formats import HEIF_EXTENSIONS, RAW_EXTENSIONS
+from imganalyzer.results import ERROR_KINDS, read_rows
 from imganalyzer.shardjobs import run_decode_shard, run_metadata_shard
 from tests.corpus_compare import COMPARED_FIELDS, CORPUS, compare, corpus_files, report
 
@@ -88,3 +91,29 @@ def test_decode_job_gives_every_file_a_row(tmp_path: Path, corpus) -> None:
     for row in errors.values():
         assert "internal error" not in row["error"] and "Traceback" not in row["error"]
         assert "\n" not in row["error"]
+        assert row["error_kind"] in ERROR_KINDS
+    notes = {path: row["note"] for path, row in rows.items() if row.get("note")}
+    print("notes:", notes)
+    assert notes["metadata-extractor-images/nef/Issue_247-2.nef"] == "content is JPEG, not .nef"
+
+
+@pytest.mark.slow
+def test_odd_files_decode_deterministically_and_never_black(corpus) -> None:
+    """Same file, same pixels (a re-run after a crash must be byte-identical); and a RAW or
+    HEIF file whose image data was stripped is refused, never a black image."""
+    files, readings = corpus
+    checked = 0
+    for path in sorted(readings):
+        suffix = Path(path).suffix.lower()
+        if suffix not in RAW_EXTENSIONS | HEIF_EXTENSIONS:
+            continue
+        try:
+            first = decode_image(files / path, 256, 200_000_000)
+        except DecodeError:
+            continue
+        second = decode_image(files / path, 256, 200_000_000)
+        assert np.array_equal(first.rgb, second.rgb), path
+        assert int(first.rgb.max()) > 8, f"{path} decodes to black ({first.method})"
+        checked += 1
+    print(f"{checked} RAW/HEIF files decoded twice, identically")
+    assert checked >= 20
