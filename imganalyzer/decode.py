@@ -460,16 +460,11 @@ def _decode_raw(path: str, long_edge: int, max_pixels: int) -> DecodedImage:
         if preview is not None:
             return _decoded(preview, sensor_size, orientation, "raw-preview")
         small_preview = _raw_preview(raw, long_edge, orientation, min_edge=1)  # to check
-        try:
-            # LibRaw applies the flip itself here; one thread keeps the result deterministic.
-            rgb = raw.postprocess(
-                half_size=True, use_camera_wb=True, output_bps=8, no_auto_bright=False
-            )
-        except rawpy.LibRawError as error:
-            if not _usable_preview(small_preview):
-                raise
-            log.info("%s: RAW data unreadable (%s); using its embedded preview", path, error)
-            return _decoded(small_preview, sensor_size, orientation, "raw-preview")
+        # LibRaw applies the flip itself here. A truncated or damaged RAW is refused even where
+        # its preview is intact: the user should learn that the file is damaged.
+        rgb = raw.postprocess(
+            half_size=True, use_camera_wb=True, output_bps=8, no_auto_bright=False
+        )
     small = _downscale(Image.fromarray(rgb), long_edge)
     problem = _implausible_raw(np.asarray(small), small_preview)
     if problem is None:
