@@ -30,6 +30,7 @@ class StatusReport:
     uncatalogued: int
     modules: dict[str, ModuleCounts] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
+    passed_over: dict[str, int] = field(default_factory=dict)  # non-image files by extension
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k not in ("modules", "errors")}
@@ -45,6 +46,13 @@ class StatusReport:
             f"superseded:   {self.superseded} (older versions of edited files)",
             f"removed:      {self.removed} (files no longer in the library)",
         ]
+        if self.passed_over:
+            counts = sorted(self.passed_over.items(), key=lambda item: (-item[1], item[0]))
+            lines.append(
+                f"passed over:  {sum(self.passed_over.values())} files of other types ("
+                + ", ".join(f"{extension} {count}" for extension, count in counts)
+                + ")"
+            )
         if self.outdated or self.uncatalogued:
             lines.append(
                 f"not yet analysed: {self.uncatalogued} new or changed files (run snakemake)"
@@ -78,6 +86,7 @@ def library_status(
         removed=len(state.removed),
         outdated=len(state.outdated),
         uncatalogued=len(state.uncatalogued),
+        passed_over=state.passed_over,
     )
     view = CurrentView(results, state)  # a moved file's rows are found at its new path
     for module in modules:
