@@ -44,8 +44,9 @@ from PIL import Image
 
 from imganalyzer import exif_fields
 from imganalyzer.exiftool import exiftool_fields
+from imganalyzer.places import place_of
 
-METADATA_VERSION = "1"
+METADATA_VERSION = "2"
 
 FIELDS = (
     "make",
@@ -70,6 +71,9 @@ FIELDS = (
     "copyright",
     "rating",
     "format",
+    "place",
+    "region",
+    "country",
 )
 
 # exifread reports unremarkable things (a PNG without eXIf, a short slice) as warnings.
@@ -132,11 +136,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, object]:
     _check_file(path)
     try:
         with open(path, "rb") as fh:
-            return _read(path, fh)
+            result = _read(path, fh)
     except MetadataError:
         raise
     except OSError as error:
         raise MetadataError(f"cannot read file: {error.strerror or error}", "unreadable") from None
+    result = {key: result.get(key) for key in FIELDS}
+    place = place_of(result["gps_latitude"], result["gps_longitude"])
+    if place is not None:
+        result.update(place.as_fields())
+    return result
 
 
 def _check_file(path: Path) -> None:

@@ -64,6 +64,9 @@ EXPECTED = {
     "artist": "Test Artist",
     "copyright": "CC0",
     "rating": 3,
+    "place": "Paris",  # the Eiffel Tower: Paris, not the suburb whose centre is nearest
+    "region": "Île-de-France",
+    "country": "France",
 }
 HEIGHT, WIDTH = 96, 128  # small: HEIC encoding is slow
 
