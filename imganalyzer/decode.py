@@ -407,7 +407,12 @@ def _decode_with_tifffile(path: str, long_edge: int, max_pixels: int) -> Decoded
         _check_pixel_limit(
             stored_size, max_pixels, page.samplesperpixel, np.dtype(page.dtype).itemsize
         )
-        if page.photometric not in _TIFFFILE_PHOTOMETRICS:
+        is_cmyk = (
+            page.photometric == tifffile.PHOTOMETRIC.SEPARATED
+            and page.samplesperpixel >= 4
+            and page.tags.valueof(332, 1) == 1  # InkSet 1: CMYK
+        )
+        if page.photometric not in _TIFFFILE_PHOTOMETRICS and not is_cmyk:
             raise DecodeError(
                 f"unsupported TIFF colour space {page.photometric.name}", "unsupported_codec"
             )
@@ -415,7 +420,12 @@ def _decode_with_tifffile(path: str, long_edge: int, max_pixels: int) -> Decoded
         icc_profile = page.tags.valueof(34675)
         orientation = page.tags.valueof(274, 1)
         is_min_is_white = page.photometric == tifffile.PHOTOMETRIC.MINISWHITE
-    image = Image.fromarray(_tiff_samples_to_uint8(samples, invert=is_min_is_white))
+    eight_bit = _tiff_samples_to_uint8(samples, invert=is_min_is_white)
+    if is_cmyk:  # deep CMYK (print files): 8-bit CMYK, then the usual conversion to sRGB
+        cmyk = np.ascontiguousarray(eight_bit[:, :, :4])
+        image = Image.frombytes("CMYK", (cmyk.shape[1], cmyk.shape[0]), cmyk.tobytes())
+    else:
+        image = Image.fromarray(eight_bit)
     rgb = _to_small_srgb(image, long_edge, icc_profile)
     orientation = orientation if orientation in _ORIENTATION_TRANSPOSES else 1
     return _decoded(_apply_orientation(rgb, orientation), stored_size, orientation, "tifffile")

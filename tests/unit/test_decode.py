@@ -368,11 +368,24 @@ def test_tifffile_path_applies_tiff_orientation_and_downscales(tmp_path):
     assert red_corner(decoded.rgb) == "top-right"
 
 
-def test_deep_tiff_in_an_unsupported_colour_space_raises_decode_error(tmp_path):
+def test_sixteen_bit_cmyk_tiff_decodes(tmp_path):
     path = tmp_path / "cmyk16.tif"
-    tifffile.imwrite(path, np.zeros((8, 8, 4), np.uint16), photometric="separated")
+    cmyk = np.zeros((8, 8, 4), np.uint16)
+    cmyk[:, :, 0] = 65535  # full cyan
+    tifffile.imwrite(path, cmyk, photometric="separated")
 
-    assert_one_line_decode_error(path, "unsupported TIFF colour space SEPARATED")
+    decoded = decode_image(path, long_edge=8, max_pixels=MAX_PIXELS)
+
+    red, green, blue = (int(v) for v in decoded.rgb[4, 4])
+    assert decoded.method == "tifffile"
+    assert red < 40 and green > 200 and blue > 200
+
+
+def test_deep_tiff_in_an_unsupported_colour_space_raises_decode_error(tmp_path):
+    path = tmp_path / "lab16.tif"
+    tifffile.imwrite(path, np.zeros((8, 8, 3), np.uint16), photometric="cielab")
+
+    assert_one_line_decode_error(path, "unsupported TIFF colour space CIELAB")
 
 
 def test_float_greyscale_tiff_is_scaled_from_unit_range(tmp_path):
