@@ -25,6 +25,7 @@ from common import format_table, load_rows, machine_description
 BENCH_DIR = Path(__file__).resolve().parent
 BENCHES = (
     "bench_decode.py",
+    "bench_metadata.py",
     "bench_catalog.py",
     "bench_rerun.py",
     "bench_embedding.py",

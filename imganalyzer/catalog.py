@@ -30,35 +30,18 @@ import logging
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imganalyzer import formats
 from imganalyzer.files import atomic_open
 from imganalyzer.results import OK, read_rows
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(
-    [
-        ".jpg",
-        ".jpeg",
-        ".png",
-        ".tif",
-        ".tiff",
-        ".webp",
-        ".heic",
-        ".heif",
-        ".dng",
-        ".arw",
-        ".cr2",
-        ".cr3",
-        ".nef",
-        ".raf",
-        ".orf",
-        ".rw2",
-    ]
-)
+IMAGE_EXTENSIONS = formats.IMAGE_EXTENSIONS
 MANIFEST_HEADER = "path\tsize\tmtime_ns"
 MOVES_HEADER = "path\tsize\tmtime_ns\tsource_path\tsource_size\tsource_mtime_ns"
 # Bytes hashed at each end of a file by content_fingerprint.
@@ -123,12 +106,17 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def scan_library(library: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()) -> dict:
+def scan_library(
+    library: str | os.PathLike,
+    exclude: Iterable[str | os.PathLike] = (),
+    passed_over: Counter | None = None,
+) -> dict:
     """Stat every image under ``library``; return ``{relative path: (size, mtime_ns)}``.
 
     Reads no file content. Skips hidden files and folders, the ``exclude`` folders (the
     results folder when it lies inside the library), symlinks whose target is outside
     the library, and symlink loops. Unreadable folders are logged and skipped.
+    ``passed_over``, if given, counts the other regular files by lower-case extension.
     """
     root = Path(library).resolve()
     if not root.is_dir():
@@ -159,6 +147,8 @@ def scan_library(library: str | os.PathLike, exclude: Iterable[str | os.PathLike
                     pending.append((item.path, f"{rel}/"))
             elif stat.S_ISREG(st.st_mode) and is_image_name(item.name):
                 found[rel] = (st.st_size, st.st_mtime_ns)
+            elif passed_over is not None and stat.S_ISREG(st.st_mode):
+                passed_over[os.path.splitext(item.name)[1].lower() or "(no extension)"] += 1
         while not pending and linked:
             path, rel = linked.pop(0)
             key = _dir_key(path)
@@ -350,6 +340,7 @@ class LibraryState:
     outdated: list[tuple[str, Entry]]  # newest entry of a path whose file has since changed
     uncatalogued: list[str]  # paths on disk with a version no manifest holds yet
     moved: dict[str, Move] = field(default_factory=dict)  # current path -> its move
+    passed_over: dict[str, int] = field(default_factory=dict)  # other files, by extension
 
 
 def _key(entry: Entry) -> tuple[str, int, int]:
@@ -486,7 +477,8 @@ class Catalog:
 
     def state(self, library: str | os.PathLike, exclude: Iterable = ()) -> LibraryState:
         """Compare the catalog with the library on disk (stat only)."""
-        on_disk = scan_library(library, exclude)
+        passed_over: Counter = Counter()
+        on_disk = scan_library(library, exclude, passed_over)
         records = self._load()
         catalogued, moved = records.resolve(on_disk)
         moved_to = {_key(m.source): path for path, m in moved.items()}
@@ -511,7 +503,9 @@ class Catalog:
             superseded += items[:-1]
             (outdated if path in on_disk else removed).append(items[-1])
         uncatalogued = sorted(on_disk.keys() - catalogued)
-        return LibraryState(current, superseded, removed, outdated, uncatalogued, moved)
+        return LibraryState(
+            current, superseded, removed, outdated, uncatalogued, moved, dict(passed_over)
+        )
 
     def _load(self) -> _Records:
         entries = list(self.entries())

@@ -106,6 +106,7 @@ def _search_filters(args: argparse.Namespace):
         before=parse_date_bound(args.before) if args.before else None,
         camera=args.camera,
         lens=args.lens,
+        place=args.place,
         person=args.person,
         has_text=args.has_text,
         min_aesthetic=args.min_aesthetic,
@@ -184,6 +185,7 @@ def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--before", metavar="DATE", help="taken before (YYYY[-MM[-DD]])")
     parser.add_argument("--camera", help="words of the camera make/model, e.g. X-T4")
     parser.add_argument("--lens", help="words of the lens name")
+    parser.add_argument("--place", help="taken in this town, region or country (from GPS)")
     parser.add_argument("--person", metavar="NAME", help="a named person in the image")
     parser.add_argument("--has-text", action="store_true", help="only images with text in them")
     parser.add_argument("--min-aesthetic", type=float, metavar="F", help="aesthetic score >= F")

@@ -10,6 +10,7 @@ their embedded preview when it is large enough (else a half-size demosaic). Any 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -20,14 +21,27 @@ import rawpy
 import tifffile
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from imganalyzer import formats
+
+log = logging.getLogger(__name__)
 pillow_heif.register_heif_opener()
 # Our own max_pixels check (read from the header, before any pixel is decoded) replaces Pillow's
 # decompression-bomb check, which would otherwise fire first with a different message and limit.
 Image.MAX_IMAGE_PIXELS = None
 
-RAW_EXTENSIONS: frozenset[str] = frozenset(
-    {".dng", ".arw", ".cr2", ".cr3", ".nef", ".raf", ".orf", ".rw2"}
-)
+RAW_EXTENSIONS = formats.RAW_EXTENSIONS
+# A RAW decode whose brightest value is at most this is black: the pixel data is missing.
+BLACK_LEVEL = 8
+# A RAW decode this many times busier (neighbour differences) than its preview is noise.
+NOISE_RATIO = 4.0
+# A preview smaller than this (long edge) is not used in place of a failed decode.
+MIN_PREVIEW_EDGE = 64
+# HEIF/RAW content under this many bytes per declared pixel that decodes to black had its image
+# data stripped (metadata sample files): 0.003 bytes per pixel is seen, real photos use > 0.05.
+STRIPPED_BYTES_PER_PIXEL = 0.01
+# Bytes one pixel may take while decoding (16-bit RGBA): with max_pixels, the byte budget that
+# every decoder's declared width x height x samples x bytes per sample must stay under.
+BYTES_PER_PIXEL_BUDGET = 8
 
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _ORIENTATION_TRANSPOSES = {
@@ -51,7 +65,12 @@ _ROWS_PER_CHUNK = 512
 
 
 class DecodeError(Exception):
-    """A one-line, human-readable reason why an image could not be decoded."""
+    """A one-line, human-readable reason why an image could not be decoded, and its ``kind``
+    (one of :data:`imganalyzer.results.ERROR_KINDS`)."""
+
+    def __init__(self, reason: str, kind: str = "corrupt") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass
@@ -62,12 +81,14 @@ class DecodedImage:
     edge at most the requested ``long_edge`` (never upscaled). ``original_size`` is the
     ``(width, height)`` of the full-resolution image as displayed (after EXIF orientation).
     ``method`` names the decode path: "jpeg-draft", "pillow", "heif", "raw-preview",
-    "raw-half-size" or "tifffile".
+    "raw-half-size" or "tifffile". ``note`` says when the content is not what the file's
+    extension claims ("content is JPEG, not .nef").
     """
 
     rgb: np.ndarray
     original_size: tuple[int, int]
     method: str
+    note: str | None = None
 
 
 def decode_image(path: str | os.PathLike, long_edge: int, max_pixels: int) -> DecodedImage:
@@ -82,47 +103,120 @@ def decode_image(path: str | os.PathLike, long_edge: int, max_pixels: int) -> De
     path = os.fspath(path)
     try:
         _check_is_nonempty_file(path)
-        if os.path.splitext(path)[1].lower() in RAW_EXTENSIONS:
-            return _decode_raw(path, long_edge, max_pixels)
-        return _decode_with_pillow(path, long_edge, max_pixels)
-    except (DecodeError, MemoryError):
+        with open(path, "rb") as handle:
+            fmt = formats.sniff(handle.read(32))
+        extension = os.path.splitext(path)[1].lower()
+        decoded = _decode_by_content(path, fmt, extension, long_edge, max_pixels)
+    except (DecodeError, MemoryError):  # out of memory is the machine's state, not the file's
         raise
     except Exception as error:
-        raise DecodeError(_describe(error)) from error
+        raise DecodeError(*_describe(error)) from error
+    decoded.note = formats.mismatch_note(fmt, extension)
+    return decoded
+
+
+def _decode_by_content(
+    path: str, fmt: str, extension: str, long_edge: int, max_pixels: int
+) -> DecodedImage:
+    if formats.is_raw(fmt, extension):
+        return _decode_raw(path, long_edge, max_pixels)
+    if fmt == "jxl" and not _pillow_reads("JXL"):
+        raise DecodeError("JPEG XL: no JPEG XL decoder is installed", "unsupported_format")
+    if fmt == "avif" and not (_pillow_reads("AVIF") or pillow_heif.libheif_info().get("AVIF")):
+        raise DecodeError("AVIF: no AVIF decoder is installed", "unsupported_format")
+    return _decode_with_pillow(path, long_edge, max_pixels)
+
+
+def _pillow_reads(format_name: str) -> bool:
+    Image.init()
+    return format_name in Image.OPEN
 
 
 def _check_is_nonempty_file(path: str) -> None:
     status = os.stat(path)
     if stat.S_ISDIR(status.st_mode):
-        raise DecodeError("is a directory, not an image file")
+        raise DecodeError("is a directory, not an image file", "unreadable")
     if not stat.S_ISREG(status.st_mode):  # a FIFO or device would block or never end
-        raise DecodeError("not a regular file")
+        raise DecodeError("not a regular file", "unreadable")
     if status.st_size == 0:
-        raise DecodeError("empty file (0 bytes)")
+        raise DecodeError("empty file (0 bytes)", "empty")
 
 
-def _describe(error: Exception) -> str:
-    """Turn an exception from the decoders into a one-line reason."""
+def _describe(error: Exception) -> tuple[str, str]:
+    """Turn an exception from the decoders into a one-line reason and an error kind."""
     message = " ".join(str(error).split())
     if message.startswith(("b'", 'b"')):  # rawpy puts LibRaw's bytes message through repr()
         message = message[2:-1]
+    message = message or type(error).__name__
     if isinstance(error, FileNotFoundError):
-        return "file not found"
+        return "file not found (deleted after it was catalogued)", "vanished"
     if isinstance(error, PermissionError):
-        return "permission denied"
+        return "permission denied", "unreadable"
     if isinstance(error, UnidentifiedImageError):
-        return "not an image (cannot identify image file)"
+        return "not an image (cannot identify image file)", "unsupported_format"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"image too large: {message}", "too_large"
     if isinstance(error, rawpy.LibRawError):
-        return f"unsupported or corrupt RAW file: {message or type(error).__name__}"
-    if isinstance(error, OSError | SyntaxError | ValueError | EOFError | tifffile.TiffFileError):
-        return f"truncated or corrupt image: {message or type(error).__name__}"
-    return f"cannot decode image: {type(error).__name__}: {message}"
+        return _describe_libraw(error, message)
+    if _is_heif_codec_error(error, message):
+        return f"HEIF image in a codec this libheif build cannot decode ({message})", (
+            "unsupported_codec"
+        )
+    if isinstance(error, EOFError) or "truncated" in message.lower() or "end of file" in message:
+        return f"truncated image (the file ends early): {message}", "truncated"
+    if isinstance(error, OSError | SyntaxError | ValueError | tifffile.TiffFileError):
+        return f"corrupt image: {message}", "corrupt"
+    return f"cannot decode image: {type(error).__name__}: {message}", "corrupt"
 
 
-def _check_pixel_limit(size: tuple[int, int], max_pixels: int) -> None:
+def _describe_libraw(error: Exception, message: str) -> tuple[str, str]:
+    if isinstance(error, rawpy.LibRawFileUnsupportedError):
+        return f"RAW format LibRaw cannot read: {message}", "unsupported_format"
+    if isinstance(error, rawpy.LibRawIOError):  # LibRaw reads past the end of the file
+        return "truncated RAW file (its data ends early)", "truncated"
+    if isinstance(error, rawpy.LibRawRequestForNonexistentImageError):
+        return "RAW file without image data", "no_image_data"
+    if isinstance(error, rawpy.LibRawTooBigError):
+        return f"RAW image too large: {message}", "too_large"
+    return f"corrupt RAW file: {message}", "corrupt"
+
+
+def _is_heif_codec_error(error: Exception, message: str) -> bool:
+    lowered = message.lower()
+    return "invalid image index" in lowered or (
+        isinstance(error, RuntimeError | ValueError | OSError)
+        and ("no decoding plugin" in lowered or "unsupported codec" in lowered)
+    )
+
+
+def _check_pixel_limit(
+    size: tuple[int, int], max_pixels: int, samples: int = 3, bytes_per_sample: int = 1
+) -> None:
+    """Refuse, before any pixel is decoded, an image whose header declares more than
+    ``max_pixels`` pixels or more bytes than ``max_pixels * BYTES_PER_PIXEL_BUDGET``."""
     pixels = size[0] * size[1]
     if pixels > max_pixels:
-        raise DecodeError(f"image has {pixels} pixels, over the max_pixels limit of {max_pixels}")
+        raise DecodeError(
+            f"image has {pixels} pixels, over the max_pixels limit of {max_pixels}", "too_large"
+        )
+    needed = pixels * max(1, samples) * max(1, bytes_per_sample)
+    budget = max_pixels * BYTES_PER_PIXEL_BUDGET
+    if needed > budget:
+        raise DecodeError(
+            f"image needs {needed} bytes ({samples} samples of {bytes_per_sample} bytes per "
+            f"pixel), over the byte budget of {budget}",
+            "too_large",
+        )
+
+
+def _pillow_sample_layout(image: Image.Image) -> tuple[int, int]:
+    """(samples per pixel, bytes per sample) that Pillow allocates for ``image``."""
+    samples = len(image.getbands())
+    tags = getattr(image, "tag_v2", None)
+    if tags is not None:
+        samples = max(samples, int(tags.get(277, 1) or 1))
+    wide = image.mode.startswith("I;16") or image.mode in ("I", "F")
+    return samples, 4 if image.mode in ("I", "F") else 2 if wide else 1
 
 
 def _decode_with_pillow(path: str, long_edge: int, max_pixels: int) -> DecodedImage:
@@ -134,7 +228,7 @@ def _decode_with_pillow(path: str, long_edge: int, max_pixels: int) -> DecodedIm
         raise
     with image:
         stored_size = image.size
-        _check_pixel_limit(stored_size, max_pixels)
+        _check_pixel_limit(stored_size, max_pixels, *_pillow_sample_layout(image))
         if _is_high_depth_colour_tiff(image):
             return _decode_with_tifffile(path, long_edge, max_pixels)
         method = _DRAFT_FORMATS.get(image.format or "", "pillow")
@@ -144,7 +238,20 @@ def _decode_with_pillow(path: str, long_edge: int, max_pixels: int) -> DecodedIm
         # pillow-heif applies the HEIF rotation itself and resets the EXIF orientation to 1.
         orientation = 1 if image.format == "HEIF" else _exif_orientation(image)
         rgb = _to_small_srgb(image, long_edge, image.info.get("icc_profile"))
+    if method == "heif":
+        _refuse_stripped(path, stored_size, rgb)
     return _decoded(_apply_orientation(rgb, orientation), stored_size, orientation, method)
+
+
+def _refuse_stripped(path: str, stored_size: tuple[int, int], rgb: Image.Image) -> None:
+    """A black decode of a file far too small for its declared size: the image data is gone."""
+    bytes_per_pixel = os.path.getsize(path) / max(1, stored_size[0] * stored_size[1])
+    if bytes_per_pixel < STRIPPED_BYTES_PER_PIXEL and rgb.getextrema()[0][1] <= BLACK_LEVEL:
+        raise DecodeError(
+            f"no image data: {stored_size[0]}x{stored_size[1]} image in a "
+            f"{os.path.getsize(path)}-byte file decodes to black",
+            "no_image_data",
+        )
 
 
 def _has_tiff_magic(path: str) -> bool:
@@ -297,14 +404,28 @@ def _decode_with_tifffile(path: str, long_edge: int, max_pixels: int) -> Decoded
     with tifffile.TiffFile(path) as tiff:
         page = tiff.pages.first
         stored_size = (page.imagewidth, page.imagelength)
-        _check_pixel_limit(stored_size, max_pixels)
-        if page.photometric not in _TIFFFILE_PHOTOMETRICS:
-            raise DecodeError(f"unsupported TIFF colour space {page.photometric.name}")
+        _check_pixel_limit(
+            stored_size, max_pixels, page.samplesperpixel, np.dtype(page.dtype).itemsize
+        )
+        is_cmyk = (
+            page.photometric == tifffile.PHOTOMETRIC.SEPARATED
+            and page.samplesperpixel >= 4
+            and page.tags.valueof(332, 1) == 1  # InkSet 1: CMYK
+        )
+        if page.photometric not in _TIFFFILE_PHOTOMETRICS and not is_cmyk:
+            raise DecodeError(
+                f"unsupported TIFF colour space {page.photometric.name}", "unsupported_codec"
+            )
         samples = _samples_last(page.asarray(), page.axes)
         icc_profile = page.tags.valueof(34675)
         orientation = page.tags.valueof(274, 1)
         is_min_is_white = page.photometric == tifffile.PHOTOMETRIC.MINISWHITE
-    image = Image.fromarray(_tiff_samples_to_uint8(samples, invert=is_min_is_white))
+    eight_bit = _tiff_samples_to_uint8(samples, invert=is_min_is_white)
+    if is_cmyk:  # deep CMYK (print files): 8-bit CMYK, then the usual conversion to sRGB
+        cmyk = np.ascontiguousarray(eight_bit[:, :, :4])
+        image = Image.frombytes("CMYK", (cmyk.shape[1], cmyk.shape[0]), cmyk.tobytes())
+    else:
+        image = Image.fromarray(eight_bit)
     rgb = _to_small_srgb(image, long_edge, icc_profile)
     orientation = orientation if orientation in _ORIENTATION_TRANSPOSES else 1
     return _decoded(_apply_orientation(rgb, orientation), stored_size, orientation, "tifffile")
@@ -340,21 +461,76 @@ def _decode_raw(path: str, long_edge: int, max_pixels: int) -> DecodedImage:
     with rawpy.imread(path) as raw:
         sizes = raw.sizes
         sensor_size = (sizes.width, sizes.height)
-        _check_pixel_limit(sensor_size, max_pixels)
+        if min(sizes.raw_width, sizes.raw_height, sizes.width, sizes.height) <= 0:
+            raise DecodeError("RAW file without image data", "no_image_data")
+        _check_pixel_limit((sizes.raw_width, sizes.raw_height), max_pixels, 1, 2)
+        _check_pixel_limit(sensor_size, max_pixels, 3, 2)
         orientation = _LIBRAW_FLIP_TO_ORIENTATION.get(sizes.flip, 1)
         preview = _raw_preview(raw, long_edge, orientation)
         if preview is not None:
             return _decoded(preview, sensor_size, orientation, "raw-preview")
-        # LibRaw applies the flip itself here.
+        small_preview = _raw_preview(raw, long_edge, orientation, min_edge=1)  # to check
+        # LibRaw applies the flip itself here. A truncated or damaged RAW is refused even where
+        # its preview is intact: the user should learn that the file is damaged.
         rgb = raw.postprocess(
             half_size=True, use_camera_wb=True, output_bps=8, no_auto_bright=False
         )
     small = _downscale(Image.fromarray(rgb), long_edge)
-    return _decoded(small, sensor_size, orientation, "raw-half-size")
+    problem = _implausible_raw(np.asarray(small), small_preview)
+    if problem is None:
+        return _decoded(small, sensor_size, orientation, "raw-half-size")
+    if _usable_preview(small_preview):
+        log.info("%s: RAW decode is %s; using its embedded preview", path, problem)
+        return _decoded(small_preview, sensor_size, orientation, "raw-preview")
+    raise DecodeError(
+        f"RAW file without usable image data (its decode is {problem})", ("no_image_data")
+    )
 
 
-def _raw_preview(raw: rawpy.RawPy, long_edge: int, flip_orientation: int) -> Image.Image | None:
-    """The embedded preview, oriented and downscaled, if it is at least ``long_edge``; else None.
+def _implausible_raw(rgb: np.ndarray, preview: Image.Image | None) -> str | None:
+    """Why a RAW decode cannot be right ("black", "noise"), or None where it looks like a photo.
+
+    Black: the pixel data was stripped (metadata-only sample files). Noise: LibRaw decoded data
+    in a layout it misread; judged against the embedded preview, which the camera rendered.
+    """
+    if int(rgb.max(initial=0)) <= BLACK_LEVEL:
+        return "black"
+    if preview is None:
+        return None
+    preview_rgb = np.asarray(preview)
+    if int(preview_rgb.max(initial=0)) <= BLACK_LEVEL:
+        return None
+    decoded_busyness, preview_busyness = _busyness(rgb), _busyness(preview_rgb)
+    if decoded_busyness is None or preview_busyness is None:
+        return None
+    if decoded_busyness > 30 and decoded_busyness > NOISE_RATIO * max(preview_busyness, 1.0):
+        return "noise"
+    return None
+
+
+def _usable_preview(preview: Image.Image | None) -> bool:
+    """A preview worth showing instead of a wrong decode: not tiny, not black, not flat."""
+    if preview is None or max(preview.size) < MIN_PREVIEW_EDGE:
+        return False
+    values = np.asarray(preview)
+    return int(values.max(initial=0)) > BLACK_LEVEL and float(values.std()) > 1.0
+
+
+def _busyness(rgb: np.ndarray) -> float | None:
+    """Mean absolute difference between horizontal neighbours of a 64-pixel grey version."""
+    grey = Image.fromarray(np.ascontiguousarray(rgb)).convert("L")
+    grey.thumbnail((64, 64), Image.Resampling.BOX)
+    values = np.asarray(grey, dtype=np.float32)
+    if values.shape[1] < 2:
+        return None
+    return float(np.abs(np.diff(values, axis=1)).mean())
+
+
+def _raw_preview(
+    raw: rawpy.RawPy, long_edge: int, flip_orientation: int, min_edge: int | None = None
+) -> Image.Image | None:
+    """The embedded preview, oriented and downscaled to ``long_edge``, if its long edge is at
+    least ``min_edge`` (default: ``long_edge``); else None.
 
     A missing, unsupported or broken preview is not an error: the caller demosaics instead.
     """
@@ -362,22 +538,25 @@ def _raw_preview(raw: rawpy.RawPy, long_edge: int, flip_orientation: int) -> Ima
         thumb = raw.extract_thumb()
     except rawpy.LibRawError:
         return None
+    min_edge = long_edge if min_edge is None else min_edge
     if thumb.format == rawpy.ThumbFormat.BITMAP:
         bitmap = Image.fromarray(thumb.data)
-        if max(bitmap.size) < long_edge:
+        if max(bitmap.size) < min_edge:
             return None
         return _apply_orientation(_to_small_srgb(bitmap, long_edge, None), flip_orientation)
     if thumb.format != rawpy.ThumbFormat.JPEG:
         return None
     try:
-        return _decode_preview_jpeg(thumb.data, long_edge, flip_orientation)
+        return _decode_preview_jpeg(thumb.data, long_edge, flip_orientation, min_edge)
     except (OSError, SyntaxError, ValueError, EOFError):
         return None
 
 
-def _decode_preview_jpeg(data: bytes, long_edge: int, flip_orientation: int) -> Image.Image | None:
+def _decode_preview_jpeg(
+    data: bytes, long_edge: int, flip_orientation: int, min_edge: int
+) -> Image.Image | None:
     with Image.open(io.BytesIO(data)) as preview:
-        if max(preview.size) < long_edge:
+        if max(preview.size) < min_edge:
             return None
         preview.draft("RGB", _draft_box(preview.size, long_edge))
         preview.load()

@@ -79,6 +79,7 @@ INDEX_FIELDS: dict[str, IndexField] = {
     "people": IndexField(TEXT, boost=2.0),
     "camera": IndexField(TEXT, boost=1.0),  # make and model
     "lens": IndexField(TEXT, boost=1.0),
+    "place": IndexField(TEXT, boost=1.5),  # town, region and country from GPS
     "artist": IndexField(TEXT, boost=1.0),
     "format": IndexField(KEYWORD),
     "date": IndexField(DATE),  # capture time, wall clock of the camera (no time zone)
@@ -112,6 +113,9 @@ MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("make", "camera"),
         ("model", "camera"),
         ("lens", "lens"),
+        ("place", "place"),
+        ("region", "place"),
+        ("country", "place"),
         ("artist", "artist"),
         ("format", "format"),
         ("datetime_original", "date"),

@@ -42,11 +42,16 @@ import pillow_heif
 import rawpy
 from PIL import Image
 
-METADATA_VERSION = "1"
+from imganalyzer import exif_fields
+from imganalyzer.exiftool import exiftool_fields
+from imganalyzer.places import place_of
+
+METADATA_VERSION = "2"
 
 FIELDS = (
     "make",
     "model",
+    "camera",
     "lens",
     "exposure_time",
     "exposure_time_text",
@@ -66,6 +71,9 @@ FIELDS = (
     "copyright",
     "rating",
     "format",
+    "place",
+    "region",
+    "country",
 )
 
 # exifread reports unremarkable things (a PNG without eXIf, a short slice) as warnings.
@@ -87,11 +95,30 @@ AVIF_BRANDS = frozenset({b"avif", b"avis"})
 LIBRAW_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 DNG_VERSION_TAG = "Image Tag 0xC612"
 XMP_RATING = re.compile(rb"xmp:Rating\s*(?:=\s*[\"']|>)\s*(-?\d+)")
-PILLOW_ERRORS = (OSError, SyntaxError, ValueError, IndexError, TypeError, EOFError, struct.error)
+PILLOW_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    IndexError,
+    TypeError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+# Without any of these, the primary reader's answer is completed from exifread's.
+EXIF_CORE_FIELDS = ("make", "model", "datetime_original", "exposure_time", "f_number")
+# Fields that cameras keep in maker notes: when exiv2 cannot decode a maker note and one of
+# them is missing, ExifTool (where installed) is asked.
+MAKER_NOTE_FIELDS = ("make", "iso", "lens")
 
 
 class MetadataError(Exception):
-    """One-line reason why a file's metadata cannot be read."""
+    """One-line reason why a file's metadata cannot be read, and its ``kind`` (one of
+    :data:`imganalyzer.results.ERROR_KINDS`)."""
+
+    def __init__(self, reason: str, kind: str = "corrupt") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -109,37 +136,81 @@ def read_metadata(path: str | os.PathLike) -> dict[str, object]:
     _check_file(path)
     try:
         with open(path, "rb") as fh:
-            return _read(path, fh)
+            result = _read(path, fh)
     except MetadataError:
         raise
     except OSError as error:
-        raise MetadataError(f"cannot read file: {error.strerror or error}") from None
+        raise MetadataError(f"cannot read file: {error.strerror or error}", "unreadable") from None
+    result = {key: result.get(key) for key in FIELDS}
+    place = place_of(result["gps_latitude"], result["gps_longitude"])
+    if place is not None:
+        result.update(place.as_fields())
+    return result
 
 
 def _check_file(path: Path) -> None:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise MetadataError("file not found") from None
+        raise MetadataError("file not found", "vanished") from None
     except OSError as error:
-        raise MetadataError(f"cannot stat file: {error.strerror or error}") from None
+        raise MetadataError(f"cannot stat file: {error.strerror or error}", "unreadable") from None
     if not path.is_file():
-        raise MetadataError("not a regular file")
+        raise MetadataError("not a regular file", "unreadable")
     if stat.st_size == 0:
-        raise MetadataError("empty file (0 bytes)")
+        raise MetadataError("empty file (0 bytes)", "empty")
 
 
 def _read(path: Path, fh: BinaryIO) -> dict[str, object]:
     head = fh.read(64)
     container = _sniff(head)
+    tags, exif = _primary_exif(path)
     if container == "heif":
-        return _read_heif(fh, head)
-    if container == "raw":  # RAW formats exifread cannot parse (CR3, RAF, ...)
-        return _read_raw(path, head, {})
-    tags = _exif_from_file(fh)
-    if container == "tiff" and _is_tiff_raw(head, path, tags):
-        return _read_raw(path, head, tags)
-    return _read_pillow(fh, tags)
+        return _read_heif(fh, head, tags, exif)
+    if container == "raw":  # RAW formats exifread cannot parse (CR3, RAF, CRW, ...)
+        return _read_raw(path, head, exif, is_dng=False)
+    fallback_tags = _exif_from_file(fh) if _incomplete(exif) else {}
+    is_dng = "Exif.Image.DNGVersion" in tags or DNG_VERSION_TAG in fallback_tags
+    if container == "tiff" and _is_tiff_raw(head, path, is_dng):
+        return _read_raw(path, head, _completed(exif, fallback_tags, None), is_dng=is_dng)
+    return _read_pillow(fh, exif, fallback_tags)
+
+
+def _primary_exif(path: Path) -> tuple[dict[str, object], dict[str, object]]:
+    """exiv2's tags and fields; where exiv2 refuses the file, ExifTool's fields (if installed)."""
+    try:
+        tags = exif_fields.read_tags(path)
+    except exif_fields.Exiv2Refused as refusal:
+        log.debug("%s: exiv2 refused: %s", path, refusal)
+        return {}, exiftool_fields(path) or {}
+    exif = dict.fromkeys(FIELDS)
+    exif.update(exif_fields.fields(tags) if tags else {})
+    if exif_fields.undecoded_maker_note(tags) and _gaps(exif, MAKER_NOTE_FIELDS):
+        exif = _filled(exif, exiftool_fields(path) or {})  # maker notes exiv2 cannot decode
+    return tags, exif
+
+
+def _gaps(fields: Mapping[str, object], keys: tuple[str, ...]) -> bool:
+    return any(fields.get(key) is None for key in keys)
+
+
+def _filled(fields: Mapping[str, object], more: Mapping[str, object]) -> dict[str, object]:
+    return {key: more.get(key) if fields.get(key) is None else fields[key] for key in FIELDS}
+
+
+def _incomplete(exif: Mapping[str, object]) -> bool:
+    """True when the primary reader found none of the basic EXIF fields (ask exifread too)."""
+    return all(exif.get(key) is None for key in EXIF_CORE_FIELDS)
+
+
+def _completed(
+    exif: Mapping[str, object], tags: Mapping[str, object], xmp: bytes | None
+) -> dict[str, object]:
+    """The primary reader's fields, gaps filled from exifread's reading of ``tags``."""
+    if not _incomplete(exif):
+        return dict(exif)
+    fallback = _fields(tags, xmp)
+    return {key: exif.get(key) if exif.get(key) is not None else fallback[key] for key in FIELDS}
 
 
 # ----------------------------------------------------------------------------- containers
@@ -151,25 +222,34 @@ def _sniff(head: bytes) -> str:
         return "raw" if head[8:12] == b"crx " else "heif"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00"):
         return "tiff"
-    if head.startswith((b"FUJIFILMCCD-RAW", b"FOVb", b"\x00MRM", b"ARRI")):
+    if (
+        head.startswith((b"FUJIFILMCCD-RAW", b"FOVb", b"\x00MRM", b"ARRI"))
+        or head[6:14] == b"HEAPCCDR"
+    ):
         return "raw"
     return "other"
 
 
-def _is_tiff_raw(head: bytes, path: Path, tags: Mapping[str, object]) -> bool:
+def _is_tiff_raw(head: bytes, path: Path, is_dng: bool) -> bool:
     return (
         head[8:10] == b"CR"  # Canon CR2
         or head[:4] in (b"IIRO", b"IIRS", b"MMOR", b"IIU\x00")  # Olympus ORF, Panasonic RW2
-        or DNG_VERSION_TAG in tags
+        or is_dng
         or path.suffix.lower() in TIFF_RAW_EXTENSIONS
     )
 
 
-def _raw_format(head: bytes, path: Path, tags: Mapping[str, object]) -> str:
-    if DNG_VERSION_TAG in tags:
+def _raw_format(head: bytes, path: Path, is_dng: bool) -> str:
+    if is_dng:
         return "dng"
     if head[4:12] == b"ftypcrx ":
         return "cr3"
+    if head[6:14] == b"HEAPCCDR":
+        return "crw"
+    if head.startswith(b"FOVb"):
+        return "x3f"
+    if head.startswith(b"\x00MRM"):
+        return "mrw"
     if head.startswith(b"FUJIFILMCCD-RAW"):
         return "raf"
     if head[8:10] == b"CR":
@@ -191,18 +271,38 @@ def _heif_format(head: bytes) -> str:
     return "heif"
 
 
-def _read_pillow(fh: BinaryIO, tags: Mapping[str, object]) -> dict[str, object]:
-    image = _open_header(fh)
+def _read_pillow(
+    fh: BinaryIO, exif: Mapping[str, object], tags: Mapping[str, object]
+) -> dict[str, object]:
+    try:
+        image = _open_header(fh)
+    except MetadataError:
+        if _incomplete(exif):
+            raise
+        return _header_unreadable(exif)  # exiv2 read the metadata of a file Pillow cannot open
     fmt = {"mpo": "jpeg"}.get(image.format.lower(), image.format.lower())
-    if not tags and isinstance(image.info.get("exif"), bytes):
+    if _incomplete(exif) and not tags and isinstance(image.info.get("exif"), bytes):
         tags = _exif_from_block(image.info["exif"])
-    result = _fields(tags, _xmp(image))
+    xmp = _xmp(image)
+    result = _completed(exif, tags, xmp)
+    if result["rating"] is None and xmp:  # XMP that exiv2 rejects (undeclared prefix, ...)
+        match = XMP_RATING.search(xmp)
+        result["rating"] = int(match[1]) if match else None
+    result["orientation"] = result["orientation"] or 1
     _set_size(result, _stored_size(image), swap=result["orientation"] in (5, 6, 7, 8))
     result["format"] = fmt
     return result
 
 
-def _read_heif(fh: BinaryIO, head: bytes) -> dict[str, object]:
+def _header_unreadable(exif: Mapping[str, object]) -> dict[str, object]:
+    result = {key: exif.get(key) for key in FIELDS}
+    result["orientation"] = result["orientation"] or 1
+    return result
+
+
+def _read_heif(
+    fh: BinaryIO, head: bytes, tags: Mapping[str, object], primary: Mapping[str, object]
+) -> dict[str, object]:
     fh.seek(0)
     try:
         heif = pillow_heif.open_heif(fh, convert_hdr_to_8bit=False)
@@ -210,17 +310,33 @@ def _read_heif(fh: BinaryIO, head: bytes) -> dict[str, object]:
         size, info = image.size, image.info
     except (OSError, ValueError, RuntimeError, SyntaxError, EOFError) as error:
         if head[8:12] in AVIF_BRANDS:  # pillow-heif has no AVIF decoder here; Pillow may
-            return _read_pillow(fh, {})
+            return _read_pillow(fh, primary, {})
+        if not _incomplete(primary):
+            return {**_header_unreadable(primary), "format": _heif_format(head)}
         raise MetadataError(f"cannot parse HEIF container: {_one_line(error)}") from None
     exif = info.get("exif")
-    tags = _exif_from_block(exif) if isinstance(exif, bytes) else {}
-    result = _fields(tags, info.get("xmp"))
+    if isinstance(exif, bytes):  # the primary image's EXIF (a file may hold one per image)
+        primary = _filled(_primary_image_fields(exif, tags), primary)
+    tags = _exif_from_block(exif) if isinstance(exif, bytes) and _incomplete(primary) else {}
+    result = _completed(primary, tags, info.get("xmp"))
+    result["orientation"] = result["orientation"] or 1
     _set_size(result, size, swap=False)  # libheif already applied the irot/imir transforms
     result["format"] = _heif_format(head)
     return result
 
 
-def _read_raw(path: Path, head: bytes, tags: Mapping[str, object]) -> dict[str, object]:
+def _primary_image_fields(block: bytes, file_tags: Mapping[str, object]) -> dict[str, object]:
+    try:
+        block_tags = exif_fields.read_exif_block(block)
+    except exif_fields.Exiv2Refused:
+        return {}
+    xmp = {key: value for key, value in file_tags.items() if key.startswith("Xmp.")}
+    return exif_fields.fields({**xmp, **block_tags})
+
+
+def _read_raw(
+    path: Path, head: bytes, exif: Mapping[str, object], *, is_dng: bool
+) -> dict[str, object]:
     """RAW files: size and orientation from LibRaw, which is what decodes them."""
     try:
         with rawpy.imread(os.fspath(path)) as raw:  # parses headers; raw data is not unpacked
@@ -229,16 +345,25 @@ def _read_raw(path: Path, head: bytes, tags: Mapping[str, object]) -> dict[str, 
         reason = error.args[0] if error.args else error
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise MetadataError(f"LibRaw cannot open this RAW file: {_one_line(reason)}") from None
+        if not _incomplete(exif):  # e.g. a RAW whose pixel data was stripped: metadata is fine
+            return {**_header_unreadable(exif), "format": _raw_format(head, path, is_dng)}
+        kind = "corrupt"
+        if isinstance(error, rawpy.LibRawFileUnsupportedError):
+            kind = "unsupported_format"
+        elif isinstance(error, rawpy.LibRawIOError):
+            kind, reason = "truncated", "the file ends early (truncated)"
+        raise MetadataError(
+            f"LibRaw cannot open this RAW file: {_one_line(reason)}", kind
+        ) from None
     width, height = sizes.width, sizes.height
     if sizes.pixel_aspect > 1.0001:  # LibRaw stretches non-square pixels when it develops
         width = round(width * sizes.pixel_aspect)
     elif sizes.pixel_aspect < 0.9999:
         height = round(height / sizes.pixel_aspect)
-    result = _fields(tags, None)
+    result = {key: exif.get(key) for key in FIELDS}
     result["orientation"] = LIBRAW_FLIP_TO_ORIENTATION.get(sizes.flip, 1)
     _set_size(result, (width, height), swap=result["orientation"] in (5, 6, 7, 8))
-    result["format"] = _raw_format(head, path, tags)
+    result["format"] = _raw_format(head, path, is_dng)
     return result
 
 
@@ -263,8 +388,12 @@ def _open_header(fh: BinaryIO) -> Image.Image:
                 return factory(fh, "")
         except PILLOW_ERRORS as error:
             if matching:
-                raise MetadataError(f"cannot parse {name} header: {_one_line(error)}") from None
-    raise MetadataError(f"not a recognised image format (starts with {prefix[:8]!r})")
+                reason = _one_line(error)
+                kind = "truncated" if "truncated" in reason.lower() else "corrupt"
+                raise MetadataError(f"cannot parse {name} header: {reason}", kind) from None
+    raise MetadataError(
+        f"not a recognised image format (starts with {prefix[:8]!r})", "unsupported_format"
+    )
 
 
 def _accepts(accept, prefix: bytes) -> bool:
@@ -443,10 +572,13 @@ def _fields(tags: Mapping[str, object], xmp: bytes | None) -> dict[str, object]:
     """Every key of :data:`FIELDS` from exifread tags (size and format left None)."""
     exposure = _tag(tags, "ExposureTime")
     orientation = _integer(_tag(tags, "Orientation", ("Image",)))
+    make = _text(_tag(tags, "Make", ("Image",)))
+    model = _text(_tag(tags, "Model", ("Image",)))
     result: dict[str, object] = dict.fromkeys(FIELDS)
     result.update(
-        make=_text(_tag(tags, "Make", ("Image",))),
-        model=_text(_tag(tags, "Model", ("Image",))),
+        make=make,
+        model=model,
+        camera=exif_fields.camera_name(make, model),
         lens=_text(_tag(tags, "LensModel")),
         exposure_time=_positive(exposure),
         exposure_time_text=_exposure_text(exposure),

@@ -30,16 +30,29 @@ def ok_row(entry, fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def error_row(entry, reason: str) -> dict[str, Any]:
-    """A result row for an image that could not be analysed, with a one-line reason."""
+# Kinds of error rows (``error_kind``): what a user can do about the file differs by kind.
+ERROR_KINDS = frozenset(
+    {"empty", "truncated", "corrupt", "unsupported_codec", "unsupported_format"}
+    | {"no_image_data", "too_large", "unreadable", "vanished"}
+)
+
+
+def error_row(entry, reason: str, error_kind: str | None = None) -> dict[str, Any]:
+    """A result row for an image that could not be analysed, with a one-line reason and,
+    where known, its ``error_kind`` (one of :data:`ERROR_KINDS`)."""
     reason = " ".join(str(reason).split()) or "unknown error"
-    return {
+    row = {
         "path": entry.path,
         "size": entry.size,
         "mtime_ns": entry.mtime_ns,
         "status": ERROR,
         "error": reason,
     }
+    if error_kind is not None:
+        if error_kind not in ERROR_KINDS:
+            raise ValueError(f"unknown error kind {error_kind!r}")
+        row["error_kind"] = error_kind
+    return row
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:

@@ -46,6 +46,7 @@ class Filters:
     before: datetime | None = None  # exclusive
     camera: str | None = None  # words of make and model, e.g. "X-T4" or "Canon EOS"
     lens: str | None = None
+    place: str | None = None  # words of the town, region or country, e.g. "Paris"
     person: str | None = None
     has_text: bool = False
     min_aesthetic: float | None = None
@@ -206,6 +207,7 @@ class SearchIndex:
         for field, words in (
             ("camera", filters.camera),
             ("lens", filters.lens),
+            ("place", filters.place),
             ("people", filters.person),
         ):
             if words and words.strip():

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +42,16 @@ TIER_BLOCK = 64
 class ImageSkipped(Exception):
     """The file on disk is not the catalogued version (deleted or changed since)."""
 
+    kind = "vanished"
+
+
+@dataclass
+class Failure:
+    """Why one image has no result: a one-line reason and its ``error_kind``."""
+
+    reason: str
+    kind: str
+
 
 @dataclass
 class DecodedRow:
@@ -60,15 +71,19 @@ def check_version(path: Path, entry: Entry) -> None:
 
 
 def _guarded(entry: Entry, work: Callable[[], Any]) -> Any:
-    """Run ``work``; turn an expected failure into its reason and an unexpected one
-    into a logged internal error, so that one image never fails the shard."""
+    """Run ``work``; turn a failure into a :class:`Failure`, so that one image never fails the
+    shard. An unexpected exception is logged in full to the job's log (not the row)."""
     try:
         return work()
     except (DecodeError, MetadataError, ImageSkipped) as error:
-        return str(error)
-    except Exception as error:  # noqa: BLE001 (anything else is a bug, logged in full)
-        log.exception("internal error on %s", entry.path)
-        return f"internal error: {type(error).__name__}: {error}"
+        return Failure(str(error), error.kind)
+    except OSError as error:
+        log.info("%s: %s", entry.path, error)
+        return Failure(f"cannot read file: {error.strerror or error}", "unreadable")
+    except Exception as error:  # noqa: BLE001 (a decoder bug on this file: keep the details)
+        log.exception("%s: unexpected failure", entry.path)
+        message = " ".join(str(error).split())
+        return Failure(f"cannot decode image: {type(error).__name__}: {message}", "corrupt")
 
 
 def run_decode_shard(
@@ -89,7 +104,7 @@ def run_decode_shard(
     long_edge = max(tiers.values())
     thumb_tier = _thumbnail_tier(tiers)
 
-    def decode_one(entry: Entry) -> DecodedRow | str:
+    def decode_one(entry: Entry) -> DecodedRow | Failure:
         def work() -> DecodedRow:
             path = library / entry.path
             check_version(path, entry)
@@ -97,6 +112,8 @@ def run_decode_shard(
             tier_images = make_tiers(decoded.rgb, tiers)
             width, height = decoded.original_size
             fields = {"width": width, "height": height, "decoder": decoded.method}
+            if decoded.note:
+                fields["note"] = decoded.note
             fields.update(_fingerprint(path, entry))
             fields.update(analyze_technical(decoded.rgb))
             thumb = tier_images[thumb_tier] if thumb_tier else decoded.rgb
@@ -108,6 +125,7 @@ def run_decode_shard(
     progress = Progress(f"decode {Path(manifest).stem}", len(entries))
     rows = []
     with (
+        decoder_output_to_log(),
         TierWriter(
             tiers_out,
             n_images=len(entries),
@@ -121,10 +139,10 @@ def run_decode_shard(
         for index, (entry, outcome) in enumerate(
             zip(entries, ordered_map(decode_one, entries, threads), strict=True)
         ):
-            if isinstance(outcome, str):
-                log.warning("%s: %s", entry.path, outcome)
+            if isinstance(outcome, Failure):
+                log.warning("%s: %s", entry.path, outcome.reason)
                 tier_writer.write(index, None)
-                rows.append(error_row(entry, outcome))
+                rows.append(error_row(entry, outcome.reason, outcome.kind))
                 progress.advance()
                 continue
             tier_writer.write(index, outcome.tiers)
@@ -162,7 +180,7 @@ def run_metadata_shard(
     entries = read_manifest(manifest)
     library = Path(library)
 
-    def read_one(entry: Entry) -> dict | str:
+    def read_one(entry: Entry) -> dict | Failure:
         def work() -> dict:
             path = library / entry.path
             check_version(path, entry)
@@ -172,10 +190,12 @@ def run_metadata_shard(
 
     started = time.perf_counter()
     rows = []
-    for entry, outcome in zip(entries, ordered_map(read_one, entries, threads), strict=True):
-        if isinstance(outcome, str):
-            log.warning("%s: %s", entry.path, outcome)
-            rows.append(error_row(entry, outcome))
+    with decoder_output_to_log():
+        outcomes = list(ordered_map(read_one, entries, threads))
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        if isinstance(outcome, Failure):
+            log.warning("%s: %s", entry.path, outcome.reason)
+            rows.append(error_row(entry, outcome.reason, outcome.kind))
         else:
             rows.append(ok_row(entry, outcome))
     write_rows(output, rows)
@@ -189,6 +209,28 @@ def _log_summary(job: str, rows: list[dict], started: float) -> None:
     log.info(
         "%s: %d images, %d errors, %.2f s (%.1f images/s)", job, len(rows), errors, seconds, rate
     )
+
+
+@contextlib.contextmanager
+def decoder_output_to_log() -> Iterator[None]:
+    """Send what native decoders print (LibRaw's "<path>: Unexpected end of file", libtiff
+    and libheif warnings) and Python warnings to this job's log instead of the console."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        logging.captureWarnings(True)
+        try:
+            yield
+        finally:
+            logging.captureWarnings(False)
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.info("decoder output: %s", line.strip())
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ class StatusReport:
     modules: dict[str, ModuleCounts] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
     failed_jobs: list[dict[str, Any]] = field(default_factory=list)  # see jobstatus
+    passed_over: dict[str, int] = field(default_factory=dict)  # non-image files by extension
 
     def as_dict(self) -> dict[str, Any]:
         data = {
@@ -50,6 +51,13 @@ class StatusReport:
             f"superseded:   {self.superseded} (older versions of edited files)",
             f"removed:      {self.removed} (files no longer in the library)",
         ]
+        if self.passed_over:
+            counts = sorted(self.passed_over.items(), key=lambda item: (-item[1], item[0]))
+            lines.append(
+                f"passed over:  {sum(self.passed_over.values())} files of other types ("
+                + ", ".join(f"{extension} {count}" for extension, count in counts)
+                + ")"
+            )
         if self.outdated or self.uncatalogued:
             lines.append(
                 f"not yet analysed: {self.uncatalogued} new or changed files (run snakemake)"
@@ -90,6 +98,7 @@ def library_status(
         removed=len(state.removed),
         outdated=len(state.outdated),
         uncatalogued=len(state.uncatalogued),
+        passed_over=state.passed_over,
     )
     report.failed_jobs = read_failures(results, modules)
     view = CurrentView(results, state)  # a moved file's rows are found at its new path

@@ -39,6 +39,37 @@ def test_scan_finds_images_by_extension_case_insensitively(library: Path) -> Non
     assert sorted(found) == ["a.jpg", "b.JPEG", "e.png", "f.dng", "sub/c.heic", "sub/deeper/d.CR3"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["a.HIF", "b.avif", "c.bmp", "d.gif", "e.crw", "f.kdc", "g.x3f", "h.mrw", "i.iiq", "j.gpr"]
+    + ["k.pef", "l.srw", "m.dcr", "n.3fr", "o.erf", "p.nrw", "q.sr2", "r.srf", "s.mos"]
+    + ["t.rwl", "u.raw", "v.jxl"],
+)
+def test_scan_catalogues_every_camera_format(tmp_path: Path, name: str) -> None:
+    touch(tmp_path / name)
+    assert list(scan_library(tmp_path)) == [name]
+
+
+def test_scan_counts_the_files_it_passes_over_by_extension(library: Path) -> None:
+    from collections import Counter
+
+    for name in ["notes.txt", "movie.MP4", "clip.mp4", "sub/README"]:
+        touch(library / name)
+    passed_over: Counter = Counter()
+    scan_library(library, passed_over=passed_over)
+    assert passed_over == {".mp4": 2, ".txt": 1, "(no extension)": 1}
+
+
+def test_status_reports_the_files_passed_over(library: Path, tmp_path: Path) -> None:
+    from imganalyzer.status import library_status
+
+    touch(library / "movie.mp4")
+    touch(library / "notes.txt")
+    report = library_status(library, tmp_path / "results", [])
+    assert report.passed_over == {".mp4": 1, ".txt": 1}
+    assert "passed over:  2 files of other types (.mp4 1, .txt 1)" in report.as_text()
+
+
 def test_scan_records_size_and_mtime_ns(tmp_path: Path) -> None:
     touch(tmp_path / "x.jpg", b"12345", mtime_ns=1_600_000_000_123_456_789)
     assert scan_library(tmp_path) == {"x.jpg": (5, 1_600_000_000_123_456_789)}

@@ -368,11 +368,24 @@ def test_tifffile_path_applies_tiff_orientation_and_downscales(tmp_path):
     assert red_corner(decoded.rgb) == "top-right"
 
 
-def test_deep_tiff_in_an_unsupported_colour_space_raises_decode_error(tmp_path):
+def test_sixteen_bit_cmyk_tiff_decodes(tmp_path):
     path = tmp_path / "cmyk16.tif"
-    tifffile.imwrite(path, np.zeros((8, 8, 4), np.uint16), photometric="separated")
+    cmyk = np.zeros((8, 8, 4), np.uint16)
+    cmyk[:, :, 0] = 65535  # full cyan
+    tifffile.imwrite(path, cmyk, photometric="separated")
 
-    assert_one_line_decode_error(path, "unsupported TIFF colour space SEPARATED")
+    decoded = decode_image(path, long_edge=8, max_pixels=MAX_PIXELS)
+
+    red, green, blue = (int(v) for v in decoded.rgb[4, 4])
+    assert decoded.method == "tifffile"
+    assert red < 40 and green > 200 and blue > 200
+
+
+def test_deep_tiff_in_an_unsupported_colour_space_raises_decode_error(tmp_path):
+    path = tmp_path / "lab16.tif"
+    tifffile.imwrite(path, np.zeros((8, 8, 3), np.uint16), photometric="cielab")
+
+    assert_one_line_decode_error(path, "unsupported TIFF colour space CIELAB")
 
 
 def test_float_greyscale_tiff_is_scaled_from_unit_range(tmp_path):
@@ -530,8 +543,9 @@ def test_file_with_raw_extension_that_is_not_raw_raises_decode_error(tmp_path):
     path = tmp_path / "fake.nef"
     path.write_bytes(np.random.default_rng(1).bytes(20_000))
 
-    with pytest.raises(DecodeError, match="unsupported or corrupt RAW file"):
+    with pytest.raises(DecodeError, match="RAW format LibRaw cannot read") as caught:
         decode_image(path, long_edge=64, max_pixels=MAX_PIXELS)
+    assert caught.value.kind == "unsupported_format"
 
 
 # --- failures --------------------------------------------------------------------------------
@@ -551,7 +565,7 @@ def test_truncated_jpeg_raises_decode_error(tmp_path):
     path = tmp_path / "truncated.jpg"
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
 
-    assert_one_line_decode_error(path, "truncated or corrupt image")
+    assert_one_line_decode_error(path, "truncated image")
 
 
 def test_truncated_png_raises_decode_error(tmp_path):
@@ -560,7 +574,7 @@ def test_truncated_png_raises_decode_error(tmp_path):
     path = tmp_path / "truncated.png"
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
 
-    assert_one_line_decode_error(path, "truncated or corrupt image")
+    assert_one_line_decode_error(path, "truncated image")
 
 
 def test_zero_byte_file_raises_decode_error(tmp_path):
@@ -710,3 +724,94 @@ def test_memory_error_is_not_swallowed(tmp_path, monkeypatch):
 
     with pytest.raises(MemoryError):
         decode_image(path, long_edge=64, max_pixels=MAX_PIXELS)
+
+
+# --- decoding by content, error kinds, refusing rather than guessing --------------------------
+
+
+def _photo(height: int = 120, width: int = 160) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], -1).astype(np.uint8)
+
+
+def test_jpeg_named_as_raw_decodes_as_jpeg_and_says_so(tmp_path):
+    path = tmp_path / "export.cr2"
+    Image.fromarray(_photo()).save(path, "JPEG", quality=95)
+    decoded = decode_image(path, long_edge=64, max_pixels=MAX_PIXELS)
+    assert decoded.method == "jpeg-draft"
+    assert decoded.original_size == (160, 120)
+    assert decoded.note == "content is JPEG, not .cr2"
+
+
+def test_correctly_named_file_has_no_note(tmp_path):
+    path = tmp_path / "a.jpg"
+    Image.fromarray(_photo()).save(path, "JPEG")
+    assert decode_image(path, long_edge=64, max_pixels=MAX_PIXELS).note is None
+
+
+def test_tiff_with_thousands_of_samples_per_pixel_is_refused_before_allocation(tmp_path):
+    path = tmp_path / "many_samples.tif"
+    tifffile.imwrite(
+        path, np.zeros((8, 8, 2000), np.uint16), photometric="minisblack", planarconfig="contig"
+    )
+    # 64 pixels are far under max_pixels, but 64 x 2000 samples x 2 bytes are not under 8 x it.
+    with pytest.raises(DecodeError, match="over the byte budget") as caught:
+        decode_image(path, long_edge=64, max_pixels=10_000)
+    assert caught.value.kind == "too_large"
+
+
+def test_pixel_limit_error_kind_is_too_large(tmp_path):
+    path = tmp_path / "big.png"
+    Image.fromarray(_photo(200, 300)).save(path)
+    with pytest.raises(DecodeError) as caught:
+        decode_image(path, long_edge=64, max_pixels=1000)
+    assert caught.value.kind == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind"),
+    [
+        ("empty.jpg", b"", "empty"),
+        ("noise.jpg", b"not an image at all" * 50, "unsupported_format"),
+        ("future.jxl", b"\xff\x0a" + bytes(200), "unsupported_format"),
+        ("cut.jpg", None, "truncated"),
+    ],
+)
+def test_error_kinds(tmp_path, name, content, kind):
+    path = tmp_path / name
+    if content is None:
+        buffer = io.BytesIO()
+        Image.fromarray(_photo()).save(buffer, "JPEG")
+        content = buffer.getvalue()[:-300]
+    path.write_bytes(content)
+    with pytest.raises(DecodeError) as caught:
+        decode_image(path, long_edge=64, max_pixels=MAX_PIXELS)
+    assert caught.value.kind == kind
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_is_vanished(tmp_path):
+    with pytest.raises(DecodeError) as caught:
+        decode_image(tmp_path / "gone.jpg", long_edge=64, max_pixels=MAX_PIXELS)
+    assert caught.value.kind == "vanished"
+
+
+def test_raw_without_image_data_is_refused_not_black(tmp_path):
+    from imganalyzer.metadata import read_metadata
+    from imganalyzer.samples import write_dng
+
+    path = write_dng(tmp_path / "stripped.dng", np.zeros((64, 96, 3), np.uint8), None, None)
+    with pytest.raises(DecodeError) as caught:
+        decode_image(path, long_edge=64, max_pixels=MAX_PIXELS)
+    assert caught.value.kind == "no_image_data"
+    assert read_metadata(path)["format"] == "dng"  # its metadata row is still ok
+
+
+def test_raw_decode_is_deterministic(tmp_path):
+    from imganalyzer.samples import write_dng
+
+    path = write_dng(tmp_path / "a.dng", _photo(128, 192), None, None)
+    first = decode_image(path, long_edge=96, max_pixels=MAX_PIXELS)
+    second = decode_image(path, long_edge=96, max_pixels=MAX_PIXELS)
+    assert first.method == "raw-half-size"
+    assert np.array_equal(first.rgb, second.rgb)

@@ -47,6 +47,7 @@ FULL = ExifInfo(
 EXPECTED = {
     "make": "FUJIFILM",
     "model": "X-T4",
+    "camera": "FUJIFILM X-T4",
     "lens": "XF16-80mmF4 R OIS WR",
     "exposure_time": 1 / 250,
     "exposure_time_text": "1/250",
@@ -63,6 +64,9 @@ EXPECTED = {
     "artist": "Test Artist",
     "copyright": "CC0",
     "rating": 3,
+    "place": "Paris",  # the Eiffel Tower: Paris, not the suburb whose centre is nearest
+    "region": "Île-de-France",
+    "country": "France",
 }
 HEIGHT, WIDTH = 96, 128  # small: HEIC encoding is slow
 

@@ -18,7 +18,7 @@ from imganalyzer.search import (
     reciprocal_rank_fusion,
 )
 
-from .results_library import ResultsLibrary, sample_photos, unit_vector
+from .results_library import Photo, ResultsLibrary, sample_photos, unit_vector
 
 PHOTOS = {p.path: p for p in sample_photos()}
 EIFFEL, LOUVRE, CAR, RECEIPT, SCAN = PHOTOS
@@ -233,3 +233,27 @@ def test_cli_index_builds_then_reports_nothing_changed(
 
 def test_unit_vector_helper_is_normalised() -> None:
     assert np.linalg.norm(unit_vector(5).astype(np.float32)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_place_from_gps_is_searchable_and_filters(tmp_path: Path, capsys) -> None:
+    from imganalyzer.metadata import read_metadata
+    from imganalyzer.samples import ExifInfo, write_jpeg
+
+    photo = tmp_path / "lyon.jpg"
+    write_jpeg(photo, np.zeros((32, 48, 3), np.uint8), ExifInfo(gps=(45.7597, 4.8422, None)))
+    metadata = read_metadata(photo)
+    assert (metadata["place"], metadata["country"]) == ("Lyon", "France")
+    lib = ResultsLibrary(tmp_path / "lib")
+    lib.add_shard([Photo("2023/trip/IMG_1.jpg", metadata=metadata), *sample_photos()[2:4]])
+    update_index(lib.results, lib.library)
+    index = SearchIndex(index_dir_of(lib.results))
+    assert paths(index.search("lyon", mode="text")) == ["2023/trip/IMG_1.jpg"]
+    assert paths(index.search("", mode="text", filters=Filters(place="france"))) == [
+        "2023/trip/IMG_1.jpg"
+    ]
+    assert paths(index.search("", mode="text", filters=Filters(place="tokyo"))) == []
+    config = tmp_path / "config.yaml"
+    config.write_text(f"library: {lib.library}\nresults: {lib.results}\n")
+    args = ["--config", str(config), "--mode", "text"]
+    assert main(["search", "", "--place", "Lyon", "--json", *args]) == 0
+    assert [hit["path"] for hit in json.loads(capsys.readouterr().out)] == ["2023/trip/IMG_1.jpg"]

@@ -1,0 +1,100 @@
+"""Image file formats: the extensions the catalog picks up and what a file's first bytes are.
+
+Decoding goes by content, not by name: :func:`sniff` names the format from the first bytes, so
+a JPEG named ``.nef`` is decoded as the JPEG it is (and its row says so).
+"""
+
+from __future__ import annotations
+
+PILLOW_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
+)
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avif"})
+# Every RAW extension LibRaw reads (GoPro's .gpr needs a VC-5 decoder LibRaw is built without:
+# catalogued so that it gets an ``unsupported_format`` row instead of being skipped silently).
+RAW_EXTENSIONS = frozenset(
+    {".3fr", ".ari", ".arw", ".bay", ".cap", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf"}
+    | {".fff", ".gpr", ".iiq", ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf"}
+    | {".ori", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f"}
+)
+# Catalogued although no installed decoder reads them: they become ``unsupported_format`` rows.
+UNDECODABLE_EXTENSIONS = frozenset({".jxl"})
+IMAGE_EXTENSIONS = PILLOW_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS | UNDECODABLE_EXTENSIONS
+
+# Formats :func:`sniff` names that only LibRaw reads.
+RAW_FORMATS = frozenset({"cr2", "cr3", "crw", "raf", "x3f", "mrw", "orf", "rw2"})
+_AVIF_BRANDS = (b"avif", b"avis")
+_EXPECTED = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".jfif": "jpeg",
+    ".png": "png",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".webp": "webp",
+    ".bmp": "bmp",
+    ".gif": "gif",
+    ".heic": "heif",
+    ".heif": "heif",
+    ".hif": "heif",
+    ".avif": "avif",
+    ".jxl": "jxl",
+}
+
+
+def sniff(head: bytes) -> str:
+    """The format of a file from its first 16+ bytes: "jpeg", "png", "gif", "bmp", "webp",
+    "tiff", "heif", "avif", "jxl", a RAW format ("cr2", "cr3", "crw", "raf", "x3f", "mrw",
+    "orf", "rw2"), or "unknown"."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head.startswith(b"BM") and len(head) >= 14:
+        return "bmp"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
+        return "jxl"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand == b"crx ":
+            return "cr3"
+        return "avif" if brand in _AVIF_BRANDS else "heif"
+    if head.startswith(b"FUJIFILMCCD-RAW"):
+        return "raf"
+    if head.startswith(b"FOVb"):
+        return "x3f"
+    if head.startswith(b"\x00MRM"):
+        return "mrw"
+    if head[6:14] == b"HEAPCCDR":
+        return "crw"
+    if head[:4] in (b"IIRO", b"IIRS", b"MMOR"):
+        return "orf"
+    if head[:4] == b"IIU\x00":
+        return "rw2"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "cr2" if head[8:10] == b"CR" else "tiff"
+    return "unknown"
+
+
+def is_raw(fmt: str, extension: str) -> bool:
+    """Whether LibRaw decodes a file of sniffed format ``fmt`` named with ``extension``."""
+    # LibRaw also knows RAW formats without a signature (by file size, maker headers).
+    return fmt in RAW_FORMATS or (fmt in ("tiff", "unknown") and extension in RAW_EXTENSIONS)
+
+
+def mismatch_note(fmt: str, extension: str) -> str | None:
+    """A note for a file whose content is not what its extension says ("content is JPEG,
+    not .nef"); None where they agree or the format is unknown."""
+    if fmt == "unknown":
+        return None
+    if extension in RAW_EXTENSIONS:
+        agrees = fmt in RAW_FORMATS or fmt == "tiff"
+    else:
+        expected = _EXPECTED.get(extension)
+        agrees = expected is None or expected == fmt or {expected, fmt} == {"heif", "avif"}
+    return None if agrees else f"content is {fmt.upper()}, not {extension or 'no extension'}"
