@@ -22,7 +22,8 @@ import numpy as np
 import tantivy
 from tantivy import FieldType, Occur, Query
 
-from imganalyzer.index import SEARCHED_FIELDS, key_id, open_index
+from imganalyzer.catalog import escape_path, unescape_path
+from imganalyzer.index import SEARCHED_FIELDS, folder_facet, key_id, open_index
 
 MODES = ("text", "semantic", "hybrid")
 # Reciprocal rank fusion constant (Cormack et al. 2009): damps the weight of the top ranks.
@@ -64,7 +65,9 @@ class Hit:
         fields = {
             k: v.isoformat() if isinstance(v, datetime) else v for k, v in self.fields.items()
         }
-        return {"path": self.key, "score": self.score, **fields}
+        if "folder" in fields:
+            fields["folder"] = escape_path(fields["folder"])
+        return {"path": escape_path(self.key), "score": self.score, **fields}
 
 
 class VectorMatrix:
@@ -221,7 +224,7 @@ class SearchIndex:
         if filters.near:
             clauses.append(self._bounding_box(*filters.near))
         if filters.folder and filters.folder.strip("/"):
-            facet = tantivy.Facet.from_string("/" + filters.folder.strip("/"))
+            facet = folder_facet(filters.folder)
             clauses.append(Query.term_query(self.schema, "folder", facet))
         if not clauses:
             return None
@@ -281,7 +284,7 @@ class SearchIndex:
             if fields is None or (filters.near and not within_km(fields, *filters.near)):
                 continue
             fields.pop("key_id", None)
-            hits.append(Hit(fields.pop("key"), score, fields))
+            hits.append(Hit(unescape_path(fields.pop("key")), score, fields))
             if len(hits) == limit:
                 break
         return hits
@@ -320,12 +323,14 @@ class SearchIndex:
         filters = filters or Filters()
         if self.vectors is None:
             raise LookupError(f"{self.index_dir}: no vectors.npy (no embeddings indexed)")
-        rows = self.vectors.rows_of([key_id(path)])
-        if len(rows) == 0:
-            raise LookupError(f"{path}: not in the index or it has no embedding")
+        for own in dict.fromkeys((key_id(path), key_id(unescape_path(path)))):
+            rows = self.vectors.rows_of([own])  # the path as given, or in its text form
+            if len(rows):
+                break
+        else:
+            raise LookupError(f"{escape_path(path)}: not in the index or it has no embedding")
         vector = np.asarray(self.vectors.matrix[rows[0]], dtype=np.float32)
         ranking = self.vector_ranking(vector, filters, limit + 1)
-        own = key_id(path)
         return self.hits([(i, s) for i, s in ranking if i != own], filters, limit)
 
 
@@ -335,7 +340,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
     if isinstance(value, tantivy.Facet):
-        return value.to_path_str()
+        return unescape_path("/" + "/".join(value.to_path()))
     return value
 
 
@@ -387,7 +392,7 @@ def format_hits(hits: Sequence[Hit], width: int = 100) -> str:
     """A table: score, capture date, path, caption (cut to fit ``width``)."""
     if not hits:
         return "no matches"
-    path_width = min(max(len(h.key) for h in hits), 60)
+    path_width = min(max(len(escape_path(h.key)) for h in hits), 60)
     lines = [f"{'score':>8}  {'date':<16}  {'path':<{path_width}}  caption"]
     for hit in hits:
         date = hit.fields.get("date")
@@ -396,5 +401,6 @@ def format_hits(hits: Sequence[Hit], width: int = 100) -> str:
         room = max(10, width - path_width - 30)
         if len(caption) > room:
             caption = caption[: room - 1] + "…"
-        lines.append(f"{hit.score:8.4f}  {when:<16}  {hit.key:<{path_width}}  {caption}")
+        path = escape_path(hit.key)
+        lines.append(f"{hit.score:8.4f}  {when:<16}  {path:<{path_width}}  {caption}")
     return "\n".join(lines)
