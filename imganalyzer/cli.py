@@ -27,7 +27,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     report = library_status(config["library"], config["results"], config["modules"])
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text())
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text(args.errors))
     return 0
 
 
@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="catalog state, per-module counts and errors")
     _add_config_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--errors", action="store_true", help="list every error (default: grouped by kind)"
+    )
     status.set_defaults(func=cmd_status)
 
     report = commands.add_parser("report", help="per-module images/s, job times, peak memory")
