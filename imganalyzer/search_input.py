@@ -163,11 +163,13 @@ def check_near(near: object) -> tuple[float, float, float]:
 
 def check_minimum(value: object, option: str, bound: Bound) -> float:
     number = _number(value, option)
-    if not bound.low <= number <= bound.high:
-        raise SearchInputError(
-            f"{option} must be between {bound.low:g} and {bound.high:g}, got {number:g}"
-        )
-    return number
+    if bound.low <= number <= bound.high:
+        return number
+    if math.isinf(bound.high):
+        raise SearchInputError(f"{option} must be at least {bound.low:g}, got {number:g}")
+    raise SearchInputError(
+        f"{option} must be between {bound.low:g} and {bound.high:g}, got {number:g}"
+    )
 
 
 def parse_minimum(text: str, option: str, bound: Bound) -> float:
@@ -187,4 +189,4 @@ def _number(value: object, option: str) -> float:
 
 
 AESTHETIC = Bound(*AESTHETIC_RANGE)
-SHARPNESS = Bound(0.0, 1e9)  # variance of the Laplacian on the 0..255 scale: above 0
+SHARPNESS = Bound(0.0, math.inf)  # variance of the Laplacian (0..255 scale): from 0 up

@@ -89,7 +89,7 @@ def _run(argv: list[str], config: Path, capsys: pytest.CaptureFixture) -> tuple[
         (["search", "x", "--near", "nan,2,5"], "finite"),
         (["search", "x", "--min-aesthetic", "11"], "between 0 and 10"),
         (["search", "x", "--min-aesthetic", "inf"], "finite"),
-        (["search", "x", "--min-sharpness", "-3"], "between 0"),
+        (["search", "x", "--min-sharpness", "-3"], "at least 0, got -3"),
         (["search", "x", "--camera", "c" * 300], "at most 200"),
         (["similar", "x.jpg", "--limit", "0"], "between 1 and 10,000"),
         (["index", "--threads", "0"], "between 1 and 64"),
