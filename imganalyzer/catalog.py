@@ -50,11 +50,13 @@ SHARD_ID_PATTERN = r"\d{6}-\d{5}"
 JOB_ID_PATTERN = r"\d{6}-\d{5}-\d{5}"
 _SHARD_FILE = re.compile(rf"^({SHARD_ID_PATTERN})\.tsv$")
 _MOVES_FILE = re.compile(r"^(\d{6})\.tsv$")
-# Backslash escapes keep one entry per line whatever characters a file name holds.
+# The text form of a path: backslash escapes keep one entry per line whatever characters a
+# file name holds, and a byte that is not UTF-8 (a lone surrogate from os.fsdecode) becomes
+# \xHH, so that manifests, the index and exports hold valid UTF-8 and name the file exactly.
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
-_ESCAPE_RE = re.compile(r"[\\\t\n\r]")
-_UNESCAPE_RE = re.compile(r"\\[\\tnr]")
+_ESCAPE_RE = re.compile(r"[\\\t\n\r\ud800-\udfff]")
+_UNESCAPE_RE = re.compile(r"\\(?:[\\tnr]|x[89a-f][0-9a-f]|u[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +97,32 @@ def content_fingerprint(path: str | os.PathLike, size: int | None = None) -> str
 
 
 def escape_path(path: str) -> str:
-    return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group()], path)
+    """The lossless, valid UTF-8 text form of a path (see ``_ESCAPES``)."""
+    return _ESCAPE_RE.sub(_escape_char, path)
 
 
 def unescape_path(text: str) -> str:
-    return _UNESCAPE_RE.sub(lambda m: _UNESCAPES[m.group()], text)
+    """The path of a text form made by :func:`escape_path`."""
+    return _UNESCAPE_RE.sub(_unescape_match, text)
+
+
+def _escape_char(match: re.Match) -> str:
+    char = match.group()
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"  # a lone surrogate from elsewhere (JSON text)
+
+
+def _unescape_match(match: re.Match) -> str:
+    text = match.group()
+    if text in _UNESCAPES:
+        return _UNESCAPES[text]
+    if text[1] == "x":
+        return chr(0xDC00 + int(text[2:], 16))
+    return chr(int(text[2:], 16))
 
 
 def is_image_name(name: str) -> bool:

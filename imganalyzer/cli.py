@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -26,7 +27,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     report = library_status(config["library"], config["results"], config["modules"])
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text())
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text(args.errors))
     return 0
 
 
@@ -99,20 +100,22 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _search_filters(args: argparse.Namespace):
-    from imganalyzer.search import Filters, parse_date_bound, parse_near
+    from imganalyzer.search import Filters, checked_filters
 
-    return Filters(
-        after=parse_date_bound(args.after) if args.after else None,
-        before=parse_date_bound(args.before) if args.before else None,
-        camera=args.camera,
-        lens=args.lens,
-        place=args.place,
-        person=args.person,
-        has_text=args.has_text,
-        min_aesthetic=args.min_aesthetic,
-        min_sharpness=args.min_sharpness,
-        near=parse_near(args.near) if args.near else None,
-        folder=args.folder,
+    return checked_filters(
+        Filters(
+            after=args.after,
+            before=args.before,
+            camera=args.camera,
+            lens=args.lens,
+            place=args.place,
+            person=args.person,
+            has_text=args.has_text,
+            min_aesthetic=args.min_aesthetic,
+            min_sharpness=args.min_sharpness,
+            near=args.near,
+            folder=args.folder,
+        )
     )
 
 
@@ -129,13 +132,19 @@ def _reported(command):
         try:
             return command(args)
         except LookupError as error:
-            print(f"imganalyzer: {error}", file=sys.stderr)
+            print(f"imganalyzer: {_printable(error)}", file=sys.stderr)
             return 1
         except ValueError as error:
-            print(f"imganalyzer: {error}", file=sys.stderr)
+            print(f"imganalyzer: {_printable(error)}", file=sys.stderr)
             return 2
 
     return run
+
+
+def _printable(error: Exception) -> str:
+    """The message on one line: control characters and a path's stray bytes escaped."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 @_reported
@@ -147,8 +156,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     filters = _search_filters(args)
     index = SearchIndex(index_dir_of(config["results"]))
     mode = args.mode
-    if mode != "text" and index.vectors is None:
-        print("imganalyzer: the index holds no embeddings: text search only", file=sys.stderr)
+    if mode == "hybrid" and index.vectors is None:
+        reason = index.no_vectors_message("meaning search").replace("meaning search needs", "no")
+        print(f"imganalyzer: words only, {reason}", file=sys.stderr)
         mode = "text"
     encoder = clip_text_encoder(config) if mode != "text" else None
     hits = index.search(args.query, mode, filters, args.limit, encoder)
@@ -168,10 +178,12 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reported
 def cmd_export(args: argparse.Namespace) -> int:
     from imganalyzer.export import export_tables
 
     config = _load_config(args)
+    _check_export_folder(args.out, config)
     written = export_tables(
         config["results"], config["library"], args.out, args.format, config["modules"]
     )
@@ -180,32 +192,113 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_export_folder(out: str, config: dict) -> None:
+    """The photo library is never written to."""
+    target, library = os.path.realpath(out), os.path.realpath(config["library"])
+    if target == library or target.startswith(library.rstrip(os.sep) + os.sep):
+        raise ValueError(f"export folder {out!r} lies inside the photo library {library}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"export folder {out!r} is a file")
+
+
+def _checked(parse, option: str = ""):  # noqa: ANN001, ANN202
+    """An argparse type from a search_input parser: its message becomes argparse's error
+    (which names the option itself)."""
+
+    def convert(text: str):  # noqa: ANN202
+        from imganalyzer.search_input import SearchInputError
+
+        try:
+            return parse(text)
+        except SearchInputError as error:
+            message = str(error)
+            if option and message.startswith(option):
+                message = message[len(option) :].lstrip(": ")
+            raise argparse.ArgumentTypeError(message) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--after", metavar="DATE", help="taken on or after (YYYY[-MM[-DD]])")
-    parser.add_argument("--before", metavar="DATE", help="taken before (YYYY[-MM[-DD]])")
+    from imganalyzer import search_input as check
+
+    def minimum(option: str, bound: check.Bound):  # noqa: ANN202
+        return _checked(lambda text: check.parse_minimum(text, option, bound), option)
+
+    def date(option: str):  # noqa: ANN202
+        return _checked(lambda text: check.parse_date_bound(text, option), option)
+
+    parser.add_argument(
+        "--after", type=date("--after"), metavar="DATE", help="taken on or after (YYYY[-MM[-DD]])"
+    )
+    parser.add_argument(
+        "--before", type=date("--before"), metavar="DATE", help="taken before (YYYY[-MM[-DD]])"
+    )
     parser.add_argument("--camera", help="words of the camera make/model, e.g. X-T4")
     parser.add_argument("--lens", help="words of the lens name")
     parser.add_argument("--place", help="taken in this town, region or country (from GPS)")
     parser.add_argument("--person", metavar="NAME", help="a named person in the image")
     parser.add_argument("--has-text", action="store_true", help="only images with text in them")
-    parser.add_argument("--min-aesthetic", type=float, metavar="F", help="aesthetic score >= F")
-    parser.add_argument("--min-sharpness", type=float, metavar="F", help="sharpness >= F")
-    parser.add_argument("--near", metavar="LAT,LON,KM", help="taken within KM of a place")
+    parser.add_argument(
+        "--min-aesthetic",
+        type=minimum("--min-aesthetic", check.AESTHETIC),
+        metavar="F",
+        help="aesthetic score >= F (0 to 10)",
+    )
+    parser.add_argument(
+        "--min-sharpness",
+        type=minimum("--min-sharpness", check.SHARPNESS),
+        metavar="F",
+        help="sharpness >= F (0 or more)",
+    )
+    parser.add_argument(
+        "--near",
+        type=_checked(check.parse_near, "--near"),
+        metavar="LAT,LON,KM",
+        help="taken within KM of a place",
+    )
     parser.add_argument("--folder", metavar="PATH", help="in this library folder (or below)")
-    parser.add_argument("--limit", type=int, default=20, help="results shown (20)")
+    parser.add_argument(
+        "--limit",
+        type=_checked(check.parse_limit, "--limit"),
+        default=20,
+        help=f"results shown (20; 1 to {check.LIMIT_MAX:,})",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _query(text: str) -> str:
+    from imganalyzer.search_input import check_query
+
+    return check_query(text)
+
+
+def _thread_count(text: str) -> int:
+    from imganalyzer.search_input import parse_limit
+
+    return parse_limit(text, "--threads", high=64)
 
 
 def _add_search_parsers(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser("index", help="build or update the search index")
     _add_config_arguments(index)
     index.add_argument("--rebuild", action="store_true", help="rebuild from scratch")
-    index.add_argument("--threads", type=int, default=2, help="indexing threads (2)")
+    index.add_argument(
+        "--threads",
+        type=_checked(_thread_count, "--threads"),
+        default=2,
+        help="indexing threads (2; 1 to 64)",
+    )
     index.set_defaults(func=cmd_index)
 
     search = commands.add_parser("search", help="find images by words, meaning and filters")
     _add_config_arguments(search)
-    search.add_argument("query", help="words (Tantivy query syntax); '' lists by filters")
+    search.add_argument(
+        "query",
+        type=_checked(_query),
+        help="words (Tantivy query syntax); '' lists by filters",
+    )
     search.add_argument("--mode", choices=["text", "semantic", "hybrid"], default="hybrid")
     _add_filter_arguments(search)
     search.set_defaults(func=cmd_search)
@@ -243,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="catalog state, per-module counts and errors")
     _add_config_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--errors", action="store_true", help="list every error (default: grouped by kind)"
+    )
     status.set_defaults(func=cmd_status)
 
     report = commands.add_parser("report", help="per-module images/s, job times, peak memory")
@@ -273,12 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a path's undecodable byte prints as \xHH
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
     except ConfigError as error:
         print(f"imganalyzer: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `imganalyzer status | head`: the reader has gone, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped
 
 
 if __name__ == "__main__":

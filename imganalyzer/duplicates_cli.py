@@ -8,14 +8,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
+from pathlib import Path
 
-from imganalyzer.cli import _add_config_arguments, _load_config
+from imganalyzer.catalog import SHARD_ID_PATTERN
+from imganalyzer.cli import _add_config_arguments, _load_config, _reported
+
+NOT_RUN = (
+    "near duplicates need the perceptual hashes of the duplicates module, which has not "
+    "run: add duplicates to modules: in the config and run snakemake "
+    "(--kind exact compares file contents and needs no module)"
+)
 
 
+def hashes_computed(results: str) -> bool:
+    """Whether the duplicates module has written the hash rows of any shard."""
+    shard_file = re.compile(rf"{SHARD_ID_PATTERN}\.jsonl")
+    folder = Path(results) / "duplicates"
+    return folder.is_dir() and any(shard_file.fullmatch(p.name) for p in folder.iterdir())
+
+
+@_reported
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from imganalyzer.duplicates import current_report, format_groups
 
     config = _load_config(args)
+    if args.kind != "exact" and not hashes_computed(config["results"]):
+        raise LookupError(NOT_RUN)
     settings = config.get("duplicates") or {}
     report = current_report(
         config["results"],
@@ -25,6 +45,14 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         use_clip="embedding" in config["modules"],
         device=settings.get("device", "auto"),
     )
+    images = report.stats.get("images", 0)
+    hashed = report.stats.get("hashed", images)
+    if args.kind != "exact" and hashed < images:
+        print(
+            f"imganalyzer: {images - hashed} of {images} images have no perceptual hash (not "
+            "analysed yet, or not decodable): near copies among them are not found",
+            file=sys.stderr,
+        )
     groups = report.of_kind(args.kind)
     if args.json:
         print(json.dumps([g.as_dict() for g in groups], indent=2))

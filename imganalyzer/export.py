@@ -11,7 +11,10 @@ Writes into the output folder:
 * ``embeddings.npy``: float16 (n, dim) CLIP vectors, and ``embedding_keys.parquet``:
   ``row``, ``path``, ``key_id`` of each of its rows.
 
-Nested values (lists, dicts) stay nested in Parquet except dicts, whose keys vary from row
+Paths (the ``path`` and ``folder`` columns) are in their text form: valid UTF-8 with a
+backslash escape for each byte of a name that is not UTF-8 (``caf\\xe9.jpg``), a tab or
+newline and a backslash itself; ``imganalyzer.catalog.unescape_path`` gives the file name
+back. Nested values (lists, dicts) stay nested in Parquet except dicts, whose keys vary from row
 to row (``captions.answers``), which are JSON text, as every nested value is in CSV.
 """
 
@@ -26,11 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from imganalyzer.catalog import escape_path
 from imganalyzer.current import CurrentView, current_shards
 from imganalyzer.files import atomic_open
-from imganalyzer.index import gather_vectors, known_modules, shard_fields
+from imganalyzer.index import gather_vectors, known_modules, shard_fields, valid_text
 
 FORMATS = ("parquet", "csv")
+PATH_COLUMNS = ("path", "key", "folder")
 
 
 def export_tables(
@@ -56,7 +61,8 @@ def export_tables(
     gathered = gather_vectors(view, out / "embeddings.npy")
     if gathered is not None:
         keys, ids = gathered
-        index = pd.DataFrame({"row": range(len(keys)), "path": keys, "key_id": ids})
+        paths = [escape_path(key) for key in keys]
+        index = pd.DataFrame({"row": range(len(keys)), "path": paths, "key_id": ids})
         written += [out / "embeddings.npy", _write(index, out / f"embedding_keys.{fmt}", fmt)]
     return written
 
@@ -65,7 +71,7 @@ def module_table(view: CurrentView, module: str) -> pd.DataFrame | None:
     """One row per current image with a result row of ``module`` (None: no results)."""
     frames = []
     for shard in view.shards:
-        rows = list(view.rows(module, shard).values())
+        rows = [text_row(row) for row in view.rows(module, shard).values()]
         if rows:
             frames.append(pd.DataFrame(rows).assign(shard=shard))
     return pd.concat(frames, ignore_index=True) if frames else None
@@ -73,7 +79,9 @@ def module_table(view: CurrentView, module: str) -> pd.DataFrame | None:
 
 def summary_table(view: CurrentView, modules: list[str]) -> pd.DataFrame:
     """One row per current image: the modules joined, as the index sees them."""
-    rows = [fields for shard in view.shards for fields in shard_fields(view, shard, modules)]
+    rows = [
+        text_row(fields) for shard in view.shards for fields in shard_fields(view, shard, modules)
+    ]
     table = pd.DataFrame(rows).rename(columns={"key": "path"})
     return table.drop(columns=["path_text"], errors="ignore")
 
@@ -95,6 +103,24 @@ def _flatten_nested(table: pd.DataFrame, as_json_lists: bool) -> pd.DataFrame:
     for column in [c for c, dtype in table.dtypes.items() if dtype == np.dtype(object)]:
         table[column] = [_cell(v, as_json_lists) for v in table[column]]
     return table
+
+
+def text_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row whose text is valid UTF-8 (pandas and Parquet need it), paths in text form."""
+    return {
+        k: escape_path(v) if k in PATH_COLUMNS and isinstance(v, str) else _valid(v)
+        for k, v in row.items()
+    }
+
+
+def _valid(value: Any) -> Any:
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [_valid(v) for v in value]
+    if isinstance(value, dict):
+        return {_valid(k): _valid(v) for k, v in value.items()}
+    return value
 
 
 def _cell(value: Any, as_json_lists: bool) -> Any:

@@ -22,6 +22,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,7 +41,7 @@ from imganalyzer.results import ERROR
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"  # 2: keys and folders in the text form of paths
 TEXT, KEYWORD, FLOAT, INT, BOOL, DATE, FACET, UNSIGNED = (
     "text",
     "keyword",
@@ -64,7 +66,7 @@ class IndexField:
 # what the image shows (caption, OCR text) counts more than labels and names, which count
 # more than the camera or the folder it lies in.
 INDEX_FIELDS: dict[str, IndexField] = {
-    "key": IndexField(KEYWORD),  # the path relative to the library root
+    "key": IndexField(KEYWORD),  # the path relative to the library root (its text form)
     "key_id": IndexField(UNSIGNED),  # 64-bit hash of the key: the row of vectors.npy
     "shard": IndexField(KEYWORD),
     "folder": IndexField(FACET),
@@ -158,6 +160,8 @@ MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
 SEARCHED_FIELDS = {name: f.boost for name, f in INDEX_FIELDS.items() if f.boost > 0}
 # Tantivy's indexing memory: segments are flushed when it fills.
 WRITER_HEAP_BYTES = 256_000_000
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_ANY_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def key_id(path: str) -> int:
@@ -208,7 +212,7 @@ def image_fields(path: str, shard: str, rows: dict[str, dict[str, Any] | None]) 
         "key_id": key_id(path),
         "shard": shard,
         "folder": "/" + folder,
-        "path_text": f"{folder} {os.path.splitext(name)[0]}",
+        "path_text": readable_name(f"{folder} {os.path.splitext(name)[0]}"),
         "status": "ok",
     }
     errors = []
@@ -231,6 +235,33 @@ def image_fields(path: str, shard: str, rows: dict[str, dict[str, Any] | None]) 
     if errors:
         fields["status"], fields["errors"] = "error", "\n".join(errors)
     return fields
+
+
+def readable_name(path: str) -> str:
+    """A path as words: a byte that is not UTF-8 is read as Windows-1252 (the usual origin
+    of such names, e.g. an old Samba share), so that ``café`` finds ``caf\\xe9.jpg``."""
+    return _SURROGATE.sub(lambda m: _cp1252(ord(m.group()) - 0xDC00), path)
+
+
+def _cp1252(byte: int) -> str:
+    try:
+        return bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+        return chr(byte)
+
+
+def valid_text(text: str) -> str:
+    """``text`` with any lone surrogate (a path's undecodable byte in an error message)
+    spelt as an escape: Tantivy accepts only valid Unicode."""
+    if _ANY_SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def folder_facet(folder: str) -> tantivy.Facet:
+    """The facet of a folder (a path relative to the library root, "" for the root)."""
+    text = escape_path(folder.strip("/")).replace("\\", "\\\\")  # facets escape with \
+    return tantivy.Facet.from_string("/" + text)
 
 
 def _field_value(kind: str, value: Any) -> Any:
@@ -270,10 +301,12 @@ def to_document(fields: dict[str, Any]) -> tantivy.Document:
     doc = tantivy.Document()
     for name, value in fields.items():
         kind = INDEX_FIELDS[name].kind
-        if kind in (TEXT, KEYWORD):
-            doc.add_text(name, value)
+        if name == "key":
+            doc.add_text(name, escape_path(value))
+        elif kind in (TEXT, KEYWORD):
+            doc.add_text(name, valid_text(value))
         elif kind == FACET:
-            doc.add_facet(name, tantivy.Facet.from_string(value))
+            doc.add_facet(name, folder_facet(value))
         elif kind == FLOAT:
             doc.add_float(name, value)
         elif kind == INT:
@@ -499,7 +532,7 @@ def _commit(
         for shard in plan.drop_shards + plan.reindex:
             writer.delete_documents_by_term("shard", shard)
         for key in plan.drop_keys:
-            writer.delete_documents_by_term("key", key)
+            writer.delete_documents_by_term("key", escape_path(key))
         for shard in plan.reindex:
             for fields in shard_fields(view, shard, modules):
                 writer.add_document(to_document(fields))

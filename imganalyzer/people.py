@@ -410,7 +410,8 @@ def load_people(results: str | os.PathLike) -> PeopleFile:
     path = folder / PEOPLE_FILE
     people = PeopleFile()
     if path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # a path's undecodable byte is written as itself (atomic_write_text): read it back
+        data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
         people = PeopleFile(
             people={p["id"]: Person(**p) for p in data["people"]},
             faces={k: FaceRecord(**v) for k, v in data["faces"].items()},
@@ -429,7 +430,7 @@ def load_edits(results: str | os.PathLike) -> Edits:
     path = faces_dir(results) / EDITS_FILE
     if not path.is_file():
         return Edits()
-    return Edits.from_json(json.loads(path.read_text(encoding="utf-8")))
+    return Edits.from_json(json.loads(path.read_text(encoding="utf-8", errors="surrogateescape")))
 
 
 def save_edits(results: str | os.PathLike, edits: Edits) -> None:

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from imganalyzer import people as people_module
+from imganalyzer.catalog import escape_path
 
 
 def _results(args: argparse.Namespace) -> str:
@@ -60,7 +61,7 @@ def cmd_people_show(args: argparse.Namespace) -> int:
         raise LookupError(f"no person {args.id} (see `imganalyzer people list`)")
     person = people.people[pid]
     faces: list[dict[str, Any]] = [
-        {"face": f, "path": people.faces[f].path, "box": people.faces[f].box,
+        {"face": f, "path": escape_path(people.faces[f].path), "box": people.faces[f].box,
          "score": people.faces[f].score}
         for f in person.faces
     ]  # fmt: skip

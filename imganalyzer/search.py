@@ -22,7 +22,22 @@ import numpy as np
 import tantivy
 from tantivy import FieldType, Occur, Query
 
-from imganalyzer.index import SEARCHED_FIELDS, key_id, open_index
+from imganalyzer.catalog import escape_path, unescape_path
+from imganalyzer.index import SEARCHED_FIELDS, folder_facet, key_id, open_index
+from imganalyzer.search_input import (
+    AESTHETIC,
+    SHARPNESS,
+    SearchInputError,
+    check_date,
+    check_dates,
+    check_limit,
+    check_minimum,
+    check_near,
+    check_query,
+    check_words,
+)
+from imganalyzer.search_input import parse_date_bound as parse_date_bound
+from imganalyzer.search_input import parse_near as parse_near
 
 MODES = ("text", "semantic", "hybrid")
 # Reciprocal rank fusion constant (Cormack et al. 2009): damps the weight of the top ranks.
@@ -36,6 +51,22 @@ FILTER_ROWS_MAX = 50_000
 KM_PER_DEGREE = 111.32
 
 TextEncoder = Callable[[str], np.ndarray]
+# The modules a filter needs (any one of them): without their results it matches nothing.
+FILTER_MODULES = {
+    "after": ("--after", ("metadata",)),
+    "before": ("--before", ("metadata",)),
+    "camera": ("--camera", ("metadata",)),
+    "lens": ("--lens", ("metadata",)),
+    "near": ("--near", ("metadata",)),
+    "person": ("--person", ("faces",)),
+    "has_text": ("--has-text", ("objects", "ocr", "cloud")),
+    "min_aesthetic": ("--min-aesthetic", ("aesthetic",)),
+    "min_sharpness": ("--min-sharpness", ("technical",)),
+}
+
+
+class ModuleNotRunError(LookupError):
+    """A search needs results of a module that has not run (or is not configured)."""
 
 
 @dataclass
@@ -55,6 +86,29 @@ class Filters:
     folder: str | None = None  # a folder relative to the library root, with its subfolders
 
 
+def checked_filters(filters: Filters) -> Filters:
+    """``filters`` with every value range-checked (:class:`SearchInputError` otherwise)."""
+    checked = Filters(
+        after=None if filters.after is None else check_date(filters.after, "--after"),
+        before=None if filters.before is None else check_date(filters.before, "--before"),
+        camera=check_words(filters.camera, "--camera"),
+        lens=check_words(filters.lens, "--lens"),
+        place=check_words(filters.place, "--place"),
+        person=check_words(filters.person, "--person"),
+        has_text=bool(filters.has_text),
+        min_aesthetic=None
+        if filters.min_aesthetic is None
+        else check_minimum(filters.min_aesthetic, "--min-aesthetic", AESTHETIC),
+        min_sharpness=None
+        if filters.min_sharpness is None
+        else check_minimum(filters.min_sharpness, "--min-sharpness", SHARPNESS),
+        near=None if filters.near is None else check_near(filters.near),
+        folder=check_words(filters.folder, "--folder", plain=False),
+    )
+    check_dates(checked.after, checked.before)
+    return checked
+
+
 @dataclass
 class Hit:
     key: str
@@ -65,7 +119,9 @@ class Hit:
         fields = {
             k: v.isoformat() if isinstance(v, datetime) else v for k, v in self.fields.items()
         }
-        return {"path": self.key, "score": self.score, **fields}
+        if "folder" in fields:
+            fields["folder"] = escape_path(fields["folder"])
+        return {"path": escape_path(self.key), "score": self.score, **fields}
 
 
 class VectorMatrix:
@@ -131,9 +187,12 @@ class SearchIndex:
     def text_ranking(self, text: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
         """(key_id, BM25 score) best first; an empty ``text`` lists every filtered image."""
         if text.strip():
-            query, _errors = self.index.parse_query_lenient(
-                text, list(SEARCHED_FIELDS), SEARCHED_FIELDS
-            )
+            try:
+                query, _errors = self.index.parse_query_lenient(
+                    text, list(SEARCHED_FIELDS), SEARCHED_FIELDS
+                )
+            except ValueError as error:
+                raise SearchInputError(f"query {text!r}: {_one_line(error)}") from None
         else:
             query = Query.all_query()
         condition = self.filter_query(filters)
@@ -150,7 +209,7 @@ class SearchIndex:
     ) -> list[tuple[int, float]]:
         """(key_id, cosine similarity) best first, among images that pass the filters."""
         if self.vectors is None:
-            raise LookupError(f"{self.index_dir}: no vectors.npy (no embeddings indexed)")
+            raise ModuleNotRunError(self.no_vectors_message("semantic search"))
         scores = self.vectors.scores(vector)
         condition = self.filter_query(filters)
         if condition is None:
@@ -223,7 +282,7 @@ class SearchIndex:
         if filters.near:
             clauses.append(self._bounding_box(*filters.near))
         if filters.folder and filters.folder.strip("/"):
-            facet = tantivy.Facet.from_string("/" + filters.folder.strip("/"))
+            facet = folder_facet(unescape_path(filters.folder))  # either spelling
             clauses.append(Query.term_query(self.schema, "folder", facet))
         if not clauses:
             return None
@@ -232,7 +291,10 @@ class SearchIndex:
     def _phrase(self, field: str, words: str) -> Query:
         """The words, in order, in ``field``: tokenised by the field's own analyser."""
         quoted = '"' + words.replace("\\", " ").replace('"', " ") + '"'
-        return self.index.parse_query(quoted, [field])
+        try:
+            return self.index.parse_query(quoted, [field])
+        except ValueError as error:
+            raise SearchInputError(f"{field} {words!r}: {_one_line(error)}") from None
 
     def _bounding_box(self, latitude: float, longitude: float, km: float) -> Query:
         """The box around the circle (a fast-field range on each axis); hits are then
@@ -283,10 +345,39 @@ class SearchIndex:
             if fields is None or (filters.near and not within_km(fields, *filters.near)):
                 continue
             fields.pop("key_id", None)
-            hits.append(Hit(fields.pop("key"), score, fields))
+            hits.append(Hit(unescape_path(fields.pop("key")), score, fields))
             if len(hits) == limit:
                 break
         return hits
+
+    # ------------------------------------------------------------ honest answers
+
+    def has_run(self, module: str) -> bool:
+        """Whether ``module`` has written results (the index lies in ``results/index``)."""
+        return any((self.index_dir.parent / module).glob("*.jsonl"))
+
+    def require_modules(self, filters: Filters) -> Filters:
+        """``filters``, or :class:`ModuleNotRunError` naming the module a filter needs."""
+        for name, (option, modules) in FILTER_MODULES.items():
+            if getattr(filters, name) in (None, False) or any(map(self.has_run, modules)):
+                continue
+            names = " or ".join(modules).replace(" or ", ", ", len(modules) - 2)
+            raise ModuleNotRunError(
+                f"{option} needs results of the {names} module, which has not run: add "
+                f"{modules[0]} to modules: in the config and run snakemake"
+            )
+        return filters
+
+    def no_vectors_message(self, what: str) -> str:
+        if self.has_run("embedding"):
+            return (
+                f"{what} needs image embeddings, and the embedding module produced none "
+                "(see its errors in `imganalyzer status`)"
+            )
+        return (
+            f"{what} needs image embeddings: the embedding module has not run (add "
+            "embedding to modules: in the config and run snakemake)"
+        )
 
     # ------------------------------------------------------------ entry points
 
@@ -300,7 +391,13 @@ class SearchIndex:
     ) -> list[Hit]:
         """The best ``limit`` images for ``text``. ``encode_text``: the CLIP text tower,
         needed by the semantic and hybrid modes."""
-        filters = filters or Filters()
+        if mode not in MODES:
+            raise SearchInputError(f"search mode {mode!r}: choose one of {', '.join(MODES)}")
+        limit = check_limit(limit)
+        text = check_query(text)
+        filters = self.require_modules(checked_filters(filters or Filters()))
+        if mode != "text" and self.vectors is None:
+            raise ModuleNotRunError(self.no_vectors_message(f"{mode} search"))
         depth = max(limit, FUSION_DEPTH) if mode == "hybrid" else limit
         if filters.near:  # hits outside the circle (inside its box) are dropped afterwards
             depth *= 2
@@ -319,16 +416,25 @@ class SearchIndex:
 
     def similar(self, path: str, filters: Filters | None = None, limit: int = 20) -> list[Hit]:
         """The images whose CLIP vectors are closest to the vector of ``path``."""
-        filters = filters or Filters()
+        limit = check_limit(limit)
+        if not isinstance(path, str) or not path or len(path) > 4096:
+            raise SearchInputError(f"similar wants an image's path in the library, got {path!r}")
+        filters = self.require_modules(checked_filters(filters or Filters()))
         if self.vectors is None:
-            raise LookupError(f"{self.index_dir}: no vectors.npy (no embeddings indexed)")
-        rows = self.vectors.rows_of([key_id(path)])
-        if len(rows) == 0:
-            raise LookupError(f"{path}: not in the index or it has no embedding")
+            raise ModuleNotRunError(self.no_vectors_message("similar"))
+        for own in dict.fromkeys((key_id(path), key_id(unescape_path(path)))):
+            rows = self.vectors.rows_of([own])  # the path as given, or in its text form
+            if len(rows):
+                break
+        else:
+            raise LookupError(f"{escape_path(path)}: not in the index or it has no embedding")
         vector = np.asarray(self.vectors.matrix[rows[0]], dtype=np.float32)
         ranking = self.vector_ranking(vector, filters, limit + 1)
-        own = key_id(path)
         return self.hits([(i, s) for i, s in ranking if i != own], filters, limit)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
 
 
 def _plain(value: Any) -> Any:
@@ -337,7 +443,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
     if isinstance(value, tantivy.Facet):
-        return value.to_path_str()
+        return unescape_path("/" + "/".join(value.to_path()))
     return value
 
 
@@ -354,28 +460,6 @@ def within_km(fields: dict[str, Any], latitude: float, longitude: float, km: flo
     return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(a))) <= km
 
 
-def parse_date_bound(text: str) -> datetime:
-    """``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD`` or a full ISO time -> the start of that period."""
-    text = text.strip()
-    for pattern in ("%Y", "%Y-%m"):
-        try:
-            return datetime.strptime(text, pattern)
-        except ValueError:
-            pass
-    return datetime.fromisoformat(text).replace(tzinfo=None)
-
-
-def parse_near(text: str) -> tuple[float, float, float]:
-    """``LAT,LON,KM`` -> (latitude, longitude, km)."""
-    parts = text.split(",")
-    if len(parts) != 3:
-        raise ValueError(f"--near wants LAT,LON,KM, got {text!r}")
-    latitude, longitude, km = (float(p) for p in parts)
-    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180 and km > 0):
-        raise ValueError(f"--near {text!r}: latitude, longitude or distance out of range")
-    return latitude, longitude, km
-
-
 def clip_text_encoder(config: dict[str, Any]) -> TextEncoder:
     """The configured CLIP model's text tower (the model that made the image vectors)."""
     from imganalyzer.embedding import ClipEmbedder
@@ -389,7 +473,7 @@ def format_hits(hits: Sequence[Hit], width: int = 100) -> str:
     """A table: score, capture date, path, caption (cut to fit ``width``)."""
     if not hits:
         return "no matches"
-    path_width = min(max(len(h.key) for h in hits), 60)
+    path_width = min(max(len(escape_path(h.key)) for h in hits), 60)
     lines = [f"{'score':>8}  {'date':<16}  {'path':<{path_width}}  caption"]
     for hit in hits:
         date = hit.fields.get("date")
@@ -398,5 +482,6 @@ def format_hits(hits: Sequence[Hit], width: int = 100) -> str:
         room = max(10, width - path_width - 30)
         if len(caption) > room:
             caption = caption[: room - 1] + "…"
-        lines.append(f"{hit.score:8.4f}  {when:<16}  {hit.key:<{path_width}}  {caption}")
+        path = escape_path(hit.key)
+        lines.append(f"{hit.score:8.4f}  {when:<16}  {path:<{path_width}}  {caption}")
     return "\n".join(lines)

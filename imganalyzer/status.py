@@ -1,16 +1,62 @@
-"""`imganalyzer status`: what is catalogued, what is current, and what each module did."""
+"""`imganalyzer status`: what is catalogued, what is current, and what each module did.
+
+Errors are grouped by kind: a row's ``error_kind`` when it has one, else a kind read from
+its reason (:func:`error_kind`), with counts and a few example paths per group.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imganalyzer.catalog import Catalog
+from imganalyzer.catalog import Catalog, escape_path
 from imganalyzer.current import CurrentView
 from imganalyzer.jobstatus import read_failures
 from imganalyzer.results import ERROR
+
+EXAMPLES = 3  # example paths shown per error group
+# Kinds of error reasons, first match wins: (pattern of the reason, kind).
+ERROR_KINDS = [
+    (r"file not found|no such file|vanished", "file missing"),
+    (r"permission denied", "permission denied"),
+    (r"empty file|0 bytes", "empty file"),
+    (r"is a directory|not a regular file", "not a regular file"),
+    (r"max_pixels|decompression bomb", "too many pixels"),
+    (r"not an image|cannot identify", "not an image"),
+    (r"unsupported or corrupt raw", "unsupported or corrupt RAW"),
+    (r"truncated|corrupt", "truncated or corrupt"),
+    (r"^not decoded", "not decoded"),
+    (r"^no embedding", "no embedding"),
+    (r"out of memory|cuda|mps", "device or memory"),
+    (r"model|weights|checkpoint", "model"),
+    (r"timed? ?out|timeout", "timeout"),
+    (r"^objects: ", "objects failed first"),
+]
+_KIND_PATTERNS = [(re.compile(p, re.IGNORECASE), kind) for p, kind in ERROR_KINDS]
+
+
+def error_kind(row: dict[str, Any]) -> str:
+    """The kind of an error row: its ``error_kind``, else one read from its reason (the
+    reason's first clause when no known kind matches)."""
+    if row.get("error_kind"):
+        return str(row["error_kind"])
+    reason = str(row.get("error") or "unknown error")
+    for pattern, kind in _KIND_PATTERNS:
+        if pattern.search(reason):
+            return kind
+    head = re.split(r"[:(\[]", reason, maxsplit=1)[0].strip()
+    return head[:40] or "other"
+
+
+@dataclass
+class ErrorGroup:
+    module: str
+    kind: str
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -34,16 +80,31 @@ class StatusReport:
     failed_jobs: list[dict[str, Any]] = field(default_factory=list)  # see jobstatus
     passed_over: dict[str, int] = field(default_factory=dict)  # non-image files by extension
 
+    def error_groups(self) -> list[ErrorGroup]:
+        """Errors by module and kind, the largest groups first."""
+        groups: dict[tuple[str, str], ErrorGroup] = {}
+        for error in self.errors:
+            key = (error["module"], error["kind"])
+            group = groups.setdefault(key, ErrorGroup(*key))
+            group.count += 1
+            if len(group.examples) < EXAMPLES:
+                group.examples.append(error["path"])
+        return sorted(groups.values(), key=lambda g: (-g.count, g.module, g.kind))
+
     def as_dict(self) -> dict[str, Any]:
         data = {
             k: v for k, v in self.__dict__.items() if k not in ("modules", "errors", "failed_jobs")
         }
         data["modules"] = {name: counts.__dict__ for name, counts in self.modules.items()}
-        data["errors"] = self.errors
+        data["error_groups"] = [
+            {**g.__dict__, "examples": [escape_path(p) for p in g.examples]}
+            for g in self.error_groups()
+        ]
+        data["errors"] = [{**e, "path": escape_path(e["path"])} for e in self.errors]
         data["failed_jobs"] = self.failed_jobs
         return data
 
-    def as_text(self) -> str:
+    def as_text(self, all_errors: bool = False) -> str:
         lines = [
             f"shards:       {self.shards}",
             f"catalogued:   {self.catalogued} entries",
@@ -65,7 +126,10 @@ class StatusReport:
         lines.append("")
         lines.append(f"{'module':<12} {'done':>8} {'errors':>8} {'pending':>8}")
         for name, counts in self.modules.items():
-            lines.append(f"{name:<12} {counts.done:>8} {counts.errors:>8} {counts.pending:>8}")
+            never = "  (not run yet)" if counts.pending and not counts.done + counts.errors else ""
+            lines.append(
+                f"{name:<12} {counts.done:>8} {counts.errors:>8} {counts.pending:>8}{never}"
+            )
         if self.failed_jobs:
             lines.append("")
             lines.append(f"failed jobs ({len(self.failed_jobs)}; the next run retries them):")
@@ -74,10 +138,24 @@ class StatusReport:
                 for f in self.failed_jobs
             ]
         if self.errors:
-            lines.append("")
-            lines.append(f"errors ({len(self.errors)}):")
-            lines += [f"  {e['module']}: {e['path']}: {e['error']}" for e in self.errors]
+            lines += ["", *self._error_lines(all_errors)]
         return "\n".join(lines)
+
+    def _error_lines(self, all_errors: bool) -> list[str]:
+        if all_errors:
+            lines = [f"errors ({len(self.errors)}):"]
+            for e in self.errors:
+                lines.append(f"  {e['module']}: {escape_path(e['path'])}: {e['error']}")
+            return lines
+        groups = self.error_groups()
+        lines = [f"errors: {len(self.errors)} in {len(groups)} kind(s) (--errors lists them all)"]
+        for group in groups:
+            lines.append(f"  {group.module}: {group.kind}: {group.count}")
+            shown = ", ".join(escape_path(p) for p in group.examples)
+            hidden = group.count - len(group.examples)
+            more = f", and {hidden} more" if hidden else ""
+            lines.append(f"      e.g. {shown}{more}")
+        return lines
 
 
 def library_status(
@@ -111,7 +189,12 @@ def library_status(
                 if row["status"] == ERROR:
                     counts.errors += 1
                     report.errors.append(
-                        {"module": module, "path": row["path"], "error": row.get("error", "")}
+                        {
+                            "module": module,
+                            "path": row["path"],
+                            "error": row.get("error", ""),
+                            "kind": error_kind(row),
+                        }
                     )
                 else:
                     counts.done += 1

@@ -80,7 +80,7 @@ class ResultsLibrary:
     def _write_file(self, photo: Photo) -> Entry:
         file = self.library / photo.path
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(b"jpeg " + photo.path.encode() + os.urandom(4).hex().encode())
+        file.write_bytes(b"jpeg " + os.fsencode(photo.path) + os.urandom(4).hex().encode())
         self._mtime += 10**9
         os.utime(file, ns=(self._mtime, self._mtime))
         return Entry(photo.path, file.stat().st_size, self._mtime)

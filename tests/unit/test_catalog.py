@@ -121,6 +121,26 @@ def test_paths_with_tabs_newlines_and_backslashes_round_trip(tmp_path: Path) -> 
     assert read_manifest(tmp_path / "m.tsv") == entries
 
 
+def test_names_that_are_not_utf8_have_a_lossless_utf8_text_form(tmp_path: Path) -> None:
+    raw = [b"caf\xe9.jpg", b"d\xfcr/\xff\xfe\\x.jpg", b"\\xe9 literal.jpg", b"\xed\xa0\x80.jpg"]
+    names = [os.fsdecode(name) for name in raw] + ["lone \ud800 surrogate.jpg"]
+    for name in names:
+        text = escape_path(name)
+        text.encode("utf-8")  # valid UTF-8
+        assert unescape_path(text) == name
+    assert escape_path(os.fsdecode(b"caf\xe9.jpg")) == "caf\\xe9.jpg"
+    assert len({escape_path(n) for n in names}) == len(names)
+    entries = [Entry(n, i, i) for i, n in enumerate(names)]
+    write_manifest(tmp_path / "m.tsv", entries)
+    (tmp_path / "m.tsv").read_bytes().decode("utf-8")
+    assert read_manifest(tmp_path / "m.tsv") == entries
+
+
+def test_manifests_written_with_raw_bytes_still_read(tmp_path: Path) -> None:
+    (tmp_path / "m.tsv").write_bytes(b"path\tsize\tmtime_ns\ncaf\xe9.jpg\t1\t2\n")
+    assert read_manifest(tmp_path / "m.tsv") == [Entry(os.fsdecode(b"caf\xe9.jpg"), 1, 2)]
+
+
 def test_ingest_cuts_new_files_into_shards_in_path_order(library: Path, tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "catalog")
     report = catalog.ingest(library, shard_size=4)

@@ -382,3 +382,18 @@ def test_cli_reads_current_groups_json_and_prints_json(
             run_cli(["duplicates", "--config", str(config), "--json"], capsys)
     finally:
         os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_cli_says_the_duplicates_module_has_not_run(tmp_path: Path, capsys) -> None:
+    from imganalyzer.cli import main
+
+    library, results = tmp_path / "library", tmp_path / "results"
+    library.mkdir()
+    (library / "a.jpg").write_bytes(b"same bytes")
+    (library / "b.jpg").write_bytes(b"same bytes")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"library": str(library), "results": str(results)}))
+    assert main(["duplicates", "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    assert "duplicates module, which has not run" in captured.err and not captured.out
+    assert "no duplicates found" not in captured.out

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -228,3 +229,19 @@ def test_modules_restrict_what_is_indexed(lib: ResultsLibrary) -> None:
     update_index(lib.results, lib.library, modules=["metadata", "technical"])
     assert count(lib, "eiffel") == 0
     assert count(lib, "fujifilm", "camera") == 2
+
+
+def test_names_that_are_not_utf8_are_indexed_in_their_text_form(tmp_path: Path) -> None:
+    lib = ResultsLibrary(tmp_path)
+    hostile = os.fsdecode(b"d\xfcr/caf\xe9.jpg")
+    shard = lib.add_shard([Photo(hostile, caption="a cup", vector=unit_vector(3))])
+    technical = lib.results / "technical" / f"{shard}.jsonl"
+    (row,) = read_rows(technical)
+    # a decoder's message quoting the path: Tantivy takes only valid Unicode
+    write_rows(technical, [{**row, "status": "error", "error": f"cannot open {hostile}"}])
+    report = update_index(lib.results, lib.library)
+    assert report.documents == 1
+    assert indexed_keys(lib) == ["d\\xfcr/caf\\xe9.jpg"]
+    assert unescape_path(indexed_keys(lib)[0]) == hostile
+    assert count(lib, "café", "path_text") == 1  # its words read as Windows-1252
+    assert count(lib, "cannot", "errors") == 1

@@ -197,7 +197,7 @@ class FakeResults:
     def _file(self, path: str) -> Entry:
         file = self.library / path
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(b"jpeg " + path.encode())
+        file.write_bytes(b"jpeg " + os.fsencode(path))
         self.mtime += 10**9
         os.utime(file, ns=(self.mtime, self.mtime))
         return Entry(path, file.stat().st_size, self.mtime)
@@ -316,3 +316,23 @@ def test_cli_lists_names_merges_and_splits(
     assert json.loads(run("people", "show", str(new), "--json"))["id"] == alice
     args = parser.parse_args(["people", "show", "999", "--config", str(config)])
     assert args.func(args) == 1  # a one-line error, exit 1
+
+
+def test_names_that_are_not_utf8_survive_the_people_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from imganalyzer.cli import main
+
+    fake = FakeResults(tmp_path)
+    hostile = os.fsdecode(b"old/caf\xe9.jpg")
+    fake.add_shard({hostile: [0], "a/0.jpg": [0], "a/1.jpg": [0]})
+    fake.update(min_cluster_size=2)
+    assert fake.person_of(hostile)  # people.json read back with the exact path
+    (person,) = fake.person_of(hostile)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"library: {fake.library}\nresults: {fake.results}\n")
+    assert main(["people", "show", str(person), "--config", str(config)]) == 0
+    assert "old/caf\\xe9.jpg" in capsys.readouterr().out
+    assert main(["people", "show", str(person), "--json", "--config", str(config)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert "old/caf\\xe9.jpg" in {face["path"] for face in shown["faces"]}

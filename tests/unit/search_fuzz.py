@@ -1,0 +1,168 @@
+"""Hypothesis properties for search, run in a child process by test_search_fuzz.py (a crash
+inside Tantivy would otherwise take pytest down with it).
+
+``python -m tests.unit.search_fuzz INDEX_RESULTS CONFIG EXAMPLES LAST_INPUT_FILE``: each input
+is written to LAST_INPUT_FILE before it is tried, so a crash names the input that caused it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import imganalyzer.search as search_module
+from imganalyzer.cli import main
+from imganalyzer.index import index_dir_of
+from imganalyzer.search import Filters, Hit, ModuleNotRunError, SearchIndex, SearchInputError
+
+SYNTAX = list('()[]{}"\':+-^~*\\/!<>=&|?., \t\n') + [
+    "AND ", "OR ", "NOT ", " TO ", "caption:", "camera:", "date:", "key:", "*", "IN ",
+    "eiffel", "tower", "9999999999999999999999", "-1e308", "\x00", "\udce9", "é", "🙂",
+]  # fmt: skip
+FIELD_NAMES = ["caption", "date", "aesthetic", "key", "folder", "nope", "has_text", "iso"]
+
+syntax_soup = st.lists(st.sampled_from(SYNTAX), max_size=60).map("".join)
+deep = st.builds(
+    lambda n, opener, inner: opener * n + inner + ")" * (n // 2),
+    st.integers(0, 6000),
+    st.sampled_from(["(", "[", "{", "(a ", '("', "-(", "+(", "NOT ("]),
+    st.text(max_size=5),
+)
+ranges = st.builds(
+    lambda f, a, b, op: f"{f}:{op[0]}{a} TO {b}{op[1]}",
+    st.sampled_from(FIELD_NAMES),
+    st.one_of(st.integers(), st.floats(), st.text(max_size=8)),
+    st.one_of(st.integers(), st.floats(), st.text(max_size=8)),
+    st.sampled_from(["[]", "{}", "[}", "{]", "(("]),
+)
+queries = st.one_of(
+    st.text(max_size=200),
+    syntax_soup,
+    deep,
+    ranges,
+    st.text(alphabet=st.characters(codec=None), min_size=900, max_size=1200),
+)
+numbers = st.one_of(
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, 1, -1, 10_000, 10_001, 10**11, 2**63, 2**64 + 1]),
+)
+anything = st.one_of(numbers, st.text(max_size=30), st.none(), st.booleans())
+dates = st.one_of(
+    st.none(),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.text(max_size=10),
+)
+filters = st.builds(
+    Filters,
+    after=dates,
+    before=dates,
+    camera=st.one_of(st.none(), queries),
+    lens=st.one_of(st.none(), syntax_soup),
+    person=st.one_of(st.none(), syntax_soup),
+    has_text=st.booleans(),
+    min_aesthetic=st.one_of(st.none(), numbers),
+    min_sharpness=st.one_of(st.none(), numbers),
+    near=st.one_of(st.none(), st.tuples(numbers, numbers, numbers), anything),
+    folder=st.one_of(st.none(), syntax_soup, st.text(max_size=50)),
+)
+option_values = st.one_of(
+    numbers.map(str), st.text(max_size=40), syntax_soup, st.sampled_from(["", "-", "--", "nan"])
+)
+OPTIONS = [
+    "--limit", "--after", "--before", "--near", "--min-aesthetic", "--min-sharpness",
+    "--camera", "--lens", "--person", "--folder", "--mode",
+]  # fmt: skip
+cli_options = st.lists(st.tuples(st.sampled_from(OPTIONS), option_values), max_size=4)
+
+
+def encode_text(text: str) -> np.ndarray:
+    seed = abs(hash(text)) % 2**32
+    vector = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+class Fuzz:
+    def __init__(self, results: Path, config: Path, examples: int, last_input: Path) -> None:
+        self.index = SearchIndex(index_dir_of(results))
+        self.config = config
+        self.examples = examples
+        self.last_input = last_input
+        self.counts = {"results": 0, "clean errors": 0}
+
+    def note(self, *values: object) -> None:
+        self.last_input.write_text(repr(values), encoding="utf-8")
+
+    def library(self) -> None:
+        @settings(max_examples=self.examples, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(queries, st.sampled_from(["text", "semantic", "hybrid", "bogus"]), filters, numbers)
+        def search(text: str, mode: str, conditions: Filters, limit: object) -> None:
+            self.note("search", text, mode, conditions, limit)
+            try:
+                hits = self.index.search(text, mode, conditions, limit, encode_text)
+            except (SearchInputError, ModuleNotRunError) as error:
+                assert "\n" not in str(error) and str(error)
+                self.counts["clean errors"] += 1
+                return
+            assert isinstance(hits, list) and all(isinstance(h, Hit) for h in hits)
+            assert len(hits) <= limit
+            self.counts["results"] += 1
+
+        @settings(max_examples=self.examples // 4, deadline=None, database=None)
+        @given(st.one_of(st.text(max_size=50), st.sampled_from(["2021/paris/eiffel.jpg"])),
+               filters, numbers)  # fmt: skip
+        def similar(path: str, conditions: Filters, limit: object) -> None:
+            self.note("similar", path, conditions, limit)
+            try:
+                hits = self.index.similar(path, conditions, limit)
+            except (SearchInputError, ModuleNotRunError, LookupError) as error:
+                assert "\n" not in str(error) and str(error)
+                return
+            assert all(isinstance(h, Hit) for h in hits)
+
+        search()
+        similar()
+
+    def command_line(self) -> None:
+        search_module.clip_text_encoder = lambda config: encode_text
+
+        @settings(max_examples=self.examples // 2, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(st.sampled_from(["search", "similar"]), queries, cli_options, st.booleans())
+        def run(command: str, query: str, options: list, as_json: bool) -> None:
+            argv = [command, query, *[p for pair in options for p in pair]]
+            argv += ["--config", str(self.config)] + (["--json"] if as_json else [])
+            self.note("cli", argv)
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                rejected = False
+                try:
+                    status = main(argv)
+                except SystemExit as stop:  # argparse rejected an option
+                    status, rejected = stop.code, True
+            messages = [line for line in err.getvalue().splitlines() if line.strip()]
+            assert status in (0, 1, 2), (status, messages)
+            assert "Traceback" not in err.getvalue()
+            if rejected:  # argparse: the usage, then one line naming the option
+                assert messages[0].startswith("usage:") and "error: " in messages[-1]
+            elif status:
+                assert len([m for m in messages if not m.startswith("imganalyzer: words")]) == 1
+            out.getvalue().encode("utf-8")  # printable whatever the paths hold
+
+        run()
+
+
+if __name__ == "__main__":
+    results, config, examples, last_input = sys.argv[1:5]
+    fuzz = Fuzz(Path(results), Path(config), int(examples), Path(last_input))
+    fuzz.library()
+    fuzz.command_line()
+    print(f"fuzz done: {fuzz.counts}")
