@@ -4,6 +4,8 @@ import os
 
 from snakemake.utils import min_version
 
+from imganalyzer.config import record_run_config
+
 min_version("9.0")
 
 
@@ -21,6 +23,12 @@ include: "workflow/rules/duplicates.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/sidecars.smk"
+
+
+# Real runs record their effective config in the results folder (dry runs and lint do not
+# start): every `imganalyzer` command then works from `--results` alone.
+onstart:
+    record_run_config(config)
 
 
 rule all:
