@@ -202,6 +202,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from imganalyzer.web.app import serve
+
+    serve(_load_config(args), args.host, args.port, args.token)
+    return 0
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="a web page to search and browse the results")
+    _add_config_arguments(serve)
+    serve.add_argument("--port", type=int, default=8765, help="port (8765)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
+    )
+    serve.add_argument(
+        "--token", help="access token, required on another address (generated if not given)"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+
 def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--after", metavar="DATE", help="taken on or after (YYYY[-MM[-DD]])")
     parser.add_argument("--before", metavar="DATE", help="taken before (YYYY[-MM[-DD]])")
@@ -284,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_models_parser(commands)
     _add_search_parsers(commands)
+    _add_serve_parser(commands)
     # Imported here: these modules import this one for the shared --config handling.
     from imganalyzer.duplicates_cli import add_duplicates_parser
     from imganalyzer.people_cli import add_people_parser
