@@ -27,6 +27,9 @@ SHARD_ID = re.compile(rf"^{SHARD_ID_PATTERN}$")
 DETAIL_MODULES = ("metadata", "technical", "aesthetic", "captions", "objects", "faces", "ocr")
 # JPEG quality of the tier image sent to the browser (the stored tier is already lossy).
 TIER_JPEG_QUALITY = 88
+# Manifests kept in memory as {path: row} (~100 KB per 1,000-image shard): a search page
+# finds its thumbnails without rereading them; 1,024 shards cover a 1M-image library.
+MANIFESTS_CACHED = 1024
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class ResultsData:
         self._index: SearchIndex | None = None
         self._index_stamp: float | None = None
         self._moved_from: dict[str, str] | None = None
-        self._manifest_rows = lru_cache(maxsize=256)(self._read_manifest_rows)
+        self._manifest_rows = lru_cache(maxsize=MANIFESTS_CACHED)(self._read_manifest_rows)
         faces = faces_dir(self.results)
         self._people = Stamped(self._read_people, faces / PEOPLE_FILE, faces / EDITS_FILE)
         self._groups = Stamped(self._read_groups, self.groups_file)
