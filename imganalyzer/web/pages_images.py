@@ -5,6 +5,7 @@ thumbnails, tier images, face crops and originals."""
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from typing import Any
 
 from starlette.requests import Request
@@ -56,6 +57,8 @@ def image_details(data: ResultsData, path: str) -> dict[str, Any] | None:
         "answers": captions.get("answers") or {},
         "description": doc.get("description"),
         "boxes": boxes if width and height else [],
+        "object_counts": _label_counts(rows.get("objects", {})),
+        "faces": [b for b in boxes if b["kind"] == "face"],
         "ocr": [line.get("text", "") for line in rows.get("ocr", {}).get("lines", [])],
         "errors": [e for e in str(doc.get("errors", "")).splitlines() if e],
         "group": _duplicate_group(data, path),
@@ -73,6 +76,10 @@ def _object_boxes(row: dict[str, Any]) -> list[dict[str, Any]]:
         {"kind": "object", "label": f"{d['label']} {d['score']:.2f}", "box": d["box"]}
         for d in row.get("detections", [])
     ]
+
+
+def _label_counts(row: dict[str, Any]) -> list[tuple[str, int]]:
+    return Counter(d["label"] for d in row.get("detections", [])).most_common()
 
 
 def _face_boxes(data: ResultsData, path: str, row: dict[str, Any]) -> list[dict[str, Any]]:
