@@ -118,7 +118,7 @@ def config_of(lib: ResultsLibrary) -> dict:
     return {
         "library": str(lib.library),
         "results": str(lib.results),
-        "modules": ["metadata", "technical", "objects", "faces"],
+        "modules": ["metadata", "technical", "objects", "faces", "embedding"],
         "embedding": {"model": "no-such-model", "pretrained": None},
         "device": "cpu",
     }
