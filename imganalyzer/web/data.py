@@ -117,6 +117,14 @@ class ResultsData:
         path = self.results / "thumbnails" / f"{shard}.zip"
         return path if SHARD_ID.match(shard) and path.is_file() else None
 
+    def thumbnail_url(self, location: Location | None) -> str | None:
+        """The thumbnail's address, versioned by its shard file (so it may be cached for
+        good), or None when the shard has no thumbnails."""
+        zipped = self.thumbnail_file(location.shard) if location is not None else None
+        if zipped is None:
+            return None
+        return f"/thumbnail/{location.shard}/{location.row}?v={zipped.stat().st_mtime_ns}"
+
     def thumbnail(self, shard: str, row: int) -> bytes | None:
         path = self.thumbnail_file(shard)
         return read_thumbnail(path, row) if path is not None else None

@@ -55,7 +55,7 @@ def person_page(request: Request) -> Response:
     faces = [{"id": f, **people.faces[f].__dict__} for f in person.faces]
     for face in faces:
         location = data.locate(face["path"], face["shard"])
-        face["thumbnail"] = f"/thumbnail/{location.shard}/{location.row}" if location else None
+        face["thumbnail"] = data.thumbnail_url(location)
     return render(request, "person.html", person=person, faces=faces)
 
 
@@ -131,8 +131,8 @@ def duplicate_rows(data: ResultsData) -> list[dict[str, Any]] | None:
         for member in group["members"]:
             doc = data.document(member["path"])
             location = data.locate(member["path"], doc.get("shard")) if doc else None
-            thumb = f"/thumbnail/{location.shard}/{location.row}" if location else None
-            members.append({**member, "thumbnail": thumb, "keep": member["path"] == keeper})
+            thumbnail = data.thumbnail_url(location)
+            members.append({**member, "thumbnail": thumbnail, "keep": member["path"] == keeper})
         rows.append({**group, "id": group_id(group), "keeper": keeper,
                      "suggested": group["keeper"], "members": members})  # fmt: skip
     return rows

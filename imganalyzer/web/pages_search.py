@@ -125,16 +125,10 @@ def hit_card(data: ResultsData, hit: Hit) -> dict[str, Any]:
     """What a grid cell shows: the path, a thumbnail address, a caption and the date."""
     fields = hit.as_dict()
     location = data.locate(hit.key, hit.fields.get("shard"))
-    thumbnail = None
-    if location is not None:
-        zipped = data.thumbnail_file(location.shard)
-        if zipped is not None:
-            version = zipped.stat().st_mtime_ns
-            thumbnail = f"/thumbnail/{location.shard}/{location.row}?v={version}"
     return {
         "path": hit.key,
         "score": round(hit.score, 4),
-        "thumbnail": thumbnail,
+        "thumbnail": data.thumbnail_url(location),
         "caption": fields.get("caption") or fields.get("description"),
         "date": fields.get("date"),
         "camera": fields.get("camera"),

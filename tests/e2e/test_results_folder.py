@@ -68,7 +68,9 @@ def test_commands_work_from_the_results_folder_alone(tmp_path: Path) -> None:
 
     app = create_app(load_run_config(ws.results))
     with TestClient(app, base_url="http://127.0.0.1") as client:
-        hits = client.get("/api/search", params={"q": "canon", "mode": "text"}).json()["hits"]
+        found = client.get("/api/search", params={"q": "canon", "mode": "hybrid"}).json()
+        assert found["mode"] == "text" and "no embeddings" in found["semantic_off"]
+        hits = found["hits"]
         assert {hit["path"] for hit in hits} == canon
         assert all(client.get(hit["thumbnail"]).status_code == 200 for hit in hits)
         assert client.get("/api/status").json()["mounted"] is False
