@@ -4,6 +4,8 @@ import os
 
 from snakemake.utils import min_version
 
+from imganalyzer.config import record_run_config
+
 min_version("9.0")
 
 
@@ -24,8 +26,12 @@ include: "workflow/rules/index.smk"
 include: "workflow/rules/sidecars.smk"
 
 
+# A real run (dry runs and lint do not start) takes the results folder's lock, stages its
+# catalog batch, and records its effective config there: every `imganalyzer` command then
+# works from `--results` alone.
 onstart:
     start_run()
+    record_run_config(config)
 
 
 onsuccess:

@@ -30,6 +30,7 @@ BENCHES = (
     "bench_rerun.py",
     "bench_embedding.py",
     "bench_search.py",
+    "bench_web.py",
     "bench_dag.py",
     "bench_projection.py",
     "bench_objects.py",

@@ -499,10 +499,15 @@ class Catalog:
         return IngestPlan(self, batch, shards, moves, report)
 
     def state(self, library: str | os.PathLike, exclude: Iterable = ()) -> LibraryState:
-        """Compare the catalog with the library on disk (stat only)."""
+        """Compare the catalog with the library on disk (stat only). A library that is not
+        mounted is taken as it was last catalogued (see :meth:`last_catalogued`)."""
         passed_over: Counter = Counter()
-        on_disk = scan_library(library, exclude, passed_over)
         records = self._load()
+        if Path(library).is_dir():
+            on_disk = scan_library(library, exclude, passed_over)
+        else:
+            log.warning("library %s not found: using its last catalogued state", library)
+            on_disk = self.last_catalogued(records)
         catalogued, moved = records.resolve(on_disk)
         moved_to = {_key(m.source): path for path, m in moved.items()}
         current: dict[str, tuple[str, Entry]] = {}
@@ -529,6 +534,18 @@ class Catalog:
         return LibraryState(
             current, superseded, removed, outdated, uncatalogued, moved, dict(passed_over)
         )
+
+    def last_catalogued(self, records: _Records | None = None) -> dict:
+        """``{path: (size, mtime_ns)}`` of the library as the catalog last saw it: the
+        newest version of every path, recorded moves applied (files removed since the last
+        run are not known here)."""
+        records = records or self._load()
+        files = {entry.path: entry.version for _, entry in records.entries}
+        for move in reversed(records.moves):  # oldest batch first
+            if files.get(move.source.path) == move.source.version:
+                del files[move.source.path]
+            files[move.entry.path] = move.entry.version
+        return files
 
     def _load(self) -> _Records:
         entries = list(self.entries())

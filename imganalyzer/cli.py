@@ -8,18 +8,41 @@ import os
 import sys
 from collections.abc import Sequence
 
-from imganalyzer.config import ConfigError, load_config_file
+from imganalyzer.config import (
+    RESULTS_ENV,
+    ConfigError,
+    find_results,
+    load_config_file,
+    load_run_config,
+    run_config_path,
+)
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="config.yaml", help="workflow config file")
+    parser.add_argument(
+        "--results",
+        help=f"the results folder of a run (default: ${RESULTS_ENV}, or the results folder "
+        "this command runs inside); its recorded config is used",
+    )
+    parser.add_argument(
+        "--config",
+        help="a config file whose keys override the run's (default: config.yaml "
+        "when no results folder is found)",
+    )
     parser.add_argument("--library", help="override the config's library")
-    parser.add_argument("--results", help="override the config's results folder")
 
 
-def _load_config(args: argparse.Namespace) -> dict:
+def _load_config(args: argparse.Namespace, need_library: bool | None = None) -> dict:
+    """The config of the run that wrote the results folder (``--results``, the environment
+    or the current folder), with ``--config`` and ``--library`` on top; without a recorded
+    run, ``--config`` (default ``config.yaml``) as it is. ``need_library``: whether the
+    library must be mounted (default: only without a recorded run)."""
     overrides = {k: getattr(args, k) for k in ("library", "results") if getattr(args, k)}
-    return load_config_file(args.config, overrides)
+    results = find_results(args.results)
+    if results is not None and run_config_path(results).is_file():
+        return load_run_config(results, overrides, args.config, check_paths=bool(need_library))
+    check_paths = need_library is not False
+    return load_config_file(args.config or "config.yaml", overrides, check_paths)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -48,7 +71,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     from imganalyzer.compact import compact
 
-    print(compact(_load_config(args)).summary())
+    print(compact(_load_config(args, need_library=True)).summary())
     return 0
 
 
@@ -63,7 +86,7 @@ def cmd_example(args: argparse.Namespace) -> int:
 def cmd_models_list(args: argparse.Namespace) -> int:
     from imganalyzer.models import configured_modules, format_table, locate
 
-    config = _load_config(args)
+    config = _load_config(args, need_library=False)
     modules = configured_modules(config)
     if not modules:
         print("no enabled module loads a model (see modules: in the config)")
@@ -75,7 +98,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     from imganalyzer.models import ModelNotFoundError, configured_modules, fetch
 
-    config = _load_config(args)
+    config = _load_config(args, need_library=False)
     failed = 0
     for module in configured_modules(config):
         try:
@@ -220,6 +243,26 @@ def _checked(parse, option: str = ""):  # noqa: ANN001, ANN202
     return convert
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from imganalyzer.web.app import serve
+
+    serve(_load_config(args), args.host, args.port, args.token)
+    return 0
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="a web page to search and browse the results")
+    _add_config_arguments(serve)
+    serve.add_argument("--port", type=int, default=8765, help="port (8765)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
+    )
+    serve.add_argument(
+        "--token", help="access token, required on another address (generated if not given)"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+
 def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     from imganalyzer import search_input as check
 
@@ -359,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_models_parser(commands)
     _add_search_parsers(commands)
+    _add_serve_parser(commands)
     # Imported here: these modules import this one for the shared --config handling.
     from imganalyzer.duplicates_cli import add_duplicates_parser
     from imganalyzer.people_cli import add_people_parser

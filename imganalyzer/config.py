@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 import jsonschema
 import yaml
+
+from imganalyzer.files import atomic_write_text
 
 
 class ConfigError(ValueError):
@@ -144,11 +147,81 @@ def _check_library(library: str) -> None:
         raise ConfigError(f"config key 'library': folder not readable: {library}")
 
 
-def load_config_file(path: str | os.PathLike, overrides: dict | None = None) -> dict[str, Any]:
-    """Read a config.yaml, apply ``overrides`` (e.g. from the command line) and validate."""
+def load_config_file(
+    path: str | os.PathLike, overrides: dict | None = None, check_paths: bool = True
+) -> dict[str, Any]:
+    """Read a config.yaml, apply ``overrides`` (e.g. from the command line) and validate
+    (``check_paths``: also that the library folder exists)."""
     config_path = Path(path)
     if not config_path.is_file():
         raise ConfigError(f"config file not found: {path}")
     config = yaml.safe_load(config_path.read_text()) or {}
     config.update(overrides or {})
-    return validate_config(config)
+    return validate_config(config, check_paths)
+
+
+# ---------------------------------------------------------------- the run's own config
+
+# The effective config of the last real run, recorded inside the results folder so that
+# every command can work from the results alone (another folder, library unmounted).
+RUN_CONFIG = Path("run") / "config.yaml"
+# Where commands look for the results folder when --results is not given.
+RESULTS_ENV = "IMGANALYZER_RESULTS"
+
+
+def run_config_path(results: str | os.PathLike) -> Path:
+    return Path(results) / RUN_CONFIG
+
+
+def record_run_config(config: dict[str, Any]) -> Path:
+    """Write the run's effective config to ``<results>/run/config.yaml`` (atomically), with
+    the library and results folders made absolute. Called when a real run starts."""
+    recorded = json.loads(json.dumps(dict(config), default=str))  # plain YAML types only
+    recorded["library"] = os.path.abspath(recorded["library"])
+    recorded["results"] = os.path.abspath(recorded["results"])
+    path = run_config_path(recorded["results"])
+    header = "# The effective config of the last run (written by the workflow; do not edit).\n"
+    atomic_write_text(path, header + yaml.safe_dump(recorded, sort_keys=False))
+    return path
+
+
+def find_results(explicit: str | os.PathLike | None = None, cwd: str | None = None) -> Path | None:
+    """The results folder a command works on: ``explicit`` (``--results``), else
+    ``$IMGANALYZER_RESULTS``, else the folder holding ``run/config.yaml`` that the current
+    folder lies in (or is). None when there is none."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    here = Path(cwd or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if run_config_path(folder).is_file():
+            return folder
+    return None
+
+
+def load_run_config(
+    results: str | os.PathLike,
+    overrides: dict[str, Any] | None = None,
+    config_file: str | os.PathLike | None = None,
+    check_paths: bool = False,
+) -> dict[str, Any]:
+    """The config a run recorded in ``results``; the keys of ``config_file`` and then
+    ``overrides`` replace its own. The library need not be mounted; ``results`` is where the
+    folder is now (it may have been moved since the run). ``check_paths``: whether the
+    library must be mounted."""
+    path = run_config_path(results)
+    if not path.is_file():
+        raise ConfigError(
+            f"{results}: no recorded run config ({RUN_CONFIG}): run snakemake with "
+            f"results={results} first, or pass --config"
+        )
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if config_file is not None:
+        config_path = Path(config_file)
+        if not config_path.is_file():
+            raise ConfigError(f"config file not found: {config_file}")
+        config.update(yaml.safe_load(config_path.read_text(encoding="utf-8")) or {})
+    config.update(overrides or {})
+    config["results"] = os.path.abspath(results)
+    return validate_config(config, check_paths)

@@ -186,6 +186,17 @@ class SearchIndex:
 
     def text_ranking(self, text: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
         """(key_id, BM25 score) best first; an empty ``text`` lists every filtered image."""
+        hits = self.searcher.search(self.text_query(text, filters), limit, count=False).hits
+        ids = self.searcher.fast_field_values("key_id", [address for _, address in hits])
+        return [(int(i), float(score)) for i, (score, _) in zip(ids, hits, strict=True)]
+
+    def count(self, text: str, filters: Filters | None = None) -> int:
+        """How many images the text search matches (all of them for an empty ``text``)."""
+        query = self.text_query(text, filters or Filters())
+        return self.searcher.search(query, 1, count=True).count
+
+    def text_query(self, text: str, filters: Filters) -> Query:
+        """The words (query syntax, parsed leniently) and the filters as one query."""
         if text.strip():
             try:
                 query, _errors = self.index.parse_query_lenient(
@@ -200,9 +211,7 @@ class SearchIndex:
             query = Query.boolean_query(
                 [(Occur.Must, query), (Occur.Must, Query.const_score_query(condition, 0.0))]
             )
-        hits = self.searcher.search(query, limit, count=False).hits
-        ids = self.searcher.fast_field_values("key_id", [address for _, address in hits])
-        return [(int(i), float(score)) for i, (score, _) in zip(ids, hits, strict=True)]
+        return query
 
     def vector_ranking(
         self, vector: np.ndarray, filters: Filters, limit: int

@@ -1,0 +1,75 @@
+"""The application: routes, templates, static files and the access guard."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imganalyzer.web import pages_images, pages_library, pages_search
+from imganalyzer.web.data import ResultsData
+from imganalyzer.web.pages_search import TextEncoders
+from imganalyzer.web.security import AccessGuard, is_loopback, new_token
+
+HERE = Path(__file__).parent
+# Scripts and styles come only from this server; nothing is inlined, nothing is framed.
+SECURITY_HEADERS = {
+    b"content-security-policy": b"default-src 'self'; img-src 'self' data:; "
+    b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    b"x-content-type-options": b"nosniff",
+    b"referrer-policy": b"no-referrer",
+    b"x-frame-options": b"DENY",
+}
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS.items()]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(config: dict[str, Any], token: str | None = None) -> Starlette:
+    """The web application over ``config["results"]``. ``token``: required on every
+    request when given (see :mod:`imganalyzer.web.security`)."""
+    routes = [
+        *pages_search.routes(),
+        *pages_images.routes(),
+        *pages_library.routes(),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    app.state.data = ResultsData(config)
+    app.state.csrf = secrets.token_urlsafe(24)
+    app.state.encoders = TextEncoders()
+    app.state.templates = Jinja2Templates(directory=HERE / "templates")
+    app.add_middleware(AccessGuard, token=token)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def serve(config: dict[str, Any], host: str, port: int, token: str | None) -> None:
+    """Run the server until interrupted; print the address to open."""
+    import uvicorn
+
+    if not is_loopback(host) and token is None:
+        token = new_token()
+    app = create_app(config, token)
+    address = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    if token:
+        address += f"?token={token}"
+    print(f"imganalyzer: serving {config['results']} at {address}", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,215 @@
+"""What the pages read from a results folder: the search index, the stored thumbnails and
+tiers, an image's result rows, people and duplicate groups. Nothing here writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import imagecodecs
+import numpy as np
+
+from imganalyzer.catalog import SHARD_ID_PATTERN, Catalog, read_manifest
+from imganalyzer.index import index_dir_of, key_id
+from imganalyzer.people import EDITS_FILE, PEOPLE_FILE, PeopleFile, faces_dir, load_people
+from imganalyzer.results import read_rows
+from imganalyzer.search import SearchIndex
+from imganalyzer.thumbnails import read_thumbnail
+
+SHARD_ID = re.compile(rf"^{SHARD_ID_PATTERN}$")
+# Modules whose rows the image page shows, in the order it shows them.
+DETAIL_MODULES = ("metadata", "technical", "aesthetic", "captions", "objects", "faces", "ocr")
+# JPEG quality of the tier image sent to the browser (the stored tier is already lossy).
+TIER_JPEG_QUALITY = 88
+# Manifests kept in memory as {path: row} (~100 KB per 1,000-image shard): a search page
+# finds its thumbnails without rereading them; 1,024 shards cover a 1M-image library.
+MANIFESTS_CACHED = 1024
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an image's results lie: its shard, manifest row and catalogued path."""
+
+    shard: str
+    row: int
+    catalog_path: str
+
+
+class ResultsData:
+    """Read access to one results folder, shared by all requests (thread-safe)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.results = Path(config["results"]).resolve()
+        self.library = Path(config["library"])
+        self.catalog = Catalog(self.results / "catalog")
+        self._lock = threading.Lock()
+        self._index: SearchIndex | None = None
+        self._index_stamp: float | None = None
+        self._moved_from: dict[str, str] | None = None
+        self._manifest_rows = lru_cache(maxsize=MANIFESTS_CACHED)(self._read_manifest_rows)
+        faces = faces_dir(self.results)
+        self._people = Stamped(self._read_people, faces / PEOPLE_FILE, faces / EDITS_FILE)
+        self._groups = Stamped(self._read_groups, self.groups_file)
+
+    @property
+    def groups_file(self) -> Path:
+        return self.results / "duplicates" / "groups.json"
+
+    @property
+    def keepers_file(self) -> Path:
+        """The keepers the user picked in the duplicates page (the step's own file stays)."""
+        return self.results / "duplicates" / "keeper_choices.json"
+
+    # ------------------------------------------------------------ index
+
+    def index(self) -> SearchIndex:
+        """The search index, reopened when ``imganalyzer index`` or a run changed it."""
+        state = index_dir_of(self.results) / "state.json"
+        stamp = state.stat().st_mtime_ns if state.is_file() else None
+        with self._lock:
+            if self._index is None or stamp != self._index_stamp:
+                self._index = SearchIndex(index_dir_of(self.results))
+                self._index_stamp = stamp
+            return self._index
+
+    def document(self, path: str) -> dict[str, Any] | None:
+        """The index fields of the image at ``path`` (relative to the library)."""
+        found = self.index().documents([key_id(path)])
+        doc = next(iter(found.values()), None)
+        return doc if doc is not None and doc.get("key") == path else None
+
+    # ------------------------------------------------------------ where results lie
+
+    def locate(self, path: str, shard: str | None) -> Location | None:
+        """The manifest row of ``path`` in ``shard`` (the index's shard of the image); a
+        moved file is found by the path it was catalogued under."""
+        if shard is None or not SHARD_ID.match(shard):
+            return None
+        rows = self._manifest_rows(shard)
+        if path in rows:
+            return Location(shard, rows[path], path)
+        source = self._moves().get(path)
+        if source is not None and source in rows:
+            return Location(shard, rows[source], source)
+        return None
+
+    def _read_manifest_rows(self, shard: str) -> dict[str, int]:
+        manifest = self.catalog.manifest_path(shard)
+        if not manifest.is_file():
+            return {}
+        return {entry.path: row for row, entry in enumerate(read_manifest(manifest))}
+
+    def _moves(self) -> dict[str, str]:
+        if self._moved_from is None:
+            self._moved_from = {m.entry.path: m.source.path for m in self.catalog.moves()}
+        return self._moved_from
+
+    # ------------------------------------------------------------ images
+
+    def thumbnail_file(self, shard: str) -> Path | None:
+        path = self.results / "thumbnails" / f"{shard}.zip"
+        return path if SHARD_ID.match(shard) and path.is_file() else None
+
+    def thumbnail_url(self, location: Location | None) -> str | None:
+        """The thumbnail's address, versioned by its shard file (so it may be cached for
+        good), or None when the shard has no thumbnails."""
+        zipped = self.thumbnail_file(location.shard) if location is not None else None
+        if zipped is None:
+            return None
+        return f"/thumbnail/{location.shard}/{location.row}?v={zipped.stat().st_mtime_ns}"
+
+    def thumbnail(self, shard: str, row: int) -> bytes | None:
+        path = self.thumbnail_file(shard)
+        return read_thumbnail(path, row) if path is not None else None
+
+    def tier_jpeg(self, shard: str, row: int) -> bytes | None:
+        """The image from the largest stored tier, as JPEG; None when it has none."""
+        store = self.results / "tiers" / f"{shard}.zarr"
+        if not SHARD_ID.match(shard) or not store.is_dir():
+            return None
+        from imganalyzer.tiers import TierReader
+
+        reader = TierReader(store)
+        if not reader.tiers or not 0 <= row < reader.n_images:
+            return None
+        largest = max(reader.tiers, key=reader.tiers.__getitem__)
+        rgb = np.ascontiguousarray(reader.image(largest, row))
+        if rgb.size == 0:
+            return None
+        return imagecodecs.jpeg8_encode(rgb, level=TIER_JPEG_QUALITY)
+
+    def original(self, path: str) -> Path | None:
+        """The original file, only if it lies inside the library (no ``..``, no symlink
+        leading out of it) and the library is mounted."""
+        from imganalyzer.web.security import inside
+
+        return inside(self.library, path)
+
+    # ------------------------------------------------------------ result rows
+
+    def rows(self, location: Location) -> dict[str, dict[str, Any]]:
+        """{module: the image's row} for the modules that have one."""
+        found = {}
+        for module in DETAIL_MODULES:
+            path = self.results / module / f"{location.shard}.jsonl"
+            if not path.is_file():
+                continue
+            for number, row in enumerate(read_rows(path)):
+                if number == location.row:
+                    found[module] = row
+                    break
+        return found
+
+    def duplicate_groups(self) -> list[dict[str, Any]] | None:
+        """The groups of the last run's duplicates step, or None when it has not run."""
+        return self._groups.get()
+
+    def _read_groups(self) -> list[dict[str, Any]] | None:
+        if not self.groups_file.is_file():
+            return None
+        return json.loads(self.groups_file.read_text(encoding="utf-8")).get("groups", [])
+
+    def people(self) -> PeopleFile:
+        """``faces/people.json`` with the user's edits applied (empty before the step ran)."""
+        return self._people.get()[0]
+
+    def face_labels(self, path: str) -> dict[int, tuple[int, str]]:
+        """Face index in the image's faces row -> (person id, name or "person <id>")."""
+        return self._people.get()[1].get(path, {})
+
+    def _read_people(self) -> tuple[PeopleFile, dict[str, dict[int, tuple[int, str]]]]:
+        people = load_people(self.results)
+        by_path: dict[str, dict[int, tuple[int, str]]] = {}
+        for person in people.people.values():
+            for face in person.faces:
+                record = people.faces[face]
+                by_path.setdefault(record.path, {})[record.face] = (person.id, person.label)
+        return people, by_path
+
+    def has_file(self, relative: str) -> bool:
+        return os.path.isfile(self.results / relative)
+
+
+class Stamped:
+    """A value computed from files, recomputed when one of them changes (by mtime)."""
+
+    def __init__(self, compute, *paths: Path) -> None:  # noqa: ANN001
+        self.compute = compute
+        self.paths = paths
+        self._stamp: tuple | None = None
+        self._value: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        stamp = tuple(p.stat().st_mtime_ns if p.exists() else None for p in self.paths)
+        with self._lock:
+            if stamp != self._stamp:
+                self._value, self._stamp = self.compute(), stamp
+            return self._value

@@ -1,0 +1,161 @@
+"""The search page and its JSON twin: the query language, hybrid ranking and filters of
+`imganalyzer search` (the same SearchIndex calls), a grid of stored thumbnails, pages."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from imganalyzer.search import MODES, Filters, Hit, parse_date_bound
+from imganalyzer.web.data import ResultsData
+from imganalyzer.web.view import render
+
+PER_PAGE = 48
+MAX_PAGE = 200  # deeper than anyone pages; bounds the ranking depth a request can ask for
+FILTER_FIELDS = {f.name for f in dataclasses.fields(Filters)}
+TEXT_FILTERS = ("camera", "lens", "person", "place", "folder")
+NUMBER_FILTERS = ("min_aesthetic", "min_sharpness")
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    page: int
+    hits: list[dict[str, Any]] = field(default_factory=list)
+    total: int | None = None  # images that match (text mode), else None
+    more: bool = False
+    error: str | None = None
+    semantic_off: str | None = None  # why the semantic and hybrid modes are unavailable
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_filters(params: dict[str, str]) -> Filters:
+    """Filters from form fields; a bad value raises ValueError naming the field."""
+    values: dict[str, Any] = {}
+    for name in ("after", "before"):
+        if params.get(name, "").strip():
+            try:
+                values[name] = parse_date_bound(params[name])
+            except ValueError as error:
+                raise ValueError(f"{name}: not a date (YYYY, YYYY-MM or YYYY-MM-DD)") from error
+    for name in TEXT_FILTERS:
+        if name in FILTER_FIELDS and params.get(name, "").strip():
+            values[name] = params[name].strip()
+    for name in NUMBER_FILTERS:
+        if params.get(name, "").strip():
+            try:
+                values[name] = float(params[name])
+            except ValueError as error:
+                raise ValueError(f"{name.replace('_', ' ')}: not a number") from error
+    values["has_text"] = params.get("has_text") in ("1", "on", "true")
+    return Filters(**values)
+
+
+class TextEncoders:
+    """The CLIP text tower, loaded on the first semantic query and kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._encoder = None
+        self.failure: str | None = None
+
+    def get(self, config: dict[str, Any]):  # noqa: ANN201
+        with self._lock:
+            if self._encoder is None and self.failure is None:
+                try:
+                    from imganalyzer.search import clip_text_encoder
+
+                    encoder = clip_text_encoder(config)
+                    encoder("a photo")  # loads the model now, so that failing here is final
+                    self._encoder = encoder
+                except Exception as error:  # a missing model must not break text search
+                    reason = str(error).splitlines()[0][:160] if str(error) else type(error)
+                    self.failure = f"the CLIP model could not be loaded ({reason})"
+            return self._encoder
+
+
+def run_search(data: ResultsData, encoders: TextEncoders, params: dict[str, str]) -> SearchResult:
+    query = params.get("q", "")
+    mode = params.get("mode", "hybrid")
+    try:
+        page = min(max(int(params.get("page", "1")), 1), MAX_PAGE)
+    except ValueError:
+        page = 1
+    result = SearchResult(query, mode if mode in MODES else "hybrid", page)
+    try:
+        index = data.index()
+    except LookupError as error:
+        result.error = str(error)
+        return result
+    if index.vectors is None:
+        result.semantic_off = "the index holds no embeddings (enable the embedding module)"
+    elif encoders.failure:
+        result.semantic_off = encoders.failure
+    try:
+        filters = parse_filters(params)
+        encoder = None
+        if result.mode != "text" and result.semantic_off is None:
+            encoder = encoders.get(data.config)
+            result.semantic_off = encoders.failure
+        if result.semantic_off is not None:
+            result.mode = "text"
+        limit = page * PER_PAGE + 1
+        hits = index.search(query, result.mode, filters, limit, encoder)
+        if result.mode == "text":
+            result.total = index.count(query, filters)
+    except ValueError as error:
+        result.error = str(error)
+        return result
+    window = hits[(page - 1) * PER_PAGE : page * PER_PAGE]
+    result.more = len(hits) > page * PER_PAGE
+    result.hits = [hit_card(data, hit) for hit in window]
+    return result
+
+
+def hit_card(data: ResultsData, hit: Hit) -> dict[str, Any]:
+    """What a grid cell shows: the path, a thumbnail address, a caption and the date."""
+    fields = hit.as_dict()
+    location = data.locate(hit.key, hit.fields.get("shard"))
+    return {
+        "path": hit.key,
+        "score": round(hit.score, 4),
+        "thumbnail": data.thumbnail_url(location),
+        "caption": fields.get("caption") or fields.get("description"),
+        "date": fields.get("date"),
+        "camera": fields.get("camera"),
+    }
+
+
+def _params(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items() if len(v) <= 1000}
+
+
+def search_page(request: Request) -> Response:
+    params = _params(request)
+    result = run_search(request.app.state.data, request.app.state.encoders, params)
+    return render(
+        request,
+        "search.html",
+        result=result,
+        params=params,
+        modes=MODES,
+        has_place="place" in FILTER_FIELDS,
+    )
+
+
+def search_api(request: Request) -> Response:
+    result = run_search(request.app.state.data, request.app.state.encoders, _params(request))
+    return JSONResponse(result.as_dict(), status_code=400 if result.error else 200)
+
+
+def routes() -> list[Route]:
+    return [Route("/", search_page), Route("/api/search", search_api)]

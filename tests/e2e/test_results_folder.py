@@ -1,0 +1,77 @@
+"""A results folder describes itself: after a run, every command works from `--results`
+alone, from another folder, with the library renamed away."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from imganalyzer.config import RESULTS_ENV, load_run_config, run_config_path
+from imganalyzer.samples import EXAMPLE_EXIF, build_example_library
+from imganalyzer.web import create_app
+
+from .conftest import _env, make_workspace
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "imganalyzer.cli", *args],
+        cwd=cwd, capture_output=True, text=True, env=env or _env(), timeout=300,
+    )  # fmt: skip
+
+
+def test_commands_work_from_the_results_folder_alone(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "project")
+    build_example_library(ws.library)
+    ws.snakemake("-n")
+    assert not run_config_path(ws.results).exists()  # a dry run records nothing
+    ws.snakemake()
+    recorded = load_run_config(ws.results)
+    assert recorded["modules"] == ["metadata", "technical"]
+    assert recorded["library"] == str(ws.library)
+
+    ws.library.rename(tmp_path / "unmounted")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    results = str(ws.results)
+
+    status = run("status", "--results", results, "--json", cwd=elsewhere)
+    assert status.returncode == 0, status.stderr
+    counts = json.loads(status.stdout)
+    assert counts["current"] == 14 and counts["modules"]["metadata"]["done"] == 14
+
+    canon = {p for p, exif in EXAMPLE_EXIF.items() if exif.make == "Canon"}
+    found = run("search", "canon", "--mode", "text", "--json", "--results", results, cwd=elsewhere)
+    assert found.returncode == 0, found.stderr
+    assert {hit["path"] for hit in json.loads(found.stdout)} == canon
+
+    exported = run("export", "out", "--format", "csv", "--results", results, cwd=elsewhere)
+    assert exported.returncode == 0, exported.stderr
+    assert (elsewhere / "out" / "images.csv").is_file()
+
+    # the environment variable, and the folder a command runs in, name the results too
+    env = _env() | {RESULTS_ENV: results}
+    by_env = run("search", "canon", "--mode", "text", "--json", cwd=elsewhere, env=env)
+    assert {hit["path"] for hit in json.loads(by_env.stdout)} == canon
+    env = {k: v for k, v in _env().items() if k != RESULTS_ENV}
+    inside = run("status", "--json", cwd=ws.results / "catalog", env=env)
+    assert json.loads(inside.stdout)["current"] == 14
+    models = run("models", "list", "--results", results, cwd=elsewhere)
+    assert models.returncode == 0 and "no enabled module loads a model" in models.stdout
+
+    app = create_app(load_run_config(ws.results))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        found = client.get("/api/search", params={"q": "canon", "mode": "hybrid"}).json()
+        assert found["mode"] == "text" and "no embeddings" in found["semantic_off"]
+        hits = found["hits"]
+        assert {hit["path"] for hit in hits} == canon
+        assert all(client.get(hit["thumbnail"]).status_code == 200 for hit in hits)
+        assert client.get("/api/status").json()["mounted"] is False
+        assert client.get("/original", params={"path": sorted(canon)[0]}).status_code == 404
