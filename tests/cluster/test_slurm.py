@@ -242,7 +242,7 @@ def test_node_jobs_go_through_sbatch_a_cancelled_one_reruns_alone_results_equal_
             env=slurm.env,
         )
         try:
-            victim = running_job_of(slurm, "embedding", first_run)
+            victim = running_job_of(slurm, "embedding", first_run, tmp_path)
             slurm.scancel(victim)
         finally:
             first_run.wait(timeout=900)
@@ -280,13 +280,16 @@ def test_node_jobs_go_through_sbatch_a_cancelled_one_reruns_alone_results_equal_
     assert not submissions(third)
 
 
-def running_job_of(slurm: SlurmCluster, rule: str, run: subprocess.Popen) -> str:
-    """The SLURM id of the rule's job once it runs on the node (and has started working)."""
+def running_job_of(slurm: SlurmCluster, rule: str, run: subprocess.Popen, workdir: Path) -> str:
+    """The SLURM id of the rule's job once Snakemake on the node has started the rule's work
+    (its job log shows the rule: the workflow re-parsed, the script starting)."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and run.poll() is None:
         for job in slurm.squeue():
-            if job["comment"].startswith(f"rule_{rule}") and job["state"] == "RUNNING":
-                time.sleep(2)  # inside the job: Snakemake re-parsing, the model loading
+            if not job["comment"].startswith(f"rule_{rule}") or job["state"] != "RUNNING":
+                continue
+            logs = workdir.glob(f".snakemake/slurm_logs/rule_{rule}/*/{job['id']}.log")
+            if any(f"rule {rule}:" in log.read_text(errors="replace") for log in logs):
                 return job["id"]
-        time.sleep(0.5)
-    raise AssertionError(f"no {rule} job ever ran")
+        time.sleep(0.2)
+    raise AssertionError(f"no {rule} job was ever seen working")
