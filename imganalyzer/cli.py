@@ -8,47 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from imganalyzer.config import (
-    RESULTS_ENV,
-    ConfigError,
-    find_results,
-    load_config_file,
-    load_run_config,
-    run_config_path,
-)
-
-
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--results",
-        help=f"the results folder of a run (default: ${RESULTS_ENV}, or the results folder "
-        "this command runs inside); its recorded config is used",
-    )
-    parser.add_argument(
-        "--config",
-        help="a config file whose keys override the run's (default: config.yaml "
-        "when no results folder is found)",
-    )
-    parser.add_argument("--library", help="override the config's library")
-
-
-def _load_config(args: argparse.Namespace, need_library: bool | None = None) -> dict:
-    """The config of the run that wrote the results folder (``--results``, the environment
-    or the current folder), with ``--config`` and ``--library`` on top; without a recorded
-    run, ``--config`` (default ``config.yaml``) as it is. ``need_library``: whether the
-    library must be mounted (default: only without a recorded run)."""
-    overrides = {k: getattr(args, k) for k in ("library", "results") if getattr(args, k)}
-    results = find_results(args.results)
-    if results is not None and run_config_path(results).is_file():
-        return load_run_config(results, overrides, args.config, check_paths=bool(need_library))
-    check_paths = need_library is not False
-    return load_config_file(args.config or "config.yaml", overrides, check_paths)
+from imganalyzer.cli_options import add_config_arguments, load_config, reported
+from imganalyzer.config import ConfigError
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from imganalyzer.status import library_status
 
-    config = _load_config(args)
+    config = load_config(args)
     report = library_status(config["library"], config["results"], config["modules"])
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text(args.errors))
     return 0
@@ -57,7 +24,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from imganalyzer.report import format_reports, module_reports, write_time_plot
 
-    config = _load_config(args)
+    config = load_config(args)
     reports = module_reports(config["results"])
     if args.json:
         print(json.dumps([r.as_dict() for r in reports], indent=2))
@@ -71,7 +38,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     from imganalyzer.compact import compact
 
-    print(compact(_load_config(args, need_library=True)).summary())
+    print(compact(load_config(args, need_library=True)).summary())
     return 0
 
 
@@ -86,7 +53,7 @@ def cmd_example(args: argparse.Namespace) -> int:
 def cmd_models_list(args: argparse.Namespace) -> int:
     from imganalyzer.models import configured_modules, format_table, locate
 
-    config = _load_config(args, need_library=False)
+    config = load_config(args, need_library=False)
     modules = configured_modules(config)
     if not modules:
         print("no enabled module loads a model (see modules: in the config)")
@@ -98,7 +65,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     from imganalyzer.models import ModelNotFoundError, configured_modules, fetch
 
-    config = _load_config(args, need_library=False)
+    config = load_config(args, need_library=False)
     failed = 0
     for module in configured_modules(config):
         try:
@@ -114,7 +81,7 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from imganalyzer.index import update_index
 
-    config = _load_config(args)
+    config = load_config(args)
     report = update_index(
         config["results"], config["library"], config["modules"], args.rebuild, args.threads
     )
@@ -148,34 +115,12 @@ def _print_hits(hits: list, as_json: bool) -> None:
     print(json.dumps([h.as_dict() for h in hits], indent=2) if as_json else format_hits(hits))
 
 
-def _reported(command):
-    """Bad arguments (exit 2) and a missing index or image (exit 1) as one-line messages."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except LookupError as error:
-            print(f"imganalyzer: {_printable(error)}", file=sys.stderr)
-            return 1
-        except ValueError as error:
-            print(f"imganalyzer: {_printable(error)}", file=sys.stderr)
-            return 2
-
-    return run
-
-
-def _printable(error: Exception) -> str:
-    """The message on one line: control characters and a path's stray bytes escaped."""
-    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
-@_reported
+@reported
 def cmd_search(args: argparse.Namespace) -> int:
     from imganalyzer.index import index_dir_of
     from imganalyzer.search import SearchIndex, clip_text_encoder
 
-    config = _load_config(args)
+    config = load_config(args)
     filters = _search_filters(args)
     index = SearchIndex(index_dir_of(config["results"]))
     mode = args.mode
@@ -189,23 +134,23 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reported
+@reported
 def cmd_similar(args: argparse.Namespace) -> int:
     from imganalyzer.index import index_dir_of
     from imganalyzer.search import SearchIndex
 
-    config = _load_config(args)
+    config = load_config(args)
     filters = _search_filters(args)
     index = SearchIndex(index_dir_of(config["results"]))
     _print_hits(index.similar(args.path, filters, args.limit), args.json)
     return 0
 
 
-@_reported
+@reported
 def cmd_export(args: argparse.Namespace) -> int:
     from imganalyzer.export import export_tables
 
-    config = _load_config(args)
+    config = load_config(args)
     _check_export_folder(args.out, config)
     written = export_tables(
         config["results"], config["library"], args.out, args.format, config["modules"]
@@ -246,13 +191,13 @@ def _checked(parse, option: str = ""):  # noqa: ANN001, ANN202
 def cmd_serve(args: argparse.Namespace) -> int:
     from imganalyzer.web.app import serve
 
-    serve(_load_config(args), args.host, args.port, args.token)
+    serve(load_config(args), args.host, args.port, args.token)
     return 0
 
 
 def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="a web page to search and browse the results")
-    _add_config_arguments(serve)
+    add_config_arguments(serve)
     serve.add_argument("--port", type=int, default=8765, help="port (8765)")
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
@@ -325,7 +270,7 @@ def _thread_count(text: str) -> int:
 
 def _add_search_parsers(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser("index", help="build or update the search index")
-    _add_config_arguments(index)
+    add_config_arguments(index)
     index.add_argument("--rebuild", action="store_true", help="rebuild from scratch")
     index.add_argument(
         "--threads",
@@ -336,7 +281,7 @@ def _add_search_parsers(commands: argparse._SubParsersAction) -> None:
     index.set_defaults(func=cmd_index)
 
     search = commands.add_parser("search", help="find images by words, meaning and filters")
-    _add_config_arguments(search)
+    add_config_arguments(search)
     search.add_argument(
         "query",
         type=_checked(_query),
@@ -347,13 +292,13 @@ def _add_search_parsers(commands: argparse._SubParsersAction) -> None:
     search.set_defaults(func=cmd_search)
 
     similar = commands.add_parser("similar", help="images that look like a given one")
-    _add_config_arguments(similar)
+    add_config_arguments(similar)
     similar.add_argument("path", help="an image's path relative to the library root")
     _add_filter_arguments(similar)
     similar.set_defaults(func=cmd_similar)
 
     export = commands.add_parser("export", help="write result tables for pandas/DuckDB")
-    _add_config_arguments(export)
+    add_config_arguments(export)
     export.add_argument("out", help="output folder")
     export.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     export.set_defaults(func=cmd_export)
@@ -363,12 +308,12 @@ def _add_models_parser(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="the models the config names")
     actions = models.add_subparsers(dest="models_command", required=True)
     listing = actions.add_parser("list", help="configured models, where they load from, present?")
-    _add_config_arguments(listing)
+    add_config_arguments(listing)
     listing.set_defaults(func=cmd_models_list)
     fetching = actions.add_parser(
         "fetch", help="download every configured model into the standard caches"
     )
-    _add_config_arguments(fetching)
+    add_config_arguments(fetching)
     fetching.set_defaults(func=cmd_models_fetch)
 
 
@@ -377,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     status = commands.add_parser("status", help="catalog state, per-module counts and errors")
-    _add_config_arguments(status)
+    add_config_arguments(status)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument(
         "--errors", action="store_true", help="list every error (default: grouped by kind)"
@@ -385,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     report = commands.add_parser("report", help="per-module images/s, job times, peak memory")
-    _add_config_arguments(report)
+    add_config_arguments(report)
     report.add_argument("--json", action="store_true", help="print JSON")
     report.add_argument("--plot", metavar="SVG", help="also write a bar chart of module time")
     report.set_defaults(func=cmd_report)
@@ -393,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     compacting = commands.add_parser(
         "compact", help="merge the shards of small imports into full shards (no recomputing)"
     )
-    _add_config_arguments(compacting)
+    add_config_arguments(compacting)
     compacting.set_defaults(func=cmd_compact)
 
     example = commands.add_parser("example", help="build the small example library")

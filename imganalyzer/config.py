@@ -13,11 +13,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from imganalyzer.errors import ConfigError
 from imganalyzer.files import atomic_write_text
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or wrong; the message names the key."""
+from imganalyzer.models import check_aesthetic_compatible
 
 
 def load_schema() -> dict[str, Any]:
@@ -59,8 +57,6 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
             "in; add objects to modules (or remove ocr)"
         )
     if "aesthetic" in config["modules"]:
-        from imganalyzer.models import check_aesthetic_compatible  # models imports this module
-
         embedding = config["embedding"]
         check_aesthetic_compatible(
             embedding["model"], embedding["pretrained"], config["aesthetic"]["weights"]

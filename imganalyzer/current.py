@@ -63,16 +63,6 @@ class CurrentView:
             key = (catalogued.path, catalogued.size, catalogued.mtime_ns)
             self._backs.setdefault(shard, {})[key] = entry
         self.shards = {s: CurrentShard(s, by_shard[s]) for s in sorted(by_shard)}
-        self._people: dict[str, list[str]] | None = None
-
-    def people(self) -> dict[str, list[str]]:
-        """Current path -> names and aliases of the named people in the image (from the
-        people step's ``faces/people.json``; empty before it ran). Read once per view."""
-        if self._people is None:
-            from imganalyzer.people import people_by_path  # people reads through this module
-
-            self._people = people_by_path(self.results)
-        return self._people
 
     def result_file(self, module: str, shard: str, suffix: str = ".jsonl") -> Path:
         return self.results / module / f"{shard}{suffix}"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from imganalyzer.catalog import SHARD_ID_PATTERN
-from imganalyzer.cli import _add_config_arguments, _load_config, _reported
+from imganalyzer.cli_options import add_config_arguments, load_config, reported
 
 NOT_RUN = (
     "near duplicates need the perceptual hashes of the duplicates module, which has not "
@@ -29,11 +29,11 @@ def hashes_computed(results: str) -> bool:
     return folder.is_dir() and any(shard_file.fullmatch(p.name) for p in folder.iterdir())
 
 
-@_reported
+@reported
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from imganalyzer.duplicates import current_report, format_groups
 
-    config = _load_config(args)
+    config = load_config(args)
     if args.kind != "exact" and not hashes_computed(config["results"]):
         raise LookupError(NOT_RUN)
     settings = config.get("duplicates") or {}
@@ -66,7 +66,7 @@ def add_duplicates_parser(commands: argparse._SubParsersAction) -> None:
     duplicates = commands.add_parser(
         "duplicates", help="exact and near duplicate images, with the one to keep"
     )
-    _add_config_arguments(duplicates)
+    add_config_arguments(duplicates)
     duplicates.add_argument(
         "--kind", choices=["exact", "near", "all"], default="all", help="groups shown (all)"
     )

@@ -18,6 +18,7 @@ changed: nothing is written. A module's fields are entries of :data:`MODULE_FIEL
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ import tantivy
 from imganalyzer.catalog import escape_path, read_manifest
 from imganalyzer.current import CurrentView, current_shards, file_versions
 from imganalyzer.files import atomic_directory, atomic_open, atomic_write_text, temporary_file
+from imganalyzer.people import EDITS_FILE, PEOPLE_FILE, faces_dir, people_by_path
 from imganalyzer.results import ERROR
 
 log = logging.getLogger(__name__)
@@ -319,10 +321,34 @@ def to_document(fields: dict[str, Any]) -> tantivy.Document:
     return doc
 
 
+def named_people(view: CurrentView) -> dict[str, list[str]]:
+    """Current path -> names and aliases of the named people in the image (from
+    ``faces/people.json`` with the user's edits; empty before the people step ran), read
+    once per version of those files: every shard asks."""
+    folder = faces_dir(view.results)
+    versions = tuple(_version(folder / name) for name in (PEOPLE_FILE, EDITS_FILE))
+    if versions[0] is None:
+        return {}
+    return _people_names(str(view.results), versions)
+
+
+def _version(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _people_names(results: str, versions: tuple) -> dict[str, list[str]]:
+    return people_by_path(results)
+
+
 def shard_fields(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[dict]:
     """:func:`image_fields` of every current image of ``shard``, in manifest order."""
     by_module = {module: view.rows(module, shard) for module in modules}
-    people = view.people() if "faces" in modules else {}
+    people = named_people(view) if "faces" in modules else {}
     for entry in view.shards[shard].entries:
         rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
         if people.get(entry.path) and rows.get("faces"):
@@ -380,7 +406,7 @@ def shard_fingerprint(view: CurrentView, shard: str, modules: Sequence[str]) -> 
     entries = [(e.path, e.size, e.mtime_ns) for e in view.shards[shard].entries]
     inputs = [list(modules), files, moved] if moved else [list(modules), files]
     if "faces" in modules:  # naming a person re-indexes only the shards with their faces
-        people = view.people()
+        people = named_people(view)
         names = [(e.path, people[e.path]) for e in view.shards[shard].entries if e.path in people]
         if names:
             inputs.append(names)

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
-from imganalyzer.config import ConfigError
+from imganalyzer.errors import ConfigError
 
 LoaderKind = Literal[
     "open_clip", "huggingface", "insightface", "torch-state-dict", "bundled", "remote"

@@ -12,12 +12,11 @@ from typing import Any
 
 from imganalyzer import people as people_module
 from imganalyzer.catalog import escape_path
+from imganalyzer.cli_options import add_config_arguments, load_config, reported
 
 
 def _results(args: argparse.Namespace) -> str:
-    from imganalyzer.cli import _load_config
-
-    return _load_config(args)["results"]
+    return load_config(args)["results"]
 
 
 def _person_dict(person: people_module.Person, people: people_module.PeopleFile) -> dict:
@@ -26,12 +25,6 @@ def _person_dict(person: people_module.Person, people: people_module.PeopleFile)
         "id": person.id, "name": person.name, "aliases": person.aliases,
         "n_faces": len(person.faces), "n_images": len(images), "crop": person.crop,
     }  # fmt: skip
-
-
-def _reported(command):  # noqa: ANN001, ANN202
-    from imganalyzer.cli import _reported as reported
-
-    return reported(command)
 
 
 def cmd_people_list(args: argparse.Namespace) -> int:
@@ -106,9 +99,7 @@ def cmd_people_split(args: argparse.Namespace) -> int:
 
 
 def cmd_people_update(args: argparse.Namespace) -> int:
-    from imganalyzer.cli import _load_config
-
-    config = _load_config(args)
+    config = load_config(args)
     settings = config.get("people") or {}
     report = people_module.update_people(
         config["results"], config["library"],
@@ -123,15 +114,13 @@ def cmd_people_update(args: argparse.Namespace) -> int:
 
 def add_people_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``people`` and its actions to the ``imganalyzer`` command line."""
-    from imganalyzer.cli import _add_config_arguments
-
     people = commands.add_parser("people", help="people found in the photos: list, name, merge")
     actions = people.add_subparsers(dest="people_command", required=True)
 
     def action(name: str, help_text: str, handler) -> argparse.ArgumentParser:  # noqa: ANN001
         parser = actions.add_parser(name, help=help_text)
-        _add_config_arguments(parser)
-        parser.set_defaults(func=_reported(handler))
+        add_config_arguments(parser)
+        parser.set_defaults(func=reported(handler))
         return parser
 
     listing = action("list", "every person: id, faces, images, name", cmd_people_list)
