@@ -851,3 +851,16 @@ def test_a_raw_decode_unlike_its_preview_is_replaced_by_the_preview(tmp_path):
     decoded = decode_image(path, long_edge=160, max_pixels=MAX_PIXELS)
     assert decoded.method == "raw-preview"
     assert brightest_corner(decoded.rgb) == "top-left"
+
+
+def test_bmp_and_the_first_frame_of_a_gif_decode(tmp_path):
+    Image.fromarray(_photo()).save(tmp_path / "a.bmp")
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "b.gif", save_all=True, append_images=frames[1:], duration=100)
+
+    bmp = decode_image(tmp_path / "a.bmp", long_edge=64, max_pixels=MAX_PIXELS)
+    gif = decode_image(tmp_path / "b.gif", long_edge=64, max_pixels=MAX_PIXELS)
+
+    assert bmp.original_size == (160, 120) and bmp.note is None
+    red, green, blue = (int(v) for v in gif.rgb[15, 20])
+    assert red > 200 and blue < 50  # the first frame, not the last
