@@ -3,8 +3,11 @@
 Every supported format ends as one ``(H, W, 3)`` uint8 sRGB array, oriented as displayed, whose
 long edge is at most the requested ``long_edge``. JPEGs are decoded with DCT scaling
 (``Image.draft``), HEIF files from an embedded thumbnail when one is large enough, RAW files from
-their embedded preview when it is large enough (else a half-size demosaic). Any failure raises
-:class:`DecodeError` with a one-line reason.
+their embedded preview when it is large enough (else a half-size demosaic, checked against
+the preview: black or noise is replaced by the preview or refused). The decoder is chosen by the
+file's first bytes, not its name. Width x height x samples x bytes per sample are checked
+against ``max_pixels`` before anything is allocated. Any failure raises :class:`DecodeError`
+with a one-line reason and an error kind.
 """
 
 from __future__ import annotations
