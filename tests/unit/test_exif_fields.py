@@ -119,6 +119,12 @@ def test_exiftool_readings_map_to_the_same_fields() -> None:
     assert (fields["gps_latitude"], fields["gps_longitude"]) == (-33.8568, 151.2153)
 
 
+def test_exiftool_pentax_iso_index_is_turned_into_iso() -> None:
+    reading = {"Make": "PENTAX Corporation", "Model": "PENTAX *ist DL", "ISO": 9}
+    assert exif_fields.fields(as_exiv2_tags(reading))["iso"] == 200
+    assert exif_fields.fields(as_exiv2_tags({"Make": "Canon", "ISO": 9}))["iso"] == 9
+
+
 @pytest.mark.skipif(shutil.which("exiftool") is None, reason="ExifTool is not installed")
 def test_exiftool_fallback_reads_what_exiv2_reads(tmp_path: Path) -> None:
     info = ExifInfo(make="FUJIFILM", model="X-T4", iso=400, f_number=5.6, gps=(48.8, 2.3, None))
