@@ -39,7 +39,7 @@ import pillow_heif
 import rawpy
 from PIL import Image
 
-from imganalyzer import exif_fields
+from imganalyzer import exif_fields, formats
 from imganalyzer.exiftool import exiftool_fields
 from imganalyzer.places import place_of
 
@@ -276,7 +276,8 @@ def _read_pillow(
     except MetadataError:
         if _incomplete(exif):
             raise
-        return _header_unreadable(exif)  # exiv2 read the metadata of a file Pillow cannot open
+        fh.seek(0)  # exiv2 read the metadata of a file Pillow cannot open (JPEG XL, ...)
+        return {**_header_unreadable(exif), "format": formats.sniff(fh.read(32))}
     fmt = {"mpo": "jpeg"}.get(image.format.lower(), image.format.lower())
     if _incomplete(exif) and not tags and isinstance(image.info.get("exif"), bytes):
         tags = _exif_from_block(image.info["exif"])
