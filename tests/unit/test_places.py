@@ -28,3 +28,21 @@ def test_no_place_far_from_any_town_or_without_a_position() -> None:
     assert place_of(0.0, 0.0) is None  # what broken GPS units write
     assert place_of(None, 2.0) is None
     assert place_of(91.0, 0.0) is None
+
+
+def test_the_parsed_towns_are_cached_and_an_unwritable_cache_is_no_error(
+    tmp_path, monkeypatch
+) -> None:
+    import imganalyzer.places as places
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(places, "_GAZETTEER", None)
+    assert place_of(51.5007, -0.1246).place == "London"
+    assert len(list((tmp_path / "cache" / "imganalyzer").glob("places-*.npz"))) == 1
+    monkeypatch.setattr(places, "_GAZETTEER", None)
+    assert place_of(51.5007, -0.1246).place == "London"  # from the cache
+
+    (tmp_path / "a-file").write_text("not a folder")  # no cache folder can be made below it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file" / "sub"))
+    monkeypatch.setattr(places, "_GAZETTEER", None)
+    assert place_of(51.5007, -0.1246).place == "London"

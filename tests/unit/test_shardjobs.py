@@ -3,8 +3,10 @@ logged, not printed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,21 @@ from PIL import Image
 
 from imganalyzer.catalog import Entry, write_manifest
 from imganalyzer.results import read_rows
-from imganalyzer.shardjobs import decoder_output_to_log, run_decode_shard, run_metadata_shard
+from imganalyzer.shardjobs import (
+    _CURRENT_FILE,
+    decoder_output_to_log,
+    run_decode_shard,
+    run_metadata_shard,
+)
+
+
+@contextlib.contextmanager
+def _current(path: str):
+    _CURRENT_FILE.path = path
+    try:
+        yield
+    finally:
+        _CURRENT_FILE.path = None
 
 
 def _library(tmp_path: Path) -> tuple[Path, Path]:
@@ -63,3 +79,10 @@ def test_native_decoder_output_goes_to_the_log(caplog, capfd) -> None:
         os.write(2, b"/photos/a.crw: Unexpected end of file\n")
     assert "decoder output: /photos/a.crw: Unexpected end of file" in caplog.text
     assert "Unexpected end of file" not in capfd.readouterr().err
+
+
+def test_python_warnings_are_logged_with_the_file_being_read(caplog, capfd) -> None:
+    with caplog.at_level(logging.INFO), decoder_output_to_log(), _current("2024/cut.tif"):
+        warnings.warn("Truncated File Read", UserWarning, stacklevel=1)
+    assert "2024/cut.tif: " in caplog.text and "Truncated File Read" in caplog.text
+    assert "Truncated File Read" not in capfd.readouterr().err
