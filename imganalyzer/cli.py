@@ -173,8 +173,21 @@ def cmd_similar(args: argparse.Namespace) -> int:
     config = _load_config(args)
     filters = _search_filters(args)
     index = SearchIndex(index_dir_of(config["results"]))
-    _print_hits(index.similar(args.path, filters, args.limit), args.json)
+    path = _library_relative(args.path, config["library"])
+    _print_hits(index.similar(path, filters, args.limit), args.json)
     return 0
+
+
+def _library_relative(path: str, library: str) -> str:
+    """An image's path as the index keys it: relative to the library root ("./" and an
+    absolute path inside the library are accepted too)."""
+    if os.path.isabs(path):
+        for root in (os.path.abspath(library), os.path.realpath(library)):
+            relative = os.path.relpath(path, root)
+            if not relative.startswith(os.pardir):
+                return relative.replace(os.sep, "/")
+        raise LookupError(f"{path!r} is not inside the library {library}")
+    return os.path.normpath(path).replace(os.sep, "/") if path.startswith("./") else path
 
 
 @_reported

@@ -150,6 +150,13 @@ def test_names_that_are_not_utf8_are_found_and_printed_in_their_text_form(
     assert index.search("", "text", Filters(folder="2023/d\\xfcr"))[0].key == CAFE
     for spelling in (CAFE, escape_path(CAFE)):
         assert CAFE not in [h.key for h in index.similar(spelling)]
+    library = os.path.realpath(full.parent / "library")
+    for spelling in ("./2022/home/cat.jpg", f"{library}/2022/home/cat.jpg"):
+        status, out, err = _run(["similar", spelling, "--json"], full, capsys)
+        assert status == 0, err
+        assert "2022/home/cat.jpg" not in {hit["path"] for hit in json.loads(out)}
+    status, _, err = _run(["similar", "/elsewhere/cat.jpg"], full, capsys)
+    assert status == 1 and "not inside the library" in err
     status, out, _ = _run(["search", "café", "--mode", "text", "--json"], full, capsys)
     assert status == 0 and json.loads(out)[0]["path"] == "2023/d\\xfcr/caf\\xe9.jpg"
     status, out, _ = _run(["search", "café", "--mode", "text"], full, capsys)
