@@ -184,7 +184,7 @@ def _library_relative(path: str, library: str) -> str:
     if os.path.isabs(path):
         for root in (os.path.abspath(library), os.path.realpath(library)):
             relative = os.path.relpath(path, root)
-            if not relative.startswith(os.pardir):
+            if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
                 return relative.replace(os.sep, "/")
         raise LookupError(f"{path!r} is not inside the library {library}")
     return os.path.normpath(path).replace(os.sep, "/") if path.startswith("./") else path
