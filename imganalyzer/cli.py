@@ -340,8 +340,16 @@ def _add_models_parser(commands: argparse._SubParsersAction) -> None:
     fetching.set_defaults(func=cmd_models_fetch)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose error line stays one line whatever the arguments hold (a carriage
+    return or a path's stray byte is shown escaped)."""
+
+    def error(self, message: str):  # noqa: ANN201
+        super().error("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imganalyzer", description=__doc__)
+    parser = _Parser(prog="imganalyzer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     status = commands.add_parser("status", help="catalog state, per-module counts and errors")

@@ -198,7 +198,10 @@ class SearchIndex:
             query = Query.boolean_query(
                 [(Occur.Must, query), (Occur.Must, Query.const_score_query(condition, 0.0))]
             )
-        hits = self.searcher.search(query, limit, count=False).hits
+        try:  # the lenient parser lets some mistakes through to the search (`nofield:*`)
+            hits = self.searcher.search(query, limit, count=False).hits
+        except ValueError as error:
+            raise SearchInputError(f"query {text!r}: {_one_line(error)}") from None
         ids = self.searcher.fast_field_values("key_id", [address for _, address in hits])
         return [(int(i), float(score)) for i, (score, _) in zip(ids, hits, strict=True)]
 

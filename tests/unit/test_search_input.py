@@ -74,6 +74,7 @@ def _run(argv: list[str], config: Path, capsys: pytest.CaptureFixture) -> tuple[
     [
         (["search", "(" * 5000], "at most 1,000"),  # once a segfault
         (["search", "(" * 40 + "a"], f"at most {QUERY_NESTING_MAX}"),
+        (["search", "0:*", "--mode", "text"], "field does not exist"),  # once a ValueError
         (["search", "x", "--limit", "0"], "between 1 and 10,000, got 0"),  # once a panic
         (["search", "x", "--limit", "-1"], "got -1"),  # once an OverflowError
         (["search", "x", "--limit", "100000000000"], "got 100,000,000,000"),  # 1.6 TB
