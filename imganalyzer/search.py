@@ -366,7 +366,17 @@ class SearchIndex:
                 f"{option} needs results of the {names} module, which has not run: add "
                 f"{modules[0]} to modules: in the config and run snakemake"
             )
+        if filters.person and not self._any_term("people"):
+            raise ModuleNotRunError(
+                "--person: no person has a name yet: list them with `imganalyzer people "
+                "list` and name one with `imganalyzer people name ID NAME`"
+            )
         return filters
+
+    def _any_term(self, field: str) -> bool:
+        """Whether any document has a word in the text ``field``."""
+        query = Query.regex_query(self.schema, field, ".+")
+        return bool(self.searcher.search(query, 1, count=False).hits)
 
     def no_vectors_message(self, what: str) -> str:
         if self.has_run("embedding"):

@@ -191,6 +191,18 @@ def test_hybrid_search_without_embeddings_says_it_searched_words_only(
     assert "words only" in err and "embedding module has not run" in err
 
 
+def test_person_filter_without_any_named_person_says_how_to_name_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    photos = sample_photos()
+    for photo in photos:
+        photo.people = None
+    config = _library(tmp_path, photos)
+    status, out, err = _run(["search", "", "--mode", "text", "--person", "alice"], config, capsys)
+    assert status == 1 and not out
+    assert "no person has a name yet" in err and "people name" in err
+
+
 def test_filters_work_when_their_module_ran(full: Path, capsys: pytest.CaptureFixture) -> None:
     status, out, err = _run(["search", "", "--mode", "text", "--person", "alice"], full, capsys)
     assert status == 0 and "IMG_0001" in out and not err
