@@ -142,8 +142,21 @@ def cmd_similar(args: argparse.Namespace) -> int:
     config = load_config(args)
     filters = _search_filters(args)
     index = SearchIndex(index_dir_of(config["results"]))
-    _print_hits(index.similar(args.path, filters, args.limit), args.json)
+    path = _library_relative(args.path, config["library"])
+    _print_hits(index.similar(path, filters, args.limit), args.json)
     return 0
+
+
+def _library_relative(path: str, library: str) -> str:
+    """An image's path as the index keys it: relative to the library root ("./" and an
+    absolute path inside the library are accepted too)."""
+    if os.path.isabs(path):
+        for root in (os.path.abspath(library), os.path.realpath(library)):
+            relative = os.path.relpath(path, root)
+            if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+                return relative.replace(os.sep, "/")
+        raise LookupError(f"{path!r} is not inside the library {library}")
+    return os.path.normpath(path).replace(os.sep, "/") if path.startswith("./") else path
 
 
 @reported
@@ -317,8 +330,16 @@ def _add_models_parser(commands: argparse._SubParsersAction) -> None:
     fetching.set_defaults(func=cmd_models_fetch)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose error line stays one line whatever the arguments hold (a carriage
+    return or a path's stray byte is shown escaped)."""
+
+    def error(self, message: str):  # noqa: ANN201
+        super().error("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imganalyzer", description=__doc__)
+    parser = _Parser(prog="imganalyzer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     status = commands.add_parser("status", help="catalog state, per-module counts and errors")

@@ -186,14 +186,20 @@ class SearchIndex:
 
     def text_ranking(self, text: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
         """(key_id, BM25 score) best first; an empty ``text`` lists every filtered image."""
-        hits = self.searcher.search(self.text_query(text, filters), limit, count=False).hits
+        hits = self._search(text, self.text_query(text, filters), limit).hits
         ids = self.searcher.fast_field_values("key_id", [address for _, address in hits])
         return [(int(i), float(score)) for i, (score, _) in zip(ids, hits, strict=True)]
 
     def count(self, text: str, filters: Filters | None = None) -> int:
         """How many images the text search matches (all of them for an empty ``text``)."""
         query = self.text_query(text, filters or Filters())
-        return self.searcher.search(query, 1, count=True).count
+        return self._search(text, query, 1, count=True).count
+
+    def _search(self, text: str, query: Query, limit: int, count: bool = False) -> Any:
+        try:  # the lenient parser lets some mistakes through to the search (`nofield:*`)
+            return self.searcher.search(query, limit, count=count)
+        except ValueError as error:
+            raise SearchInputError(f"query {text!r}: {_one_line(error)}") from None
 
     def text_query(self, text: str, filters: Filters) -> Query:
         """The words (query syntax, parsed leniently) and the filters as one query."""
@@ -375,7 +381,17 @@ class SearchIndex:
                 f"{option} needs results of the {names} module, which has not run: add "
                 f"{modules[0]} to modules: in the config and run snakemake"
             )
+        if filters.person and not self._any_term("people"):
+            raise ModuleNotRunError(
+                "--person: no person has a name yet: list them with `imganalyzer people "
+                "list` and name one with `imganalyzer people name ID NAME`"
+            )
         return filters
+
+    def _any_term(self, field: str) -> bool:
+        """Whether any document has a word in the text ``field``."""
+        query = Query.regex_query(self.schema, field, ".+")
+        return bool(self.searcher.search(query, 1, count=False).hits)
 
     def no_vectors_message(self, what: str) -> str:
         if self.has_run("embedding"):

@@ -74,6 +74,7 @@ def _run(argv: list[str], config: Path, capsys: pytest.CaptureFixture) -> tuple[
     [
         (["search", "(" * 5000], "at most 1,000"),  # once a segfault
         (["search", "(" * 40 + "a"], f"at most {QUERY_NESTING_MAX}"),
+        (["search", "0:*", "--mode", "text"], "field does not exist"),  # once a ValueError
         (["search", "x", "--limit", "0"], "between 1 and 10,000, got 0"),  # once a panic
         (["search", "x", "--limit", "-1"], "got -1"),  # once an OverflowError
         (["search", "x", "--limit", "100000000000"], "got 100,000,000,000"),  # 1.6 TB
@@ -150,6 +151,13 @@ def test_names_that_are_not_utf8_are_found_and_printed_in_their_text_form(
     assert index.search("", "text", Filters(folder="2023/d\\xfcr"))[0].key == CAFE
     for spelling in (CAFE, escape_path(CAFE)):
         assert CAFE not in [h.key for h in index.similar(spelling)]
+    library = os.path.realpath(full.parent / "library")
+    for spelling in ("./2022/home/cat.jpg", f"{library}/2022/home/cat.jpg"):
+        status, out, err = _run(["similar", spelling, "--json"], full, capsys)
+        assert status == 0, err
+        assert "2022/home/cat.jpg" not in {hit["path"] for hit in json.loads(out)}
+    status, _, err = _run(["similar", "/elsewhere/cat.jpg"], full, capsys)
+    assert status == 1 and "not inside the library" in err
     status, out, _ = _run(["search", "café", "--mode", "text", "--json"], full, capsys)
     assert status == 0 and json.loads(out)[0]["path"] == "2023/d\\xfcr/caf\\xe9.jpg"
     status, out, _ = _run(["search", "café", "--mode", "text"], full, capsys)
@@ -181,6 +189,18 @@ def test_hybrid_search_without_embeddings_says_it_searched_words_only(
     status, out, err = _run(["search", "canon"], bare, capsys)
     assert status == 0 and "2022/home/cat.jpg" in out
     assert "words only" in err and "embedding module has not run" in err
+
+
+def test_person_filter_without_any_named_person_says_how_to_name_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    photos = sample_photos()
+    for photo in photos:
+        photo.people = None
+    config = _library(tmp_path, photos)
+    status, out, err = _run(["search", "", "--mode", "text", "--person", "alice"], config, capsys)
+    assert status == 1 and not out
+    assert "no person has a name yet" in err and "people name" in err
 
 
 def test_filters_work_when_their_module_ran(full: Path, capsys: pytest.CaptureFixture) -> None:
