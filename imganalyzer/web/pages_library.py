@@ -8,7 +8,6 @@ import csv
 import hashlib
 import io
 import json
-from collections import Counter
 from typing import Any
 
 from starlette.requests import Request
@@ -190,13 +189,9 @@ def status_data(data: ResultsData) -> dict[str, Any]:
 
     config = data.config
     report = library_status(config["library"], str(data.results), config["modules"])
-    kinds = Counter((e["module"], e["error"]) for e in report.errors)
-    examples: dict[tuple[str, str], list[str]] = {}
-    for error in report.errors:
-        examples.setdefault((error["module"], error["error"]), []).append(error["path"])
-    groups = [
-        {"module": m, "error": e, "count": n, "paths": examples[(m, e)][:5]}
-        for (m, e), n in kinds.most_common()
+    groups = [  # the groups `imganalyzer status` prints: by module and kind of error
+        {"module": g.module, "error": g.kind, "count": g.count, "paths": g.examples}
+        for g in report.error_groups()
     ]
     return {**report.as_dict(), "error_groups": groups, "library": config["library"],
             "mounted": data.library.is_dir()}  # fmt: skip

@@ -112,7 +112,7 @@ def run_search(data: ResultsData, encoders: TextEncoders, params: dict[str, str]
         hits = index.search(query, result.mode, filters, limit, encoder)
         if result.mode == "text":
             result.total = index.count(query, filters)
-    except ValueError as error:
+    except (ValueError, LookupError) as error:  # bad input; a filter whose module never ran
         result.error = str(error)
         return result
     window = hits[(page - 1) * PER_PAGE : page * PER_PAGE]

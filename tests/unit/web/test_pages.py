@@ -30,8 +30,10 @@ def test_search_by_an_exif_word_shows_the_matching_thumbnails(client: TestClient
 def test_search_api_takes_the_cli_filters(client: TestClient) -> None:
     found = client.get("/api/search", params={"q": "", "mode": "text", "camera": "Canon"})
     assert [h["path"] for h in found.json()["hits"]] == ["2022/home/cat.jpg"]
-    found = client.get("/api/search", params={"mode": "text", "after": "2022", "person": "x"})
+    found = client.get("/api/search", params={"mode": "text", "after": "2022", "lens": "x"})
     assert found.json()["hits"] == [] and found.json()["total"] == 0
+    nobody = client.get("/api/search", params={"mode": "text", "person": "x"})  # as the CLI says
+    assert nobody.status_code == 400 and "no person has a name yet" in nobody.json()["error"]
     bad = client.get("/api/search", params={"q": "x", "after": "soon"})
     assert bad.status_code == 400 and "after: not a date" in bad.json()["error"]
 
