@@ -20,6 +20,7 @@ except ConfigError as error:  # one line naming the key, no traceback
 RESULTS = Path(config["results"])
 CATALOG = Catalog(RESULTS / "catalog")
 STARTED = time.time()
+SMALL_SHARD_IMAGES_PER_THREAD = 50  # a pool thread per this many images of a new shard
 
 # Cluster jobs re-parse this file: only the main process scans and plans. Nothing is
 # written while parsing, so a dry-run or a lint writes nothing: a real run's onstart
@@ -126,6 +127,19 @@ def duplicates_inputs(wildcards):
     if "metadata" in config["modules"]:  # formats: RAW is the preferred keeper
         inputs += [results_path("metadata", f"{s}.jsonl") for s in SHARDS]
     return inputs
+
+
+def shard_threads(configured):
+    """Threads of a per-shard job: as configured, but fewer for a small new shard (a few
+    photos added), so that its decode and metadata jobs run side by side."""
+
+    def threads(wildcards):
+        planned = PLAN.shards.get(wildcards.shard) if PLAN else None
+        if planned is None:
+            return configured
+        return max(1, min(configured, len(planned) // SMALL_SHARD_IMAGES_PER_THREAD))
+
+    return threads
 
 
 def retry_param(module):
