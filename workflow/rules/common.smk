@@ -160,7 +160,7 @@ def start_run():
         acquire_results_lock(RESULTS)
     except ResultsLocked as error:
         raise SystemExit(f"imganalyzer: {error}") from None
-    if PLAN is not None:
+    if PLAN is not None and (PLAN.shards or PLAN.moves):
         if not PLAN.is_current():
             raise SystemExit(
                 "imganalyzer: the catalog changed since this run planned it (another run "
@@ -178,9 +178,7 @@ def module_outputs():
             outputs[module] = [
                 results_path(module, "jobs", f"{j}.json") for j in MODEL_JOBS
             ]
-        elif module != "metadata" and module != "technical" and module != "duplicates":
-            outputs[module] = []
-        else:
+        else:  # metadata, technical, duplicates: one result file per shard
             outputs[module] = [results_path(module, f"{s}.jsonl") for s in SHARDS]
     return outputs
 
