@@ -31,7 +31,8 @@ if workflow.is_main_process:
     # Every configured model, before any job (a dry-run too). Not while linting (Snakemake
     # builds a lint's workflow with check_envvars=False): a lint checks the code, not what
     # this machine has.
-    if workflow.check_envvars:
+    # IMGANALYZER_PREFLIGHT=0 skips it (planning on a machine without the models).
+    if workflow.check_envvars and os.environ.get("IMGANALYZER_PREFLIGHT") != "0":
         try:
             check_models(config)
         except ModelsMissing as error:
