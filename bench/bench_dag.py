@@ -9,6 +9,7 @@ memory is the child's max RSS.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -46,6 +47,7 @@ def dry_run(root: Path, config: Path) -> tuple[float, float, str]:
     result = subprocess.run(
         [*command, "-n", "--quiet", "rules", "--cores", "16"],
         cwd=root,
+        env=os.environ | {"IMGANALYZER_PREFLIGHT": "0"},  # plans jobs of models not here
         capture_output=True,
         text=True,
         check=True,

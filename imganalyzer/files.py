@@ -136,6 +136,17 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def share_like_umask(folder: str | os.PathLike) -> None:
+    """Give ``folder`` and everything in it the permissions the umask gives new files and
+    folders, for writers that use private modes of their own (Tantivy writes 0600 files)."""
+    mask = current_umask()
+    for root, _dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):  # Tantivy may delete meanwhile
+                os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """blake2b of a small file's bytes; "" when it does not exist."""
     try:

@@ -36,7 +36,13 @@ import tantivy
 
 from imganalyzer.catalog import escape_path, read_manifest
 from imganalyzer.current import CurrentView, current_shards, file_versions
-from imganalyzer.files import atomic_directory, atomic_open, atomic_write_text, temporary_file
+from imganalyzer.files import (
+    atomic_directory,
+    atomic_open,
+    atomic_write_text,
+    share_like_umask,
+    temporary_file,
+)
 from imganalyzer.people import EDITS_FILE, PEOPLE_FILE, faces_dir, people_by_path
 from imganalyzer.results import ERROR
 
@@ -522,6 +528,7 @@ def _apply(
     vectors = None
     if vectors_fp != previous.vectors or fresh:
         vectors = write_vectors(index_dir, view)
+    share_like_umask(index_dir / "tantivy")  # readable by others as the umask says
     documents = open_index(index_dir).searcher().num_docs
     if plan.changed or fresh or vectors is not None:
         IndexState(SCHEMA_FINGERPRINT, modules, plan.fingerprints, vectors_fp, documents).save(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -86,6 +87,11 @@ def test_an_unloadable_model_fails_only_its_module_and_is_retried_alone(
     assert files_under(ws.results / "technical") == decoded
     assert read_failures(ws.results) == []  # the records say "retried"
     assert (ws.results / "embedding/000002-00000.npy").is_file()
+    # progress inside the jobs, in their logs: images done / total and the rate
+    embedding_log = (ws.results / "logs/embedding/000002-00000-00000.log").read_text()
+    assert "embedding: 1/1 images" in embedding_log and "images/s" in embedding_log
+    decode_log = (ws.results / "logs/decode/000002-00000.log").read_text()
+    assert "decode 000002-00000: 1/1 images" in decode_log
     fourth = ws.snakemake()
     assert "Nothing to be done" in fourth.stdout + fourth.stderr
 
@@ -126,7 +132,16 @@ def test_dry_run_and_lint_write_nothing_and_nested_overrides_work(workspace: Wor
     ws.snakemake("-n", "--config", "tiers={detect: 2048, clip: 300}")
     ws.snakemake("--lint", check=False)
     assert not ws.results.exists()
-    ws.snakemake()
+    previous = os.umask(0o022)
+    try:
+        ws.snakemake()
+    finally:
+        os.umask(previous)
+    # results are readable by others (umask 022), the index folder too
+    for path in [ws.results, *ws.results.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if not path.is_symlink():
+            assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
     write_jpeg(ws.library / "2024/new.jpg", data.astronaut())
     before = files_under(ws.results)
     plan = ws.snakemake("-n")

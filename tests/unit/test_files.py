@@ -11,6 +11,7 @@ from imganalyzer.files import (
     atomic_directory,
     atomic_open,
     atomic_write_text,
+    share_like_umask,
     temporary_file,
 )
 
@@ -102,3 +103,18 @@ def _dead_pid() -> int:
     with subprocess.Popen(["true"]) as gone:
         gone.wait()
     return gone.pid
+
+
+def test_share_like_umask_opens_a_private_tree(tmp_path: Path) -> None:
+    folder = tmp_path / "tantivy"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".managed.json").write_text("{}")
+    (folder / ".managed.json").chmod(0o600)
+    folder.chmod(0o700)
+    old = os.umask(0o022)
+    try:
+        share_like_umask(folder)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert stat.S_IMODE((folder / ".managed.json").stat().st_mode) == 0o644

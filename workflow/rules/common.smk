@@ -20,6 +20,7 @@ except ConfigError as error:  # one line naming the key, no traceback
 RESULTS = Path(config["results"])
 CATALOG = Catalog(RESULTS / "catalog")
 STARTED = time.time()
+SMALL_SHARD_IMAGES_PER_THREAD = 50  # a pool thread per this many images of a new shard
 
 # Cluster jobs re-parse this file: only the main process scans and plans. Nothing is
 # written while parsing, so a dry-run or a lint writes nothing: a real run's onstart
@@ -30,7 +31,8 @@ if workflow.is_main_process:
     # Every configured model, before any job (a dry-run too). Not while linting (Snakemake
     # builds a lint's workflow with check_envvars=False): a lint checks the code, not what
     # this machine has.
-    if workflow.check_envvars:
+    # IMGANALYZER_PREFLIGHT=0 skips it (planning on a machine without the models).
+    if workflow.check_envvars and os.environ.get("IMGANALYZER_PREFLIGHT") != "0":
         try:
             check_models(config)
         except ModelsMissing as error:
@@ -128,6 +130,19 @@ def duplicates_inputs(wildcards):
     return inputs
 
 
+def shard_threads(configured):
+    """Threads of a per-shard job: as configured, but fewer for a small new shard (a few
+    photos added), so that its decode and metadata jobs run side by side."""
+
+    def threads(wildcards):
+        planned = PLAN.shards.get(wildcards.shard) if PLAN else None
+        if planned is None:
+            return configured
+        return max(1, min(configured, len(planned) // SMALL_SHARD_IMAGES_PER_THREAD))
+
+    return threads
+
+
 def retry_param(module):
     """A model job's ``retry`` param: changes after the job failed, so the next run re-runs
     exactly the failed jobs (see imganalyzer.jobstatus). From the wildcards only: Snakemake
@@ -146,7 +161,7 @@ def start_run():
         acquire_results_lock(RESULTS)
     except ResultsLocked as error:
         raise SystemExit(f"imganalyzer: {error}") from None
-    if PLAN is not None:
+    if PLAN is not None and (PLAN.shards or PLAN.moves):
         if not PLAN.is_current():
             raise SystemExit(
                 "imganalyzer: the catalog changed since this run planned it (another run "
@@ -164,9 +179,7 @@ def module_outputs():
             outputs[module] = [
                 results_path(module, "jobs", f"{j}.json") for j in MODEL_JOBS
             ]
-        elif module != "metadata" and module != "technical" and module != "duplicates":
-            outputs[module] = []
-        else:
+        else:  # metadata, technical, duplicates: one result file per shard
             outputs[module] = [results_path(module, f"{s}.jsonl") for s in SHARDS]
     return outputs
 

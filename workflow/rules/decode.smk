@@ -16,7 +16,7 @@ rule decode:
         results_path("benchmarks", "decode", "{shard}.tsv")
     conda:
         "../../envs/imganalyzer.yaml"
-    threads: config["threads_per_decode_job"]  # a decode pool; decoding is CPU-bound
+    threads: shard_threads(config["threads_per_decode_job"])  # a decode pool; decoding is CPU-bound
     resources:
         mem_mb=lambda wildcards, threads: 1500 + 400 * threads,
     params:

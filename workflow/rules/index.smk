@@ -17,7 +17,9 @@ rule index:
     localrule: True  # a global step beside the catalog; its params come from the main process
     conda:
         "../../envs/imganalyzer.yaml"
-    threads: 2  # Tantivy indexing threads; reading the shards' JSON is single-threaded
+    # Tantivy indexing threads (reading the shards' JSON is single-threaded); one for a
+    # small increment, so that the report runs beside it on a small machine.
+    threads: 2 if PLAN is None or PLAN.report.new_entries >= 1000 else 1
     resources:
         # Tantivy's writer heap (256 MB) and one shard's rows at a time; vectors are
         # streamed into a memory-mapped file.

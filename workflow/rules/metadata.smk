@@ -13,7 +13,7 @@ rule metadata:
         results_path("benchmarks", "metadata", "{shard}.tsv")
     conda:
         "../../envs/imganalyzer.yaml"
-    threads: config["threads_per_metadata_job"]  # header reads wait on I/O, not CPU
+    threads: shard_threads(config["threads_per_metadata_job"])  # header reads wait on I/O, not CPU
     resources:
         mem_mb=500,
     params:
