@@ -207,11 +207,27 @@ def _stat_inside(item: os.DirEntry, root: Path) -> os.stat_result | None:
         return None  # dangling symlink, symlink loop or a file that vanished mid-scan
 
 
+MAX_PATH_BYTES = 4096  # PATH_MAX on Linux: a manifest line is at most this plus numbers
+
+
 def write_manifest(path: str | os.PathLike, entries: Iterable[Entry]) -> None:
     lines = [MANIFEST_HEADER]
     lines += [_manifest_line(e) for e in entries]
     with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def manifest_rows(path: str | os.PathLike, at_least: int) -> int | None:
+    """How many entries a manifest holds, or None when it holds ``at_least`` or more for
+    sure (judged by its size, unread) or does not exist. Cheap: no entry is parsed."""
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return None
+    if size > at_least * (MAX_PATH_BYTES + 64):
+        return None
+    with open(path, "rb") as handle:
+        return handle.read().count(b"\n") - 1  # the header's line
 
 
 def read_manifest(path: str | os.PathLike) -> list[Entry]:

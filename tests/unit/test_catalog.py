@@ -293,3 +293,13 @@ def test_a_plan_writes_nothing_until_a_run_writes_it(library: Path, tmp_path: Pa
     assert catalog.shard_ids() == list(plan.shards)
     assert not plan.is_current()  # the batch is taken: a plan made before cannot be written
     assert catalog.plan(library, shard_size=100).report.new_entries == 0
+
+
+def test_manifest_rows_counts_entries_unparsed_or_says_there_are_enough(tmp_path: Path) -> None:
+    from imganalyzer.catalog import manifest_rows
+
+    path = tmp_path / "shard.tsv"
+    write_manifest(path, [Entry(f"a/{i}.jpg", i, i) for i in range(7)])
+    assert manifest_rows(path, at_least=200) == 7
+    assert manifest_rows(path, at_least=0) is None  # surely more than 0: not read
+    assert manifest_rows(tmp_path / "missing.tsv", at_least=200) is None

@@ -4,7 +4,13 @@ import os
 import time
 from pathlib import Path
 
-from imganalyzer.catalog import JOB_ID_PATTERN, SHARD_ID_PATTERN, Catalog, group_shards
+from imganalyzer.catalog import (
+    JOB_ID_PATTERN,
+    SHARD_ID_PATTERN,
+    Catalog,
+    group_shards,
+    manifest_rows,
+)
 from imganalyzer.models import MODELS
 from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.files import file_digest
@@ -131,14 +137,21 @@ def duplicates_inputs(wildcards):
 
 
 def shard_threads(configured):
-    """Threads of a per-shard job: as configured, but fewer for a small new shard (a few
-    photos added), so that its decode and metadata jobs run side by side."""
+    """Threads of a per-shard job: as configured, but fewer for a small shard (a few photos
+    added), so that its decode and metadata jobs run side by side. Its size comes from the
+    plan for this run's new shards and from its manifest otherwise, so that a cluster job,
+    which re-parses without the plan, asks for the threads SLURM allocated it."""
+    enough = configured * SMALL_SHARD_IMAGES_PER_THREAD
 
     def threads(wildcards):
         planned = PLAN.shards.get(wildcards.shard) if PLAN else None
-        if planned is None:
+        if planned is not None:
+            rows = len(planned)
+        else:
+            rows = manifest_rows(CATALOG.manifest_path(wildcards.shard), enough)
+        if rows is None:
             return configured
-        return max(1, min(configured, len(planned) // SMALL_SHARD_IMAGES_PER_THREAD))
+        return max(1, min(configured, rows // SMALL_SHARD_IMAGES_PER_THREAD))
 
     return threads
 
