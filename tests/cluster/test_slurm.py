@@ -156,9 +156,11 @@ def comparable(root: Path) -> dict[str, object]:
 
 
 # logs and timings; Tantivy's segments (random names: the index is compared through its
-# search results); the index's record of the file versions it read; lock files
+# search results); the index's record of the file versions it read; lock files; the run's
+# recorded config (it names its own results folder)
 SKIPPED = re.compile(
-    r"(logs|benchmarks|report)/|index/tantivy/|index/state\.json|.*(\.lock|\.snakemake_timestamp)$"
+    r"(logs|benchmarks|report|run)/|index/tantivy/|index/state\.json"
+    r"|.*(\.lock|\.snakemake_timestamp)$"
 )
 
 
