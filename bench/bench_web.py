@@ -67,6 +67,11 @@ def start_server(results: Path, library: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("the server did not start")
 
 
+# The server reads every manifest's rows in the background as it starts (~1.5 s for 500
+# shards here); the client starts after that, as a user opening the printed address would.
+STARTUP_WAIT_S = 5
+
+
 def serve(results: str, library: str, port: str) -> None:
     """``--serve``: the app, with random unit vectors standing in for the CLIP text tower."""
     config = {"library": library, "results": results, "modules": ["metadata"]}
@@ -119,6 +124,7 @@ def run(n_images: int) -> list[Row]:
         index_build = measure(lambda: update_index(results, library, threads=2), 1)
         port = free_port()
         server = start_server(results, library, port)
+        time.sleep(STARTUP_WAIT_S)
         texts = [words.text(2) for _ in range(REQUESTS + 1)]
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
