@@ -33,7 +33,8 @@ from bench_search import DIM, Words, ingest_and_write, make_library
 from common import Row, bench_parser, machine_description, measure, publish
 
 from imganalyzer.catalog import Catalog
-from imganalyzer.index import update_index
+from imganalyzer.index import index_dir_of, update_index
+from imganalyzer.search import SearchIndex
 from imganalyzer.thumbnails import ThumbnailWriter
 from imganalyzer.web import create_app
 
@@ -65,6 +66,11 @@ def start_server(results: Path, library: Path, port: int) -> subprocess.Popen:
             time.sleep(0.2)
     server.kill()
     raise RuntimeError("the server did not start")
+
+
+# The server reads every manifest's rows in the background as it starts (~1.5 s for 500
+# shards here); the client starts after that, as a user opening the printed address would.
+STARTUP_WAIT_S = 5
 
 
 def serve(results: str, library: str, port: str) -> None:
@@ -119,10 +125,12 @@ def run(n_images: int) -> list[Row]:
         index_build = measure(lambda: update_index(results, library, threads=2), 1)
         port = free_port()
         server = start_server(results, library, port)
+        time.sleep(STARTUP_WAIT_S)
         texts = [words.text(2) for _ in range(REQUESTS + 1)]
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
                 rows = measured(client, texts, first)
+            rows += library_calls(results, texts)
         finally:
             server.terminate()
             server.wait(30)
@@ -146,6 +154,26 @@ def measured(client: httpx.Client, texts: list[str], shard: str) -> list[Row]:
         rows += latency(client, name, [f"/?q={t}&mode={mode}" for t in texts])
     thumbnails = [f"/thumbnail/{shard}/{i % 1000}" for i in range(len(texts))]
     return rows + latency(client, "thumbnail", thumbnails)
+
+
+def library_calls(results: Path, texts: list[str]) -> list[Row]:
+    """The same searches through ``SearchIndex.search`` in this process, no server: what the
+    ranking itself costs on this machine now (the server's share is the difference)."""
+    index = SearchIndex(index_dir_of(results))
+    vectors = np.random.default_rng(2).standard_normal((len(texts), DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = []
+    for mode in ("text", "hybrid"):
+        seconds = []
+        for i, text in enumerate(texts):
+            start = time.perf_counter()
+            index.search(text, mode, None, 49, lambda _text, i=i: vectors[i])
+            seconds.append(time.perf_counter() - start)
+        seconds = seconds[1:]  # the first one warms
+        name = f"SearchIndex.search alone, {mode}"
+        rows.append(Row(f"{name} p50", statistics.median(seconds) * 1e3, "ms", "no server"))
+        rows.append(Row(f"{name} p95", float(np.percentile(seconds, 95)) * 1e3, "ms", ""))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

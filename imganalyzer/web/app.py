@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sys
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +54,26 @@ def create_app(config: dict[str, Any], token: str | None = None) -> Starlette:
         *pages_library.routes(),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes)
-    app.state.data = ResultsData(config)
+    data = ResultsData(config)
+    app = Starlette(routes=routes, lifespan=_warming(data))
+    app.state.data = data
     app.state.csrf = secrets.token_urlsafe(24)
     app.state.encoders = TextEncoders()
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     app.add_middleware(AccessGuard, token=token)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _warming(data: ResultsData):  # noqa: ANN202
+    """A lifespan that reads the manifests in a background thread as the server starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        threading.Thread(target=data.warm, name="warm-manifests", daemon=True).start()
+        yield
+
+    return lifespan
 
 
 def serve(config: dict[str, Any], host: str, port: int, token: str | None) -> None:

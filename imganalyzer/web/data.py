@@ -8,7 +8,6 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,6 @@ SHARD_ID = re.compile(rf"^{SHARD_ID_PATTERN}$")
 DETAIL_MODULES = ("metadata", "technical", "aesthetic", "captions", "objects", "faces", "ocr")
 # JPEG quality of the tier image sent to the browser (the stored tier is already lossy).
 TIER_JPEG_QUALITY = 88
-# Manifests kept in memory as {path: row} (~100 KB per 1,000-image shard): a search page
-# finds its thumbnails without rereading them; 1,024 shards cover a 1M-image library.
-MANIFESTS_CACHED = 1024
 
 
 @dataclass(frozen=True)
@@ -52,8 +48,8 @@ class ResultsData:
         self._lock = threading.Lock()
         self._index: SearchIndex | None = None
         self._index_stamp: float | None = None
-        self._moved_from: dict[str, str] | None = None
-        self._manifest_rows = lru_cache(maxsize=MANIFESTS_CACHED)(self._read_manifest_rows)
+        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._moves = Stamped(self._read_moves, self.catalog.moves_dir)
         faces = faces_dir(self.results)
         self._people = Stamped(self._read_people, faces / PEOPLE_FILE, faces / EDITS_FILE)
         self._groups = Stamped(self._read_groups, self.groups_file)
@@ -92,24 +88,39 @@ class ResultsData:
         moved file is found by the path it was catalogued under."""
         if shard is None or not SHARD_ID.match(shard):
             return None
-        rows = self._manifest_rows(shard)
-        if path in rows:
-            return Location(shard, rows[path], path)
-        source = self._moves().get(path)
-        if source is not None and source in rows:
-            return Location(shard, rows[source], source)
+        for catalogued in (path, self._moves.get().get(path)):
+            row = self._row_of(shard, catalogued) if catalogued is not None else None
+            if row is not None:
+                return Location(shard, row, catalogued)
         return None
 
-    def _read_manifest_rows(self, shard: str) -> dict[str, int]:
-        manifest = self.catalog.manifest_path(shard)
-        if not manifest.is_file():
-            return {}
-        return {entry.path: row for row, entry in enumerate(read_manifest(manifest))}
+    def warm(self) -> None:
+        """Read every manifest's rows now (a second or two per million images), so that
+        the first searches do not wait for them."""
+        for shard in self.catalog.shard_ids():
+            self._shard_rows(shard)
 
-    def _moves(self) -> dict[str, str]:
-        if self._moved_from is None:
-            self._moved_from = {m.entry.path: m.source.path for m in self.catalog.moves()}
-        return self._moved_from
+    def _row_of(self, shard: str, path: str) -> int | None:
+        ids, rows = self._shard_rows(shard)
+        wanted = np.uint64(key_id(path))
+        at = int(np.searchsorted(ids, wanted))
+        return int(rows[at]) if at < len(ids) and ids[at] == wanted else None
+
+    def _shard_rows(self, shard: str) -> tuple[np.ndarray, np.ndarray]:
+        """The shard's key ids, sorted, and the manifest row of each: 12 bytes per image,
+        kept for good (manifests are never rewritten)."""
+        found = self._rows.get(shard)
+        if found is None:
+            manifest = self.catalog.manifest_path(shard)
+            entries = read_manifest(manifest) if manifest.is_file() else []
+            ids = np.fromiter((key_id(e.path) for e in entries), np.uint64, len(entries))
+            order = np.argsort(ids, kind="stable")
+            found = self._rows[shard] = (ids[order], order.astype(np.int32))
+        return found
+
+    def _read_moves(self) -> dict[str, str]:
+        """Current path -> catalogued path of every recorded move."""
+        return {m.entry.path: m.source.path for m in self.catalog.moves()}
 
     # ------------------------------------------------------------ images
 
