@@ -177,7 +177,9 @@ def record_run_config(config: dict[str, Any]) -> Path:
     recorded["results"] = os.path.abspath(recorded["results"])
     path = run_config_path(recorded["results"])
     header = "# The effective config of the last run (written by the workflow; do not edit).\n"
-    atomic_write_text(path, header + yaml.safe_dump(recorded, sort_keys=False))
+    text = header + yaml.safe_dump(recorded, sort_keys=False)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # a re-run writes nothing
+        atomic_write_text(path, text)
     return path
 
 

@@ -90,3 +90,12 @@ def test_status_from_inside_results_with_library_unmounted(
     monkeypatch.chdir(results)
     assert main(["status", "--json"]) == 0
     assert '"current": 0' in capsys.readouterr().out
+
+
+def test_recording_the_same_config_again_writes_nothing(tmp_path: Path) -> None:
+    config = {"library": str(tmp_path / "photos"), "results": str(tmp_path / "results")}
+    path = record_run_config(config)
+    before = path.stat().st_mtime_ns
+    assert record_run_config(dict(config)) == path and path.stat().st_mtime_ns == before
+    record_run_config({**config, "shard_size": 10})
+    assert "shard_size: 10" in path.read_text()
