@@ -237,25 +237,16 @@ def _is_tiff_raw(head: bytes, path: Path, is_dng: bool) -> bool:
 
 
 def _raw_format(head: bytes, path: Path, is_dng: bool) -> str:
+    """A RAW file's format: DNG, one its first bytes name, else its extension."""
     if is_dng:
         return "dng"
-    if head[4:12] == b"ftypcrx ":
-        return "cr3"
-    if head[6:14] == b"HEAPCCDR":
-        return "crw"
-    if head.startswith(b"FOVb"):
-        return "x3f"
-    if head.startswith(b"\x00MRM"):
-        return "mrw"
-    if head.startswith(b"FUJIFILMCCD-RAW"):
-        return "raf"
-    if head[8:10] == b"CR":
-        return "cr2"
-    if head[:4] in (b"IIRO", b"IIRS", b"MMOR"):
-        return "orf"
-    if head[:4] == b"IIU\x00":
-        return "rw2"
+    sniffed = formats.sniff(head)
+    if sniffed in _SNIFFED_RAW:
+        return sniffed
     return path.suffix.lower().lstrip(".") or "raw"
+
+
+_SNIFFED_RAW = frozenset({"cr2", "cr3", "crw", "raf", "x3f", "mrw", "orf", "rw2"})
 
 
 def _heif_format(head: bytes) -> str:
