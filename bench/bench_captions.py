@@ -39,7 +39,9 @@ from imganalyzer.captions import Captioner
 from imganalyzer.runtime import RowBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.unit.tiny_blip2 import build_tiny_blip2, tiny_tokenizer  # noqa: E402
+from gpu.architectures import RealSizeCaptioner  # noqa: E402
+
+from tests.unit.tiny_blip2 import build_tiny_blip2  # noqa: E402
 
 CLIP_TIER = 384  # the clip tier's default long edge
 SMALL_LM = {"hidden_size": 512, "ffn_dim": 2048, "num_hidden_layers": 4, "num_attention_heads": 8}
@@ -49,43 +51,12 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-class RealSizeVisionCaptioner(Captioner):
+class RealSizeVisionCaptioner(RealSizeCaptioner):
     """BLIP-2's real-size ViT-g and Q-Former with a small OPT, built in memory."""
 
-    def load_model(self, device: torch.device, dtype: torch.dtype) -> None:
-        from transformers import (
-            Blip2Config,
-            Blip2ForConditionalGeneration,
-            Blip2Processor,
-            Blip2QFormerConfig,
-            Blip2VisionConfig,
-            BlipImageProcessor,
-            OPTConfig,
-        )
-
-        vision = Blip2VisionConfig()
-        self.processor = Blip2Processor(
-            BlipImageProcessor(size={"height": vision.image_size, "width": vision.image_size}),
-            tiny_tokenizer(),
-            num_query_tokens=32,
-        )
-        self.tokenizer = self.processor.tokenizer
-        text = OPTConfig(
-            vocab_size=len(self.tokenizer), word_embed_proj_dim=SMALL_LM["hidden_size"],
-            pad_token_id=self.tokenizer.pad_token_id, bos_token_id=self.tokenizer.bos_token_id,
-            eos_token_id=self.tokenizer.eos_token_id, **SMALL_LM,
-        )  # fmt: skip
-        config = Blip2Config(
-            vision_config=vision.to_dict(),
-            qformer_config=Blip2QFormerConfig().to_dict(),
-            text_config=text.to_dict(),
-            num_query_tokens=32,
-            image_token_index=self.tokenizer.convert_tokens_to_ids("<image>"),
-        )
-        torch.manual_seed(0)
-        self.model = Blip2ForConditionalGeneration(config).to(device, dtype).eval()
-        self._check_image_tokens()
-        self.prompt_ids, self.prompt_mask = self._tokenize_prompts()
+    language_model = {**SMALL_LM, "word_embed_proj_dim": SMALL_LM["hidden_size"]}
+    vocabulary_size = 0
+    widen_language_model = False
 
 
 def tier_images(n: int) -> list[np.ndarray]:

@@ -78,7 +78,11 @@ def groundingdino_folder(folder: Path, real: bool) -> str:
 class RealSizeCaptioner(Captioner):
     """BLIP-2 ViT-g + Q-Former + OPT-2.7B with random weights, built directly on the device
     (the language model's weights drawn wider, as in the tests, so the text depends on the
-    image and the prompt)."""
+    image and the prompt). A subclass may swap the language model (bench_captions.py)."""
+
+    language_model: dict[str, int] = OPT_2_7B
+    vocabulary_size = OPT_VOCABULARY  # 0: the tests' small word list
+    widen_language_model = True
 
     def load_model(self, device: torch.device, dtype: torch.dtype) -> None:
         from transformers import (
@@ -94,14 +98,14 @@ class RealSizeCaptioner(Captioner):
         vision = Blip2VisionConfig()  # ViT-g/14 at 224 px
         self.processor = Blip2Processor(
             BlipImageProcessor(size={"height": vision.image_size, "width": vision.image_size}),
-            tiny_tokenizer(vocabulary_size=OPT_VOCABULARY),
+            tiny_tokenizer(vocabulary_size=self.vocabulary_size),
             num_query_tokens=BLIP2_QUERY_TOKENS,
         )
         self.tokenizer = self.processor.tokenizer
         text = OPTConfig(
             vocab_size=len(self.tokenizer), pad_token_id=self.tokenizer.pad_token_id,
             bos_token_id=self.tokenizer.bos_token_id, eos_token_id=self.tokenizer.eos_token_id,
-            **OPT_2_7B,
+            **self.language_model,
         )  # fmt: skip
         config = Blip2Config(
             vision_config=vision.to_dict(),
@@ -115,7 +119,8 @@ class RealSizeCaptioner(Captioner):
         torch.manual_seed(0)
         with torch.device(device):
             model = Blip2ForConditionalGeneration(config)
-            _widen_language_model(model, _generator(device))
+            if self.widen_language_model:
+                _widen_language_model(model, _generator(device))
         self.model = model.to(dtype).eval()
         self._check_image_tokens()
         self.prompt_ids, self.prompt_mask = self._tokenize_prompts()
