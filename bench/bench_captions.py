@@ -35,13 +35,13 @@ from common import Row, bench_parser, machine_description, measure, ms_row, publ
 from PIL import Image
 from skimage import data
 
-from imganalyzer.captions import Captioner
-from imganalyzer.runtime import RowBatch
+from imganalyzer.modules.captions import Captioner
+from imganalyzer.runtime.batched import RowBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpu.architectures import RealSizeCaptioner  # noqa: E402
 
-from tests.unit.tiny_blip2 import build_tiny_blip2  # noqa: E402
+from tests.support.tiny_blip2 import build_tiny_blip2  # noqa: E402
 
 CLIP_TIER = 384  # the clip tier's default long edge
 SMALL_LM = {"hidden_size": 512, "ffn_dim": 2048, "num_hidden_layers": 4, "num_attention_heads": 8}

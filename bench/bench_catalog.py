@@ -31,7 +31,7 @@ from pathlib import Path
 
 from common import Row, bench_parser, machine_description, measure, ms_row, publish
 
-from imganalyzer.catalog import Catalog, scan_library
+from imganalyzer.catalog.manifests import Catalog, scan_library
 
 SHARD_SIZE = 1000
 FOLDERS = 1000

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from common import Row, publish
 
-from imganalyzer.catalog import Catalog, Entry, write_manifest
+from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
 from imganalyzer.config import load_schema
 
 REPO = Path(__file__).resolve().parents[1]

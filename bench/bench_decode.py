@@ -47,12 +47,12 @@ from common import (
 from PIL import ExifTags, Image
 from skimage import data
 
-from imganalyzer.catalog import Entry, write_manifest
-from imganalyzer.decode import decode_image
-from imganalyzer.metadata import read_metadata
-from imganalyzer.samples import ExifInfo, write_dng, write_jpeg
-from imganalyzer.shardjobs import run_decode_shard, run_metadata_shard
-from imganalyzer.technical import analyze_technical
+from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
+from imganalyzer.decode.metadata import read_metadata
+from imganalyzer.decode.readers import decode_image
+from imganalyzer.decode.technical import analyze_technical
+from imganalyzer.example.library import ExifInfo, write_dng, write_jpeg
 
 TIERS = {"detect": 1024, "clip": 384}  # config.yaml's defaults
 MAX_PIXELS = 200_000_000

@@ -29,7 +29,7 @@ import time
 import numpy as np
 from common import Row, bench_parser, machine_description, measure, publish, ratio_row
 
-from imganalyzer.duplicates import (
+from imganalyzer.steps.duplicates import (
     HEAD_BYTES,
     cosine_pairs,
     cross_pairs,

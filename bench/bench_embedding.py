@@ -46,9 +46,9 @@ from common import (
 from PIL import Image
 from skimage import data
 
-from imganalyzer.embedding import ClipEmbedder
-from imganalyzer.runtime import RowBatch, RunStats, TierBatches
-from imganalyzer.tiers import TierReader, TierWriter
+from imganalyzer.decode.tiers import TierReader, TierWriter
+from imganalyzer.modules.embedding import ClipEmbedder
+from imganalyzer.runtime.batched import RowBatch, RunStats, TierBatches
 
 MODEL = "ViT-B-32"
 MODEL_PARAMS = 151e6
@@ -158,7 +158,7 @@ def measure_loader(embedder: ClipEmbedder, source: TierBatches, repeats: int):
 def fresh_process_import_s() -> float:
     """Seconds a new job process spends importing torch, open_clip and the module."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import imganalyzer.embedding"], check=True)
+    subprocess.run([sys.executable, "-c", "import imganalyzer.modules.embedding"], check=True)
     return time.perf_counter() - started
 
 

@@ -54,7 +54,7 @@ def build_pack(folder: Path) -> Path:
     import torch
     from torch import nn
 
-    from tests.unit import tiny_insightface as tiny
+    from tests.support import tiny_insightface as tiny
 
     class Backbone(nn.Module):
         def __init__(self) -> None:
@@ -111,7 +111,7 @@ def synthetic_photo() -> np.ndarray:
 def write_inputs(folder: Path) -> None:
     from PIL import Image
 
-    from imganalyzer.tiers import TierWriter, make_tiers
+    from imganalyzer.decode.tiers import TierWriter, make_tiers
 
     rgb = synthetic_photo()
     Image.fromarray(rgb).save(folder / "original.jpg", quality=92)
@@ -144,8 +144,8 @@ def worker(path_kind: str, folder: Path, images: int) -> dict:
     """Analyse ``images`` images (the same one) on one path; rate and added peak memory."""
     from PIL import Image
 
-    from imganalyzer.faces import FaceAnalyzer
-    from imganalyzer.tiers import TierReader
+    from imganalyzer.decode.tiers import TierReader
+    from imganalyzer.modules.faces import FaceAnalyzer
 
     analyzer = FaceAnalyzer(str(folder / "pack"), det_size=640, device="cpu", threads=2)
     analyzer.load()
@@ -208,7 +208,7 @@ def detection_rows(quick: bool) -> list[Row]:
 
 
 def clustering_rows(quick: bool) -> list[Row]:
-    from imganalyzer.people import Edits, group_faces
+    from imganalyzer.steps.people import Edits, group_faces
 
     n_faces = 10_000 if quick else 100_000
     n_people = n_faces // PER_PERSON

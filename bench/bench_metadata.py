@@ -17,7 +17,7 @@ Measured:
 2. ExifTool the way Immich and PhotoPrism batch it: one ``exiftool -json -n -fast`` process
    given every file (its start-up included, as a job would pay it).
 3. Agreement with ExifTool's answers (make, model, lens, exposure, f-number, ISO, focal length,
-   date, GPS, orientation), judged as in ``tests/corpus_compare.py``.
+   date, GPS, orientation), judged as in ``tests/support/corpus_compare.py``.
 4. One decode (``decode_image`` to 1024 px) per generated file, for the header-only ratio.
 """
 
@@ -34,14 +34,14 @@ import numpy as np
 from common import Row, bench_parser, measure, ms_row, publish, rate_row, ratio_row
 from skimage import data
 
-from imganalyzer.decode import decode_image
-from imganalyzer.exiftool import exiftool_fields
-from imganalyzer.metadata import read_metadata
-from imganalyzer.places import place_of
-from imganalyzer.samples import ExifInfo, write_dng, write_jpeg
+from imganalyzer.decode.exiftool import exiftool_fields
+from imganalyzer.decode.metadata import read_metadata
+from imganalyzer.decode.places import place_of
+from imganalyzer.decode.readers import decode_image
+from imganalyzer.example.library import ExifInfo, write_dng, write_jpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.corpus_compare import CORPUS, compare  # noqa: E402
+from tests.support.corpus_compare import CORPUS, compare  # noqa: E402
 
 EXIF = ExifInfo(
     make="FUJIFILM",

@@ -33,12 +33,12 @@ from common import Row, bench_parser, machine_description, measure, publish, rat
 from PIL import Image
 from skimage import data
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.unit.tiny_groundingdino
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support.tiny_groundingdino
 
-from imganalyzer.objects import FP32_MODULES, ObjectDetector  # noqa: E402
-from imganalyzer.runtime import RowBatch, TierBatches  # noqa: E402
-from imganalyzer.tiers import TierReader, TierWriter  # noqa: E402
-from tests.unit.tiny_groundingdino import (  # noqa: E402
+from imganalyzer.decode.tiers import TierReader, TierWriter  # noqa: E402
+from imganalyzer.modules.objects import FP32_MODULES, ObjectDetector  # noqa: E402
+from imganalyzer.runtime.batched import RowBatch, TierBatches  # noqa: E402
+from tests.support.tiny_groundingdino import (  # noqa: E402
     ReplayedQuerySelection,
     build_tiny_groundingdino,
     save_groundingdino,

@@ -34,8 +34,8 @@ from common import Row, bench_parser, machine_description, publish, ratio_row
 from PIL import Image, ImageDraw, ImageFont
 from skimage import data
 
-import imganalyzer.ocr as ocr
-from imganalyzer.catalog import Entry, write_manifest
+import imganalyzer.modules.ocr as ocr
+from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.results import ok_row, read_rows, write_rows
 
 WORDS = (
@@ -122,7 +122,7 @@ def lines_per_image(shard: ocr.OcrShardFiles) -> float:
 
 def child_read(path: str, max_side: int) -> None:
     """In a fresh process: load, then decode and read ``path`` once; print JSON figures."""
-    from imganalyzer.decode import decode_image
+    from imganalyzer.decode.readers import decode_image
 
     backend = ocr.RapidOcrBackend(threads=2, device="cpu", max_side=max_side)
     loaded_mib = current_rss_mib()

@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 from common import Row, bench_parser, machine_description, measure, ms_row, publish
 
-from imganalyzer.catalog import Catalog, read_manifest
-from imganalyzer.current import current_shards
-from imganalyzer.index import index_dir_of, update_index, write_vectors
+from imganalyzer.catalog.current import current_shards
+from imganalyzer.catalog.manifests import Catalog, read_manifest
 from imganalyzer.results import ok_row, write_rows
-from imganalyzer.search import Filters, SearchIndex
+from imganalyzer.search.index import index_dir_of, update_index, write_vectors
+from imganalyzer.search.query import Filters, SearchIndex
 
 SHARD_SIZE = 1000
 DIM = 768
@@ -193,7 +193,7 @@ def share(index: SearchIndex, filters: Filters) -> float:
 
 
 def parse(text: str):
-    from imganalyzer.search import parse_date_bound
+    from imganalyzer.search.query import parse_date_bound
 
     return parse_date_bound(text)
 

@@ -32,10 +32,10 @@ import uvicorn
 from bench_search import DIM, Words, ingest_and_write, make_library
 from common import Row, bench_parser, machine_description, measure, publish
 
-from imganalyzer.catalog import Catalog
-from imganalyzer.index import index_dir_of, update_index
-from imganalyzer.search import SearchIndex
-from imganalyzer.thumbnails import ThumbnailWriter
+from imganalyzer.catalog.manifests import Catalog
+from imganalyzer.decode.thumbnails import ThumbnailWriter
+from imganalyzer.search.index import index_dir_of, update_index
+from imganalyzer.search.query import SearchIndex
 from imganalyzer.web import create_app
 
 REQUESTS = 60

@@ -15,7 +15,7 @@ import yaml
 
 from imganalyzer.errors import ConfigError
 from imganalyzer.files import atomic_write_text
-from imganalyzer.models import check_aesthetic_compatible
+from imganalyzer.runtime.registry import check_aesthetic_compatible
 
 
 def load_schema() -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Snakemake adapter: captions and answers (BLIP-2) of the shards of one model job."""
 
-from imganalyzer.captions import CaptionsShardFiles, run_captions_job
-from imganalyzer.jobstatus import model_job
-from imganalyzer.runtime import tier_job_files, write_job_summary
+from imganalyzer.modules.captions import CaptionsShardFiles, run_captions_job
+from imganalyzer.runtime.batched import tier_job_files, write_job_summary
+from imganalyzer.runtime.jobstatus import model_job
 
 
 def main(smk) -> None:

@@ -2,9 +2,14 @@
 
 from pathlib import Path
 
-from imganalyzer.cloud import CloudSettings, CloudShardFiles, run_cloud_job, write_cloud_summary
-from imganalyzer.jobstatus import model_job
-from imganalyzer.runtime import tier_job_files
+from imganalyzer.modules.cloud import (
+    CloudSettings,
+    CloudShardFiles,
+    run_cloud_job,
+    write_cloud_summary,
+)
+from imganalyzer.runtime.batched import tier_job_files
+from imganalyzer.runtime.jobstatus import model_job
 
 
 def main(smk) -> None:

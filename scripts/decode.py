@@ -1,6 +1,6 @@
 """Snakemake adapter: decode one shard (tiers, thumbnails, technical results)."""
 
-from imganalyzer.shardjobs import job_logging, run_decode_shard
+from imganalyzer.decode.jobs import job_logging, run_decode_shard
 
 
 def main(smk) -> None:

@@ -1,7 +1,7 @@
 """Snakemake adapter: the exact and near duplicate groups of the whole library."""
 
-from imganalyzer.duplicates import write_duplicates
-from imganalyzer.shardjobs import job_logging
+from imganalyzer.decode.jobs import job_logging
+from imganalyzer.steps.duplicates import write_duplicates
 
 
 def main(smk) -> None:

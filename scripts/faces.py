@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from imganalyzer.faces import FacesShardFiles, run_faces_job
-from imganalyzer.jobstatus import model_job
-from imganalyzer.runtime import write_job_summary
+from imganalyzer.modules.faces import FacesShardFiles, run_faces_job
+from imganalyzer.runtime.batched import write_job_summary
+from imganalyzer.runtime.jobstatus import model_job
 
 
 def main(smk) -> None:

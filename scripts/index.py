@@ -2,9 +2,9 @@
 
 import json
 
+from imganalyzer.decode.jobs import job_logging
 from imganalyzer.files import atomic_write_text
-from imganalyzer.index import update_index
-from imganalyzer.shardjobs import job_logging
+from imganalyzer.search.index import update_index
 
 
 def main(smk) -> None:

@@ -1,6 +1,6 @@
 """Snakemake adapter: header-only metadata of one shard."""
 
-from imganalyzer.shardjobs import job_logging, run_metadata_shard
+from imganalyzer.decode.jobs import job_logging, run_metadata_shard
 
 
 def main(smk) -> None:

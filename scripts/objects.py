@@ -1,8 +1,8 @@
 """Snakemake adapter: zero-shot objects (GroundingDINO) of the shards of one model job."""
 
-from imganalyzer.jobstatus import model_job
-from imganalyzer.objects import ObjectsShardFiles, run_objects_job
-from imganalyzer.runtime import tier_job_files, write_job_summary
+from imganalyzer.modules.objects import ObjectsShardFiles, run_objects_job
+from imganalyzer.runtime.batched import tier_job_files, write_job_summary
+from imganalyzer.runtime.jobstatus import model_job
 
 
 def main(smk) -> None:

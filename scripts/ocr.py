@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from imganalyzer.jobstatus import model_job
-from imganalyzer.ocr import OcrShardFiles, run_ocr_job
-from imganalyzer.runtime import write_job_summary
+from imganalyzer.modules.ocr import OcrShardFiles, run_ocr_job
+from imganalyzer.runtime.batched import write_job_summary
+from imganalyzer.runtime.jobstatus import model_job
 
 
 def main(smk) -> None:

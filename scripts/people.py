@@ -2,9 +2,9 @@
 
 import json
 
+from imganalyzer.decode.jobs import job_logging
 from imganalyzer.files import atomic_write_text
-from imganalyzer.people import update_people
-from imganalyzer.shardjobs import job_logging
+from imganalyzer.steps.people import update_people
 
 
 def main(smk) -> None:

@@ -2,9 +2,9 @@
 
 import json
 
+from imganalyzer.decode.jobs import job_logging
 from imganalyzer.files import atomic_write_text
-from imganalyzer.report import module_reports, write_time_plot
-from imganalyzer.shardjobs import job_logging
+from imganalyzer.steps.report import module_reports, write_time_plot
 
 
 def main(smk) -> None:

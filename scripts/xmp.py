@@ -1,9 +1,9 @@
 """Snakemake adapter: write or update the XMP sidecars, then the rule's marker."""
 
+from imganalyzer.decode.jobs import job_logging
 from imganalyzer.files import atomic_write_text
-from imganalyzer.people import named_faces
-from imganalyzer.shardjobs import job_logging
-from imganalyzer.xmp import XmpSettings, write_sidecars
+from imganalyzer.steps.people import named_faces
+from imganalyzer.steps.xmp import XmpSettings, write_sidecars
 
 
 def main(smk) -> None:

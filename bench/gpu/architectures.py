@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from imganalyzer.captions import Captioner
-from tests.unit import tiny_insightface
-from tests.unit.tiny_blip2 import _widen_language_model, build_tiny_blip2, tiny_tokenizer
-from tests.unit.tiny_groundingdino import build_tiny_groundingdino, save_groundingdino
+from imganalyzer.modules.captions import Captioner
+from tests.support import tiny_insightface
+from tests.support.tiny_blip2 import _widen_language_model, build_tiny_blip2, tiny_tokenizer
+from tests.support.tiny_groundingdino import build_tiny_groundingdino, save_groundingdino
 
 REAL_CLIP = "ViT-L-14"
 TINY_CLIP = "imganalyzer-kit-tiny-ViT"
@@ -67,7 +67,7 @@ def groundingdino_folder(folder: Path, real: bool) -> str:
     """A Hugging Face folder ``ObjectDetector`` loads with ``from_pretrained``."""
     if not real:
         return str(build_tiny_groundingdino(folder))
-    from tests.unit.tiny_groundingdino import tiny_vocabulary
+    from tests.support.tiny_groundingdino import tiny_vocabulary
 
     config = groundingdino_t_config()
     vocab = tiny_vocabulary()

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from gpu.measure import GpuSampler, RepeatedTierBatches, fixed_batch, peak_memory, synchronize
 
-from imganalyzer.runtime import ArrayBatches, BatchedModel
-from imganalyzer.tiers import TierReader
+from imganalyzer.decode.tiers import TierReader
+from imganalyzer.runtime.batched import ArrayBatches, BatchedModel
 
 # Images compared between precisions or decoding paths.
 COMPARED_IMAGES = 32
@@ -43,7 +43,7 @@ def clip_precision(model: BatchedModel, reader: TierReader, target_s: float) -> 
     two embeddings of each image, and the forward time ratio."""
     if model.dtype == torch.float32:
         return {"skipped": "the model already runs in fp32 here"}
-    from imganalyzer.embedding import ClipEmbedder
+    from imganalyzer.modules.embedding import ClipEmbedder
 
     torch.manual_seed(0)  # open_clip initialises on the CPU: the same seed, the same weights
     full = ClipEmbedder(model.model_name, model.pretrained, device=model.device.type)
@@ -72,11 +72,11 @@ def clip_precision(model: BatchedModel, reader: TierReader, target_s: float) -> 
 def groundingdino_precision(model: BatchedModel, folder: str, reader: TierReader) -> dict[str, Any]:
     """bf16 with the fp32 islands (the module's setting) and pure bf16 vs fp32: forward time
     ratio and drift of scores and boxes, with fp32's query selection replayed (random weights
-    make proposal scores nearly tie: see tests/unit/tiny_groundingdino.py)."""
+    make proposal scores nearly tie: see tests/support/tiny_groundingdino.py)."""
     if model.dtype != torch.bfloat16:
         return {"skipped": f"the model runs in {model.dtype} here: no islands"}
-    from imganalyzer.objects import ObjectDetector
-    from tests.unit.tiny_groundingdino import ReplayedQuerySelection
+    from imganalyzer.modules.objects import ObjectDetector
+    from tests.support.tiny_groundingdino import ReplayedQuerySelection
 
     full = ObjectDetector(folder, device=model.device.type)
     full.half_precision_safe = False
@@ -156,8 +156,8 @@ def _generate_each_prompt(model: Any, rgb: np.ndarray) -> list[str]:
 def faces_job(pack: str, reader: TierReader, folder: Path, device: str) -> dict[str, Any]:
     """The faces job itself (``run_faces_job``: its loader thread, onnxruntime's providers)
     over one shard of the kit's tier store, vs ``analyze`` on images already in memory."""
-    from imganalyzer.catalog import Entry, write_manifest
-    from imganalyzer.faces import FaceAnalyzer, FacesShardFiles, run_faces_job
+    from imganalyzer.catalog.manifests import Entry, write_manifest
+    from imganalyzer.modules.faces import FaceAnalyzer, FacesShardFiles, run_faces_job
     from imganalyzer.results import ok_row, write_rows
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -214,7 +214,7 @@ def _providers(analyzer: Any) -> list[str]:
 
 def aesthetic_head(weights: Path, n_rows: int) -> dict[str, Any]:
     """The aesthetic head over stored embeddings (ArrayBatches): it runs on the CPU by design."""
-    from imganalyzer.aesthetic import AestheticHead, AestheticScorer
+    from imganalyzer.modules.aesthetic import AestheticHead, AestheticScorer
 
     torch.manual_seed(0)
     torch.save(AestheticHead(in_dim=768).state_dict(), weights)
@@ -238,8 +238,10 @@ def oom_backoff(name: str, pretrained: str | None, reader: TierReader) -> dict[s
     """On CUDA: the embedder at batch 2048 with only 3 GiB above its weights allowed, so that
     the batch cannot fit: the runtime must halve it until it does and embed every image."""
     if not torch.cuda.is_available():
-        return {"skipped": "needs CUDA (the CPU path is covered by tests/unit/test_runtime.py)"}
-    from imganalyzer.embedding import ClipEmbedder
+        return {
+            "skipped": "needs CUDA (the CPU path is covered by tests/unit/runtime/test_batched.py)"
+        }
+    from imganalyzer.modules.embedding import ClipEmbedder
 
     model = ClipEmbedder(name, pretrained, device="cuda", batch_size=2048)
     model.load()
@@ -267,7 +269,7 @@ def oom_backoff(name: str, pretrained: str | None, reader: TierReader) -> dict[s
 def cosine_search(n: int, compare_n: int) -> dict[str, Any]:
     """The duplicates' exact CLIP cosine search (``cosine_pairs``): fp16 on CUDA over ``n``
     vectors, and on ``compare_n`` of them CUDA fp16 vs CPU fp32 (time and the pairs found)."""
-    from imganalyzer.duplicates import NEAR_THRESHOLD, cosine_pairs
+    from imganalyzer.steps.duplicates import NEAR_THRESHOLD, cosine_pairs
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 768)).astype(np.float32)

@@ -118,7 +118,7 @@ def measured(kit: Kit, model: Any) -> dict[str, Any]:
 
 
 def embedding(kit: Kit) -> dict[str, Any]:
-    from imganalyzer.embedding import ClipEmbedder
+    from imganalyzer.modules.embedding import ClipEmbedder
 
     name, pretrained = architectures.clip_model(kit.tmp, kit.settings.real)
     torch.manual_seed(0)
@@ -130,7 +130,7 @@ def embedding(kit: Kit) -> dict[str, Any]:
 
 
 def objects(kit: Kit) -> dict[str, Any]:
-    from imganalyzer.objects import ObjectDetector
+    from imganalyzer.modules.objects import ObjectDetector
 
     folder = architectures.groundingdino_folder(kit.tmp / "groundingdino", kit.settings.real)
     model = ObjectDetector(folder, device=kit.settings.device)

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from imganalyzer.runtime import BatchedModel, RowBatch, TierBatches
-from imganalyzer.tiers import TierReader, TierWriter, make_tiers
+from imganalyzer.decode.tiers import TierReader, TierWriter, make_tiers
+from imganalyzer.runtime.batched import BatchedModel, RowBatch, TierBatches
 
 # Utilisation samples per second while a pipeline runs.
 SAMPLE_INTERVAL_S = 0.1

@@ -14,12 +14,12 @@ from typing import Any
 import imagecodecs
 import numpy as np
 
-from imganalyzer.catalog import SHARD_ID_PATTERN, Catalog, read_manifest
-from imganalyzer.index import index_dir_of, key_id
-from imganalyzer.people import EDITS_FILE, PEOPLE_FILE, PeopleFile, faces_dir, load_people
+from imganalyzer.catalog.manifests import SHARD_ID_PATTERN, Catalog, read_manifest
+from imganalyzer.decode.thumbnails import read_thumbnail
 from imganalyzer.results import read_rows
-from imganalyzer.search import SearchIndex
-from imganalyzer.thumbnails import read_thumbnail
+from imganalyzer.search.index import index_dir_of, key_id
+from imganalyzer.search.query import SearchIndex
+from imganalyzer.steps.people import EDITS_FILE, PEOPLE_FILE, PeopleFile, faces_dir, load_people
 
 SHARD_ID = re.compile(rf"^{SHARD_ID_PATTERN}$")
 # Modules whose rows the image page shows, in the order it shows them.
@@ -145,7 +145,7 @@ class ResultsData:
         store = self.results / "tiers" / f"{shard}.zarr"
         if not SHARD_ID.match(shard) or not store.is_dir():
             return None
-        from imganalyzer.tiers import TierReader
+        from imganalyzer.decode.tiers import TierReader
 
         reader = TierReader(store)
         if not reader.tiers or not 0 <= row < reader.n_images:

@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from imganalyzer import people as people_module
 from imganalyzer.files import atomic_write_text
+from imganalyzer.steps import people as people_module
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.view import data_of, form_of, not_found, render
 
@@ -185,7 +185,7 @@ def delete_list(request: Request) -> Response:
 
 
 def status_data(data: ResultsData) -> dict[str, Any]:
-    from imganalyzer.status import library_status
+    from imganalyzer.search.status import library_status
 
     config = data.config
     report = library_status(config["library"], str(data.results), config["modules"])

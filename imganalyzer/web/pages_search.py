@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from imganalyzer.search import MODES, Filters, Hit, parse_date_bound
+from imganalyzer.search.query import MODES, Filters, Hit, parse_date_bound
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.view import render
 
@@ -72,7 +72,7 @@ class TextEncoders:
         with self._lock:
             if self._encoder is None and self.failure is None:
                 try:
-                    from imganalyzer.search import clip_text_encoder
+                    from imganalyzer.search.query import clip_text_encoder
 
                     encoder = clip_text_encoder(config)
                     encoder("a photo")  # loads the model now, so that failing here is final

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import yaml
 
-from imganalyzer.objects import DEFAULT_PROMPTS
+from imganalyzer.modules.objects import DEFAULT_PROMPTS
+from tests.support.tiny_groundingdino import build_tiny_groundingdino
+from tests.support.tiny_insightface import build_tiny_insightface
 
 from ..e2e.conftest import REPO, SNAKEMAKE, TEST_TIERS
-from ..unit.tiny_groundingdino import build_tiny_groundingdino
-from ..unit.tiny_insightface import build_tiny_insightface
 from .slurm_cluster import SlurmCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image, ImageFilter
 from skimage import data
 
-from imganalyzer.samples import (
+from imganalyzer.example.library import (
     ExifInfo,
     write_dng,
     write_heic,
@@ -117,7 +117,14 @@ class Workspace:
         return result
 
     def imganalyzer(self, *args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "imganalyzer.cli", *args, "--config", str(self.config)]
+        command = [
+            sys.executable,
+            "-m",
+            "imganalyzer.cli",
+            *args,
+            "--config",
+            str(self.config),
+        ]
         return subprocess.run(
             command, cwd=self.root, capture_output=True, text=True, env=_env(), check=True
         )
@@ -136,7 +143,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import open_clip
     import torch
 
-    from imganalyzer.aesthetic import AestheticHead
+    from imganalyzer.modules.aesthetic import AestheticHead
 
     from ..unit.conftest import TINY_CLIP, TINY_CLIP_CONFIG
 

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from imganalyzer.catalog import read_manifest
-from imganalyzer.objects import DEFAULT_PROMPTS
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.example.library import write_jpeg
+from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.results import read_rows
-from imganalyzer.samples import write_jpeg
+from tests.support.fake_vision_api import FakeVisionApi
+from tests.support.tiny_blip2 import build_tiny_blip2
+from tests.support.tiny_groundingdino import build_tiny_groundingdino
+from tests.support.tiny_insightface import build_tiny_insightface
+from tests.unit.modules.test_ocr import font
 
-from ..unit.fake_vision_api import FakeVisionApi
-from ..unit.test_ocr import font
-from ..unit.tiny_blip2 import build_tiny_blip2
-from ..unit.tiny_groundingdino import build_tiny_groundingdino
-from ..unit.tiny_insightface import build_tiny_insightface
 from .conftest import TEST_TIERS, Workspace, build_test_library, make_workspace
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from imganalyzer.catalog import Catalog
+from imganalyzer.catalog.manifests import Catalog
+from imganalyzer.example.library import write_dng, write_heic, write_jpeg, write_png
 from imganalyzer.results import read_rows
-from imganalyzer.samples import write_dng, write_heic, write_jpeg, write_png
 
 from .conftest import make_workspace
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from imganalyzer.catalog import read_manifest
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.example.library import write_jpeg
 from imganalyzer.results import read_rows
-from imganalyzer.samples import write_jpeg
 
 from .conftest import Workspace, make_workspace
 

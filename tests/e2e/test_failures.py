@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from skimage import data
 
-from imganalyzer.jobstatus import read_failures
+from imganalyzer.example.library import write_jpeg
 from imganalyzer.runlock import acquire_results_lock, release_results_lock
-from imganalyzer.samples import write_jpeg
+from imganalyzer.runtime.jobstatus import read_failures
 
 from .conftest import GPS_EXIF, Workspace, make_workspace
 

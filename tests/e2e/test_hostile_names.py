@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from skimage import data
 
-from imganalyzer.catalog import escape_path, read_manifest, unescape_path
+from imganalyzer.catalog.manifests import escape_path, read_manifest, unescape_path
+from imganalyzer.example.library import write_jpeg
 from imganalyzer.results import read_rows
-from imganalyzer.samples import write_jpeg
 
 from .conftest import _env, make_workspace
 

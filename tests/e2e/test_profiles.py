@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from imganalyzer.catalog import Catalog
+from imganalyzer.catalog.manifests import Catalog
 
 from .conftest import REPO, Workspace, build_test_library
 

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from imganalyzer.config import RESULTS_ENV, load_run_config, run_config_path
-from imganalyzer.samples import EXAMPLE_EXIF, build_example_library
+from imganalyzer.example.library import EXAMPLE_EXIF, build_example_library
 from imganalyzer.web import create_app
 
 from .conftest import _env, make_workspace

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from imganalyzer import people as people_module
 from imganalyzer.config import load_run_config
-from imganalyzer.objects import DEFAULT_PROMPTS
-from imganalyzer.samples import EXAMPLE_EXIF, build_example_library
+from imganalyzer.example.library import EXAMPLE_EXIF, build_example_library
+from imganalyzer.modules.objects import DEFAULT_PROMPTS
+from imganalyzer.steps import people as people_module
 from imganalyzer.web import create_app
+from tests.support.tiny_groundingdino import build_tiny_groundingdino
+from tests.support.tiny_insightface import build_tiny_insightface
 
-from ..unit.tiny_groundingdino import build_tiny_groundingdino
-from ..unit.tiny_insightface import build_tiny_insightface
 from .conftest import Workspace, _env, make_workspace
 from .test_all_modules import FACES, bright_cells
 
@@ -62,7 +62,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict) -> Wor
     build_example_library(ws.library)
     shutil.copy2(ws.library / ORIGINAL, ws.library / COPY)
     shutil.copy2(ws.library / "2024/home/DSCF4410.JPG", ws.library / HOSTILE)
-    from imganalyzer.samples import write_jpeg
+    from imganalyzer.example.library import write_jpeg
 
     write_jpeg(ws.library / FACES, bright_cells())
     ws.snakemake()

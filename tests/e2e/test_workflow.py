@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from imganalyzer.catalog import read_manifest
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.decode.thumbnails import read_thumbnail
+from imganalyzer.decode.tiers import TierReader
+from imganalyzer.example.library import write_jpeg
 from imganalyzer.results import read_rows
-from imganalyzer.samples import write_jpeg
-from imganalyzer.thumbnails import read_thumbnail
-from imganalyzer.tiers import TierReader
 
 from .conftest import TEST_TIERS, Workspace
 

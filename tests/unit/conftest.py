@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from imganalyzer.catalog import Entry, write_manifest
+from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.decode.tiers import TierWriter, make_tiers
 from imganalyzer.results import error_row, ok_row, write_rows
-from imganalyzer.tiers import TierWriter, make_tiers
 
 TINY_CLIP = "imganalyzer-test-tiny-ViT"
 TINY_CLIP_CONFIG = {

@@ -79,7 +79,7 @@ def test_load_config_file_applies_overrides(tmp_path: Path) -> None:
 
 
 def test_schema_defaults_of_the_model_modules_match_their_code() -> None:
-    from imganalyzer import captions, objects
+    from imganalyzer.modules import captions, objects
 
     config = validate_config({"library": "x"}, check_paths=False)
     assert config["objects"]["prompts"] == list(objects.DEFAULT_PROMPTS)

@@ -26,8 +26,9 @@ class Blocked:
 sys.meta_path.insert(0, Blocked())
 sys.path[:0] = [{root!r}, {bench!r}]
 import gpu.kit, gpu.comparisons
-import imganalyzer.embedding, imganalyzer.objects, imganalyzer.captions, imganalyzer.faces
-import imganalyzer.aesthetic, imganalyzer.duplicates
+import imganalyzer.modules.embedding, imganalyzer.modules.objects
+import imganalyzer.modules.captions, imganalyzer.modules.faces
+import imganalyzer.modules.aesthetic, imganalyzer.steps.duplicates
 print("ok")
 """
 

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from imganalyzer.catalog import Entry
+from imganalyzer.catalog.manifests import Entry
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 
 

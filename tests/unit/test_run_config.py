@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imganalyzer.cli import main
+from imganalyzer.cli.main import main
 from imganalyzer.config import (
     RESULTS_ENV,
     ConfigError,

@@ -4,18 +4,18 @@ import os
 import time
 from pathlib import Path
 
-from imganalyzer.catalog import (
+from imganalyzer.catalog.manifests import (
     JOB_ID_PATTERN,
     SHARD_ID_PATTERN,
     Catalog,
     group_shards,
     manifest_rows,
 )
-from imganalyzer.models import MODELS
+from imganalyzer.runtime.registry import MODELS
 from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.files import file_digest
-from imganalyzer.jobstatus import read_failures, retry_token, run_summary
-from imganalyzer.preflight import ModelsMissing, check_models
+from imganalyzer.runtime.jobstatus import read_failures, retry_token, run_summary
+from imganalyzer.runtime.preflight import ModelsMissing, check_models
 from imganalyzer.runlock import ResultsLocked, acquire_results_lock
 
 try:
@@ -119,7 +119,7 @@ def cloud_budget_skipped(wildcards):
     """Images of the job that an earlier run's budget left out: a change re-runs the job,
     which sends only those (rows already described are reused, never paid twice)."""
     # imported only when cloud jobs are planned
-    from imganalyzer.cloud import budget_skipped
+    from imganalyzer.modules.cloud import budget_skipped
 
     out = RESULTS / "cloud"
     return budget_skipped(
@@ -158,7 +158,7 @@ def shard_threads(configured):
 
 def retry_param(module):
     """A model job's ``retry`` param: changes after the job failed, so the next run re-runs
-    exactly the failed jobs (see imganalyzer.jobstatus). From the wildcards only: Snakemake
+    exactly the failed jobs (see imganalyzer.runtime.jobstatus). From the wildcards only: Snakemake
     leaves params derived from input or output files out of its params trigger."""
     return lambda wildcards: retry_token(
         results_path(module, "jobs", f"{wildcards.job}.json")

@@ -1,4 +1,4 @@
-from imganalyzer.metadata import METADATA_VERSION
+from imganalyzer.decode.metadata import METADATA_VERSION
 
 
 # EXIF and pixel size from a header-only read: no pixel is decoded.

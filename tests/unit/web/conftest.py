@@ -11,14 +11,13 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from imganalyzer import people as people_module
-from imganalyzer.index import update_index
+from imganalyzer.decode.thumbnails import ThumbnailWriter
+from imganalyzer.decode.tiers import TierWriter, make_tiers
 from imganalyzer.results import ok_row, write_rows
-from imganalyzer.thumbnails import ThumbnailWriter
-from imganalyzer.tiers import TierWriter, make_tiers
+from imganalyzer.search.index import update_index
+from imganalyzer.steps import people as people_module
 from imganalyzer.web import create_app
-
-from ..results_library import Photo, ResultsLibrary, sample_photos, unit_vector
+from tests.support.results_library import Photo, ResultsLibrary, sample_photos, unit_vector
 
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
 FACE_BOX = [100.0, 50.0, 300.0, 250.0]

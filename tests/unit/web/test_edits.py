@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from imganalyzer import people as people_module
-from imganalyzer.cli import main
+from imganalyzer.cli.main import main
 from imganalyzer.config import record_run_config
+from imganalyzer.steps import people as people_module
 from imganalyzer.web import app as app_module
 from imganalyzer.web import create_app
+from tests.support.results_library import ResultsLibrary
 
-from ..results_library import ResultsLibrary
 from .conftest import config_of, write_people
 
 

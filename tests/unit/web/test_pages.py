@@ -7,9 +7,9 @@ import re
 
 from starlette.testclient import TestClient
 
-from imganalyzer import people as people_module
+from imganalyzer.steps import people as people_module
+from tests.support.results_library import ResultsLibrary
 
-from ..results_library import ResultsLibrary
 from .conftest import FACE_BOX, HOSTILE, csrf_of
 
 PARIS = ["2021/paris/IMG_0001.jpg", "2021/paris/IMG_0002.jpg"]

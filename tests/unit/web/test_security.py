@@ -9,8 +9,8 @@ from starlette.testclient import TestClient
 
 from imganalyzer.web import create_app
 from imganalyzer.web.security import inside
+from tests.support.results_library import ResultsLibrary
 
-from ..results_library import ResultsLibrary
 from .conftest import config_of
 
 INSIDE = "2021/paris/IMG_0001.jpg"

@@ -1,0 +1,74 @@
+"""`imganalyzer duplicates`: the exact and near duplicate groups, with the keeper to keep.
+
+Reads ``results/duplicates/groups.json`` when it describes the current library with the
+configured settings; otherwise computes the groups (the stored file is left as it is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from imganalyzer.catalog.manifests import SHARD_ID_PATTERN
+from imganalyzer.cli.options import add_config_arguments, load_config, reported
+
+NOT_RUN = (
+    "near duplicates need the perceptual hashes of the duplicates module, which has not "
+    "run: add duplicates to modules: in the config and run snakemake "
+    "(--kind exact compares file contents and needs no module)"
+)
+
+
+def hashes_computed(results: str) -> bool:
+    """Whether the duplicates module has written the hash rows of any shard."""
+    shard_file = re.compile(rf"{SHARD_ID_PATTERN}\.jsonl")
+    folder = Path(results) / "duplicates"
+    return folder.is_dir() and any(shard_file.fullmatch(p.name) for p in folder.iterdir())
+
+
+@reported
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from imganalyzer.steps.duplicates import current_report, format_groups
+
+    config = load_config(args)
+    if args.kind != "exact" and not hashes_computed(config["results"]):
+        raise LookupError(NOT_RUN)
+    settings = config.get("duplicates") or {}
+    report = current_report(
+        config["results"],
+        config["library"],
+        near_threshold=settings.get("near_threshold", 0.95),
+        hash_distance=settings.get("hash_distance", 8),
+        use_clip="embedding" in config["modules"],
+        device=settings.get("device", "auto"),
+    )
+    images = report.stats.get("images", 0)
+    hashed = report.stats.get("hashed", images)
+    if args.kind != "exact" and hashed < images:
+        print(
+            f"imganalyzer: {images - hashed} of {images} images have no perceptual hash (not "
+            "analysed yet, or not decodable): near copies among them are not found",
+            file=sys.stderr,
+        )
+    groups = report.of_kind(args.kind)
+    if args.json:
+        print(json.dumps([g.as_dict() for g in groups], indent=2))
+    else:
+        print(format_groups(groups))
+    return 0
+
+
+def add_duplicates_parser(commands: argparse._SubParsersAction) -> None:
+    """Add the ``duplicates`` command to the ``imganalyzer`` command line."""
+    duplicates = commands.add_parser(
+        "duplicates", help="exact and near duplicate images, with the one to keep"
+    )
+    add_config_arguments(duplicates)
+    duplicates.add_argument(
+        "--kind", choices=["exact", "near", "all"], default="all", help="groups shown (all)"
+    )
+    duplicates.add_argument("--json", action="store_true", help="print JSON")
+    duplicates.set_defaults(func=cmd_duplicates)

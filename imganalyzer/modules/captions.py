@@ -1,0 +1,292 @@
+"""Captions and answers to configured questions (BLIP-2 through transformers), from the
+``clip`` tier of a shard.
+
+Output per shard: ``<shard>.jsonl`` rows with ``model``, ``caption`` and ``answers``
+(question key -> answer), in manifest order; error rows for images that could not be
+decoded.
+
+The vision tower, the Q-Former and the language projection run ONCE per image (OPP-2):
+``model.generate`` would run them again for every prompt. Their output (the projected
+query embeddings) is put in place of the image tokens of every prompt, the caption's and
+one per question, and a single ``language_model.generate`` call decodes all images times
+all prompts together (left padding, attention masks, greedy). This is what
+``model.generate`` does for each image and prompt, so the text is the same, token for
+token (tests/unit/modules/test_captions.py checks it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.decode.tiers import TierReader
+from imganalyzer.results import error_row, ok_row, write_rows
+from imganalyzer.runtime.batched import (
+    NOT_DECODED,
+    BatchedModel,
+    ConcatenatedBatches,
+    RowBatch,
+    TierBatches,
+    decode_failures,
+)
+from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path
+
+_SPEC = MODELS["captions"]
+
+DEFAULT_QUESTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "scene": "What type of scene is this?",
+        "subject": "What is the main subject of this photo?",
+        "lighting": "What is the lighting like?",
+        "mood": "What is the mood of this photo?",
+    }
+)
+# BLIP-2 OPT captions from BOS alone (the model card's captioning example gives no text);
+# a prompt such as "a photo of" makes the caption continue it.
+CAPTION_PROMPT = ""
+# The VQA prompt format of the BLIP-2 OPT model card and paper.
+QUESTION_TEMPLATE = "Question: {question} Answer:"
+MAX_NEW_TOKENS = 30
+
+
+def check_questions(questions: Mapping[str, str]) -> dict[str, str]:
+    """``questions`` as a dict, if every key and question is a non-empty string."""
+    if not isinstance(questions, Mapping):
+        raise ValueError(f"captions.questions must map keys to questions, got {questions!r}")
+    for key, question in questions.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError(f"captions.questions: key {key!r} is not a non-empty string")
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"captions.questions.{key}: {question!r} is not a non-empty string")
+    return dict(questions)
+
+
+def question_prompt(question: str) -> str:
+    return QUESTION_TEMPLATE.format(question=question.strip())
+
+
+class Captioner(BatchedModel):
+    """A BLIP-2 model (``Blip2ForConditionalGeneration``): a caption and the answers to
+    ``questions`` (key -> question) for each image, greedy, at most ``max_new_tokens``."""
+
+    spec = _SPEC
+    # BLIP-2 OPT is published for and run in fp16/bf16 (transformers keeps the Q-Former in fp32
+    # under fp16).
+    half_precision_safe = True
+
+    def __init__(
+        self,
+        model: str = _SPEC.model_keys["model"],
+        questions: Mapping[str, str] = DEFAULT_QUESTIONS,
+        caption_prompt: str = CAPTION_PROMPT,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+        device: str = "auto",
+        batch_size: int | str = "auto",
+    ) -> None:
+        super().__init__(device, batch_size)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"captions.max_new_tokens must be >= 1, got {max_new_tokens!r}")
+        if not isinstance(caption_prompt, str):
+            raise ValueError(f"caption_prompt must be a string, got {caption_prompt!r}")
+        self.model_name, self.max_new_tokens = model, max_new_tokens
+        self.questions = check_questions(questions)
+        self.prompts = [caption_prompt.strip()] + [
+            question_prompt(q) for q in self.questions.values()
+        ]
+
+    @property
+    def model_id(self) -> str:
+        return self.model_name
+
+    def load_model(self, device: torch.device, dtype: torch.dtype) -> None:
+        from transformers import AutoProcessor, Blip2ForConditionalGeneration
+
+        source = hf_load_path(self.module, self.model_name)  # fetches it if allowed
+        try:
+            self.processor = AutoProcessor.from_pretrained(source)
+            model = Blip2ForConditionalGeneration.from_pretrained(source, dtype=dtype)
+        except OSError as error:  # a failed download or an incomplete folder
+            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+            raise ModelNotFoundError(self.model_name, source, reason) from error
+        self.model = model.to(device).eval()
+        self.tokenizer = self.processor.tokenizer
+        self._check_image_tokens()
+        self.prompt_ids, self.prompt_mask = self._tokenize_prompts()
+
+    def _check_image_tokens(self) -> None:
+        """The model knows its image token, and the processor (if it says) agrees."""
+        config = self.model.config
+        image_token = self.tokenizer.convert_tokens_to_ids(self.processor.image_token.content)
+        processor_tokens = getattr(self.processor, "num_query_tokens", None)
+        if config.image_token_index is None:
+            raise ValueError(
+                f"captions: {self.model_name}: the model config has no image_token_index "
+                "(a snapshot older than transformers 4.47's format: fetch it again)"
+            )
+        if processor_tokens not in (None, config.num_query_tokens) or (
+            image_token != config.image_token_index
+        ):
+            raise ValueError(
+                f"captions: {self.model_name}: the processor has {processor_tokens} image "
+                f"tokens (id {image_token}), the model {config.num_query_tokens} "
+                f"(id {config.image_token_index})"
+            )
+
+    def _tokenize_prompts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prompts, length) token ids and attention mask, left-padded: the image tokens,
+        then each prompt as the processor writes it (with BOS)."""
+        config = self.model.config
+        image_ids = [config.image_token_index] * config.num_query_tokens
+        texts = self.tokenizer(self.prompts, add_special_tokens=True)["input_ids"]
+        rows = [image_ids + list(ids) for ids in texts]
+        length = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id
+        pad = config.text_config.pad_token_id if pad is None else pad
+        ids = torch.tensor([[pad] * (length - len(row)) + row for row in rows])
+        mask = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in rows])
+        return ids.to(self.device), mask.to(self.device)
+
+    def preprocess(self, batch: RowBatch) -> torch.Tensor:
+        """(n, S, S, 3) uint8 padded tier images -> (n, 3, side, side) float32 pixel values:
+        each image's true region (never the padding) through the model's image processor."""
+        crops = [
+            np.ascontiguousarray(image[:height, :width])
+            for image, (height, width) in zip(batch.data, batch.sizes, strict=True)
+        ]
+        processed = self.processor.image_processor(
+            images=crops, input_data_format="channels_last", return_tensors="pt"
+        )
+        return processed["pixel_values"].float()
+
+    def query_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(n, 3, side, side) -> (n, query tokens, LM width): vision tower, Q-Former and
+        projection, the steps (and dtype casts) of ``Blip2ForConditionalGeneration.generate``."""
+        image_embeds = self.model.vision_model(pixel_values, return_dict=True).last_hidden_state
+        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
+        queries = self.model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        query_output = self.model.qformer(
+            query_embeds=queries,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=image_mask,
+            return_dict=True,
+        ).last_hidden_state
+        return self.model.language_projection(query_output.to(image_embeds.dtype))
+
+    def predict_batch(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(n, 3, side, side) -> (n * prompts, new tokens) generated ids, image-major."""
+        return self.generate(self.query_embeddings(inputs))
+
+    def generate(self, features: torch.Tensor) -> torch.Tensor:
+        """Greedy decoding of every prompt for every image's query embeddings, in one call."""
+        n_prompts = len(self.prompts)
+        input_ids = self.prompt_ids.repeat(len(features), 1)
+        mask = self.prompt_mask.repeat(len(features), 1)
+        embeds = self.model.get_input_embeddings()(input_ids)
+        image_slots = (input_ids == self.model.config.image_token_index).unsqueeze(-1)
+        features = features.repeat_interleave(n_prompts, dim=0).to(embeds.dtype)
+        embeds = embeds.masked_scatter(image_slots, features)
+        generated = self.model.language_model.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            input_ids=input_ids,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+        )
+        return generated[:, input_ids.shape[1] :]  # decoder-only: the prompt comes back first
+
+    def postprocess(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
+        """-> one ``{"caption": str, "answers": {key: str}}`` per image."""
+        texts = self.tokenizer.batch_decode(outputs.cpu(), skip_special_tokens=True)
+        texts = [text.strip() for text in texts]
+        n_prompts = len(self.prompts)
+        return [
+            {
+                "caption": texts[start],
+                "answers": dict(
+                    zip(self.questions, texts[start + 1 : start + n_prompts], strict=True)
+                ),
+            }
+            for start in range(0, len(texts), n_prompts)
+        ]
+
+
+@dataclass(frozen=True)
+class CaptionsShardFiles:
+    """The inputs and output of one shard of a captions job."""
+
+    manifest: str | os.PathLike
+    tiers: str | os.PathLike
+    technical: str | os.PathLike | None
+    out_jsonl: str | os.PathLike
+
+
+def run_captions_job(
+    shards: Sequence[CaptionsShardFiles],
+    model: str = _SPEC.model_keys["model"],
+    questions: Mapping[str, str] = DEFAULT_QUESTIONS,
+    caption_prompt: str = CAPTION_PROMPT,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    device: str = "auto",
+    batch_size: int | str = "auto",
+    threads: int = 2,
+) -> Captioner:
+    """Caption every decoded image of several shards with one model load.
+
+    The shards are read as one stream of batches (the loader keeps the model fed across
+    shard boundaries). ``threads``: CPU threads of the job; one drives the model, the rest
+    load batches. Returns the captioner, whose ``stats`` hold the job's timings.
+    """
+    torch.set_num_threads(max(1, threads))
+    entries = [read_manifest(shard.manifest) for shard in shards]
+    readers = [TierReader(shard.tiers) for shard in shards]
+    for shard, rows, reader in zip(shards, entries, readers, strict=True):
+        if reader.n_images != len(rows):
+            raise ValueError(f"{shard.tiers}: {reader.n_images} images, manifest has {len(rows)}")
+    captioner = Captioner(model, questions, caption_prompt, max_new_tokens, device, batch_size)
+    captioner.load()
+    source = ConcatenatedBatches([TierBatches(reader, captioner.tier) for reader in readers])
+    results: list[dict[str, Any] | None] = [None] * source.n_rows
+
+    def deliver(indices: np.ndarray, batch_results: list[dict[str, Any]]) -> None:
+        for index, result in zip(indices, batch_results, strict=True):
+            results[index] = result
+
+    captioner.run(source, deliver, loader_threads=max(1, threads - 1))
+    for shard, rows, offset in zip(shards, entries, source.offsets, strict=False):
+        _write_shard(shard, rows, results[offset : offset + len(rows)], captioner.model_id)
+    return captioner
+
+
+def _write_shard(
+    shard: CaptionsShardFiles,
+    entries: list,
+    results: list[dict[str, Any] | None],
+    model_id: str,
+) -> None:
+    failures = decode_failures(shard.technical, len(entries))
+    rows = [
+        error_row(entry, failures.get(i, NOT_DECODED))
+        if result is None
+        else ok_row(entry, {"model": model_id, **result})
+        for i, (entry, result) in enumerate(zip(entries, results, strict=True))
+    ]
+    write_rows(shard.out_jsonl, rows)
+
+
+def run_captions_shard(
+    manifest: str | os.PathLike,
+    tiers: str | os.PathLike,
+    technical: str | os.PathLike | None,
+    out_jsonl: str | os.PathLike,
+    **settings: Any,
+) -> Captioner:
+    """``run_captions_job`` for a single shard."""
+    return run_captions_job([CaptionsShardFiles(manifest, tiers, technical, out_jsonl)], **settings)

@@ -1,0 +1,586 @@
+"""Zero-shot object detection (GroundingDINO through transformers) of a shard, from its
+``detect`` tier.
+
+The prompts (``person``, ``traffic sign``, ...) are joined once per job into GroundingDINO's
+text (``"person. traffic sign."``) and tokenised once; the images of a batch run through the
+model together with that text (OPP-3), one forward pass per image shape in the batch. Each
+image's true region is resized and normalised by the model's own image processor; images of
+one shape need no padding, so no result depends on the other images of its batch.
+
+A detection is kept when its score (the highest token probability, as GroundingDINO's
+post-processing computes it) exceeds ``box_threshold``; its label is the prompt with the most
+probable token among the prompt tokens above ``text_threshold`` (detections with none are
+dropped, like a phrase that names no prompt). Boxes come out relative to the image, and are
+mapped to the original image's pixels with the technical rows' ``width``/``height``.
+
+On a GPU with bf16 the model runs in bf16 except a configurable set of submodules
+(``FP32_MODULES``) that stay in fp32, with their inputs cast up and their outputs cast back
+at the boundary (OPP-10); where only fp16 is available it runs in fp32.
+
+Output per shard: ``<shard>.jsonl`` rows with ``model``, ``labels``, ``detections``,
+``has_person`` and ``has_text`` (error rows for images that could not be decoded).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.decode.tiers import TierReader
+from imganalyzer.results import error_row, ok_row, read_rows, write_rows
+from imganalyzer.runtime.batched import (
+    NOT_DECODED,
+    BatchedModel,
+    ConcatenatedBatches,
+    RowBatch,
+    TierBatches,
+)
+from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, downloads_allowed
+
+log = logging.getLogger(__name__)
+
+_SPEC = MODELS["objects"]
+
+DEFAULT_PROMPTS = (
+    "person", "face", "text", "sign", "document", "screen", "car", "bicycle", "motorcycle",
+    "bus", "animal", "dog", "cat", "bird", "horse", "food", "building", "tree", "flower",
+    "mountain", "beach", "boat", "sky", "water",
+)  # fmt: skip
+DEFAULT_TEXT_LABELS = ("text", "sign", "document", "screen")
+DEFAULT_PERSON_LABELS = ("person", "face")
+DEFAULT_BOX_THRESHOLD = 0.35
+DEFAULT_TEXT_THRESHOLD = 0.25
+DEFAULT_MAX_DETECTIONS = 100
+# Submodules kept in fp32 when the model runs in bf16 (class names or module paths): the
+# multi-scale deformable attention adds small sampling offsets to reference points (bf16's
+# 8-bit mantissa moves a location by up to ~0.2 cell of the finest feature map), and the class
+# (text-image dot product) and box heads produce the scores and boxes themselves. Measured on
+# random weights (tests, bench/bench_objects.py) they narrow the drift from fp32 only a little;
+# the reference points themselves are computed outside any module, in bf16 (~1.5 px at 1024).
+FP32_MODULES = frozenset(
+    {
+        "GroundingDinoMultiscaleDeformableAttention",
+        "GroundingDinoContrastiveEmbedding",
+        "GroundingDinoMLPPredictionHead",
+        # The two-stage proposals (a grid of cell centres, its inverse sigmoid and the 0.01 /
+        # 0.99 validity test) and the valid ratios that scale every reference point: in bf16
+        # a proposal near an edge flips to invalid (a box at the border); in fp32 the
+        # reference points stay fp32 through the decoder's box refinement.
+        "GroundingDinoModel.generate_encoder_output_proposals",
+        "model.enc_output",  # called by the method above: must take its fp32 inputs
+        "GroundingDinoModel.get_valid_ratio",
+        "GroundingDinoEncoder.get_reference_points",
+    }
+)
+PROMPT_SEPARATOR = "."
+
+
+# --- Mixed precision -----------------------------------------------------------------------
+def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    """``value`` with its floating tensors (also inside tuples, lists, dicts) cast to ``dtype``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return type(value)(*(_cast_floats(v, dtype) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cast_floats(v, dtype) for v in value)
+    if isinstance(value, dict):
+        for key in list(value):  # in place: transformers' ModelOutput is a dict with fields
+            value[key] = _cast_floats(value[key], dtype)
+        return value
+    return value
+
+
+def _first_float_dtype(values: Iterable[Any]) -> torch.dtype | None:
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.dtype
+        if isinstance(value, (tuple, list)):
+            found = _first_float_dtype(value)
+            if found is not None:
+                return found
+    return None
+
+
+def _island_matches(name: str, module: torch.nn.Module, selectors: frozenset[str]) -> bool:
+    return type(module).__name__ in selectors or name in selectors
+
+
+def keep_in_fp32(model: torch.nn.Module, selectors: Iterable[str]) -> list[str]:
+    """Convert the submodules named by ``selectors`` (class names or module paths) to fp32
+    and cast at their boundaries: floating inputs to fp32, floating outputs back to the
+    model's dtype. A selector ``Class.method`` runs that method of the model's ``Class``
+    modules on fp32 inputs instead (code outside any submodule). Modules inside a converted
+    one need nothing more, unless the rest of the model calls them too (GroundingDINO's
+    shared box head): they cast back to their caller's dtype. Returns what was converted."""
+    selectors = frozenset(selectors)
+    paths = list(model.named_modules(remove_duplicate=False))
+    matched = {
+        id(called): (path, called)
+        for name, m in paths
+        if _island_matches(name, m, selectors)
+        for path, called in _called_modules(name, m)
+    }
+    within = tuple(path + "." for path, _ in matched.values())
+    top = {
+        key for key in matched if any(id(m) == key and not n.startswith(within) for n, m in paths)
+    }
+    inside = {id(sub) for key in top for sub in matched[key][1].modules() if id(sub) != key}
+    shared = {id(m): m for n, m in paths if id(m) in inside and not n.startswith(within)}
+    for key in top:
+        _make_island(matched[key][1], back_to_caller=False)
+    for module in shared.values():
+        _make_island(module, back_to_caller=True)
+    methods = _keep_methods_in_fp32(model, {s for s in selectors if "." in s})
+    return sorted(matched[key][0] for key in top) + methods
+
+
+def _make_island(module: torch.nn.Module, back_to_caller: bool) -> None:
+    module._fp32_outer_dtype = next(module.parameters(), torch.empty(())).dtype
+    module._fp32_back_to_caller = back_to_caller
+    module.float()
+    module.register_forward_pre_hook(_to_fp32_inputs, with_kwargs=True)
+    module.register_forward_hook(_outputs_back, with_kwargs=True)
+
+
+def _keep_methods_in_fp32(model: torch.nn.Module, selectors: set[str]) -> list[str]:
+    wrapped = []
+    for name, module in model.named_modules():
+        for selector in selectors:
+            owner, method = selector.rsplit(".", 1)
+            if type(module).__name__ == owner and hasattr(module, method):
+                setattr(module, method, _in_fp32(getattr(module, method)))
+                wrapped.append(f"{name}.{method}")
+    return wrapped
+
+
+def _in_fp32(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` on fp32 inputs; a ``dtype`` argument (the dtype to compute in) is fp32."""
+
+    @functools.wraps(method)
+    def fp32_method(*args: Any, **kwargs: Any) -> Any:
+        if "dtype" in kwargs:
+            kwargs["dtype"] = torch.float32
+        return method(*_cast_floats(args, torch.float32), **_cast_floats(kwargs, torch.float32))
+
+    return fp32_method
+
+
+def _called_modules(name: str, module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """A module, or for a container (never called itself) the modules it holds."""
+    if isinstance(module, (torch.nn.ModuleList, torch.nn.ModuleDict)):
+        return [
+            item
+            for child, sub in module.named_children()
+            for item in _called_modules(f"{name}.{child}", sub)
+        ]
+    return [(name, module)]
+
+
+def _to_fp32_inputs(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    caller = _first_float_dtype([*args, *kwargs.values()])
+    back = caller if module._fp32_back_to_caller and caller else module._fp32_outer_dtype
+    module._fp32_back_to = back
+    return _cast_floats(args, torch.float32), _cast_floats(kwargs, torch.float32)
+
+
+def _outputs_back(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+    dtype = module._fp32_back_to
+    return output if dtype == torch.float32 else _cast_floats(output, dtype)
+
+
+# --- Prompts -------------------------------------------------------------------------------
+def normalise_label(prompt: str) -> str:
+    """A prompt as GroundingDINO reads it and as labels are reported: lower case, single
+    spaces."""
+    return " ".join(str(prompt).lower().split())
+
+
+def check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:
+    """The normalised prompts; ValueError for an empty list, an empty or repeated prompt, or
+    a prompt holding '.' (GroundingDINO's separator between prompts)."""
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError("objects.prompts must be a non-empty list of strings")
+    labels = tuple(normalise_label(prompt) for prompt in prompts)
+    for prompt, label in zip(prompts, labels, strict=True):
+        if not label:
+            raise ValueError(f"objects.prompts: empty prompt {prompt!r}")
+        if PROMPT_SEPARATOR in label:
+            raise ValueError(
+                f"objects.prompts: {prompt!r} contains '.', which separates prompts in "
+                "GroundingDINO's text; write one object per prompt without '.'"
+            )
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"objects.prompts: repeated prompts {repeated}")
+    return labels
+
+
+def check_threshold(name: str, value: float) -> float:
+    if not 0 < float(value) < 1:
+        raise ValueError(f"objects.{name} must be between 0 and 1 (exclusive), got {value!r}")
+    return float(value)
+
+
+def prompt_text(labels: Sequence[str]) -> str:
+    """``["person", "traffic sign"]`` -> ``"person. traffic sign."``."""
+    return "".join(f"{label}{PROMPT_SEPARATOR} " for label in labels).rstrip()
+
+
+# --- Detections ----------------------------------------------------------------------------
+@dataclass
+class Detections:
+    """One image's detections, best first: prompt indices, scores, boxes (x0, y0, x1, y1)
+    relative to the image (0..1)."""
+
+    prompts: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+
+
+def to_original_pixels(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Relative (x0, y0, x1, y1) boxes -> pixels of an image ``width`` x ``height``, clipped."""
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    return np.clip(boxes.astype(np.float64), 0.0, 1.0) * scale
+
+
+def detection_fields(
+    detections: Detections,
+    labels: Sequence[str],
+    width: float,
+    height: float,
+    text_labels: frozenset[str],
+    person_labels: frozenset[str],
+) -> dict[str, Any]:
+    """The result row fields of one image, boxes in pixels of a ``width`` x ``height`` image."""
+    boxes = to_original_pixels(detections.boxes, width, height)
+    found = [labels[i] for i in detections.prompts]
+    items = [
+        {"label": label, "score": round(float(score), 4), "box": [round(float(v), 1) for v in box]}
+        for label, score, box in zip(found, detections.scores, boxes, strict=True)
+    ]
+    unique = sorted(set(found))
+    return {
+        "labels": unique,
+        "detections": items,
+        "has_person": any(label in person_labels for label in unique),
+        "has_text": any(label in text_labels for label in unique),
+    }
+
+
+def select_detections(
+    probs: torch.Tensor,
+    boxes: torch.Tensor,
+    token_prompt: torch.Tensor,
+    n_prompts: int,
+    box_threshold: float,
+    text_threshold: float,
+    max_detections: int,
+) -> Detections:
+    """One image's detections from its token probabilities (Q, T) and boxes (Q, 4) cx, cy,
+    w, h relative; ``token_prompt`` (T,) is each token's prompt index (-1: special tokens
+    and separators)."""
+    scores = probs.max(dim=-1).values
+    keep = torch.nonzero(scores > box_threshold).flatten()
+    in_prompt = token_prompt >= 0
+    prompt_probs = probs[keep][:, in_prompt]  # (k, prompt tokens)
+    hits = torch.where(prompt_probs > text_threshold, prompt_probs, torch.zeros(()))
+    per_prompt = torch.zeros(len(keep), n_prompts, dtype=probs.dtype)
+    per_prompt.scatter_reduce_(
+        1, token_prompt[in_prompt].expand(len(keep), -1), hits, reduce="amax"
+    )
+    best, prompt = per_prompt.max(dim=-1)
+    named = best > 0
+    keep, prompt = keep[named], prompt[named]
+    order = torch.argsort(scores[keep], descending=True, stable=True)[:max_detections]
+    keep, prompt = keep[order], prompt[order]
+    centre, size = boxes[keep, :2], boxes[keep, 2:]
+    corners = torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+    return Detections(prompt.numpy(), scores[keep].numpy(), corners.numpy())
+
+
+def _where_it_looked(model: str) -> str:
+    if os.path.isabs(model) or model.startswith((".", "~")) or os.path.isdir(model):
+        return f"the folder {model}"
+    from huggingface_hub import constants
+
+    return f"the Hugging Face cache {constants.HF_HUB_CACHE} (repo {model})"
+
+
+# --- The model -----------------------------------------------------------------------------
+class ObjectDetector(BatchedModel):
+    """A GroundingDINO checkpoint (Hugging Face repo id or local folder) and its prompts."""
+
+    spec = _SPEC
+    half_precision_safe = True  # with FP32_MODULES kept in fp32
+
+    def __init__(
+        self,
+        model: str = _SPEC.model_keys["model"],
+        prompts: Sequence[str] = DEFAULT_PROMPTS,
+        box_threshold: float = DEFAULT_BOX_THRESHOLD,
+        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+        max_detections: int = DEFAULT_MAX_DETECTIONS,
+        device: str = "auto",
+        batch_size: int | str = "auto",
+        fp32_modules: Iterable[str] = FP32_MODULES,
+    ) -> None:
+        super().__init__(device, batch_size)
+        self.model_name = str(model)
+        self.labels = check_prompts(prompts)
+        self.box_threshold = check_threshold("box_threshold", box_threshold)
+        self.text_threshold = check_threshold("text_threshold", text_threshold)
+        if int(max_detections) < 1:
+            raise ValueError(f"objects.max_detections must be >= 1, got {max_detections!r}")
+        self.max_detections = int(max_detections)
+        self.fp32_modules = frozenset(fp32_modules)
+        self.fp32_converted: list[str] = []
+
+    @property
+    def model_id(self) -> str:
+        return self.model_name
+
+    def load_model(self, device: torch.device, dtype: torch.dtype) -> None:
+        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+        if dtype == torch.float16:
+            # GPUs without bf16, MPS: fp16's range overflows in GroundingDINO's text layers
+            # (OPP-10); its islands are chosen for bf16. The base reads self.dtype per batch.
+            dtype = self.dtype = torch.float32
+        local_only = not downloads_allowed()
+        try:
+            self.processor = AutoProcessor.from_pretrained(
+                self.model_name, local_files_only=local_only
+            )
+            model = AutoModelForZeroShotObjectDetection.from_pretrained(
+                self.model_name, local_files_only=local_only
+            )
+        except OSError as error:  # transformers' answer to a missing folder, repo or file
+            looked = _where_it_looked(self.model_name)
+            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+            if local_only:
+                reason = f"HF_HUB_OFFLINE is set; {reason}"
+            raise ModelNotFoundError(self.model_name, looked, reason) from error
+        model = model.to(device=device, dtype=dtype).eval()
+        if dtype != torch.float32:
+            self.fp32_converted = keep_in_fp32(model, self.fp32_modules)
+        self.model = model
+        self._set_text(device)
+
+    def _set_text(self, device: torch.device) -> None:
+        """Tokenise the prompts once and map every token to the prompt it belongs to."""
+        tokenizer = self.processor.tokenizer
+        encoded = tokenizer(prompt_text(self.labels), return_tensors="pt")
+        ids = encoded["input_ids"][0]
+        token_prompt = torch.full(ids.shape, -1, dtype=torch.long)
+        position = 1  # after [CLS]
+        for index, label in enumerate(self.labels):
+            length = len(tokenizer(label, add_special_tokens=False)["input_ids"])
+            token_prompt[position : position + length] = index
+            position += length + 1  # the separator
+        if position != len(ids) - 1:  # all prompts, then [SEP]
+            raise RuntimeError(f"objects: cannot align the prompts with their tokens: {ids}")
+        max_length = getattr(self.model.config, "max_text_len", 256)
+        if len(ids) > max_length:
+            raise ValueError(
+                f"objects.prompts: {len(ids)} tokens, but {self.model_name} reads at most "
+                f"{max_length}: use fewer prompts"
+            )
+        self.text = {key: value.to(device) for key, value in encoded.items()}
+        self.token_prompt = token_prompt
+
+    def preprocess(self, batch: RowBatch) -> torch.Tensor:
+        """(n, S, S, 3) uint8 padded tier images -> (n, 4, H, W) float32: the model's pixel
+        values of each image's true region (channels 0-2), padded to the batch's largest,
+        and the pixel mask (channel 3: 1 image, 0 padding)."""
+        images = [
+            torch.from_numpy(np.ascontiguousarray(image[:height, :width])).permute(2, 0, 1)
+            for image, (height, width) in zip(batch.data, batch.sizes, strict=True)
+        ]
+        features = self.processor.image_processor(images=images, return_tensors="pt")
+        mask = features["pixel_mask"].to(torch.float32)[:, None]
+        return torch.cat([features["pixel_values"].to(torch.float32), mask], dim=1)
+
+    def predict_batch(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> token probabilities (n, queries, tokens) and boxes (n, queries, 4), float32.
+
+        One forward pass per image shape in the batch, each without padding: padding changes
+        what the backbone sees near the image's edges, so a result would depend on which
+        images share its batch. Photos of one library come in a few shapes (4:3, 3:2, 16:9,
+        each way up), so the batches stay large."""
+        mask = inputs[:, 3] > 0
+        heights, widths = mask[:, :, 0].sum(dim=1), mask[:, 0, :].sum(dim=1)
+        shapes = torch.stack([heights, widths], dim=1)
+        probs = boxes = None
+        for shape in torch.unique(shapes, dim=0):
+            rows = torch.nonzero((shapes == shape).all(dim=1)).flatten()
+            height, width = (int(v) for v in shape)
+            group_probs, group_boxes = self._forward(inputs[rows, :3, :height, :width])
+            if probs is None:
+                probs = group_probs.new_empty((len(inputs), *group_probs.shape[1:]))
+                boxes = group_boxes.new_empty((len(inputs), *group_boxes.shape[1:]))
+            probs[rows], boxes[rows] = group_probs, group_boxes
+        return probs, boxes
+
+    def _forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(pixel_values)
+        text = {key: value.expand(n, -1) for key, value in self.text.items()}
+        outputs = self.model(pixel_values=pixel_values, **text)
+        n_tokens = text["input_ids"].shape[1]
+        probs = outputs.logits[..., :n_tokens].float().sigmoid()
+        return probs, outputs.pred_boxes.float()
+
+    def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor]) -> list[Detections]:
+        probs, boxes = (tensor.cpu() for tensor in outputs)
+        return [
+            select_detections(
+                image_probs,
+                image_boxes,
+                self.token_prompt,
+                len(self.labels),
+                self.box_threshold,
+                self.text_threshold,
+                self.max_detections,
+            )  # fmt: skip
+            for image_probs, image_boxes in zip(probs, boxes, strict=True)
+        ]
+
+
+# --- Jobs ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ObjectsShardFiles:
+    """The inputs and outputs of one shard of an objects job."""
+
+    manifest: str | os.PathLike
+    tiers: str | os.PathLike
+    technical: str | os.PathLike | None
+    out_jsonl: str | os.PathLike
+
+
+class _SizeRecordingBatches(TierBatches):
+    """Tier batches that remember each row's tier size (boxes fall back to it)."""
+
+    def __init__(self, reader: TierReader, tier: str) -> None:
+        super().__init__(reader, tier)
+        self.sizes = np.zeros((self.n_rows, 2), dtype=np.int64)
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        batch = super().read(start, stop)
+        self.sizes[batch.indices] = batch.sizes
+        return batch
+
+
+def _technical_rows(technical: str | os.PathLike | None, n_rows: int) -> list[dict[str, Any]]:
+    if technical is None:
+        return [{"status": "ok"}] * n_rows
+    rows = list(read_rows(technical))
+    if len(rows) != n_rows:
+        raise ValueError(f"{technical}: {len(rows)} rows, expected {n_rows} (manifest rows)")
+    return rows
+
+
+def run_objects_job(
+    shards: Sequence[ObjectsShardFiles],
+    model: str = _SPEC.model_keys["model"],
+    prompts: Sequence[str] = DEFAULT_PROMPTS,
+    box_threshold: float = DEFAULT_BOX_THRESHOLD,
+    text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+    text_labels: Sequence[str] = DEFAULT_TEXT_LABELS,
+    person_labels: Sequence[str] = DEFAULT_PERSON_LABELS,
+    max_detections: int = DEFAULT_MAX_DETECTIONS,
+    device: str = "auto",
+    batch_size: int | str = "auto",
+    threads: int = 2,
+) -> ObjectDetector:
+    """Detect the prompts in every decoded image of several shards with one model load.
+
+    Boxes are in the original image's pixels (``width``/``height`` of the technical rows;
+    an image whose row lacks them gets tier pixels, with a warning). ``threads``: CPU threads
+    of the job, as in ``run_embedding_job``. Returns the detector (``stats``: timings).
+    """
+    torch.set_num_threads(max(1, threads))
+    detector = ObjectDetector(
+        model, prompts, box_threshold, text_threshold, max_detections, device, batch_size
+    )
+    entries = [read_manifest(shard.manifest) for shard in shards]
+    technical = [_technical_rows(s.technical, len(e)) for s, e in zip(shards, entries, strict=True)]
+    readers = [TierReader(shard.tiers) for shard in shards]
+    for shard, rows, reader in zip(shards, entries, readers, strict=True):
+        if reader.n_images != len(rows):
+            raise ValueError(f"{shard.tiers}: {reader.n_images} images, manifest has {len(rows)}")
+    detector.load()
+    sources = [_SizeRecordingBatches(reader, detector.tier) for reader in readers]
+    source = ConcatenatedBatches(sources)
+    found: dict[int, Detections] = {}
+
+    def deliver(indices: np.ndarray, results: list[Detections]) -> None:
+        found.update(zip(indices.tolist(), results, strict=True))
+
+    detector.run(source, deliver, loader_threads=max(1, threads - 1))
+    labels = {
+        "text_labels": frozenset(map(normalise_label, text_labels)),
+        "person_labels": frozenset(map(normalise_label, person_labels)),
+    }
+    _warn_unused_labels(detector.labels, labels)
+    for k, shard in enumerate(shards):
+        offset = int(source.offsets[k])
+        shard_found = {i - offset: d for i, d in found.items() if 0 <= i - offset < len(entries[k])}
+        rows = _shard_rows(
+            detector, entries[k], technical[k], sources[k].sizes, shard_found, labels
+        )
+        write_rows(shard.out_jsonl, rows)
+    return detector
+
+
+def _warn_unused_labels(prompts: Sequence[str], labels: dict[str, frozenset[str]]) -> None:
+    for key, names in labels.items():
+        missing = sorted(names - set(prompts))
+        if missing:
+            log.warning("objects.%s %s are not among the prompts: never detected", key, missing)
+
+
+def _shard_rows(
+    detector: ObjectDetector,
+    entries: list,
+    technical: list[dict[str, Any]],
+    tier_sizes: np.ndarray,
+    found: dict[int, Detections],
+    labels: dict[str, frozenset[str]],
+) -> list[dict[str, Any]]:
+    rows, without_size = [], 0
+    for i, entry in enumerate(entries):
+        if i not in found:
+            rows.append(error_row(entry, technical[i].get("error", NOT_DECODED)))
+            continue
+        width, height = technical[i].get("width"), technical[i].get("height")
+        if not width or not height:
+            without_size += 1
+            height, width = tier_sizes[i]
+        fields = detection_fields(found[i], detector.labels, width, height, **labels)
+        rows.append(ok_row(entry, {"model": detector.model_id, **fields}))
+    if without_size:
+        log.warning(
+            "objects: %d images have no width/height in their technical rows: their boxes are "
+            "in %s tier pixels",
+            without_size, detector.tier,
+        )  # fmt: skip
+    return rows
+
+
+def run_objects_shard(
+    manifest: str | os.PathLike,
+    tiers: str | os.PathLike,
+    technical: str | os.PathLike | None,
+    out_jsonl: str | os.PathLike,
+    **settings: Any,
+) -> ObjectDetector:
+    """``run_objects_job`` for a single shard."""
+    return run_objects_job([ObjectsShardFiles(manifest, tiers, technical, out_jsonl)], **settings)

@@ -1,0 +1,478 @@
+"""Batched, overlapped model inference over one shard: the base of every model module.
+
+A module subclasses ``BatchedModel`` and implements the transformers split:
+
+- ``load_model(device, dtype)``: build the model once per job (``load()`` calls it lazily);
+- ``preprocess(batch)``: CPU work on one batch of rows, run in the loader thread(s);
+- ``predict_batch(inputs)``: the hot path, on the device, nothing else;
+- ``postprocess(outputs)``: device outputs -> plain per-row results, run in the writer thread.
+
+``run`` reads batches from a source (``TierBatches`` for a shard's tier store,
+``ArrayBatches`` for stored vectors) in background threads that keep the next batches
+preprocessed (and pinned, on CUDA) while the current one runs (OPP-3, OPP-4); hands
+each result batch to a writer thread so writing never blocks the device; halves the
+batch and retries it on out-of-memory; and records how long the model waited for the
+loader versus how long it spent predicting (``stats``). The loop never calls
+``torch.cuda.synchronize`` or ``empty_cache``: only the writer's copy to the host waits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from imganalyzer.files import atomic_write_text
+from imganalyzer.progress import Progress
+from imganalyzer.results import read_rows
+from imganalyzer.runtime.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Batches kept loaded ahead of the model: one ready while the next is being prepared.
+PREFETCH_BATCHES = 2
+# Result batches the writer may lag behind before the model waits: bounds the device
+# memory held by outputs not yet copied to the host.
+WRITER_BACKLOG = 2
+# On CPU a batch larger than this gains nothing (measured in bench/bench_embedding.py) and
+# running out of host memory kills the process instead of raising: "auto" caps it here.
+CPU_AUTO_BATCH_SIZE = 16
+NOT_DECODED = "not decoded"
+_OUT_OF_MEMORY = object()  # _try_predict's answer when the batch did not fit
+
+Deliver = Callable[[np.ndarray, Any], None]
+
+
+def choose_device(requested: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; ``cuda``/``mps``/``cpu`` force one."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if requested == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if requested not in ("cuda", "mps", "cpu"):
+        raise ValueError(f"config key 'device': {requested!r} is not auto, cuda, mps or cpu")
+    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
+        raise RuntimeError(f"config key 'device' is {requested!r}, but no such device is here")
+    return torch.device(requested)
+
+
+def choose_dtype(device: torch.device, half_precision_safe: bool) -> torch.dtype:
+    """bf16 on CUDA where supported, else fp16, for models safe in half precision; fp32 else."""
+    if not half_precision_safe or device.type == "cpu":
+        return torch.float32
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def initial_batch_size(requested: int | str, default: int, device: torch.device) -> int:
+    """A fixed ``requested`` size, or for ``auto`` the model's default (capped on CPU)."""
+    if requested == "auto":
+        return min(default, CPU_AUTO_BATCH_SIZE) if device.type == "cpu" else default
+    if isinstance(requested, int) and requested >= 1:
+        return requested
+    raise ValueError(f"batch_size must be 'auto' or a positive integer, got {requested!r}")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    # MPS and older CUDA paths raise a plain RuntimeError with this text.
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error)
+    )
+
+
+@dataclass
+class RowBatch:
+    """Usable rows of a shard as a source hands them to ``preprocess``.
+
+    ``indices``: (n,) int64 row numbers in manifest order. ``data``: for tier sources
+    (n, S, S, 3) uint8 RGB, image top-left, zero padding bottom/right; for vector sources
+    (n, d). ``sizes``: for tier sources (n, 2) int32 true (height, width) in tier pixels.
+    """
+
+    indices: np.ndarray
+    data: np.ndarray
+    sizes: np.ndarray | None = None
+
+
+@dataclass
+class PaddedImages:
+    """Tier images on their way to the device, for models that resize there: ``pixels``
+    (n, 3, S, S) uint8 RGB, image at the top-left, zero padding; ``sizes`` (n, 2) int64 true
+    (height, width). The loader only converts (no resampling on its CPU), and uint8 moves a
+    third of the bytes a float32 batch at the model's size would. Behaves like a tensor
+    where the runtime handles inputs: pinned, sliced by rows, moved to a device."""
+
+    pixels: torch.Tensor
+    sizes: torch.Tensor
+
+    @classmethod
+    def from_rows(cls, batch: RowBatch) -> PaddedImages:
+        pixels = torch.from_numpy(np.ascontiguousarray(batch.data)).permute(0, 3, 1, 2)
+        sizes = torch.from_numpy(np.asarray(batch.sizes, dtype=np.int64))
+        return cls(pixels.contiguous(), sizes)
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, rows: slice) -> PaddedImages:
+        return PaddedImages(self.pixels[rows], self.sizes[rows])
+
+    def pin_memory(self) -> PaddedImages:
+        return PaddedImages(self.pixels.pin_memory(), self.sizes)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PaddedImages:
+        """The pixels on ``device``; the sizes stay on the host (read there, never waited for)."""
+        return PaddedImages(self.pixels.to(device, non_blocking=non_blocking), self.sizes)
+
+    def is_floating_point(self) -> bool:
+        return False
+
+    def true_regions(self) -> list[torch.Tensor]:
+        """Each image's (3, h, w) uint8 region, on the pixels' device."""
+        return [
+            image[:, :height, :width]
+            for image, (height, width) in zip(self.pixels, self.sizes.tolist(), strict=True)
+        ]
+
+
+class BatchSource(Protocol):
+    n_rows: int
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        """The usable rows among ``start:stop``."""
+        ...
+
+
+class TierBatches:
+    """Rows of one tier of a shard's tier store (a ``TierReader``); failed decodes skipped."""
+
+    def __init__(self, reader: Any, tier: str) -> None:
+        self.reader, self.tier, self.n_rows = reader, tier, reader.n_images
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        images, sizes, ok = self.reader.read(self.tier, start, stop)
+        keep = np.flatnonzero(ok)
+        return RowBatch(start + keep, images[keep], sizes[keep])
+
+
+class ArrayBatches:
+    """Rows of an in-memory (n, d) array; rows where ``usable`` is False are skipped."""
+
+    def __init__(self, data: np.ndarray, usable: np.ndarray) -> None:
+        self.data, self.usable, self.n_rows = data, usable, len(data)
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        keep = np.flatnonzero(self.usable[start:stop])
+        return RowBatch(start + keep, self.data[start:stop][keep])
+
+
+class ConcatenatedBatches:
+    """Several sources (the shards of one job) as one row space, so that prefetching runs
+    across shard boundaries; row ``i`` of source ``k`` is row ``offsets[k] + i``."""
+
+    def __init__(self, sources: Sequence[BatchSource]) -> None:
+        self.sources = list(sources)
+        self.offsets = np.cumsum([0] + [s.n_rows for s in self.sources])
+        self.n_rows = int(self.offsets[-1])
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        parts = []
+        for source, offset in zip(self.sources, self.offsets[:-1], strict=True):
+            first, last = max(start, offset), min(stop, offset + source.n_rows)
+            if first < last:
+                part = source.read(int(first - offset), int(last - offset))
+                parts.append(RowBatch(part.indices + offset, part.data, part.sizes))
+        if len(parts) == 1:
+            return parts[0]
+        sizes = None if parts[0].sizes is None else np.concatenate([p.sizes for p in parts])
+        return RowBatch(
+            np.concatenate([p.indices for p in parts]),
+            np.concatenate([p.data for p in parts]),
+            sizes,
+        )
+
+
+@dataclass
+class RunStats:
+    """Timings of one ``run`` (seconds, host clock) and of the model load."""
+
+    images: int = 0
+    batches: int = 0
+    load_s: float = 0.0
+    first_wait_s: float = 0.0  # waiting for the first batch: nothing to overlap with yet
+    wait_s: float = 0.0  # waiting for the loader after the first batch: ~0 if it keeps up
+    predict_s: float = 0.0  # in predict_batch (on CUDA: launch time plus back-pressure)
+    total_s: float = 0.0
+    oom_backoffs: int = 0
+    batch_size: int = 0  # in use at the end, after any back-off
+
+
+class BatchedModel(ABC):
+    """Base of the model modules; see the module docstring for the contract."""
+
+    spec: ClassVar[ModelSpec | None] = None  # its registry entry: sets the three below
+    module: ClassVar[str]  # for logs: "embedding"
+    tier: ClassVar[str | None]  # the tier it reads (None: reads no pixels)
+    default_batch_size: ClassVar[int]
+    half_precision_safe: ClassVar[bool] = False  # may it run in bf16/fp16 on a GPU?
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.spec is not None:
+            cls.module, cls.tier = cls.spec.module, cls.spec.tier
+            cls.default_batch_size = cls.spec.default_batch_size
+
+    def __init__(self, device: str = "auto", batch_size: int | str = "auto") -> None:
+        self.requested_device, self.requested_batch_size = device, batch_size
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.batch_size = 0
+        self.stats = RunStats()
+        self._loaded = False
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """The model as configured, for logs and result rows: ``ViT-L-14:openai``."""
+
+    @abstractmethod
+    def load_model(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Build the model on ``device`` in ``dtype``; called once, by ``load``."""
+
+    @abstractmethod
+    def preprocess(self, batch: RowBatch) -> torch.Tensor | PaddedImages:
+        """CPU tensor of the batch's model inputs, first dimension = rows (loader thread)."""
+
+    @abstractmethod
+    def predict_batch(self, inputs: torch.Tensor) -> Any:
+        """The forward pass on ``inputs`` (already on the device, in ``dtype`` if float)."""
+
+    @abstractmethod
+    def postprocess(self, outputs: Any) -> Any:
+        """Device outputs -> per-row host results, first dimension = rows (writer thread)."""
+
+    def load(self) -> None:
+        """Choose device, precision and batch size, then load the model (once)."""
+        if self._loaded:
+            return
+        started = time.perf_counter()
+        self.device = choose_device(self.requested_device)
+        self.dtype = choose_dtype(self.device, self.half_precision_safe)
+        self.batch_size = initial_batch_size(
+            self.requested_batch_size, self.default_batch_size, self.device
+        )
+        self.load_model(self.device, self.dtype)
+        self.stats.load_s = time.perf_counter() - started
+        self._loaded = True
+        dtype = str(self.dtype).removeprefix("torch.")
+        log.info(
+            "%s: %s on %s in %s, batch size %d (requested %s); loaded in %.1f s",
+            self.module, self.model_id, self.device.type, dtype, self.batch_size,
+            self.requested_batch_size, self.stats.load_s,
+        )  # fmt: skip
+
+    def infer(self, batch: RowBatch) -> Any:
+        """One batch synchronously, without threads (queries, tests): postprocessed results."""
+        self.load()
+        with torch.inference_mode():
+            return self.postprocess(self._predict(self.preprocess(batch)))
+
+    def run(
+        self,
+        source: BatchSource,
+        deliver: Deliver,
+        prefetch: int = PREFETCH_BATCHES,
+        loader_threads: int = 1,
+    ) -> RunStats:
+        """Run the model over every usable row of ``source``.
+
+        ``deliver(indices, results)`` gets each batch's postprocessed results in the writer
+        thread, in row order. ``prefetch=0`` loads synchronously (the naive baseline).
+        """
+        self.load()
+        self.stats = RunStats(load_s=self.stats.load_s)
+        self._progress = Progress(self.module, source.n_rows)
+        started = time.perf_counter()
+        loader = ThreadPoolExecutor(max(1, loader_threads), thread_name_prefix="loader")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
+        writes: deque[Future] = deque()
+        try:
+            batches = self._loaded_batches(source, loader, prefetch, loader_threads)
+            for indices, inputs in batches:
+                for chunk_indices, outputs in self._predict_in_chunks(indices, inputs):
+                    writes.append(writer.submit(self._write, deliver, chunk_indices, outputs))
+                    while len(writes) > WRITER_BACKLOG:
+                        writes.popleft().result()
+            while writes:
+                writes.popleft().result()
+        finally:
+            loader.shutdown(cancel_futures=True)
+            writer.shutdown(cancel_futures=True)
+        self.stats.total_s = time.perf_counter() - started
+        self.stats.batch_size = self.batch_size
+        self._progress.reach(source.n_rows)
+        self._progress.finish()
+        self._log_stats()
+        return self.stats
+
+    def _loaded_batches(
+        self, source: BatchSource, loader: ThreadPoolExecutor, prefetch: int, threads: int
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Preprocessed batches in row order, with ``prefetch`` loads in flight (0: none)."""
+        ranges = self._row_ranges(source.n_rows)
+        if prefetch <= 0:
+            for start, stop in ranges:
+                yield from self._timed(functools.partial(self._load_batch, source, start, stop))
+            return
+
+        def submit(count: int) -> Iterator[Future]:
+            for start, stop in itertools.islice(ranges, count):
+                yield loader.submit(self._load_batch, source, start, stop)
+
+        pending = deque(submit(max(prefetch, threads)))
+        while pending:
+            future = pending.popleft()
+            pending.extend(submit(1))
+            yield from self._timed(future.result)
+
+    def _timed(self, get_batch: Callable[[], tuple]) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Wait for a loaded batch, count the wait, and yield it unless it has no rows."""
+        began = time.perf_counter()
+        indices, inputs = get_batch()
+        waited = time.perf_counter() - began
+        if self.stats.batches == 0:
+            self.stats.first_wait_s += waited
+        else:
+            self.stats.wait_s += waited
+        if len(indices):
+            self.stats.batches += 1
+            yield indices, inputs
+
+    def _row_ranges(self, n_rows: int) -> Iterator[tuple[int, int]]:
+        """Consecutive row ranges, each as long as the batch size when it is asked for."""
+        start = 0
+        while start < n_rows:
+            stop = min(start + self.batch_size, n_rows)
+            yield start, stop
+            start = stop
+
+    def _load_batch(self, source: BatchSource, start: int, stop: int) -> tuple[np.ndarray, Any]:
+        batch = source.read(start, stop)
+        if not len(batch.indices):
+            return batch.indices, None
+        inputs = self.preprocess(batch)
+        if self.device.type == "cuda":
+            inputs = inputs.pin_memory()  # lets the copy to the GPU run asynchronously
+        return batch.indices, inputs
+
+    def _predict_in_chunks(
+        self, indices: np.ndarray, inputs: torch.Tensor
+    ) -> Iterator[tuple[np.ndarray, Any]]:
+        """Predict a loaded batch in chunks of the batch size, halving it on out-of-memory."""
+        start = 0
+        while start < len(indices):
+            chunk = slice(start, start + self.batch_size)
+            outputs = self._try_predict(inputs[chunk])
+            if outputs is _OUT_OF_MEMORY:
+                # Retried only now: the failed attempt's exception and tensors are released.
+                self._back_off(len(indices[chunk]))
+                continue
+            yield indices[chunk], outputs
+            start = chunk.stop
+
+    def _try_predict(self, chunk: torch.Tensor) -> Any:
+        began = time.perf_counter()
+        try:
+            outputs = self._predict(chunk)
+        except Exception as error:
+            if not is_out_of_memory(error) or len(chunk) == 1:
+                raise
+            return _OUT_OF_MEMORY
+        self.stats.predict_s += time.perf_counter() - began
+        self.stats.images += len(chunk)
+        return outputs
+
+    def _predict(self, chunk: torch.Tensor) -> Any:
+        with torch.inference_mode():
+            inputs = chunk.to(self.device, non_blocking=True)
+            if inputs.is_floating_point():
+                inputs = inputs.to(self.dtype)
+            return self.predict_batch(inputs)
+
+    def _back_off(self, failed_size: int) -> None:
+        self.batch_size = max(1, failed_size // 2)
+        self.stats.oom_backoffs += 1
+        message = "%s: out of memory at batch size %d on %s; retrying at %d"
+        args = (self.module, failed_size, self.device.type, self.batch_size)
+        if self.requested_batch_size == "auto":
+            log.info(message, *args)
+        else:
+            log.warning(message + " (lower %s.batch_size in config.yaml)", *args, self.module)
+
+    def _write(self, deliver: Deliver, indices: np.ndarray, outputs: Any) -> None:
+        with torch.inference_mode():
+            deliver(indices, self.postprocess(outputs))
+        if len(indices):  # rows are written in order: every row up to the last one is done
+            self._progress.reach(int(indices[-1]) + 1)
+
+    def _log_stats(self) -> None:
+        s = self.stats
+        rate = s.images / s.total_s if s.total_s > 0 else 0.0
+        log.info(
+            "%s: %d images in %d batches, %.2f s (%.1f images/s); waited for the loader "
+            "%.2f s after the first batch (first %.2f s), predict %.2f s, model load %.1f s, "
+            "%d out-of-memory back-offs",
+            self.module, s.images, s.batches, s.total_s, rate, s.wait_s,
+            s.first_wait_s, s.predict_s, s.load_s, s.oom_backoffs,
+        )  # fmt: skip
+
+
+def decode_failures(technical: str | None, n_rows: int) -> dict[int, str]:
+    """Row -> reason for the rows whose decode failed, from the decode job's technical rows
+    (manifest order); empty if there is no technical file."""
+    if technical is None:
+        return {}
+    rows = list(read_rows(technical))
+    if len(rows) != n_rows:
+        raise ValueError(f"{technical}: {len(rows)} rows, expected {n_rows} (manifest rows)")
+    return {i: row.get("error", NOT_DECODED) for i, row in enumerate(rows) if row["status"] != "ok"}
+
+
+def tier_job_files(
+    make: Callable[..., Any],
+    shards: Sequence[str],
+    manifests: Sequence[str],
+    tiers: Sequence[str],
+    technical: Sequence[str],
+    out_dir: str | os.PathLike,
+) -> list[Any]:
+    """``make(manifest, tiers, technical, out_dir/<shard>.jsonl)`` for every shard of a job
+    (the per-shard files of a module that reads tiers and writes rows)."""
+    out = Path(out_dir)
+    return [
+        make(manifest, tier_store, rows, out / f"{shard}.jsonl")
+        for shard, manifest, tier_store, rows in zip(
+            shards, manifests, tiers, technical, strict=True
+        )
+    ]
+
+
+def write_job_summary(path: str | os.PathLike, model: BatchedModel, shards: Sequence[str]) -> None:
+    """The marker a model job writes last: its shards, model and timings (JSON)."""
+    summary = {"module": model.module, "model": model.model_id, "shards": list(shards)}
+    summary.update(dataclasses.asdict(model.stats))
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,217 @@
+"""Model jobs that fail without stopping the run, the record of their failures, and the
+summary printed at the end of every run.
+
+A model job (``results/<module>/jobs/<job>.json``) runs inside ``failure_isolated``. If it
+fails (a missing model, a CUDA error, a bug) the exception is logged to the job's log, a
+failure record ``results/<module>/failed/<job>.json`` is written, and so is the job's
+summary with ``status: failed``: the job counts as *done or failed* for Snakemake, so the
+other modules, the index and the report still run, and the index indexes every result
+that exists. The record's ``failure_id`` is the rule's ``retry`` param (``retry_token``):
+a new failure changes it, so the next run re-runs exactly the failed jobs (Snakemake's
+params trigger). A job that then succeeds keeps its record, marked ``retried``, so the
+param stays the same afterwards. The record is not a declared output: Snakemake never
+deletes it before a job runs, so the param reads the same before and after the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imganalyzer.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+FAILED = "failed"
+RETRIED = "retried"  # a failure record whose job has since succeeded
+
+
+class UpstreamFailed(RuntimeError):
+    """A job this one reads (objects for ocr, embedding for aesthetic) failed."""
+
+
+def failure_record_path(summary: str | os.PathLike) -> Path:
+    """``results/<module>/failed/<job>.json`` of the job whose summary is ``summary``."""
+    summary = Path(summary)
+    return summary.parent.parent / "failed" / summary.name
+
+
+def read_summary(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A job summary, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def retry_token(summary: str | os.PathLike) -> str:
+    """The ``retry`` param of the model job whose summary is ``summary``: the id of its
+    last failure ("" if it never failed); a new failure changes it, a success does not."""
+    record = read_summary(failure_record_path(summary)) or {}
+    return str(record.get("failure_id", ""))
+
+
+@contextlib.contextmanager
+def failure_isolated(
+    summary: str | os.PathLike,
+    log_file: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Iterator[None]:
+    """Run a model job's body; on failure record it instead of failing the workflow.
+
+    ``summary``: the job's declared output, which the body writes on success;
+    ``inputs``: its inputs; when this job fails and one of them is the summary of a job
+    that failed (embedding for aesthetic), the record names that job as the reason.
+    """
+    summary = Path(summary)
+    record = failure_record_path(summary)
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 (any failure of one job must not stop the run)
+        log.exception("%s job %s failed", summary.parent.parent.name, summary.stem)
+        failure = _failure(summary, log_file, _upstream_failure(inputs) or error)
+        atomic_write_text(record, json.dumps(failure, indent=1) + "\n")
+        atomic_write_text(summary, json.dumps(failure, indent=1) + "\n")
+        return
+    data = read_summary(summary) or {"module": summary.parent.parent.name, "job": summary.stem}
+    data["status"] = OK
+    atomic_write_text(summary, json.dumps(data, indent=2) + "\n")
+    previous = read_summary(record)
+    if previous and previous.get("status") == FAILED:
+        previous.update(status=RETRIED, retried=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        atomic_write_text(record, json.dumps(previous, indent=1) + "\n")
+
+
+def _upstream_failure(inputs: Iterable[str | os.PathLike]) -> UpstreamFailed | None:
+    """Why a job failed when a job it reads failed first (its error names that job)."""
+    for path in map(Path, inputs):
+        if path.parent.name == "jobs" and path.suffix == ".json":
+            data = read_summary(path) or {}
+            if data.get("status") == FAILED:
+                return UpstreamFailed(
+                    f"needs the {path.parent.parent.name} job {path.stem}, which failed "
+                    f"(see {data.get('log', 'its log')})"
+                )
+    return None
+
+
+def _failure(summary: Path, log_file: str | os.PathLike, error: Exception) -> dict[str, Any]:
+    message = str(error).strip().splitlines()
+    return {
+        "module": summary.parent.parent.name,
+        "job": summary.stem,
+        "status": FAILED,
+        "failure_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
+        "error_type": type(error).__name__,
+        "error": message[0] if message else type(error).__name__,
+        "log": str(log_file),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def read_failures(results: str | os.PathLike, modules: Sequence[str] | None = None) -> list[dict]:
+    """Every model job whose last run failed: its module, job, error and log path (the
+    records ``results/<module>/failed/<job>.json``), optionally only of ``modules``.
+    For ``imganalyzer status`` and the end-of-run summary."""
+    failures = []
+    for path in sorted(Path(results).glob("*/failed/*.json")):
+        data = read_summary(path)
+        if (
+            data
+            and data.get("status") == FAILED
+            and (modules is None or data.get("module") in modules)
+        ):
+            failures.append(data)
+    return failures
+
+
+@dataclass
+class ModuleOutcome:
+    done: int = 0  # jobs (model modules) or shards (per-shard modules) that finished
+    image_errors: int = 0  # images with an error row (a bad file), in those
+    failed: list[dict] = field(default_factory=list)  # failed jobs (their records)
+
+
+def run_summary(
+    results: str | os.PathLike,
+    ingest: Any,
+    modules: Sequence[str],
+    outputs: dict[str, list[str]],
+    started: float,
+) -> str:
+    """The lines printed when a run ends: images new/changed, moved and removed; per module
+    the jobs done in this run, image errors in them and failed jobs with their logs; wall
+    time. ``outputs``: module -> the output files of its jobs (written by this run when
+    newer than ``started``)."""
+    results = Path(results)
+    lines = [
+        f"imganalyzer: {ingest.new_entries} new or changed, {ingest.moved} moved, "
+        f"{ingest.removed} removed images; {time.time() - started:.1f} s"
+    ]
+    failures = {(f["module"], f["job"]): f for f in read_failures(results, modules)}
+    for module in modules:
+        outcome = _outcome(module, outputs.get(module, []), started, failures)
+        text = f"  {module:<11} {outcome.done} done, {outcome.image_errors} image errors"
+        text += f", {len(outcome.failed)} failed" if outcome.failed else ""
+        lines.append(text)
+        lines += [
+            f"    failed: {f['job']}: {_shortened(f.get('error', ''))} (log: {f.get('log', '?')})"
+            for f in outcome.failed
+        ]
+    if failures:
+        lines.append(
+            f"  {len(failures)} job(s) failed; the other results are indexed. "
+            "The next run retries only the failed jobs."
+        )
+    return "\n".join(lines)
+
+
+def _outcome(
+    module: str, outputs: list[str], started: float, failures: dict[tuple[str, str], dict]
+) -> ModuleOutcome:
+    outcome = ModuleOutcome()
+    for output in map(Path, outputs):
+        with contextlib.suppress(FileNotFoundError):
+            if output.stat().st_mtime < started - 1:
+                continue
+            if output.suffix == ".json":
+                data = read_summary(output) or {}
+                if data.get("status") == FAILED:
+                    continue
+                outcome.image_errors += int(data.get("errors", 0) or 0)
+            elif output.suffix == ".jsonl":
+                outcome.image_errors += _error_rows(output)
+            outcome.done += 1
+    outcome.failed = [f for (m, _), f in sorted(failures.items()) if m == module]
+    return outcome
+
+
+def _shortened(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_rows(path: Path) -> int:
+    with path.open("rb") as rows:
+        return sum(1 for line in rows if b'"status": "error"' in line)
+
+
+@contextlib.contextmanager
+def model_job(smk: Any) -> Iterator[None]:
+    """A model rule script's body: logged to the job's log and failure-isolated. ``smk``:
+    the ``snakemake`` object (output[0] = the job summary, log[0], input)."""
+    from imganalyzer.decode.jobs import job_logging  # lazy: the Snakefile imports this module
+
+    with (
+        job_logging(smk.log[0]),
+        failure_isolated(smk.output[0], smk.log[0], smk.input),
+    ):
+        yield

@@ -1,0 +1,551 @@
+"""The model registry (data), and where each configured model loads from.
+
+``MODELS`` says, for every model module, which loader it uses, the tier it reads, its
+default batch size, the keys of ``config[module]`` that name its model (and their
+defaults) and a version string that the workflow puts in the rule's ``params:``.
+
+A model is named the way its library names it: an open_clip name plus a pretrained tag
+(``ViT-L-14`` / ``openai``), ``hf-hub:org/repo``, ``local-dir:/folder``, a local weights
+file, or a URL. ``locate`` says where it would load from and whether it is there;
+``fetch`` downloads it into the library's standard cache (Hugging Face hub cache,
+``~/.cache/clip``, torch hub's ``checkpoints/``). A model that is missing and cannot be
+fetched raises ``ModelNotFoundError``, whose message names the model, where it looked
+and ``imganalyzer models fetch``.
+
+This module imports neither torch nor open_clip at import time: the Snakefile reads the
+version strings from it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+from imganalyzer.errors import ConfigError
+
+LoaderKind = Literal[
+    "open_clip", "huggingface", "insightface", "torch-state-dict", "bundled", "remote"
+]
+
+FETCH_COMMAND = "imganalyzer models fetch"
+AESTHETIC_WEIGHTS_URL = (
+    "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
+    "sac%2Blogos%2Bava1-l14-linearMSE.pth"
+)
+# Weight files open_clip looks for in a Hugging Face repo, preferred first.
+_OPEN_CLIP_HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_OPEN_CLIP_HF_CONFIG = "open_clip_config.json"
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the runtime, the CLI and the config need to know about one model module."""
+
+    module: str
+    loader: LoaderKind
+    tier: str | None  # the tier it reads; None: it reads no pixels
+    default_batch_size: int  # the start of batch_size "auto" on an accelerator
+    model_keys: Mapping[str, Any]  # keys of config[module] naming the model -> default
+    version: str  # bump when the module's output changes: the workflow then re-runs it
+
+
+MODELS: Mapping[str, ModelSpec] = MappingProxyType(
+    {
+        "embedding": ModelSpec(
+            module="embedding",
+            loader="open_clip",
+            tier="clip",
+            # ViT-L/14 in bf16 at 256 images: ~1.5 GB of activations (estimated: 256 x 257
+            # tokens x 4096 MLP width x 2 bytes, as much again for attention); out-of-memory
+            # back-off halves it on small GPUs.
+            default_batch_size=256,
+            model_keys=MappingProxyType({"model": "ViT-L-14", "pretrained": "openai"}),
+            version="1",
+        ),
+        "aesthetic": ModelSpec(
+            module="aesthetic",
+            loader="torch-state-dict",
+            tier=None,
+            # A 1.0 M-parameter MLP on stored 768-d vectors: a whole shard is one batch.
+            default_batch_size=4096,
+            model_keys=MappingProxyType({"weights": AESTHETIC_WEIGHTS_URL}),
+            version="1",
+        ),
+        "objects": ModelSpec(
+            module="objects",
+            loader="huggingface",
+            tier="detect",
+            # GroundingDINO-T at 1024 px in bf16: ~0.5 GB of activations per 8 images.
+            default_batch_size=8,
+            model_keys=MappingProxyType({"model": "IDEA-Research/grounding-dino-tiny"}),
+            version="1",
+        ),
+        "captions": ModelSpec(
+            module="captions",
+            loader="huggingface",
+            tier="clip",
+            # BLIP-2 OPT-2.7B: generation dominates and is bound by kernel launches, so large
+            # batches pay: on an H200 (bench/gpu) 128 gave 71.5 images/s and 22 GiB against
+            # 48 at 32; "auto" halves it on a smaller GPU that runs out of memory.
+            default_batch_size=128,
+            model_keys=MappingProxyType({"model": "Salesforce/blip2-opt-2.7b"}),
+            version="1",
+        ),
+        "ocr": ModelSpec(
+            module="ocr",
+            loader="bundled",
+            tier=None,  # reads the original, bounded by ocr.max_side
+            default_batch_size=1,
+            model_keys=MappingProxyType(
+                {"backend": "rapidocr", "trocr_model": "microsoft/trocr-base-printed"}
+            ),
+            version="1",
+        ),
+        "cloud": ModelSpec(
+            module="cloud",
+            loader="remote",
+            tier="detect",  # the largest tier of at most 1568 px (the providers' limit)
+            default_batch_size=1,
+            model_keys=MappingProxyType({"provider": "anthropic", "model": None}),
+            version="1",
+        ),
+        "faces": ModelSpec(
+            module="faces",
+            loader="insightface",
+            tier="detect",
+            default_batch_size=1,  # InsightFace detects one image at a time
+            model_keys=MappingProxyType({"pack": "buffalo_l"}),
+            version="1",
+        ),
+    }
+)
+
+
+# The embedding model the head was trained on (any open_clip alias of it).
+AESTHETIC_EMBEDDINGS = {("ViT-L-14", "openai"), ("ViT-L-14-quickgelu", "openai")}
+
+
+def check_aesthetic_compatible(
+    embedding_model: str, pretrained: str | None, weights: str = AESTHETIC_WEIGHTS_URL
+) -> None:
+    """Raise ConfigError unless the embedding is the one the aesthetic head was trained on.
+
+    Checked for LAION's head (the default weights). A head of your own, given as another
+    path or URL, is yours to match: the job still checks that the dimensions agree.
+    Here, not in modules.aesthetic, so the Snakefile can call it without importing torch.
+    """
+    if weights != AESTHETIC_WEIGHTS_URL:
+        return
+    if (embedding_model, pretrained) not in AESTHETIC_EMBEDDINGS:
+        raise ConfigError(
+            "config key 'embedding': the aesthetic module scores OpenAI CLIP ViT-L/14 "
+            f"embeddings (768-d), but embedding.model is {embedding_model!r} with pretrained "
+            f"{pretrained!r}; set embedding.model: ViT-L-14 and embedding.pretrained: openai, "
+            "or remove aesthetic from modules (or give aesthetic.weights of a head trained "
+            "on your embedding)"
+        )
+
+
+class ModelNotFoundError(RuntimeError):
+    """A configured model is not available locally and could not be fetched."""
+
+    def __init__(self, model: str, looked: str, reason: str = "") -> None:
+        because = f" ({reason})" if reason else ""
+        super().__init__(
+            f"model {model} not found: looked in {looked}{because}. Download every configured "
+            f"model with `{FETCH_COMMAND}` (on a machine with internet; copy the caches to "
+            "offline nodes), or set a local path in config.yaml."
+        )
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a configured model loads from."""
+
+    module: str
+    model: str  # as configured, e.g. "ViT-L-14:openai"
+    source: str  # a file, a folder or a cache (and the URL it comes from)
+    present: bool
+    path: Path | None  # the local file or folder (where it is, or where a fetch puts it)
+
+
+def model_settings(module: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config[module]``'s model keys, with the registry's defaults for absent ones."""
+    section = config.get(module) or {}
+    return {key: section.get(key, default) for key, default in MODELS[module].model_keys.items()}
+
+
+def configured_modules(config: Mapping[str, Any]) -> list[str]:
+    """The enabled modules (``config["modules"]``) that load a model, in registry order."""
+    enabled = set(config.get("modules", ()))
+    return [module for module in MODELS if module in enabled]
+
+
+def locate(module: str, config: Mapping[str, Any]) -> ModelLocation:
+    """Where the model that ``config`` names for ``module`` loads from; downloads nothing."""
+    settings = model_settings(module, config)
+    if module == "embedding":
+        return locate_open_clip(settings["model"], settings["pretrained"])
+    if module == "aesthetic":
+        return locate_weights_file(module, settings["weights"])
+    if module == "ocr":
+        if settings["backend"] == "trocr":
+            return locate_huggingface(module, settings["trocr_model"])
+        return ModelLocation(module, "rapidocr (PP-OCR)", "inside the rapidocr wheel", True, None)
+    if module == "cloud":
+        return locate_remote(config.get("cloud") or {})
+    if MODELS[module].loader == "huggingface":
+        return locate_huggingface(module, settings["model"])
+    if MODELS[module].loader == "insightface":
+        return locate_insightface(settings["pack"])
+    raise KeyError(f"no model module {module!r}")
+
+
+def fetch(module: str, config: Mapping[str, Any]) -> ModelLocation:
+    """Download ``module``'s configured model into its standard cache (if absent)."""
+    settings = model_settings(module, config)
+    if module == "embedding":
+        fetch_open_clip(settings["model"], settings["pretrained"])
+    elif module == "aesthetic":
+        weights_file(module, settings["weights"], download=True)
+    elif module == "ocr" and settings["backend"] == "trocr":
+        fetch_huggingface(module, settings["trocr_model"])
+    elif MODELS[module].loader == "huggingface":
+        fetch_huggingface(module, settings["model"])
+    elif MODELS[module].loader == "insightface":
+        fetch_insightface(settings["pack"])
+    return locate(module, config)
+
+
+def downloads_allowed() -> bool:
+    """False when HF_HUB_OFFLINE is set: jobs then use caches only and fail fast."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on")
+
+
+def is_url(value: str) -> bool:
+    return urlparse(value).scheme in ("http", "https", "file")
+
+
+# --- open_clip ----------------------------------------------------------------------------------
+def _is_weights_path(pretrained: str) -> bool:
+    """Pretrained tags are plain words; anything path-like names a weights file."""
+    return "/" in pretrained or os.sep in pretrained or pretrained.endswith(_WEIGHT_SUFFIXES)
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE  # read per call: HF_HUB_CACHE may be redirected
+
+
+def _hf_cached(repo: str, filenames: tuple[str, ...]) -> Path | None:
+    """The first of ``filenames`` found in the local Hugging Face cache of ``repo``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repo, filename, cache_dir=_hf_cache_dir())
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def _hf_location(model: str, repo: str, filenames: tuple[str, ...]) -> ModelLocation:
+    found = _hf_cached(repo, filenames)
+    source = f"the Hugging Face cache {_hf_cache_dir()} (repo {repo})"
+    return ModelLocation("embedding", model, source, found is not None, found)
+
+
+def _pretrained_tag_config(model_name: str, tag: str) -> dict[str, Any]:
+    import open_clip
+
+    if open_clip.get_model_config(model_name) is None:
+        raise ConfigError(
+            f"config key 'embedding.model': {model_name!r} is not an open_clip model "
+            "(see open_clip.list_models(); or use hf-hub:org/repo or local-dir:/folder)"
+        )
+    config = open_clip.get_pretrained_cfg(model_name, tag)
+    if not config:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+        raise ConfigError(
+            f"config key 'embedding.pretrained': {tag!r} is neither a pretrained tag of "
+            f"{model_name} (tags: {tags}) nor a weights file path"
+        )
+    return config
+
+
+def _tag_source(config: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...], str]:
+    """(Hugging Face repo or None, its candidate files, download URL) of a tag's weights,
+    as ``open_clip.download_pretrained`` picks them (hub first, .safetensors first)."""
+    repo, filename = os.path.split(config.get("hf_hub", ""))
+    if not filename or filename == _OPEN_CLIP_HF_FILES[1]:
+        files = _OPEN_CLIP_HF_FILES
+    elif filename.endswith((".bin", ".pth")):
+        files = (filename[:-4] + ".safetensors", filename)
+    else:
+        files = (filename,)
+    return (repo or None), files, config.get("url", "")
+
+
+def open_clip_id(model_name: str, pretrained: str | None) -> str:
+    """``name:pretrained`` as open_clip lists them; hf-hub/local-dir names stand alone
+    (open_clip ignores ``pretrained`` for them)."""
+    if not pretrained or _has_schema(model_name):
+        return model_name
+    return f"{model_name}:{pretrained}"
+
+
+def _has_schema(model_name: str) -> bool:
+    return model_name.startswith(("hf-hub:", "local-dir:"))
+
+
+def _is_downloadable(model_name: str, pretrained: str | None) -> bool:
+    if _has_schema(model_name):
+        return model_name.startswith("hf-hub:")
+    return bool(pretrained) and not _is_weights_path(pretrained)
+
+
+def locate_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
+    """Where open_clip would load ``model_name`` with ``pretrained`` weights from."""
+    model = open_clip_id(model_name, pretrained)
+    if model_name.startswith("local-dir:"):
+        folder = Path(model_name.removeprefix("local-dir:")).expanduser()
+        present = (folder / _OPEN_CLIP_HF_CONFIG).is_file()
+        return ModelLocation("embedding", model, str(folder), present, folder)
+    if model_name.startswith("hf-hub:"):
+        repo = model_name.removeprefix("hf-hub:")
+        location = _hf_location(model, repo, _OPEN_CLIP_HF_FILES)
+        if location.present and _hf_cached(repo, (_OPEN_CLIP_HF_CONFIG,)) is None:
+            return ModelLocation("embedding", model, location.source, False, None)
+        return location
+    if not pretrained:
+        return ModelLocation("embedding", model, "random weights (no pretrained)", True, None)
+    if _is_weights_path(pretrained):
+        path = Path(pretrained).expanduser()
+        return ModelLocation("embedding", model, str(path), path.is_file(), path)
+    repo, files, url = _tag_source(_pretrained_tag_config(model_name, pretrained))
+    if repo:
+        return _hf_location(model, repo, files)
+    path = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+    return ModelLocation("embedding", model, f"{path} (from {url})", path.is_file(), path)
+
+
+def fetch_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
+    """Download the weights (and for hf-hub models the config) into the standard cache."""
+    location = locate_open_clip(model_name, pretrained)
+    if location.present:
+        return location
+    if not _is_downloadable(model_name, pretrained):
+        raise ModelNotFoundError(location.model, location.source, "no such file or folder")
+    try:
+        _download_open_clip(model_name, pretrained)
+    except Exception as error:  # noqa: BLE001 (network, HTTP and hub errors all mean "missing")
+        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
+        raise ModelNotFoundError(location.model, location.source, reason) from error
+    return locate_open_clip(model_name, pretrained)
+
+
+def _download_open_clip(model_name: str, pretrained: str | None) -> None:
+    import open_clip
+    from huggingface_hub import hf_hub_download
+
+    if model_name.startswith("hf-hub:"):
+        repo = model_name.removeprefix("hf-hub:")
+        hf_hub_download(repo, _OPEN_CLIP_HF_CONFIG)
+        open_clip.download_pretrained({"hf_hub": repo + "/"})
+    else:
+        open_clip.download_pretrained(_pretrained_tag_config(model_name, pretrained))
+
+
+def open_clip_arguments(model_name: str, pretrained: str | None) -> tuple[str, dict[str, Any]]:
+    """``(model_name, kwargs)`` for ``open_clip.create_model_and_transforms`` that load from
+    local files only, fetching first if needed and allowed (see ``downloads_allowed``).
+
+    A tag is turned into its cached weights file plus the tag's own preprocessing and
+    activation settings, so real models and test models take the same ``pretrained=<file>``
+    path and no job asks the network once the cache is filled.
+    """
+    location = locate_open_clip(model_name, pretrained)
+    if not location.present:
+        if not downloads_allowed():
+            raise ModelNotFoundError(location.model, location.source, "HF_HUB_OFFLINE is set")
+        location = fetch_open_clip(model_name, pretrained)
+    if model_name.startswith("local-dir:"):
+        return model_name, {}
+    if model_name.startswith("hf-hub:"):
+        return f"local-dir:{location.path.parent}", {}  # the cached snapshot folder
+    if not pretrained or _is_weights_path(pretrained):
+        return model_name, {"pretrained": str(location.path) if pretrained else None}
+    return model_name, tag_arguments(_pretrained_tag_config(model_name, pretrained), location.path)
+
+
+def tag_arguments(tag_config: Mapping[str, Any], weights: Path) -> dict[str, Any]:
+    """Keyword arguments that reproduce loading by tag from the tag's weights file."""
+    return {
+        "pretrained": str(weights),
+        # open_clip 3 only warns when a tag trained with QuickGELU (OpenAI's) is loaded into
+        # a GELU config; the embeddings would silently differ from the original model's.
+        "force_quick_gelu": bool(tag_config.get("quick_gelu", False)),
+        "image_mean": tag_config.get("mean"),
+        "image_std": tag_config.get("std"),
+        "image_interpolation": tag_config.get("interpolation"),
+        "image_resize_mode": tag_config.get("resize_mode"),
+    }
+
+
+# --- Hugging Face transformers models (repo id or local folder) -----------------------------------
+_HF_CONFIG = "config.json"
+_HF_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def locate_huggingface(module: str, model: str) -> ModelLocation:
+    """A transformers model given as a local folder or a Hugging Face repo id."""
+    folder = Path(model).expanduser()
+    if folder.is_dir() or model.startswith((".", "/", "~")):
+        present = (folder / _HF_CONFIG).is_file() and any(
+            (folder / name).is_file() for name in _HF_WEIGHTS
+        )
+        return ModelLocation(module, model, str(folder), present, folder)
+    weights = _hf_cached(model, _HF_WEIGHTS)
+    present = weights is not None and _hf_cached(model, (_HF_CONFIG,)) is not None
+    source = f"the Hugging Face cache {_hf_cache_dir()} (repo {model})"
+    return ModelLocation(module, model, source, present, weights.parent if weights else None)
+
+
+def fetch_huggingface(module: str, model: str) -> ModelLocation:
+    """Download a repo's config, processor files and weights into the Hugging Face cache."""
+    location = locate_huggingface(module, model)
+    if location.present:
+        return location
+    if Path(model).expanduser().is_dir() or model.startswith((".", "/", "~")):
+        raise ModelNotFoundError(model, location.source, "no config.json and weights there")
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(
+            model, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+        )
+    except Exception as error:  # noqa: BLE001 (network, HTTP and hub errors all mean "missing")
+        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
+        raise ModelNotFoundError(model, location.source, reason) from error
+    return locate_huggingface(module, model)
+
+
+def hf_load_path(module: str, model: str) -> str:
+    """What to give ``from_pretrained``: the folder or repo id, fetching first if allowed.
+
+    Raises ModelNotFoundError (naming the model and ``imganalyzer models fetch``) when the
+    model is not local and downloads are off.
+    """
+    location = locate_huggingface(module, model)
+    if location.present:
+        return model if not Path(model).expanduser().is_dir() else str(location.path)
+    if not downloads_allowed():
+        raise ModelNotFoundError(model, location.source, "HF_HUB_OFFLINE is set")
+    fetch_huggingface(module, model)
+    return model
+
+
+# --- InsightFace model packs (a name under ~/.insightface/models, or a folder of .onnx files) ---
+def insightface_root() -> Path:
+    return Path(os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser()
+
+
+def locate_insightface(pack: str) -> ModelLocation:
+    folder = Path(pack).expanduser()
+    if not folder.is_dir() and not pack.startswith((".", "/", "~")):
+        folder = insightface_root() / "models" / pack
+    present = folder.is_dir() and any(folder.glob("*.onnx"))
+    return ModelLocation("faces", pack, str(folder), present, folder)
+
+
+def fetch_insightface(pack: str) -> ModelLocation:
+    """Download a named pack with InsightFace's own downloader (GitHub release zips)."""
+    location = locate_insightface(pack)
+    if location.present:
+        return location
+    if Path(pack).expanduser().is_dir() or pack.startswith((".", "/", "~")):
+        raise ModelNotFoundError(pack, location.source, "no .onnx files there")
+    from insightface.utils import storage
+
+    try:
+        storage.ensure_available("models", pack, root=str(insightface_root()))
+    except Exception as error:  # noqa: BLE001 (network and HTTP errors all mean "missing")
+        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
+        raise ModelNotFoundError(pack, location.source, reason) from error
+    return locate_insightface(pack)
+
+
+# --- Remote APIs (the cloud module): nothing to download, a key to find -----------------------
+DEFAULT_KEY_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+
+
+def locate_remote(cloud: Mapping[str, Any]) -> ModelLocation:
+    """The cloud module's model; "present" means its API key variable is set (never shown)."""
+    provider = cloud.get("provider", "anthropic")
+    variable = cloud.get("api_key_env") or DEFAULT_KEY_VARIABLES[provider]
+    where = cloud.get("base_url") or f"{provider} API"
+    source = f"{where}, key from ${variable}"
+    model = f"{provider}:{cloud.get('model') or 'default model'}"
+    return ModelLocation("cloud", model, source, bool(os.environ.get(variable)), None)
+
+
+# --- Plain weights files (path or URL) -----------------------------------------------------------
+def _url_cache_path(url: str) -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / unquote(os.path.basename(urlparse(url).path))
+
+
+def locate_weights_file(module: str, weights: str) -> ModelLocation:
+    """A weights file given as a local path or a URL (cached in torch hub's checkpoints/)."""
+    if is_url(weights):
+        path = _url_cache_path(weights)
+        return ModelLocation(module, path.name, f"{path} (from {weights})", path.is_file(), path)
+    path = Path(weights).expanduser()
+    return ModelLocation(module, path.name, str(path), path.is_file(), path)
+
+
+def weights_file(module: str, weights: str, download: bool | None = None) -> Path:
+    """The local file of ``weights``, downloading a URL into the cache when allowed."""
+    location = locate_weights_file(module, weights)
+    if location.present:
+        return location.path
+    if not is_url(weights):
+        raise ModelNotFoundError(location.model, location.source, "no such file")
+    if not (downloads_allowed() if download is None else download):
+        raise ModelNotFoundError(location.model, location.source, "HF_HUB_OFFLINE is set")
+    import torch.hub
+
+    try:
+        location.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(weights, str(location.path), progress=False)
+    except Exception as error:  # noqa: BLE001 (network and HTTP errors all mean "missing")
+        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
+        raise ModelNotFoundError(location.model, location.source, reason) from error
+    return location.path
+
+
+def format_table(locations: list[ModelLocation]) -> str:
+    """The ``imganalyzer models list`` table: module, model, present, source."""
+    header = ("module", "model", "present", "source")
+    rows = [header] + [
+        (loc.module, loc.model, "yes" if loc.present else "no", loc.source) for loc in locations
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    )

@@ -1,0 +1,237 @@
+"""`imganalyzer compact`: merge the shards of many small imports into full shards.
+
+Years of small imports (and single edited photos) each add a batch of one small shard,
+and every shard adds jobs to the DAG. Compaction takes the *small batches* (fewer
+current images than ``shard_size`` in all their shards), carries their current entries
+into a new batch of full shards, and copies every result row, vector, tier image and
+thumbnail over: nothing is decoded or recomputed. Superseded and removed entries of those
+batches are dropped. The old manifests move to ``catalog/compacted/`` (never read again)
+and the old shards' outputs are deleted. A batch whose results are not complete yet
+(not analysed, or a module added since) is left alone: run the workflow first.
+
+Run it while no workflow runs on the same results (it holds the catalog lock against a
+concurrent scan).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imganalyzer.catalog.manifests import Catalog, Entry, group_shards, write_manifest
+from imganalyzer.decode.thumbnails import ThumbnailWriter, read_thumbnail
+from imganalyzer.decode.tiers import TierReader, TierWriter
+from imganalyzer.files import atomic_open, atomic_write_text
+from imganalyzer.results import read_rows, write_rows
+from imganalyzer.runtime.registry import MODELS
+
+log = logging.getLogger(__name__)
+
+# Per-shard result arrays besides the JSONL rows, by module.
+ARRAY_RESULTS = {"embedding": ".npy", "faces": ".npy"}
+
+
+@dataclass
+class CompactionReport:
+    batches: list[str]
+    old_shards: list[str]
+    new_shards: list[str]
+    images: int
+
+    def summary(self) -> str:
+        if not self.new_shards and not self.old_shards:
+            return "compact: nothing to compact"
+        return (
+            f"compact: {len(self.old_shards)} shards of {len(self.batches)} small imports -> "
+            f"{len(self.new_shards)} shard(s) ({self.images} current images)"
+        )
+
+
+@dataclass(frozen=True)
+class _Source:
+    shard: str
+    row: int  # row in the old shard
+    entry: Entry
+
+
+def compact(config: dict) -> CompactionReport:
+    """Compact the small batches of the catalog under ``config['results']``."""
+    results = Path(config["results"])
+    catalog = Catalog(results / "catalog")
+    layout = _Layout(results, [m for m in config["modules"] if m != "technical"])
+    with catalog.locked():
+        state = catalog.state(config["library"], exclude=[results])
+        current = {(shard, e.path) for shard, e in state.current.values()}
+        batches = _small_batches(catalog, current, config["shard_size"], layout)
+        if len(batches) < 2:
+            return CompactionReport([], [], [], 0)
+        old_shards = [s for shards in batches.values() for s in shards]
+        sources = [
+            _Source(shard, row, entry)
+            for shard in old_shards
+            for row, entry in enumerate(catalog.read(shard))
+            if (shard, entry.path) in current
+        ]
+        new_shards = _write_new_batch(catalog, layout, sources, config)
+        _retire(catalog, layout, old_shards, config)
+    report = CompactionReport(sorted(batches), old_shards, new_shards, len(sources))
+    log.info(report.summary())
+    return report
+
+
+class _Layout:
+    """Where the per-shard outputs of each stage live (as in workflow/rules/*.smk)."""
+
+    def __init__(self, results: Path, modules: list[str]) -> None:
+        self.results, self.modules = results, modules
+
+    def rows(self, module: str, shard: str) -> Path:
+        return self.results / module / f"{shard}.jsonl"
+
+    def array(self, module: str, shard: str) -> Path:
+        return self.results / module / f"{shard}{ARRAY_RESULTS[module]}"
+
+    def tiers(self, shard: str) -> Path:
+        return self.results / "tiers" / f"{shard}.zarr"
+
+    def thumbnails(self, shard: str) -> Path:
+        return self.results / "thumbnails" / f"{shard}.zip"
+
+    def job_marker(self, module: str, job: str) -> Path:
+        return self.results / module / "jobs" / f"{job}.json"
+
+    def shard_files(self, shard: str) -> list[Path]:
+        files = [self.tiers(shard), self.thumbnails(shard), self.rows("technical", shard)]
+        for module in self.modules:
+            files.append(self.rows(module, shard))
+            if module in ARRAY_RESULTS:
+                files.append(self.array(module, shard))
+        return files
+
+
+def _small_batches(
+    catalog: Catalog, current: set[tuple[str, str]], shard_size: int, layout: _Layout
+) -> dict[str, list[str]]:
+    """Batches with fewer current images than a shard holds, whose results are complete."""
+    by_batch: dict[str, list[str]] = {}
+    for shard in catalog.shard_ids():
+        by_batch.setdefault(shard.split("-")[0], []).append(shard)
+    small = {}
+    for batch, shards in by_batch.items():
+        images = sum(1 for shard, _ in current if shard in shards)
+        complete = all(f.exists() for s in shards for f in layout.shard_files(s))
+        if images < shard_size and complete:
+            small[batch] = shards
+    return small
+
+
+def _write_new_batch(
+    catalog: Catalog, layout: _Layout, sources: list[_Source], config: dict
+) -> list[str]:
+    new_shards = catalog.reserve_batch(len(sources), config["shard_size"])
+    for index, shard in enumerate(new_shards):
+        part = sources[index * config["shard_size"] : (index + 1) * config["shard_size"]]
+        write_manifest(catalog.manifest_path(shard), [s.entry for s in part])
+        _copy_rows(layout, "technical", part, shard)
+        for module in layout.modules:
+            if module == "faces":  # one array row per face, not per image
+                _copy_faces(layout, part, shard)
+                continue
+            _copy_rows(layout, module, part, shard)
+            if module in ARRAY_RESULTS:
+                _copy_array(layout, module, part, shard)
+        _copy_tiers(layout, part, shard, config)
+        _copy_thumbnails(layout, part, shard)
+    for module in (m for m in layout.modules if m in MODELS):
+        for job, shards in group_shards(new_shards, config["shards_per_model_job"]).items():
+            marker = {"module": module, "shards": shards, "compacted": True}
+            atomic_write_text(layout.job_marker(module, job), json.dumps(marker, indent=2) + "\n")
+    return new_shards
+
+
+def _copy_rows(layout: _Layout, module: str, part: list[_Source], shard: str) -> None:
+    rows_of: dict[str, list[dict]] = {}
+    for source in part:
+        if source.shard not in rows_of:
+            rows_of[source.shard] = list(read_rows(layout.rows(module, source.shard)))
+    write_rows(layout.rows(module, shard), (rows_of[s.shard][s.row] for s in part))
+
+
+def _copy_array(layout: _Layout, module: str, part: list[_Source], shard: str) -> None:
+    arrays = {s.shard: np.load(layout.array(module, s.shard), mmap_mode="r") for s in part}
+    width = next(iter(arrays.values())).shape[1:] if arrays else (0,)
+    merged = np.zeros((len(part), *width), dtype=np.float16)
+    for row, source in enumerate(part):
+        merged[row] = arrays[source.shard][source.row]
+    with atomic_open(layout.array(module, shard), "wb") as handle:
+        np.save(handle, merged)
+
+
+def _copy_faces(layout: _Layout, part: list[_Source], shard: str) -> None:
+    """Face rows and their embeddings, renumbering each face's row of the new array."""
+    rows_of: dict[str, list[dict]] = {}
+    arrays = {}
+    for source in part:
+        if source.shard not in rows_of:
+            rows_of[source.shard] = list(read_rows(layout.rows("faces", source.shard)))
+            arrays[source.shard] = np.load(layout.array("faces", source.shard), mmap_mode="r")
+    rows, vectors = [], []
+    for source in part:
+        row = rows_of[source.shard][source.row]
+        faces = []
+        for face in row.get("faces", ()):
+            vectors.append(arrays[source.shard][face["embedding_row"]])
+            faces.append({**face, "embedding_row": len(vectors) - 1})
+        rows.append({**row, "faces": faces} if "faces" in row else row)
+    width = next(iter(arrays.values())).shape[1:] if arrays else (0,)
+    merged = np.stack(vectors).astype(np.float16) if vectors else np.zeros((0, *width), np.float16)
+    with atomic_open(layout.array("faces", shard), "wb") as handle:
+        np.save(handle, merged)
+    write_rows(layout.rows("faces", shard), rows)
+
+
+def _copy_tiers(layout: _Layout, part: list[_Source], shard: str, config: dict) -> None:
+    """Tier images move by decode + re-encode of the stored JPEG (never the original)."""
+    readers = {s.shard: TierReader(layout.tiers(s.shard)) for s in part}
+    with TierWriter(
+        layout.tiers(shard),
+        n_images=len(part),
+        tiers=config["tiers"],
+        compression=config["tier_compression"],
+        quality=config["jpeg_quality"],
+    ) as writer:
+        for row, source in enumerate(part):
+            reader = readers[source.shard]
+            _, _, ok = reader.read(next(iter(reader.tiers)), source.row, source.row + 1)
+            images = {t: reader.image(t, source.row) for t in reader.tiers} if ok[0] else None
+            writer.write(row, images)
+
+
+def _copy_thumbnails(layout: _Layout, part: list[_Source], shard: str) -> None:
+    with ThumbnailWriter(layout.thumbnails(shard)) as writer:
+        for row, source in enumerate(part):
+            jpeg = read_thumbnail(layout.thumbnails(source.shard), source.row)
+            if jpeg is not None:
+                writer.add_jpeg(row, jpeg)
+
+
+def _retire(catalog: Catalog, layout: _Layout, old_shards: list[str], config: dict) -> None:
+    """Move the old manifests aside and delete the old shards' outputs and job markers."""
+    retired = catalog.root / "compacted"
+    retired.mkdir(exist_ok=True)
+    for module in (m for m in layout.modules if m in MODELS):
+        for job in group_shards(old_shards, config["shards_per_model_job"]):
+            layout.job_marker(module, job).unlink(missing_ok=True)
+    for shard in old_shards:
+        for path in layout.shard_files(shard):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        os.replace(catalog.manifest_path(shard), retired / f"{shard}.tsv")

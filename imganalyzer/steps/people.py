@@ -1,0 +1,777 @@
+"""People: the library's current faces grouped into persons whose ids and names persist.
+
+``update_people`` (the global ``faces_cluster`` step) gathers the faces of every current
+image from ``faces/<shard>.jsonl`` and ``.npy`` and updates ``faces/people.json``:
+
+- a face keeps the person it had (faces are identified by a hash of the image version and
+  the box, so they stay the same across runs while the image is unchanged);
+- new faces join the nearest person whose centroid lies within ``match_distance`` (cosine);
+- only the leftovers are clustered (DBSCAN, ``cluster_distance``, ``min_cluster_size``);
+  each cluster becomes a person with a new id, the rest stay unassigned and are retried
+  next run. Ids are never reused.
+- faces of deleted or superseded images drop out; a person left with no faces is dropped,
+  unless the user named it: a named person stays (with its last centroid, so that its
+  faces join it again when the photos come back).
+
+User edits (``imganalyzer people name/alias/merge/split``) are recorded in
+``faces/people_edits.json``, which ``update_people`` never writes, and are re-applied on
+every run, so names, merges and splits survive new images and ``recluster=True`` (which
+clusters every face afresh and gives each cluster the id of the old person it shares most
+faces with). A split records that the moved faces cannot be in their old person.
+
+Each person has a representative face (the one nearest its centroid) and a crop of it,
+``faces/crops/<id>.jpg``, cut from the ``detect`` tier (or the thumbnail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imganalyzer.catalog.current import CurrentView, current_shards, row_identity
+from imganalyzer.files import atomic_open, atomic_write_text
+from imganalyzer.results import OK, read_rows
+
+log = logging.getLogger(__name__)
+
+PEOPLE_FILE = "people.json"
+EDITS_FILE = "people_edits.json"
+CENTROIDS_FILE = "people_centroids.npz"
+CROPS_DIR = "crops"
+FORMAT_VERSION = 1
+# Cosine distances between ArcFace (buffalo_l) embeddings: the same person mostly lies below
+# ~0.6, different people above ~0.8. A centroid averages out pose and light, so a new face
+# is matched a little more generously than two faces are linked when clustering (Immich
+# uses 0.5 for both).
+DEFAULT_MATCH_DISTANCE = 0.5
+DEFAULT_CLUSTER_DISTANCE = 0.45
+DEFAULT_MIN_CLUSTER_SIZE = 2
+CROP_LONG_EDGE = 160
+CROP_MARGIN = 0.25  # of the box size, on each side
+_ASSIGN_CHUNK = 4096  # new faces scored against all centroids at once
+_GRAPH_BLOCK_VALUES = 1 << 25  # similarities computed per block of the radius graph: 128 MB
+
+
+def face_id(path: str, size: int, mtime_ns: int, box: Sequence[float]) -> str:
+    """A face's stable id: its image version and its box (rounded to whole pixels)."""
+    key = "\0".join([path, str(size), str(mtime_ns), *(f"{round(v)}" for v in box)])
+    return hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+
+
+# ---------------------------------------------------------------- edits
+
+
+@dataclass
+class Edits:
+    """The user's edits (``people_edits.json``): only the CLI writes them."""
+
+    names: dict[int, str] = field(default_factory=dict)
+    aliases: dict[int, list[str]] = field(default_factory=dict)
+    merged: dict[int, int] = field(default_factory=dict)  # person -> person it was merged into
+    moved: dict[str, int] = field(default_factory=dict)  # face -> person a split put it in
+    cannot_link: dict[str, list[int]] = field(default_factory=dict)  # face -> not these
+    max_id: int = 0  # the highest id an edit created
+
+    def resolve(self, person: int) -> int:
+        """The person ``person`` is now part of (following merges)."""
+        seen = set()
+        while person in self.merged and person not in seen:
+            seen.add(person)
+            person = self.merged[person]
+        return person
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "names": {str(k): v for k, v in sorted(self.names.items())},
+            "aliases": {str(k): v for k, v in sorted(self.aliases.items())},
+            "merged": {str(k): v for k, v in sorted(self.merged.items())},
+            "moved": dict(sorted(self.moved.items())),
+            "cannot_link": dict(sorted(self.cannot_link.items())),
+            "max_id": self.max_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Edits:
+        return cls(
+            names={int(k): v for k, v in data.get("names", {}).items()},
+            aliases={int(k): list(v) for k, v in data.get("aliases", {}).items()},
+            merged={int(k): int(v) for k, v in data.get("merged", {}).items()},
+            moved={k: int(v) for k, v in data.get("moved", {}).items()},
+            cannot_link={k: [int(p) for p in v] for k, v in data.get("cannot_link", {}).items()},
+            max_id=int(data.get("max_id", 0)),
+        )
+
+
+def apply_edits(members: dict[int, set[str]], edits: Edits, present: Iterable[str]) -> None:
+    """Apply merges, split moves and cannot-link constraints to ``members`` (person -> face
+    ids) in place; ``present``: the faces that exist now (edits of other faces wait)."""
+    for source in sorted(edits.merged):
+        target = edits.resolve(source)
+        if source in members and target != source:
+            members.setdefault(target, set()).update(members.pop(source))
+    owner = {face: person for person, faces in members.items() for face in faces}
+    present = set(present)
+    for face, person in edits.moved.items():
+        if face in present:
+            _move(members, owner, face, edits.resolve(person))
+    for face, forbidden in edits.cannot_link.items():
+        person = owner.get(face)
+        moved_here = face in edits.moved and edits.resolve(edits.moved[face]) == person
+        if (
+            person is not None
+            and not moved_here
+            and person in {edits.resolve(p) for p in forbidden}
+        ):
+            members[person].discard(face)
+            del owner[face]
+
+
+def _move(members: dict[int, set[str]], owner: dict[str, int], face: str, person: int) -> None:
+    if face in owner:
+        members[owner[face]].discard(face)
+    members.setdefault(person, set()).add(face)
+    owner[face] = person
+
+
+# ---------------------------------------------------------------- clustering core
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    match_distance: float = DEFAULT_MATCH_DISTANCE
+    cluster_distance: float = DEFAULT_CLUSTER_DISTANCE
+    min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE
+    threads: int = 2
+
+
+@dataclass
+class Grouping:
+    """The outcome of ``group_faces``: person -> face ids (in input order), and counts."""
+
+    members: dict[int, list[str]]
+    unassigned: list[str]
+    next_id: int
+    centroids: dict[int, np.ndarray]
+    kept: int = 0  # faces that stayed with their person
+    matched: int = 0  # new faces that joined an existing person
+    clustered: int = 0  # new faces in new people
+    new_people: int = 0
+    dropped_people: int = 0
+
+
+def group_faces(
+    face_ids: Sequence[str],
+    embeddings: np.ndarray,
+    previous: dict[int, Iterable[str]],
+    edits: Edits,
+    next_id: int = 1,
+    previous_centroids: dict[int, np.ndarray] | None = None,
+    settings: ClusterSettings = ClusterSettings(),
+    recluster: bool = False,
+) -> Grouping:
+    """Group the current faces (ids, (n, d) L2-normalised embeddings) into people, keeping
+    ``previous`` memberships (person -> face ids) and re-applying ``edits``."""
+    index = {face: i for i, face in enumerate(face_ids)}
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    next_id = max([next_id, edits.max_id + 1, *(p + 1 for p in previous)])
+    if recluster:
+        members, next_id = _recluster(face_ids, vectors, previous, next_id, settings)
+    else:
+        members = {p: {f for f in faces if f in index} for p, faces in previous.items()}
+    apply_edits(members, edits, index)
+    kept = sum(len(faces) for faces in members.values())
+    centroids = _centroids(members, vectors, index, previous_centroids or {}, edits)
+    assigned = {face for faces in members.values() for face in faces}
+    new = [face for face in face_ids if face not in assigned]
+    matched = _match(new, vectors, index, centroids, members, edits, settings.match_distance)
+    leftovers = [face for face in new if face not in matched]
+    clusters = cluster_embeddings(vectors[[index[f] for f in leftovers]], settings)
+    new_ids: dict[int, int] = {}
+    for face, label in zip(leftovers, clusters.tolist(), strict=True):
+        if label != -1:
+            if label not in new_ids:
+                new_ids[label], next_id = next_id, next_id + 1
+            members.setdefault(new_ids[label], set()).add(face)
+    named = _named(edits)
+    dropped = [p for p, faces in members.items() if not faces and p not in named]
+    for person in dropped:
+        del members[person]
+    for person in named:
+        members.setdefault(person, set())  # a named person stays, even without faces
+    centroids = _centroids(members, vectors, index, centroids, edits)
+    ordered = {p: sorted(members[p], key=index.__getitem__) for p in sorted(members)}
+    in_people = {face for faces in members.values() for face in faces}
+    return Grouping(
+        members=ordered,
+        unassigned=[face for face in face_ids if face not in in_people],
+        next_id=next_id,
+        centroids={p: c for p, c in centroids.items() if p in members},
+        kept=kept,
+        matched=len(matched),
+        clustered=sum(1 for c in clusters if c != -1),
+        new_people=len(new_ids),
+        dropped_people=len(dropped),
+    )
+
+
+def _named(edits: Edits) -> set[int]:
+    return {edits.resolve(p) for p in edits.names}
+
+
+def cluster_embeddings(vectors: np.ndarray, settings: ClusterSettings) -> np.ndarray:
+    """DBSCAN labels (-1: noise) of L2-normalised vectors under cosine distance.
+
+    The neighbour graph comes from blocked float32 matrix products (BLAS) and goes to DBSCAN
+    as a sparse precomputed matrix: twice as fast as scikit-learn's own brute-force cosine
+    search on 10K faces here (bench/bench_faces.py), with the same labels.
+    """
+    if len(vectors) < max(1, settings.min_cluster_size):
+        return np.full(len(vectors), -1, dtype=np.int64)
+    from sklearn.cluster import DBSCAN
+
+    graph = radius_graph(np.asarray(vectors, dtype=np.float32), settings.cluster_distance)
+    dbscan = DBSCAN(
+        eps=settings.cluster_distance, min_samples=settings.min_cluster_size,
+        metric="precomputed", n_jobs=max(1, settings.threads),
+    )  # fmt: skip
+    return dbscan.fit_predict(graph)
+
+
+def radius_graph(vectors: np.ndarray, radius: float) -> Any:
+    """Sparse (n, n) CSR matrix of the cosine distances <= ``radius`` (self included, stored
+    as a tiny positive distance: DBSCAN ignores entries that are not stored)."""
+    from scipy.sparse import csr_matrix
+
+    n = len(vectors)
+    block = max(1, _GRAPH_BLOCK_VALUES // max(1, n))
+    rows, columns, distances = [], [], []
+    for start in range(0, n, block):
+        distance = 1.0 - vectors[start : start + block] @ vectors.T
+        row, column = np.nonzero(distance <= radius)
+        rows.append(row + start)
+        columns.append(column)
+        distances.append(np.maximum(distance[row, column], 1e-9))
+    data = np.concatenate(distances) if distances else np.zeros(0, np.float32)
+    return csr_matrix(
+        (data, (np.concatenate(rows), np.concatenate(columns))), shape=(n, n), dtype=np.float32
+    )
+
+
+def _recluster(
+    face_ids: Sequence[str],
+    vectors: np.ndarray,
+    previous: dict[int, Iterable[str]],
+    next_id: int,
+    settings: ClusterSettings,
+) -> tuple[dict[int, set[str]], int]:
+    """Cluster every face afresh; each cluster takes the id of the old person it shares most
+    faces with (greedily, largest overlaps first), the others get new ids."""
+    labels = cluster_embeddings(vectors, settings)
+    old_owner = {face: person for person, faces in previous.items() for face in faces}
+    overlaps: dict[tuple[int, int], int] = {}
+    for face, label in zip(face_ids, labels, strict=True):
+        if label != -1 and face in old_owner:
+            key = (int(label), old_owner[face])
+            overlaps[key] = overlaps.get(key, 0) + 1
+    ids: dict[int, int] = {}
+    for (label, person), _ in sorted(overlaps.items(), key=lambda item: (-item[1], item[0])):
+        if label not in ids and person not in ids.values():
+            ids[label] = person
+    members: dict[int, set[str]] = {}
+    for label in sorted(set(labels.tolist()) - {-1}):
+        if label not in ids:
+            ids[label], next_id = next_id, next_id + 1
+        members[ids[label]] = set()
+    for face, label in zip(face_ids, labels, strict=True):
+        if label != -1:
+            members[ids[int(label)]].add(face)
+    return members, next_id
+
+
+def _centroids(
+    members: dict[int, set[str]],
+    vectors: np.ndarray,
+    index: dict[str, int],
+    fallback: dict[int, np.ndarray],
+    edits: Edits,
+) -> dict[int, np.ndarray]:
+    """Normalised mean embedding of each person with faces; a named person without faces
+    keeps its last centroid."""
+    centroids = {}
+    named = _named(edits)
+    for person, faces in members.items():
+        if faces:
+            mean = vectors[[index[f] for f in faces]].mean(axis=0)
+            centroids[person] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        elif person in fallback and person in named:
+            centroids[person] = fallback[person]
+    return centroids
+
+
+def _match(
+    new: list[str],
+    vectors: np.ndarray,
+    index: dict[str, int],
+    centroids: dict[int, np.ndarray],
+    members: dict[int, set[str]],
+    edits: Edits,
+    match_distance: float,
+) -> set[str]:
+    """Add each new face to the nearest person within ``match_distance`` (never to a person
+    it was split from); returns the faces added."""
+    people = sorted(centroids)
+    if not new or not people:
+        return set()
+    column = {p: j for j, p in enumerate(people)}
+    matrix = np.stack([centroids[p] for p in people]).astype(np.float32)
+    matched = set()
+    for start in range(0, len(new), _ASSIGN_CHUNK):
+        chunk = new[start : start + _ASSIGN_CHUNK]
+        similarity = vectors[[index[f] for f in chunk]] @ matrix.T
+        for row, face in enumerate(chunk):
+            for person in edits.cannot_link.get(face, ()):
+                if edits.resolve(person) in column:
+                    similarity[row, column[edits.resolve(person)]] = -np.inf
+        best = similarity.argmax(axis=1)
+        for row, face in enumerate(chunk):
+            if 1.0 - similarity[row, best[row]] <= match_distance:
+                members[people[best[row]]].add(face)
+                matched.add(face)
+    return matched
+
+
+# ---------------------------------------------------------------- the people file
+
+
+@dataclass
+class Person:
+    id: int
+    faces: list[str] = field(default_factory=list)
+    name: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    representative: str | None = None  # face id
+    crop: str | None = None  # relative to faces/
+
+    @property
+    def label(self) -> str:
+        return self.name or f"person {self.id}"
+
+
+@dataclass
+class FaceRecord:
+    """Where a face lies: its image, the image's shard and manifest row, the face's index
+    in the row, its box (original pixels) and detection score."""
+
+    path: str
+    shard: str
+    row: int
+    face: int
+    box: list[float]
+    score: float
+
+
+@dataclass
+class PeopleFile:
+    """``people.json`` in memory (plus the centroids kept beside it)."""
+
+    people: dict[int, Person] = field(default_factory=dict)
+    faces: dict[str, FaceRecord] = field(default_factory=dict)
+    unassigned: list[str] = field(default_factory=list)
+    next_id: int = 1
+    centroids: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "next_id": self.next_id,
+            "people": [asdict(p) for _, p in sorted(self.people.items())],
+            "unassigned": self.unassigned,
+            "faces": {k: asdict(v) for k, v in self.faces.items()},
+        }
+
+
+def faces_dir(results: str | os.PathLike) -> Path:
+    return Path(results) / "faces"
+
+
+def load_people(results: str | os.PathLike) -> PeopleFile:
+    """The people file (empty if there is none yet), with the user's edits applied."""
+    folder = faces_dir(results)
+    path = folder / PEOPLE_FILE
+    people = PeopleFile()
+    if path.is_file():
+        # a path's undecodable byte is written as itself (atomic_write_text): read it back
+        data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
+        people = PeopleFile(
+            people={p["id"]: Person(**p) for p in data["people"]},
+            faces={k: FaceRecord(**v) for k, v in data["faces"].items()},
+            unassigned=list(data["unassigned"]),
+            next_id=int(data["next_id"]),
+        )
+    centroids = folder / CENTROIDS_FILE
+    if centroids.is_file():
+        with np.load(centroids) as stored:
+            people.centroids = dict(zip(stored["ids"].tolist(), stored["centroids"], strict=True))
+    _apply_to_file(people, load_edits(results))
+    return people
+
+
+def load_edits(results: str | os.PathLike) -> Edits:
+    path = faces_dir(results) / EDITS_FILE
+    if not path.is_file():
+        return Edits()
+    return Edits.from_json(json.loads(path.read_text(encoding="utf-8", errors="surrogateescape")))
+
+
+def save_edits(results: str | os.PathLike, edits: Edits) -> None:
+    text = json.dumps(edits.as_json(), indent=2, ensure_ascii=False)
+    atomic_write_text(faces_dir(results) / EDITS_FILE, text + "\n")
+
+
+def save_people(results: str | os.PathLike, people: PeopleFile) -> None:
+    folder = faces_dir(results)
+    ids = sorted(people.centroids)
+    with atomic_open(folder / CENTROIDS_FILE, "wb") as handle:
+        stacked = np.stack([people.centroids[p] for p in ids]) if ids else np.zeros((0, 0))
+        np.savez(handle, ids=np.array(ids, dtype=np.int64), centroids=stacked.astype(np.float32))
+    atomic_write_text(folder / PEOPLE_FILE, json.dumps(people.as_json(), ensure_ascii=False))
+
+
+def _apply_to_file(people: PeopleFile, edits: Edits) -> None:
+    """Re-apply the edits to a loaded file's memberships, names and aliases."""
+    members = {p: set(person.faces) for p, person in people.people.items()}
+    apply_edits(members, edits, people.faces)
+    for person in _named(edits):
+        members.setdefault(person, set())
+    order = {face: i for i, face in enumerate(people.faces)}
+    old = people.people
+    people.people = {}
+    for pid in sorted(members):
+        before = old.get(pid, Person(pid))
+        faces = sorted(members[pid], key=order.__getitem__)
+        representative = before.representative if before.representative in members[pid] else None
+        crop = before.crop if representative else None
+        people.people[pid] = Person(pid, faces, None, [], representative, crop)
+    for pid, person in people.people.items():
+        person.name = edits.names.get(pid)
+        person.aliases = list(edits.aliases.get(pid, []))
+    in_people = {face for faces in members.values() for face in faces}
+    people.unassigned = [face for face in people.faces if face not in in_people]
+    people.next_id = max(people.next_id, edits.max_id + 1)
+
+
+def people_by_path(
+    results: str | os.PathLike, include_unnamed: bool = False
+) -> dict[str, list[str]]:
+    """Image path -> names and aliases of the named people in it (and ``person <id>`` of
+    unnamed ones if ``include_unnamed``), for the search index."""
+    people = load_people(results)
+    labels: dict[str, list[str]] = {}
+    for person in people.people.values():
+        if person.name is None and not include_unnamed:
+            continue
+        names = [person.label, *person.aliases]
+        for face in person.faces:
+            found = labels.setdefault(people.faces[face].path, [])
+            found.extend(name for name in names if name not in found)
+    return labels
+
+
+def named_faces(results: str | os.PathLike) -> dict[str, list[tuple[str, list[float]]]]:
+    """Image path -> (name, box in original pixels) of every face of a named person (for
+    XMP face regions)."""
+    people = load_people(results)
+    found: dict[str, list[tuple[str, list[float]]]] = {}
+    for person in people.people.values():
+        if person.name is None:
+            continue
+        for face in person.faces:
+            record = people.faces[face]
+            found.setdefault(record.path, []).append((person.name, record.box))
+    return found
+
+
+# ---------------------------------------------------------------- the global step
+
+
+@dataclass
+class PeopleReport:
+    faces: int
+    people: int
+    named: int
+    kept: int
+    matched: int
+    clustered: int
+    unassigned: int
+    new_people: int
+    dropped_people: int
+    crops_written: int
+
+    def summary(self) -> str:
+        return (
+            f"people: {self.faces} faces in {self.people} people ({self.named} named); "
+            f"{self.kept} kept their person, {self.matched} joined one, {self.clustered} "
+            f"formed {self.new_people} new people, {self.unassigned} unassigned; "
+            f"{self.dropped_people} people dropped, {self.crops_written} crops written"
+        )
+
+
+def update_people(
+    results: str | os.PathLike,
+    library: str | os.PathLike,
+    match_distance: float = DEFAULT_MATCH_DISTANCE,
+    min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
+    cluster_distance: float = DEFAULT_CLUSTER_DISTANCE,
+    recluster: bool = False,
+    threads: int = 2,
+) -> PeopleReport:
+    """Update ``faces/people.json`` from the faces of the library's current images."""
+    view = current_shards(results, library)
+    records, vectors = gather_faces(view)
+    ids = list(records)
+    previous = load_people(results)
+    edits = load_edits(results)
+    settings = ClusterSettings(match_distance, cluster_distance, min_cluster_size, threads)
+    grouping = group_faces(
+        ids, vectors, {p: person.faces for p, person in previous.people.items()}, edits,
+        previous.next_id, previous.centroids, settings, recluster,
+    )  # fmt: skip
+    people = PeopleFile(
+        faces=records, unassigned=grouping.unassigned, next_id=grouping.next_id,
+        centroids=grouping.centroids,
+    )  # fmt: skip
+    index = {face: i for i, face in enumerate(ids)}
+    crops = 0
+    for pid, faces in grouping.members.items():
+        person = Person(pid, faces, edits.names.get(pid), list(edits.aliases.get(pid, [])))
+        before = previous.people.get(pid)
+        centroid = grouping.centroids.get(pid)
+        person.representative = _representative(faces, vectors, index, centroid)
+        if person.representative is not None:
+            person.crop, written = _crop(
+                Path(results), person, records[person.representative], before
+            )
+            crops += written
+        people.people[pid] = person
+    save_people(results, people)
+    report = PeopleReport(
+        faces=len(ids), people=len(people.people),
+        named=sum(1 for p in people.people.values() if p.name), kept=grouping.kept,
+        matched=grouping.matched, clustered=grouping.clustered,
+        unassigned=len(grouping.unassigned), new_people=grouping.new_people,
+        dropped_people=grouping.dropped_people, crops_written=crops,
+    )  # fmt: skip
+    log.info("%s", report.summary())
+    return report
+
+
+def gather_faces(view: CurrentView) -> tuple[dict[str, FaceRecord], np.ndarray]:
+    """Every face of the current images: id -> record, and (n, d) float32 embeddings."""
+    records: dict[str, FaceRecord] = {}
+    blocks: list[np.ndarray] = []
+    for shard in view.shards:
+        jsonl, npy = view.result_file("faces", shard), view.result_file("faces", shard, ".npy")
+        if not (jsonl.is_file() and npy.is_file()):
+            continue
+        matrix = np.load(npy, mmap_mode="r")
+        rows = []
+        # current rows only, at the file's current path; a face's id comes from the
+        # catalogued identity, so that a moved file keeps its faces' names
+        for manifest_row, row in view.numbered_rows("faces", shard):
+            if row["status"] != OK:
+                continue
+            for k, face in enumerate(row.get("faces", ())):
+                fid = face_id(*row_identity(row), face["box"])
+                if fid in records:  # two identical boxes in one image: keep the first
+                    continue
+                records[fid] = FaceRecord(
+                    row["path"], shard, manifest_row, k, face["box"], face["score"]
+                )
+                rows.append(face["embedding_row"])
+        if rows:
+            blocks.append(np.asarray(matrix[rows], dtype=np.float32))
+    dim = blocks[0].shape[1] if blocks else 0
+    return records, np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+
+
+def _representative(
+    faces: list[str], vectors: np.ndarray, index: dict[str, int], centroid: np.ndarray | None
+) -> str | None:
+    """The face nearest the person's centroid."""
+    if not faces or centroid is None:
+        return faces[0] if faces else None
+    return faces[int(np.argmax(vectors[[index[f] for f in faces]] @ centroid))]
+
+
+def _crop(
+    results: Path, person: Person, record: FaceRecord, before: Person | None
+) -> tuple[str | None, int]:
+    """The person's crop file (relative to faces/) and 1 if it was (re)written now."""
+    relative = f"{CROPS_DIR}/{person.id}.jpg"
+    target = faces_dir(results) / relative
+    if before and before.representative == person.representative and target.is_file():
+        return relative, 0
+    image = _source_image(results, record)
+    if image is None:
+        log.debug("people: no tier or thumbnail for %s: no crop", record.path)
+        return None, 0
+    rgb, scale = image
+    x0, y0, x1, y1 = (v * scale for v in record.box)
+    margin = CROP_MARGIN * max(x1 - x0, y1 - y0)
+    height, width = rgb.shape[:2]
+    left, top = max(0, int(x0 - margin)), max(0, int(y0 - margin))
+    right, bottom = min(width, int(np.ceil(x1 + margin))), min(height, int(np.ceil(y1 + margin)))
+    if right <= left or bottom <= top:
+        return None, 0
+    from PIL import Image
+
+    crop = Image.fromarray(np.ascontiguousarray(rgb[top:bottom, left:right]))
+    crop.thumbnail((CROP_LONG_EDGE, CROP_LONG_EDGE), Image.Resampling.LANCZOS)
+    with atomic_open(target, "wb") as handle:
+        crop.save(handle, format="JPEG", quality=90)
+    return relative, 1
+
+
+def _source_image(results: Path, record: FaceRecord) -> tuple[np.ndarray, float] | None:
+    """The face's image from the detect tier (else the thumbnail) and tier px per original px."""
+    original_width = _original_width(results, record)
+    tiers = results / "tiers" / f"{record.shard}.zarr"
+    rgb = None
+    if tiers.is_dir():
+        from imganalyzer.decode.tiers import TierReader
+
+        reader = TierReader(tiers)
+        if "detect" in reader.tiers:
+            rgb = np.asarray(reader.image("detect", record.row))
+    if rgb is None:
+        from imganalyzer.decode.thumbnails import read_thumbnail
+
+        thumbnails = results / "thumbnails" / f"{record.shard}.zip"
+        jpeg = read_thumbnail(thumbnails, record.row) if thumbnails.is_file() else None
+        if jpeg is None:
+            return None
+        from PIL import Image
+
+        rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    return rgb, rgb.shape[1] / (original_width or rgb.shape[1])
+
+
+def _original_width(results: Path, record: FaceRecord) -> int | None:
+    technical = results / "technical" / f"{record.shard}.jsonl"
+    if not technical.is_file():
+        return None
+    for row_number, row in enumerate(read_rows(technical)):
+        if row_number == record.row:
+            return row.get("width")
+    return None
+
+
+# ---------------------------------------------------------------- user edits
+
+
+def set_name(results: str | os.PathLike, person_id: int, name: str) -> Person:
+    """Name a person (``people name``); the name survives every later run."""
+    return _edit(results, person_id, lambda edits, pid: edits.names.__setitem__(pid, name))
+
+
+def add_alias(results: str | os.PathLike, person_id: int, alias: str) -> Person:
+    """Give a person another name that search also finds (``people alias``)."""
+
+    def change(edits: Edits, pid: int) -> None:
+        aliases = edits.aliases.setdefault(pid, [])
+        if alias not in aliases:
+            aliases.append(alias)
+
+    return _edit(results, person_id, change)
+
+
+def merge_people(results: str | os.PathLike, person_ids: Sequence[int]) -> Person:
+    """Merge people into the one with the smallest id; the others' names become aliases."""
+    people, edits = load_people(results), load_edits(results)
+    ids = sorted({_existing(people, edits, pid) for pid in person_ids})
+    if len(ids) < 2:
+        raise ValueError("merge needs at least two different people")
+    target, others = ids[0], ids[1:]
+    names = [n for n in (edits.names.get(p) for p in ids) if n]
+    aliases = [a for p in ids for a in ([edits.names[p]] if p in edits.names else [])]
+    aliases += [a for p in ids for a in edits.aliases.get(p, [])]
+    if names:
+        edits.names[target] = edits.names.get(target) or names[0]
+    kept = [a for a in dict.fromkeys(aliases) if a != edits.names.get(target)]
+    if kept:
+        edits.aliases[target] = kept
+    for other in others:
+        edits.merged[other] = target
+        # Pinned to the target, so that re-clustering from scratch keeps them together.
+        edits.moved.update(dict.fromkeys(people.people[other].faces, target))
+        edits.names.pop(other, None)
+        edits.aliases.pop(other, None)
+    merged = set(ids)
+    for face, forbidden in list(edits.cannot_link.items()):
+        if edits.resolve(edits.moved.get(face, -1)) in merged or any(
+            edits.resolve(p) in merged for p in forbidden
+        ):
+            left = [p for p in forbidden if edits.resolve(p) not in merged]
+            if left:
+                edits.cannot_link[face] = left
+            else:
+                del edits.cannot_link[face]
+    return _save_edit(results, people, edits, target)
+
+
+def split_person(
+    results: str | os.PathLike,
+    person_id: int,
+    face_ids: Sequence[str] = (),
+    paths: Sequence[str] = (),
+) -> Person:
+    """Move faces (by id, or all of the person's faces in the given images) to a new person
+    that re-clustering never joins back to this one."""
+    people, edits = load_people(results), load_edits(results)
+    pid = _existing(people, edits, person_id)
+    own = people.people[pid].faces
+    chosen = [f for f in own if f in set(face_ids) or people.faces[f].path in set(paths)]
+    unknown = set(face_ids) - set(own)
+    if unknown:
+        raise ValueError(f"faces not in person {pid}: {', '.join(sorted(unknown))}")
+    if not chosen:
+        raise ValueError(f"person {pid} has no face in {', '.join(paths) or 'the given faces'}")
+    new = max(people.next_id, edits.max_id + 1)
+    edits.max_id = new
+    for face in chosen:
+        edits.moved[face] = new
+        edits.cannot_link.setdefault(face, [])
+        if pid not in edits.cannot_link[face]:
+            edits.cannot_link[face].append(pid)
+    return _save_edit(results, people, edits, new)
+
+
+def _edit(results: str | os.PathLike, person_id: int, change) -> Person:  # noqa: ANN001
+    people, edits = load_people(results), load_edits(results)
+    pid = _existing(people, edits, person_id)
+    change(edits, pid)
+    return _save_edit(results, people, edits, pid)
+
+
+def _existing(people: PeopleFile, edits: Edits, person_id: int) -> int:
+    pid = edits.resolve(int(person_id))
+    if pid not in people.people:
+        raise LookupError(f"no person {person_id} (see `imganalyzer people list`)")
+    return pid
+
+
+def _save_edit(results: str | os.PathLike, people: PeopleFile, edits: Edits, pid: int) -> Person:
+    save_edits(results, edits)
+    _apply_to_file(people, edits)
+    save_people(results, people)
+    return people.people[pid]

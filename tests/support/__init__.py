@@ -1,0 +1,1 @@
+"""Test helpers: tiny models, fakes, generated results."""

@@ -1,0 +1,217 @@
+"""The model registry, where configured models load from, fetching, and the models CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from imganalyzer.cli import main as cli
+from imganalyzer.config import ConfigError
+from imganalyzer.modules.embedding import ClipEmbedder
+from imganalyzer.runtime.registry import (
+    AESTHETIC_WEIGHTS_URL,
+    FETCH_COMMAND,
+    MODELS,
+    ModelNotFoundError,
+    configured_modules,
+    fetch,
+    format_table,
+    locate,
+    locate_open_clip,
+    model_settings,
+    open_clip_arguments,
+)
+from tests.unit.conftest import TINY_CLIP_CONFIG
+
+OPENAI_L14_REPO = "timm/vit_large_patch14_clip_224.openai"
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache, and no network: jobs must not try to download."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+@pytest.fixture
+def torch_hub(tmp_path: Path):
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "torch_hub"))
+    yield tmp_path / "torch_hub"
+    torch.hub.set_dir(previous)
+
+
+def cache_file(cache: Path, repo: str, filename: str, source: Path | None = None) -> Path:
+    """Put a file into a Hugging Face cache the way huggingface_hub lays it out."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text("0123abcd")
+    path = folder / "snapshots" / "0123abcd" / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if source:
+        shutil.copy(source, path)
+    else:
+        path.write_bytes(b"weights")
+    return path
+
+
+def test_registry_is_consistent() -> None:
+    for name, spec in MODELS.items():
+        assert spec.module == name and spec.version and spec.default_batch_size >= 1
+        assert spec.loader in (
+            "open_clip", "huggingface", "insightface", "torch-state-dict", "bundled", "remote"
+        )  # fmt: skip
+        assert spec.tier in (None, "detect", "clip") and spec.model_keys
+    assert MODELS["embedding"].tier == "clip" and MODELS["aesthetic"].tier is None
+
+
+def test_settings_take_registry_defaults_for_absent_keys() -> None:
+    config = {"modules": ["metadata", "aesthetic", "embedding"], "embedding": {"model": "RN50"}}
+    assert model_settings("embedding", config) == {"model": "RN50", "pretrained": "openai"}
+    assert model_settings("aesthetic", config) == {"weights": AESTHETIC_WEIGHTS_URL}
+    assert configured_modules(config) == ["embedding", "aesthetic"]
+
+
+def test_an_uncached_tag_is_located_in_the_hf_cache_and_not_present(hf_cache: Path) -> None:
+    location = locate("embedding", {})
+    assert location.model == "ViT-L-14:openai" and not location.present
+    assert str(hf_cache) in location.source and OPENAI_L14_REPO in location.source
+
+
+def test_a_cached_tag_loads_from_its_file_with_the_tags_own_settings(hf_cache: Path) -> None:
+    weights = cache_file(hf_cache, OPENAI_L14_REPO, "open_clip_model.safetensors")
+    assert locate_open_clip("ViT-L-14", "openai").path == weights
+    name, kwargs = open_clip_arguments("ViT-L-14", "openai")
+    assert name == "ViT-L-14" and kwargs["pretrained"] == str(weights)
+    assert kwargs["force_quick_gelu"] is True  # OpenAI's weights were trained with QuickGELU
+    assert kwargs["image_interpolation"] == "bicubic" and len(kwargs["image_mean"]) == 3
+
+
+def test_a_missing_tag_offline_says_which_model_where_and_how_to_fetch(hf_cache: Path) -> None:
+    with pytest.raises(ModelNotFoundError) as caught:
+        ClipEmbedder("ViT-L-14", "openai", device="cpu").load()
+    message = str(caught.value)
+    assert "ViT-L-14:openai" in message and str(hf_cache) in message
+    assert OPENAI_L14_REPO in message and FETCH_COMMAND in message
+
+
+def test_unknown_models_and_tags_name_the_config_key(hf_cache: Path) -> None:
+    with pytest.raises(ConfigError, match="'embedding.pretrained'.*tags: .*laion2b"):
+        locate_open_clip("ViT-L-14", "no_such_tag")
+    with pytest.raises(ConfigError, match="'embedding.model'"):
+        locate_open_clip("ViT-Q-99", "openai")
+
+
+def test_an_hf_hub_model_loads_from_the_cache_as_a_local_folder(
+    hf_cache: Path, tiny_clip_weights: Path
+) -> None:
+    repo = "someone/tiny-clip"
+    config = {"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {"interpolation": "bicubic"}}
+    config_file = hf_cache / "config.json"
+    config_file.write_text(json.dumps(config))
+    cache_file(hf_cache, repo, "open_clip_config.json", config_file)
+    assert not locate_open_clip(f"hf-hub:{repo}", None).present  # weights still missing
+    cache_file(hf_cache, repo, "open_clip_pytorch_model.bin", tiny_clip_weights)
+    embedder = ClipEmbedder(f"hf-hub:{repo}", None, device="cpu")
+    embedder.load()
+    assert embedder.dim == TINY_CLIP_CONFIG["embed_dim"]
+
+
+def test_fetch_downloads_a_weights_url_into_the_torch_hub_cache(
+    tmp_path: Path, torch_hub: Path
+) -> None:
+    source = tmp_path / "head+v2.pth"
+    source.write_bytes(b"state dict")
+    config = {"aesthetic": {"weights": source.as_uri().replace("+", "%2B")}}
+    assert not locate("aesthetic", config).present
+    location = fetch("aesthetic", config)
+    assert location.present and location.path == torch_hub / "checkpoints" / "head+v2.pth"
+    assert location.path.read_bytes() == b"state dict"
+
+
+def test_a_weights_url_is_not_downloaded_offline(torch_hub: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from imganalyzer.modules.aesthetic import AestheticScorer
+
+    with pytest.raises(ModelNotFoundError, match="sac\\+logos\\+ava1-l14-linearMSE.pth"):
+        AestheticScorer().load()
+
+
+def test_table_lists_module_model_presence_and_source(tmp_path: Path, torch_hub) -> None:
+    weights = tmp_path / "head.pth"
+    weights.write_bytes(b"x")
+    config = {"aesthetic": {"weights": str(weights)}}
+    table = format_table([locate("aesthetic", config)]).splitlines()
+    assert table[0].split() == ["module", "model", "present", "source"]
+    assert table[1].split() == ["aesthetic", "head.pth", "yes", str(weights)]
+
+
+def test_models_list_without_model_modules(tmp_path: Path, capsys) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"library": str(library), "modules": ["metadata"]}))
+    assert cli.main(["models", "list", "--config", str(config)]) == 0
+    assert "no enabled module loads a model" in capsys.readouterr().out
+    assert cli.main(["models", "fetch", "--config", str(config)]) == 0
+
+
+def test_a_missing_local_folder_is_reported_not_downloaded(tmp_path: Path) -> None:
+    folder = tmp_path / "no_model"
+    with pytest.raises(ModelNotFoundError, match=f"local-dir:{folder} not found: looked in"):
+        ClipEmbedder(f"local-dir:{folder}", "openai", device="cpu").load()
+
+
+def test_transformers_models_are_found_in_a_folder_or_the_hub_cache(
+    tmp_path: Path, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imganalyzer.runtime.registry import hf_load_path, locate_huggingface
+
+    folder = tmp_path / "blip2"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert not locate_huggingface("captions", str(folder)).present  # no weights yet
+    (folder / "model.safetensors").write_bytes(b"")
+    assert locate_huggingface("captions", str(folder)).present
+    assert hf_load_path("captions", str(folder)) == str(folder)
+
+    config = {"modules": ["objects"], "objects": {"model": "org/not-cached"}}
+    location = locate("objects", config)
+    assert not location.present and "org/not-cached" in location.source
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="org/not-cached.*models fetch"):
+        hf_load_path("objects", "org/not-cached")
+
+
+def test_face_packs_are_a_named_pack_or_a_folder_of_onnx_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "home"))
+    named = locate("faces", {"faces": {"pack": "buffalo_l"}})
+    assert not named.present and named.path == tmp_path / "home" / "models" / "buffalo_l"
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    assert not locate("faces", {"faces": {"pack": str(folder)}}).present
+    (folder / "det.onnx").write_bytes(b"")
+    assert locate("faces", {"faces": {"pack": str(folder)}}).present
+
+
+def test_the_cloud_model_is_present_when_its_key_variable_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cloud = {"cloud": {"provider": "openai", "api_key_env": "MY_KEY"}}
+    monkeypatch.delenv("MY_KEY", raising=False)
+    assert not locate("cloud", cloud).present
+    monkeypatch.setenv("MY_KEY", "secret")
+    location = locate("cloud", cloud)
+    assert location.present and "$MY_KEY" in location.source and "secret" not in str(location)
