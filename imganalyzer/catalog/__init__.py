@@ -1,0 +1,1 @@
+"""The catalog: scanning the library into shard manifests, moves, and the current view."""

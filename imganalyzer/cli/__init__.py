@@ -1,0 +1,1 @@
+"""The ``imganalyzer`` command: one file per command group, shared options in ``options``."""

@@ -1,0 +1,1 @@
+"""The example library's writers (photos with EXIF, PNG, TIFF, HEIC, DNG)."""

@@ -14,6 +14,7 @@ from imganalyzer.catalog.manifests import (
 from imganalyzer.runtime.registry import MODELS
 from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.files import file_digest
+from imganalyzer.layout import Layout
 from imganalyzer.runtime.jobstatus import read_failures, retry_token, run_summary
 from imganalyzer.runtime.preflight import ModelsMissing, check_models
 from imganalyzer.runlock import ResultsLocked, acquire_results_lock
@@ -24,6 +25,7 @@ except ConfigError as error:  # one line naming the key, no traceback
     raise SystemExit(f"imganalyzer: {error}") from None
 
 RESULTS = Path(config["results"])
+LAYOUT = Layout(RESULTS)  # every path under results (imganalyzer/layout.py)
 CATALOG = Catalog(RESULTS / "catalog")
 STARTED = time.time()
 SMALL_SHARD_IMAGES_PER_THREAD = 50  # a pool thread per this many images of a new shard
