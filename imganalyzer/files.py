@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 # A temporary from another host is swept once it is this old (its writer cannot be asked).
 FOREIGN_TEMPORARY_AGE_S = 6 * 3600
@@ -89,7 +89,7 @@ def remove_stale_temporaries(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``.
 
     On error the temporary file is removed and ``path`` is left as it was.
@@ -136,7 +136,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def share_like_umask(folder: str | os.PathLike) -> None:
+def share_like_umask(folder: str | os.PathLike[str]) -> None:
     """Give ``folder`` and everything in it the permissions the umask gives new files and
     folders, for writers that use private modes of their own (Tantivy writes 0600 files)."""
     mask = current_umask()

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from imganalyzer.files import atomic_open
 
@@ -19,7 +19,19 @@ OK = "ok"
 ERROR = "error"
 
 
-def ok_row(entry, fields: dict[str, Any]) -> dict[str, Any]:
+class FileVersion(Protocol):
+    """What a row needs of the file it describes: a catalog ``Entry`` (catalog imports this
+    module, so the type is described here rather than imported)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+
+
+def ok_row(entry: FileVersion, fields: dict[str, Any]) -> dict[str, Any]:
     """A result row for an analysed image; ``entry`` is a catalog ``Entry``."""
     return {
         "path": entry.path,
@@ -37,11 +49,11 @@ ERROR_KINDS = frozenset(
 )
 
 
-def error_row(entry, reason: str, error_kind: str | None = None) -> dict[str, Any]:
+def error_row(entry: FileVersion, reason: str, error_kind: str | None = None) -> dict[str, Any]:
     """A result row for an image that could not be analysed, with a one-line reason and,
     where known, its ``error_kind`` (one of :data:`ERROR_KINDS`)."""
     reason = " ".join(str(reason).split()) or "unknown error"
-    row = {
+    row: dict[str, Any] = {
         "path": entry.path,
         "size": entry.size,
         "mtime_ns": entry.mtime_ns,
@@ -55,7 +67,7 @@ def error_row(entry, reason: str, error_kind: str | None = None) -> dict[str, An
     return row
 
 
-def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
+def write_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
     """Write rows as JSON lines, atomically. Returns the number of rows written."""
     count = 0
     with atomic_open(path, "w", encoding="utf-8") as handle:
@@ -66,7 +78,7 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def read_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+def read_rows(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     with open(Path(path), encoding="utf-8") as handle:
         for line in handle:
             if line.strip():

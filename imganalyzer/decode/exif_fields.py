@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from fractions import Fraction
+from typing import Any
 
 from pyexiv2 import exiv2api
 
@@ -78,7 +79,7 @@ def undecoded_maker_note(tags: Tags) -> bool:
     return not any(key.split(".")[1] not in _STANDARD_GROUPS for key in tags if key[:5] == "Exif.")
 
 
-def _read(open_image) -> dict[str, object]:
+def _read(open_image: Callable[[], Any]) -> dict[str, object]:
     try:
         image = open_image()
     except Exception as error:  # noqa: BLE001 - the binding raises RuntimeError and others
@@ -329,9 +330,10 @@ def datetime_original(tags: Tags) -> str | None:
     return None
 
 
-def _datetime(parts: tuple) -> str | None:
+def _datetime(parts: Sequence[str]) -> str | None:
     try:
-        return datetime(*(int(part) for part in parts)).isoformat()
+        year, month, day, hour, minute, second = (int(part) for part in parts)
+        return datetime(year, month, day, hour, minute, second).isoformat()
     except (TypeError, ValueError):
         return None
 

@@ -86,8 +86,11 @@ def exiftool_fields(path: str | os.PathLike) -> dict[str, object] | None:
 class _StayOpen:
     """One ``exiftool -stay_open True -@ -`` process: arguments in, JSON out, per request."""
 
-    def __init__(self, process: subprocess.Popen) -> None:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        if process.stdin is None or process.stdout is None:
+            raise ValueError("ExifTool's stdin and stdout must be pipes")
         self.process = process
+        self.stdin, self.stdout = process.stdin, process.stdout
         self.buffer = b""
 
     @classmethod
@@ -112,15 +115,15 @@ class _StayOpen:
     def ask(self, arguments: list[str | os.PathLike]) -> bytes:
         lines = [os.fsencode(argument).replace(b"\n", b" ") for argument in arguments]
         request = b"\n".join(lines + [b"-execute", b""])
-        self.process.stdin.write(request)
-        self.process.stdin.flush()
+        self.stdin.write(request)
+        self.stdin.flush()
         deadline = time.monotonic() + TIMEOUT_SECONDS
         while READY not in self.buffer:
             if time.monotonic() > deadline:
                 raise TimeoutError("no answer from ExifTool")
-            if not select.select([self.process.stdout], [], [], 1.0)[0]:
+            if not select.select([self.stdout], [], [], 1.0)[0]:
                 continue
-            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+            chunk = os.read(self.stdout.fileno(), 1 << 16)
             if not chunk:
                 raise OSError("ExifTool exited")
             self.buffer += chunk
@@ -130,8 +133,8 @@ class _StayOpen:
     def close(self) -> None:
         if self.process.poll() is None:
             try:
-                self.process.stdin.write(b"-stay_open\nFalse\n")
-                self.process.stdin.flush()
+                self.stdin.write(b"-stay_open\nFalse\n")
+                self.stdin.flush()
                 self.process.wait(timeout=5)
             except (OSError, ValueError, subprocess.TimeoutExpired):
                 self.process.kill()

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from imganalyzer.decode.metadata import MetadataError, read_metadata
 from imganalyzer.decode.readers import DecodeError, decode_image
 from imganalyzer.decode.technical import TECHNICAL_VERSION, analyze_technical
 from imganalyzer.decode.thumbnails import THUMBNAIL_LONG_EDGE, ThumbnailWriter
-from imganalyzer.decode.tiers import TIER_FORMAT_VERSION, TierWriter, make_tiers
+from imganalyzer.decode.tiers import TIER_FORMAT_VERSION, Compression, TierWriter, make_tiers
 from imganalyzer.progress import Progress
 from imganalyzer.progress import log as progress_log
 from imganalyzer.results import error_row, ok_row, write_rows
@@ -74,7 +74,10 @@ def check_version(path: Path, entry: Entry) -> None:
         raise ImageSkipped("file changed after it was catalogued; the next run analyses it")
 
 
-def _guarded(entry: Entry, work: Callable[[], Any]) -> Any:
+T = TypeVar("T")
+
+
+def _guarded(entry: Entry, work: Callable[[], T]) -> T | Failure:
     """Run ``work``; turn a failure into a :class:`Failure`, so that one image never fails the
     shard. An unexpected exception is logged in full to the job's log (not the row)."""
     _CURRENT_FILE.path = entry.path
@@ -100,7 +103,7 @@ def run_decode_shard(
     technical_out: str | os.PathLike,
     thumbnails_out: str | os.PathLike,
     tiers: dict[str, int],
-    compression: str = "jpeg",
+    compression: Compression = "jpeg",
     quality: int = 90,
     max_pixels: int = 200_000_000,
     threads: int = 1,
@@ -187,8 +190,8 @@ def run_metadata_shard(
     entries = read_manifest(manifest)
     library = Path(library)
 
-    def read_one(entry: Entry) -> dict | Failure:
-        def work() -> dict:
+    def read_one(entry: Entry) -> dict[str, object] | Failure:
+        def work() -> dict[str, object]:
             path = library / entry.path
             check_version(path, entry)
             return read_metadata(path)
@@ -209,7 +212,7 @@ def run_metadata_shard(
     _log_summary("metadata", rows, started)
 
 
-def _log_summary(job: str, rows: list[dict], started: float) -> None:
+def _log_summary(job: str, rows: list[dict[str, Any]], started: float) -> None:
     errors = sum(row["status"] != "ok" for row in rows)
     seconds = time.perf_counter() - started
     rate = len(rows) / seconds if seconds > 0 else 0.0

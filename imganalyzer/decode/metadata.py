@@ -28,11 +28,11 @@ import re
 import struct
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import exifread
 import pillow_heif
@@ -139,7 +139,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, object]:
     except OSError as error:
         raise MetadataError(f"cannot read file: {error.strerror or error}", "unreadable") from None
     result = {key: result.get(key) for key in FIELDS}
-    place = place_of(result["gps_latitude"], result["gps_longitude"])
+    # The readers give each coordinate as a float or None (exif_fields.coordinate, _coordinate).
+    latitude = cast("float | None", result["gps_latitude"])
+    longitude = cast("float | None", result["gps_longitude"])
+    place = place_of(latitude, longitude)
     if place is not None:
         result.update(place.as_fields())
     return result
@@ -269,7 +272,8 @@ def _read_pillow(
             raise
         fh.seek(0)  # exiv2 read the metadata of a file Pillow cannot open (JPEG XL, ...)
         return {**_header_unreadable(exif), "format": formats.sniff(fh.read(32))}
-    fmt = {"mpo": "jpeg"}.get(image.format.lower(), image.format.lower())
+    image_format = (image.format or "").lower()  # Image.open always sets it
+    fmt = {"mpo": "jpeg"}.get(image_format, image_format)
     if _incomplete(exif) and not tags and isinstance(image.info.get("exif"), bytes):
         tags = _exif_from_block(image.info["exif"])
     xmp = _xmp(image)
@@ -307,7 +311,8 @@ def _read_heif(
     if isinstance(exif, bytes):  # the primary image's EXIF (a file may hold one per image)
         primary = _filled(_primary_image_fields(exif, tags), primary)
     tags = _exif_from_block(exif) if isinstance(exif, bytes) and _incomplete(primary) else {}
-    result = _completed(primary, tags, info.get("xmp"))
+    xmp = info.get("xmp")
+    result = _completed(primary, tags, xmp if isinstance(xmp, bytes) else None)
     result["orientation"] = result["orientation"] or 1
     _set_size(result, size, swap=False)  # libheif already applied the irot/imir transforms
     result["format"] = _heif_format(head)
@@ -385,7 +390,7 @@ def _open_header(fh: BinaryIO) -> Image.Image:
     )
 
 
-def _accepts(accept, prefix: bytes) -> bool:
+def _accepts(accept: Callable[[bytes], object], prefix: bytes) -> bool:
     try:
         result = accept(prefix)
     except PILLOW_ERRORS:  # some signature checks fail on very short files
@@ -443,7 +448,7 @@ def _xmp(image: Image.Image) -> bytes | None:
     return xmp if isinstance(xmp, bytes) else None
 
 
-def _tag(tags: Mapping[str, object], name: str, ifds: tuple[str, ...] = ("EXIF", "Image")):
+def _tag(tags: Mapping[str, object], name: str, ifds: tuple[str, ...] = ("EXIF", "Image")) -> Any:
     """The first ``values`` of tag ``name`` found in ``ifds`` (TIFF/EP puts Exif tags in IFD0)."""
     for ifd in ifds:
         tag = tags.get(f"{ifd} {name}")
@@ -468,7 +473,7 @@ def _text(value: object) -> str | None:
 
 
 def _number(value: object) -> float | None:
-    first = value[0] if isinstance(value, list) and value else value
+    first: Any = value[0] if isinstance(value, list) and value else value
     if isinstance(first, tuple) and first:  # exifread wraps FLOAT/DOUBLE values in a tuple
         first = first[0]
     try:

@@ -21,6 +21,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ class _Gazetteer:
         point = _unit_vectors(np.radians([latitude]), np.radians([longitude]))[0]
         chords, indices = self.tree.query(point, k=CANDIDATES)
         best, best_score = None, -1.0
-        for chord, index in zip(chords, indices, strict=True):
+        for chord, index in zip(np.atleast_1d(chords), np.atleast_1d(indices), strict=True):
             if not math.isfinite(chord):
                 break
             km = 2 * EARTH_RADIUS_KM * math.asin(min(1.0, chord / 2))
@@ -87,7 +88,7 @@ class _Gazetteer:
         return Place(name, region, self.countries.get(country_code) or country_code or None)
 
 
-def _cached_arrays(source) -> dict[str, np.ndarray]:
+def _cached_arrays(source: Traversable) -> dict[str, np.ndarray]:
     """The gazetteer's arrays, from the cache when it was built from this very data file."""
     data = source.read_bytes()
     cache = _cache_dir() / f"places-{hashlib.blake2b(data, digest_size=8).hexdigest()}.npz"
@@ -100,7 +101,8 @@ def _cached_arrays(source) -> dict[str, np.ndarray]:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **arrays)
+            # numpy's stub matches **arrays against savez's allow_pickle keyword
+            np.savez(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp.name, cache)
     except OSError as error:  # a read-only home: parse each time
         log.info("cannot cache the place names at %s: %s", cache, error)

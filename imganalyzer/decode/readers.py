@@ -22,7 +22,7 @@ import numpy as np
 import pillow_heif
 import rawpy
 import tifffile
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
 from imganalyzer.decode import formats
 
@@ -250,7 +250,12 @@ def _decode_with_pillow(path: str, long_edge: int, max_pixels: int) -> DecodedIm
 def _refuse_stripped(path: str, stored_size: tuple[int, int], rgb: Image.Image) -> None:
     """A black decode of a file far too small for its declared size: the image data is gone."""
     bytes_per_pixel = os.path.getsize(path) / max(1, stored_size[0] * stored_size[1])
-    if bytes_per_pixel < STRIPPED_BYTES_PER_PIXEL and rgb.getextrema()[0][1] <= BLACK_LEVEL:
+    red = rgb.getextrema()[0]  # (min, max) of the red band
+    if (
+        bytes_per_pixel < STRIPPED_BYTES_PER_PIXEL
+        and isinstance(red, tuple)
+        and red[1] <= BLACK_LEVEL
+    ):
         raise DecodeError(
             f"no image data: {stored_size[0]}x{stored_size[1]} image in a "
             f"{os.path.getsize(path)}-byte file decodes to black",
@@ -265,7 +270,7 @@ def _has_tiff_magic(path: str) -> bool:
 
 def _is_high_depth_colour_tiff(image: Image.Image) -> bool:
     """Pillow reads colour TIFFs deeper than 8 bits only by dropping the low byte: use tifffile."""
-    if image.format != "TIFF":
+    if image.format != "TIFF" or not isinstance(image, TiffImagePlugin.TiffImageFile):
         return False
     bits = image.tag_v2.get(258, 8)
     bits = bits if isinstance(bits, tuple) else (bits,)
@@ -418,7 +423,8 @@ def _decode_with_tifffile(path: str, long_edge: int, max_pixels: int) -> Decoded
         )
         if page.photometric not in _TIFFFILE_PHOTOMETRICS and not is_cmyk:
             raise DecodeError(
-                f"unsupported TIFF colour space {page.photometric.name}", "unsupported_codec"
+                f"unsupported TIFF colour space {_photometric_name(page.photometric)}",
+                "unsupported_codec",
             )
         samples = _samples_last(page.asarray(), page.axes)
         icc_profile = page.tags.valueof(34675)
@@ -433,6 +439,14 @@ def _decode_with_tifffile(path: str, long_edge: int, max_pixels: int) -> Decoded
     rgb = _to_small_srgb(image, long_edge, icc_profile)
     orientation = orientation if orientation in _ORIENTATION_TRANSPOSES else 1
     return _decoded(_apply_orientation(rgb, orientation), stored_size, orientation, "tifffile")
+
+
+def _photometric_name(photometric: int) -> str:
+    """A TIFF colour space's name; its number where tifffile knows no name for it."""
+    try:
+        return tifffile.PHOTOMETRIC(photometric).name
+    except ValueError:
+        return str(photometric)
 
 
 def _samples_last(pixels: np.ndarray, axes: str) -> np.ndarray:
@@ -483,7 +497,7 @@ def _decode_raw(path: str, long_edge: int, max_pixels: int) -> DecodedImage:
     problem = _implausible_raw(np.asarray(small), small_preview)
     if problem is None:
         return _decoded(small, sensor_size, orientation, "raw-half-size")
-    if _usable_preview(small_preview):
+    if small_preview is not None and _usable_preview(small_preview):
         log.info("%s: RAW decode is %s; using its embedded preview", path, problem)
         return _decoded(small_preview, sensor_size, orientation, "raw-preview")
     raise DecodeError(
@@ -539,12 +553,12 @@ def _raw_preview(
     except rawpy.LibRawError:
         return None
     min_edge = long_edge if min_edge is None else min_edge
-    if thumb.format == rawpy.ThumbFormat.BITMAP:
+    if thumb.format == rawpy.ThumbFormat.BITMAP and isinstance(thumb.data, np.ndarray):
         bitmap = Image.fromarray(thumb.data)
         if max(bitmap.size) < min_edge:
             return None
         return _apply_orientation(_to_small_srgb(bitmap, long_edge, None), flip_orientation)
-    if thumb.format != rawpy.ThumbFormat.JPEG:
+    if thumb.format != rawpy.ThumbFormat.JPEG or not isinstance(thumb.data, bytes):
         return None
     try:
         return _decode_preview_jpeg(thumb.data, long_edge, flip_orientation, min_edge)

@@ -145,11 +145,12 @@ def _dominant_colors(rgb: np.ndarray, count: int = DOMINANT_COLOURS) -> list[dic
     labels = _nearest_centre(samples, centres)
     shares = np.bincount(labels, minlength=len(centres)) / len(samples)
     colours = [
-        {"hex": _hex(centre), "fraction": round(float(share), 3)}
+        (round(float(share), 3), _hex(centre))
         for centre, share in zip(centres, shares, strict=True)
         if share > 0
     ]
-    return sorted(colours, key=lambda colour: (-colour["fraction"], colour["hex"]))
+    colours.sort(key=lambda colour: (-colour[0], colour[1]))
+    return [{"hex": hex_code, "fraction": fraction} for fraction, hex_code in colours]
 
 
 def _kmeans_plus_plus(samples: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -77,7 +77,7 @@ class ThumbnailWriter:
             index, imagecodecs.jpeg8_encode(np.ascontiguousarray(small), level=self.quality)
         )
 
-    def add_jpeg(self, index: int, jpeg: bytes) -> None:
+    def add_jpeg(self, index: int, jpeg: bytes | bytearray) -> None:
         """Store already encoded thumbnail bytes (e.g. copied from another shard's zip)."""
         if self._zip is None:
             raise RuntimeError("ThumbnailWriter.add() outside its 'with' block")

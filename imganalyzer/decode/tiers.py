@@ -30,7 +30,7 @@ import warnings
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import imagecodecs.numcodecs
 import numpy as np
@@ -79,7 +79,7 @@ _OK_ARRAY = "ok"
 class _ImagecodecsJpeg(_NumcodecsArrayBytesCodec, codec_name="imagecodecs_jpeg"):
     """JPEG (libjpeg-turbo via imagecodecs) as a zarr 3 array->bytes codec; config ``level``."""
 
-    def __init__(self, **codec_config) -> None:
+    def __init__(self, **codec_config: Any) -> None:
         # zarr warns on every construction (i.e. every array open) that numcodecs codecs are
         # not in the v3 spec; we know, and the store is only ever read by this module.
         with warnings.catch_warnings():
@@ -90,11 +90,15 @@ class _ImagecodecsJpeg(_NumcodecsArrayBytesCodec, codec_name="imagecodecs_jpeg")
     def _codec(self) -> imagecodecs.numcodecs.Jpeg:
         # Built directly instead of via the numcodecs registry, which knows no imagecodecs codec
         # unless imagecodecs.numcodecs.register_codecs() mutated it first.
-        config = {key: value for key, value in self.codec_config.items() if key != "id"}
+        config: dict[str, Any] = {
+            key: value for key, value in self.codec_config.items() if key != "id"
+        }
         return imagecodecs.numcodecs.Jpeg(**config)
 
 
-JPEG_CODEC_NAME = _ImagecodecsJpeg.codec_name  # "numcodecs.imagecodecs_jpeg" in store metadata
+# "numcodecs.imagecodecs_jpeg" in store metadata. zarr declares codec_name per instance but
+# sets it on the class (in __init_subclass__), which is where it is read here.
+JPEG_CODEC_NAME: str = _ImagecodecsJpeg.codec_name  # type: ignore[misc]
 # Registering twice overwrites the same key with the same class: importing is idempotent.
 register_codec(JPEG_CODEC_NAME, _ImagecodecsJpeg)
 
@@ -137,7 +141,7 @@ def _check_rgb(rgb: np.ndarray) -> None:
 
 
 # --- Writing -----------------------------------------------------------------------------------
-def _image_codecs(compression: Compression, quality: int) -> dict:
+def _image_codecs(compression: Compression, quality: int) -> dict[str, Any]:
     """``create_array`` keyword arguments that select the pixel codec."""
     if compression == "jpeg":
         # zarr 3 otherwise appends its default Zstd compressor after the serializer: wasted
@@ -151,7 +155,15 @@ def _image_codecs(compression: Compression, quality: int) -> dict:
 class _TierBuffer:
     """One tier's block of rows in memory, written to its Zarr array in one assignment."""
 
-    def __init__(self, group: zarr.Group, name: str, long_edge: int, n: int, block: int, codecs):
+    def __init__(
+        self,
+        group: zarr.Group,
+        name: str,
+        long_edge: int,
+        n: int,
+        block: int,
+        codecs: dict[str, Any],
+    ) -> None:
         side = long_edge
         self.long_edge = long_edge
         self.images = group.create_array(
@@ -312,7 +324,7 @@ class TierReader:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._group = zarr.open_group(zarr.storage.LocalStore(self.path, read_only=True), mode="r")
-        attrs = self._group.attrs.asdict()
+        attrs: dict[str, Any] = self._group.attrs.asdict()
         if attrs.get("format_version") != TIER_FORMAT_VERSION:
             raise ValueError(
                 f"{self.path}: tier format {attrs.get('format_version')!r}, "
@@ -321,9 +333,15 @@ class TierReader:
         self.tiers: dict[str, int] = {name: int(side) for name, side in attrs["tiers"].items()}
         self.n_images: int = int(attrs["n_images"])
         self.compression: str = attrs["compression"]
-        self._ok = np.asarray(self._group[_OK_ARRAY][:], dtype=bool)
-        self._sizes = {name: self._group[f"{name}/sizes"][:] for name in self.tiers}
-        self._images = {name: self._group[f"{name}/images"] for name in self.tiers}
+        self._ok = np.asarray(self._array(_OK_ARRAY)[:], dtype=bool)
+        self._sizes = {name: np.asarray(self._array(f"{name}/sizes")[:]) for name in self.tiers}
+        self._images = {name: self._array(f"{name}/images") for name in self.tiers}
+
+    def _array(self, name: str) -> zarr.Array:
+        found = self._group[name]
+        if not isinstance(found, zarr.Array):
+            raise ValueError(f"{self.path}: {name} is not an array")
+        return found
 
     def read(self, tier: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows ``start:stop`` of ``tier`` in one slice.
@@ -331,7 +349,7 @@ class TierReader:
         Returns images (n, S, S, 3) uint8 zero-padded at bottom/right, sizes (n, 2) int32 true
         (height, width) within the tier, and ok (n,) bool.
         """
-        images = self._tier_images(tier)[start:stop]
+        images = np.asarray(self._tier_images(tier)[start:stop])
         return images, self._sizes[tier][start:stop].copy(), self._ok[start:stop].copy()
 
     def image(self, tier: str, index: int) -> np.ndarray:
@@ -339,7 +357,7 @@ class TierReader:
         if not 0 <= index < self.n_images:
             raise IndexError(f"image {index} out of range for {self.n_images} images")
         height, width = self._sizes[tier][index]
-        return self._tier_images(tier)[index, :height, :width]
+        return np.asarray(self._tier_images(tier)[index, :height, :width])
 
     def _tier_images(self, tier: str) -> zarr.Array:
         if tier not in self._images:

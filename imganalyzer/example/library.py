@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import pillow_heif
@@ -122,8 +123,8 @@ def _dms(degrees: float) -> tuple[IFDRational, IFDRational, IFDRational]:
     return IFDRational(whole_degrees, 1), IFDRational(minutes, 1), IFDRational(micro, 1_000_000)
 
 
-def _ifd0_tags(info: ExifInfo) -> dict[int, object]:
-    values = {
+def _ifd0_tags(info: ExifInfo) -> dict[int, str | int]:
+    values: dict[int, str | int | None] = {
         TAG.Make: info.make,
         TAG.Model: info.model,
         TAG.Orientation: info.orientation,
@@ -152,7 +153,7 @@ def _exif_ifd_tags(info: ExifInfo) -> dict[int, object]:
         TAG.FocalLengthIn35mmFilm: info.focal_length_35mm,
         TAG.LensModel: info.lens,
     }
-    tags = {tag: value for tag, value in values.items() if value is not None}
+    tags: dict[int, object] = {tag: value for tag, value in values.items() if value is not None}
     if tags:
         tags[TAG.ExifVersion] = b"0232"
     return tags
@@ -195,7 +196,7 @@ def exif_bytes(info: ExifInfo) -> bytes:
 # ----------------------------------------------------------------------------- TIFF plumbing
 
 
-def _tifffile_tags(tags: dict[int, object]) -> list[TagTuple]:
+def _tifffile_tags(tags: dict[int, str | int]) -> list[TagTuple]:
     """IFD0 EXIF tags as tifffile ``extratags`` (ASCII, SHORT)."""
     extratags: list[TagTuple] = []
     for code, value in sorted(tags.items()):
@@ -405,7 +406,6 @@ def write_dng(
     info = exif or ExifInfo()
     cfa = _mosaic_rggb(rgb)
     ifd0_tags = _dng_ifd0_tags(info) + _tifffile_tags(_ifd0_tags(info)) + _placeholder_tags(info)
-    common = {"metadata": None, "software": False}
     with tifffile.TiffWriter(path, byteorder="<", bigtiff=False) as tif:
         if preview_long_edge is not None:
             jpeg, (height, width) = _preview_jpeg(rgb[..., :3], preview_long_edge)
@@ -419,7 +419,8 @@ def write_dng(
                 subfiletype=1,
                 subifds=1,
                 extratags=ifd0_tags,
-                **common,
+                metadata=None,
+                software=False,
             )
             ifd0_tags = []
         tif.write(
@@ -427,7 +428,8 @@ def write_dng(
             photometric=PHOTOMETRIC_CFA,
             subfiletype=0,
             extratags=ifd0_tags + _dng_raw_tags(),
-            **common,
+            metadata=None,
+            software=False,
         )
     _attach_sub_ifds(path, info)
     return path
@@ -473,20 +475,42 @@ def _example_images() -> dict[str, Callable[[], np.ndarray]]:
     }
 
 
-CANON = {"make": "Canon", "model": "Canon EOS R5", "lens": "RF24-105mm F4 L IS USM"}
-NIKON = {"make": "NIKON CORPORATION", "model": "NIKON Z 6_2", "lens": "NIKKOR Z 24-70mm f/4 S"}
-FUJI = {"make": "FUJIFILM", "model": "X100V"}
-APPLE = {
+class Camera(TypedDict, total=False):
+    """The camera fields of an example photo's EXIF."""
+
+    make: str
+    model: str
+    lens: str
+
+
+CANON: Camera = {"make": "Canon", "model": "Canon EOS R5", "lens": "RF24-105mm F4 L IS USM"}
+NIKON: Camera = {
+    "make": "NIKON CORPORATION",
+    "model": "NIKON Z 6_2",
+    "lens": "NIKKOR Z 24-70mm f/4 S",
+}
+FUJI: Camera = {"make": "FUJIFILM", "model": "X100V"}
+APPLE: Camera = {
     "make": "Apple",
     "model": "iPhone 15 Pro",
     "lens": "iPhone 15 Pro back camera 6.765mm f/1.78",
 }
-LEICA = {"make": "Leica Camera AG", "model": "LEICA M11", "lens": "Summilux-M 1:1.4/35 ASPH."}
-RICOH = {"make": "RICOH IMAGING COMPANY, LTD.", "model": "RICOH GR III"}
+LEICA: Camera = {
+    "make": "Leica Camera AG",
+    "model": "LEICA M11",
+    "lens": "Summilux-M 1:1.4/35 ASPH.",
+}
+RICOH: Camera = {"make": "RICOH IMAGING COMPANY, LTD.", "model": "RICOH GR III"}
 
 
 def _shot(
-    camera: dict, when: str, offset: str, exposure: float, f: float, iso: int, **kw
+    camera: Camera,
+    when: str,
+    offset: str,
+    exposure: float,
+    f: float,
+    iso: int,
+    **kw: Any,
 ) -> ExifInfo:
     return ExifInfo(
         **camera,

@@ -174,6 +174,12 @@ class ModelLocation:
     present: bool
     path: Path | None  # the local file or folder (where it is, or where a fetch puts it)
 
+    def local_path(self) -> Path:
+        """``path``, for a model that loads from a local file or folder."""
+        if self.path is None:
+            raise ModelNotFoundError(self.model, self.source, "it has no local file or folder")
+        return self.path
+
 
 def model_settings(module: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """``config[module]``'s model keys, with the registry's defaults for absent ones."""
@@ -283,6 +289,7 @@ def _tag_source(config: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...],
     """(Hugging Face repo or None, its candidate files, download URL) of a tag's weights,
     as ``open_clip.download_pretrained`` picks them (hub first, .safetensors first)."""
     repo, filename = os.path.split(config.get("hf_hub", ""))
+    files: tuple[str, ...]
     if not filename or filename == _OPEN_CLIP_HF_FILES[1]:
         files = _OPEN_CLIP_HF_FILES
     elif filename.endswith((".bin", ".pth")):
@@ -307,7 +314,7 @@ def _has_schema(model_name: str) -> bool:
 def _is_downloadable(model_name: str, pretrained: str | None) -> bool:
     if _has_schema(model_name):
         return model_name.startswith("hf-hub:")
-    return bool(pretrained) and not _is_weights_path(pretrained)
+    return bool(pretrained and not _is_weights_path(pretrained))
 
 
 def locate_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
@@ -328,9 +335,9 @@ def locate_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
     if _is_weights_path(pretrained):
         path = Path(pretrained).expanduser()
         return ModelLocation("embedding", model, str(path), path.is_file(), path)
-    repo, files, url = _tag_source(_pretrained_tag_config(model_name, pretrained))
-    if repo:
-        return _hf_location(model, repo, files)
+    hub_repo, files, url = _tag_source(_pretrained_tag_config(model_name, pretrained))
+    if hub_repo:
+        return _hf_location(model, hub_repo, files)
     path = Path("~/.cache/clip").expanduser() / os.path.basename(url)
     return ModelLocation("embedding", model, f"{path} (from {url})", path.is_file(), path)
 
@@ -358,7 +365,7 @@ def _download_open_clip(model_name: str, pretrained: str | None) -> None:
         repo = model_name.removeprefix("hf-hub:")
         hf_hub_download(repo, _OPEN_CLIP_HF_CONFIG)
         open_clip.download_pretrained({"hf_hub": repo + "/"})
-    else:
+    elif pretrained:  # without a tag the model has random weights: nothing to download
         open_clip.download_pretrained(_pretrained_tag_config(model_name, pretrained))
 
 
@@ -378,10 +385,11 @@ def open_clip_arguments(model_name: str, pretrained: str | None) -> tuple[str, d
     if model_name.startswith("local-dir:"):
         return model_name, {}
     if model_name.startswith("hf-hub:"):
-        return f"local-dir:{location.path.parent}", {}  # the cached snapshot folder
+        return f"local-dir:{location.local_path().parent}", {}  # the cached snapshot folder
     if not pretrained or _is_weights_path(pretrained):
         return model_name, {"pretrained": str(location.path) if pretrained else None}
-    return model_name, tag_arguments(_pretrained_tag_config(model_name, pretrained), location.path)
+    tag_config = _pretrained_tag_config(model_name, pretrained)
+    return model_name, tag_arguments(tag_config, location.local_path())
 
 
 def tag_arguments(tag_config: Mapping[str, Any], weights: Path) -> dict[str, Any]:
@@ -519,8 +527,9 @@ def locate_weights_file(module: str, weights: str) -> ModelLocation:
 def weights_file(module: str, weights: str, download: bool | None = None) -> Path:
     """The local file of ``weights``, downloading a URL into the cache when allowed."""
     location = locate_weights_file(module, weights)
+    path = location.local_path()
     if location.present:
-        return location.path
+        return path
     if not is_url(weights):
         raise ModelNotFoundError(location.model, location.source, "no such file")
     if not (downloads_allowed() if download is None else download):
@@ -528,12 +537,12 @@ def weights_file(module: str, weights: str, download: bool | None = None) -> Pat
     import torch.hub
 
     try:
-        location.path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(weights, str(location.path), progress=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(weights, str(path), progress=False)
     except Exception as error:  # noqa: BLE001 (network and HTTP errors all mean "missing")
         reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
         raise ModelNotFoundError(location.model, location.source, reason) from error
-    return location.path
+    return path
 
 
 def format_table(locations: list[ModelLocation]) -> str:

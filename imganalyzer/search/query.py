@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tantivy
@@ -187,7 +187,7 @@ class SearchIndex:
     def text_ranking(self, text: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
         """(key_id, BM25 score) best first; an empty ``text`` lists every filtered image."""
         hits = self._search(text, self.text_query(text, filters), limit).hits
-        ids = self.searcher.fast_field_values("key_id", [address for _, address in hits])
+        ids = self._key_ids([address for _, address in hits])
         return [(int(i), float(score)) for i, (score, _) in zip(ids, hits, strict=True)]
 
     def count(self, text: str, filters: Filters | None = None) -> int:
@@ -230,15 +230,19 @@ class SearchIndex:
         if condition is None:
             rows = top_rows(scores, limit)
         else:
-            rows = self._filtered_rows(scores, condition, limit)
+            rows = self._filtered_rows(self.vectors, scores, condition, limit)
         return [(int(self.vectors.ids[r]), float(scores[r])) for r in rows]
 
-    def _filtered_rows(self, scores: np.ndarray, condition: Query, limit: int) -> np.ndarray:
-        matching = self.searcher.search(condition, 1, count=True).count
+    def _filtered_rows(
+        self, vectors: VectorMatrix, scores: np.ndarray, condition: Query, limit: int
+    ) -> np.ndarray:
+        # tantivy's stub lacks SearchResult.count (set when searching with count=True)
+        result = self.searcher.search(condition, 1, count=True)
+        matching = result.count  # type: ignore[attr-defined]
         if matching == 0:
             return np.empty(0, dtype=np.int64)
         if matching <= FILTER_ROWS_MAX:
-            rows = self.vectors.rows_of(self._ids_matching(condition, matching))
+            rows = vectors.rows_of(self._ids_matching(condition, matching))
             return rows[top_rows(scores[rows], limit)[:limit]]
         # A broad filter: most of the best candidates pass, so check them in batches.
         found: list[int] = []
@@ -246,7 +250,7 @@ class SearchIndex:
         checked = 0
         while len(found) < limit and checked < len(scores):
             candidates = top_rows(scores, min(depth, len(scores)))[checked:]
-            ids = self.vectors.ids[candidates]
+            ids = vectors.ids[candidates]
             passing = set(self._ids_matching(self._restricted(condition, ids), len(ids)))
             found += [r for r, i in zip(candidates, ids, strict=True) if int(i) in passing]
             checked, depth = checked + len(candidates), depth * 4
@@ -260,7 +264,11 @@ class SearchIndex:
         if limit <= 0:
             return []
         hits = self.searcher.search(query, limit, count=False).hits
-        return self.searcher.fast_field_values("key_id", [address for _, address in hits])
+        return self._key_ids([address for _, address in hits])
+
+    def _key_ids(self, addresses: list[tantivy.DocAddress]) -> list[int]:
+        # key_id is an integer fast field that every document has: never a float or None
+        return cast("list[int]", self.searcher.fast_field_values("key_id", addresses))
 
     # ------------------------------------------------------------ filters
 
@@ -345,10 +353,12 @@ class SearchIndex:
         if not ids:
             return {}
         query = Query.term_set_query(self.schema, "key_id", [int(i) for i in ids])
-        found = {}
+        found: dict[int, dict[str, Any]] = {}
         for _, address in self.searcher.search(query, len(ids), count=False).hits:
             stored = self.searcher.doc(address).to_dict()
-            fields = {k: _plain(v[0]) if len(v) == 1 else v for k, v in stored.items()}
+            fields: dict[str, Any] = {
+                k: _plain(v[0]) if len(v) == 1 else v for k, v in stored.items()
+            }
             found[fields["key_id"]] = fields
         return found
 

@@ -395,6 +395,18 @@ def test_deep_tiff_in_an_unsupported_colour_space_raises_decode_error(tmp_path):
     assert_one_line_decode_error(path, "unsupported TIFF colour space CIELAB")
 
 
+def test_tiff_colour_space_without_a_name_is_named_by_its_number(tmp_path):
+    path = tmp_path / "unknown-space.tif"
+    tifffile.imwrite(path, np.zeros((8, 8, 3), np.uint16), photometric="cielab")
+    with tifffile.TiffFile(path) as tiff:
+        offset, byteorder = tiff.pages[0].tags[262].valueoffset, tiff.byteorder
+    with open(path, "r+b") as handle:  # PhotometricInterpretation 9999: no such colour space
+        handle.seek(offset)
+        handle.write(struct.pack(byteorder + "H", 9999))
+
+    assert_one_line_decode_error(path, "unsupported TIFF colour space 9999")
+
+
 def test_float_greyscale_tiff_is_scaled_from_unit_range(tmp_path):
     path = tmp_path / "float-grey.tif"
     tifffile.imwrite(path, np.full((4, 4), 0.5, np.float32), photometric="minisblack")
