@@ -110,6 +110,12 @@ def merge_config(
     return base
 
 
+def default_config() -> dict[str, Any]:
+    """Every key at the schema's default (the library is a placeholder): for benchmarks and
+    tests that run a part at the settings a run would use."""
+    return validate_config({"library": "."}, check_paths=False)
+
+
 def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
     """Parse strings that the schema does not want as strings, in place, as YAML.
 
