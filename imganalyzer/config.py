@@ -63,6 +63,7 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
     _check_what_the_schema_cannot_say(config)
     if check_paths:
         _check_library(config["library"])
+        _check_xmp_mirror(config)
     return config
 
 
@@ -206,6 +207,19 @@ def _check_library(library: str) -> None:
         raise ConfigError(f"config key 'library': folder not found: {library}{hint}")
     if not os.access(path, os.R_OK | os.X_OK):
         raise ConfigError(f"config key 'library': folder not readable: {library}")
+
+
+def _check_xmp_mirror(config: dict[str, Any]) -> None:
+    """At start, what the XMP step (which also refuses it) would find only at the end."""
+    xmp = config["xmp"]
+    if not xmp["enabled"] or xmp["mode"] != "mirror" or xmp["dir"] is None:
+        return
+    root, library = Path(xmp["dir"]).resolve(), Path(config["library"]).resolve()
+    if root.is_relative_to(library) and not root.is_relative_to(Path(config["results"]).resolve()):
+        raise ConfigError(
+            f"config key 'xmp.dir': {xmp['dir']} lies inside the library {config['library']}: "
+            "mode mirror never writes there (use mode: beside to write next to the originals)"
+        )
 
 
 def load_config_file(

@@ -409,3 +409,15 @@ def test_overrides_of_a_section_keep_its_other_keys(tmp_path: Path) -> None:
     path.write_text("- not\n- a mapping\n")
     with pytest.raises(ConfigError, match="not a mapping"):
         load_config_file(path)
+
+
+def test_an_xmp_mirror_inside_the_library_fails_at_start(tmp_path: Path) -> None:
+    xmp = {"enabled": True, "mode": "mirror", "dir": str(tmp_path / "xmp")}
+    with pytest.raises(ConfigError, match=r"^config key 'xmp\.dir': .* inside the library"):
+        validate_config(base_config(tmp_path) | {"xmp": xmp})
+    inside_results = xmp | {"dir": str(tmp_path / "results" / "xmp")}
+    validate_config(
+        base_config(tmp_path) | {"results": str(tmp_path / "results"), "xmp": inside_results}
+    )
+    validate_config(base_config(tmp_path) | {"xmp": xmp | {"dir": str(tmp_path.parent / "x")}})
+    validate_config(base_config(tmp_path) | {"xmp": xmp | {"enabled": False}})
