@@ -144,7 +144,7 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
             return value
         if not isinstance(parsed, str) and _Validator(schema).is_valid(parsed):
             return parsed
-        if isinstance(parsed, int | float | bool) or parsed is None:
+        if isinstance(parsed, int | float | bool):
             return parsed  # validated next: the message then gives the bound, not the type
     return value
 

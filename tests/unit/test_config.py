@@ -240,6 +240,12 @@ def test_a_bad_pattern_says_what_is_wanted(tmp_path: Path) -> None:
     )
 
 
+def test_a_blank_text_is_named_as_written(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        validate_config(base_config(tmp_path) | {"cloud": {"prompt": "   "}})
+    assert str(raised.value) == "config key 'cloud.prompt': '   ' is not a request text (not blank)"
+
+
 def test_a_number_must_be_finite(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"'cloud\.timeout_s': inf is not a finite number"):
         validate_config(base_config(tmp_path) | {"cloud": {"timeout_s": float("inf")}})
