@@ -48,13 +48,14 @@ from PIL import ExifTags, Image
 from skimage import data
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.config import default_config
 from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
 from imganalyzer.decode.metadata import read_metadata
 from imganalyzer.decode.readers import decode_image
 from imganalyzer.decode.technical import analyze_technical
 from imganalyzer.example.library import ExifInfo, write_dng, write_jpeg
 
-TIERS = {"detect": 1024, "clip": 384}  # config.yaml's defaults
+TIERS = default_config()["tiers"]
 MAX_PIXELS = 200_000_000
 JPEG_QUALITY = 92
 # Adobe DNG Converter's default "medium size" preview; the decode job needs 1024 px.

@@ -46,6 +46,7 @@ from common import (
 from PIL import Image
 from skimage import data
 
+from imganalyzer.config import default_config
 from imganalyzer.decode.tiers import TierReader, TierWriter
 from imganalyzer.modules.embedding import ClipEmbedder
 from imganalyzer.runtime.batched import RowBatch, RunStats, TierBatches
@@ -53,7 +54,7 @@ from imganalyzer.runtime.batched import RowBatch, RunStats, TierBatches
 MODEL = "ViT-B-32"
 MODEL_PARAMS = 151e6
 CLIP_TIER = {"clip": 384}
-SHARD_SIZE = 1000  # config.yaml's default shard_size
+SHARD_SIZE = default_config()["shard_size"]
 LOAD_BUDGET = 0.05  # model load (and imports) at most 5% of a job
 # clip-retrieval's ViT-L/14 throughput on an A100: the anchor for a GPU.
 GPU_IMAGES_PER_S = 312

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -34,7 +35,15 @@ def _with_defaults(validator_class):
                     instance.setdefault(name, copy.deepcopy(subschema["default"]))
         yield from check_properties(validator, props, instance, schema)
 
-    return jsonschema.validators.extend(validator_class, {"properties": properties})
+    # nan and inf are not numbers here: nan passes every bound, inf breaks every budget
+    types = validator_class.TYPE_CHECKER.redefine("number", _is_finite_number)
+    return jsonschema.validators.extend(
+        validator_class, {"properties": properties}, type_checker=types
+    )
+
+
+def _is_finite_number(_checker: Any, value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
@@ -51,6 +60,15 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         raise ConfigError("; ".join(_describe(e) for e in errors))
+    _check_what_the_schema_cannot_say(config)
+    if check_paths:
+        _check_library(config["library"])
+        _check_xmp_mirror(config)
+    return config
+
+
+def _check_what_the_schema_cannot_say(config: dict[str, Any]) -> None:
+    """The rules that relate values to each other (or to the model registry)."""
     if "ocr" in config["modules"] and "objects" not in config["modules"]:
         raise ConfigError(
             "config key 'modules': ocr reads only the images the objects module saw text "
@@ -61,9 +79,42 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
         check_aesthetic_compatible(
             embedding["model"], embedding["pretrained"], config["aesthetic"]["weights"]
         )
-    if check_paths:
-        _check_library(config["library"])
-    return config
+    # GroundingDINO reads prompts lower-cased, single-spaced: "Dog" and "dog " are one prompt
+    labels = [" ".join(prompt.lower().split()) for prompt in config["objects"]["prompts"]]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(
+            f"config key 'objects.prompts': repeated prompts {repeated} (case and spacing "
+            "are ignored)"
+        )
+    thresholds = config["xmp"]["rating_from_aesthetic"]
+    if thresholds is not None and list(thresholds) != sorted(thresholds):
+        raise ConfigError(
+            f"config key 'xmp.rating_from_aesthetic': {thresholds} are not ascending (the "
+            "scores for 1, 2, 3, 4 and 5 stars)"
+        )
+
+
+def merge_config(
+    base: dict[str, Any], overrides: dict[str, Any], schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``base`` with the keys of ``overrides`` on top, in place. A section with fixed keys
+    (``cloud: {concurrency: 8}``) is merged key by key, so the other keys of the run stay;
+    any other value (a list, ``tiers``, ``captions.questions``) replaces the old one."""
+    properties = (schema or load_schema()).get("properties", {})
+    for key, value in overrides.items():
+        sub = properties.get(key, {})
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and "properties" in sub:
+            merge_config(base[key], value, sub)
+        else:
+            base[key] = value
+    return base
+
+
+def default_config() -> dict[str, Any]:
+    """Every key at the schema's default (the library is a placeholder): for benchmarks and
+    tests that run a part at the settings a run would use."""
+    return validate_config({"library": "."}, check_paths=False)
 
 
 def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
@@ -93,7 +144,7 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
             return value
         if not isinstance(parsed, str) and _Validator(schema).is_valid(parsed):
             return parsed
-        if isinstance(parsed, int | float | bool) or parsed is None:
+        if isinstance(parsed, int | float | bool):
             return parsed  # validated next: the message then gives the bound, not the type
     return value
 
@@ -105,6 +156,17 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{where}: {_unknown_keys(error)}"
     if error.validator == "required":
         return f"config: {error.message}"
+    if error.validator in ("maxItems", "maxProperties", "minItems", "minProperties"):
+        than = (
+            "more than the maximum"
+            if error.validator.startswith("max")
+            else "fewer than the minimum"
+        )
+        return f"{where}: {len(error.instance)} entries, {than} of {error.validator_value}"
+    if error.validator == "pattern" and "description" in error.schema:
+        return f"{where}: {error.instance!r} is not {error.schema['description']}"
+    if error.validator == "type" and _is_non_finite(error.instance):
+        return f"{where}: {error.instance!r} is not a finite number"
     if error.validator == "enum" and isinstance(error.instance, str):
         return f"{where}: {error.message}{_did_you_mean(error.instance, error.validator_value)}"
     if error.validator in ("oneOf", "anyOf") and error.context:
@@ -114,6 +176,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
         messages = list(dict.fromkeys(e.message for e in reasons))
         return f"{where}: {' or '.join(messages)}"
     return f"{where}: {error.message}"
+
+
+def _is_non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _unknown_keys(error: jsonschema.ValidationError) -> str:
@@ -143,6 +209,19 @@ def _check_library(library: str) -> None:
         raise ConfigError(f"config key 'library': folder not readable: {library}")
 
 
+def _check_xmp_mirror(config: dict[str, Any]) -> None:
+    """At start, what the XMP step (which also refuses it) would find only at the end."""
+    xmp = config["xmp"]
+    if not xmp["enabled"] or xmp["mode"] != "mirror" or xmp["dir"] is None:
+        return
+    root, library = Path(xmp["dir"]).resolve(), Path(config["library"]).resolve()
+    if root.is_relative_to(library) and not root.is_relative_to(Path(config["results"]).resolve()):
+        raise ConfigError(
+            f"config key 'xmp.dir': {xmp['dir']} lies inside the library {config['library']}: "
+            "mode mirror never writes there (use mode: beside to write next to the originals)"
+        )
+
+
 def load_config_file(
     path: str | os.PathLike, overrides: dict | None = None, check_paths: bool = True
 ) -> dict[str, Any]:
@@ -151,9 +230,19 @@ def load_config_file(
     config_path = Path(path)
     if not config_path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    config = yaml.safe_load(config_path.read_text()) or {}
-    config.update(overrides or {})
+    config = _read_mapping(config_path)
+    merge_config(config, overrides or {})
     return validate_config(config, check_paths)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: not a mapping of config keys")
+    return config
 
 
 # ---------------------------------------------------------------- the run's own config
@@ -214,12 +303,12 @@ def load_run_config(
             f"{results}: no recorded run config ({RUN_CONFIG}): run snakemake with "
             f"results={results} first, or pass --config"
         )
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    config = _read_mapping(path)
     if config_file is not None:
         config_path = Path(config_file)
         if not config_path.is_file():
             raise ConfigError(f"config file not found: {config_file}")
-        config.update(yaml.safe_load(config_path.read_text(encoding="utf-8")) or {})
-    config.update(overrides or {})
+        merge_config(config, _read_mapping(config_path))
+    merge_config(config, overrides or {})
     config["results"] = os.path.abspath(results)
     return validate_config(config, check_paths)

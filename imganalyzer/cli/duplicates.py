@@ -36,14 +36,14 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     config = load_config(args)
     if args.kind != "exact" and not hashes_computed(config["results"]):
         raise LookupError(NOT_RUN)
-    settings = config.get("duplicates") or {}
+    settings = config["duplicates"]  # validated: every key is there
     report = current_report(
         config["results"],
         config["library"],
-        near_threshold=settings.get("near_threshold", 0.95),
-        hash_distance=settings.get("hash_distance", 8),
+        near_threshold=settings["near_threshold"],
+        hash_distance=settings["hash_distance"],
         use_clip="embedding" in config["modules"],
-        device=settings.get("device", "auto"),
+        device=config["device"],
     )
     images = report.stats.get("images", 0)
     hashed = report.stats.get("hashed", images)

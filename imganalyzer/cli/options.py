@@ -27,8 +27,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--config",
-        help="a config file whose keys override the run's (default: config.yaml "
-        "when no results folder is found)",
+        help="a config file whose keys override the run's, key by key inside a section "
+        "(default: config.yaml when no results folder is found)",
     )
     parser.add_argument("--library", help="override the config's library")
 

@@ -100,12 +100,12 @@ def cmd_people_split(args: argparse.Namespace) -> int:
 
 def cmd_people_update(args: argparse.Namespace) -> int:
     config = load_config(args)
-    settings = config.get("people") or {}
+    settings = config["people"]  # validated: every key is there
     report = people_module.update_people(
         config["results"], config["library"],
-        match_distance=settings.get("match_distance", people_module.DEFAULT_MATCH_DISTANCE),
-        min_cluster_size=settings.get("min_cluster_size", people_module.DEFAULT_MIN_CLUSTER_SIZE),
-        cluster_distance=settings.get("cluster_distance", people_module.DEFAULT_CLUSTER_DISTANCE),
+        match_distance=settings["match_distance"],
+        min_cluster_size=settings["min_cluster_size"],
+        cluster_distance=settings["cluster_distance"],
         recluster=args.recluster, threads=args.threads,
     )  # fmt: skip
     print(report.summary())

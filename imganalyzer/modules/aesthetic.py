@@ -57,7 +57,7 @@ class AestheticScorer(BatchedModel):
 
     spec = _SPEC
 
-    def __init__(self, weights: str = _SPEC.model_keys["weights"], batch_size: int | str = "auto"):
+    def __init__(self, weights: str = _SPEC.model_keys["weights"], batch_size: int | str = 4096):
         super().__init__(device="cpu", batch_size=batch_size)
         self.weights = weights
 
@@ -88,7 +88,7 @@ class AestheticScorer(BatchedModel):
 def run_aesthetic_job(
     shards: Sequence[tuple[str | os.PathLike, str | os.PathLike, str | os.PathLike]],
     weights: str = _SPEC.model_keys["weights"],
-    batch_size: int | str = "auto",
+    batch_size: int | str = 4096,
 ) -> AestheticScorer:
     """Score every embedded image of several shards with one head load.
 
@@ -139,7 +139,7 @@ def run_aesthetic_shard(
     embedding_jsonl: str | os.PathLike,
     out_jsonl: str | os.PathLike,
     weights: str = _SPEC.model_keys["weights"],
-    batch_size: int | str = "auto",
+    batch_size: int | str = 4096,
 ) -> AestheticScorer:
     """``run_aesthetic_job`` for a single shard."""
     return run_aesthetic_job([(embedding_npy, embedding_jsonl, out_jsonl)], weights, batch_size)

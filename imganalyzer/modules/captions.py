@@ -56,18 +56,6 @@ QUESTION_TEMPLATE = "Question: {question} Answer:"
 MAX_NEW_TOKENS = 30
 
 
-def check_questions(questions: Mapping[str, str]) -> dict[str, str]:
-    """``questions`` as a dict, if every key and question is a non-empty string."""
-    if not isinstance(questions, Mapping):
-        raise ValueError(f"captions.questions must map keys to questions, got {questions!r}")
-    for key, question in questions.items():
-        if not isinstance(key, str) or not key.strip():
-            raise ValueError(f"captions.questions: key {key!r} is not a non-empty string")
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError(f"captions.questions.{key}: {question!r} is not a non-empty string")
-    return dict(questions)
-
-
 def question_prompt(question: str) -> str:
     return QUESTION_TEMPLATE.format(question=question.strip())
 
@@ -91,12 +79,9 @@ class Captioner(BatchedModel):
         batch_size: int | str = "auto",
     ) -> None:
         super().__init__(device, batch_size)
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"captions.max_new_tokens must be >= 1, got {max_new_tokens!r}")
-        if not isinstance(caption_prompt, str):
-            raise ValueError(f"caption_prompt must be a string, got {caption_prompt!r}")
+        # questions and bounds were checked by the config's schema (validate_config)
         self.model_name, self.max_new_tokens = model, max_new_tokens
-        self.questions = check_questions(questions)
+        self.questions = dict(questions)
         self.prompts = [caption_prompt.strip()] + [
             question_prompt(q) for q in self.questions.values()
         ]

@@ -58,11 +58,10 @@ DEFAULT_EMBEDDING_DIM = 512
 
 
 def onnx_providers(device: str) -> list[str]:
-    """onnxruntime providers for ``device``: CUDA first where present unless ``cpu``."""
+    """onnxruntime providers for ``device`` (auto, cuda, mps or cpu): CUDA first where
+    present unless ``cpu``."""
     import onnxruntime
 
-    if device not in ("auto", "cuda", "mps", "cpu"):
-        raise ValueError(f"config key 'device': {device!r} is not auto, cuda, mps or cpu")
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     if device == "cuda" and not has_cuda:
         raise RuntimeError("config key 'device' is 'cuda', but onnxruntime has no CUDA provider")

@@ -204,32 +204,6 @@ def normalise_label(prompt: str) -> str:
     return " ".join(str(prompt).lower().split())
 
 
-def check_prompts(prompts: Sequence[str]) -> tuple[str, ...]:
-    """The normalised prompts; ValueError for an empty list, an empty or repeated prompt, or
-    a prompt holding '.' (GroundingDINO's separator between prompts)."""
-    if isinstance(prompts, str) or not prompts:
-        raise ValueError("objects.prompts must be a non-empty list of strings")
-    labels = tuple(normalise_label(prompt) for prompt in prompts)
-    for prompt, label in zip(prompts, labels, strict=True):
-        if not label:
-            raise ValueError(f"objects.prompts: empty prompt {prompt!r}")
-        if PROMPT_SEPARATOR in label:
-            raise ValueError(
-                f"objects.prompts: {prompt!r} contains '.', which separates prompts in "
-                "GroundingDINO's text; write one object per prompt without '.'"
-            )
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ValueError(f"objects.prompts: repeated prompts {repeated}")
-    return labels
-
-
-def check_threshold(name: str, value: float) -> float:
-    if not 0 < float(value) < 1:
-        raise ValueError(f"objects.{name} must be between 0 and 1 (exclusive), got {value!r}")
-    return float(value)
-
-
 def prompt_text(labels: Sequence[str]) -> str:
     """``["person", "traffic sign"]`` -> ``"person. traffic sign."``."""
     return "".join(f"{label}{PROMPT_SEPARATOR} " for label in labels).rstrip()
@@ -335,11 +309,9 @@ class ObjectDetector(BatchedModel):
     ) -> None:
         super().__init__(device, batch_size)
         self.model_name = str(model)
-        self.labels = check_prompts(prompts)
-        self.box_threshold = check_threshold("box_threshold", box_threshold)
-        self.text_threshold = check_threshold("text_threshold", text_threshold)
-        if int(max_detections) < 1:
-            raise ValueError(f"objects.max_detections must be >= 1, got {max_detections!r}")
+        # the prompts and bounds were checked by the config's schema (validate_config)
+        self.labels = tuple(normalise_label(prompt) for prompt in prompts)
+        self.box_threshold, self.text_threshold = float(box_threshold), float(text_threshold)
         self.max_detections = int(max_detections)
         self.fp32_modules = frozenset(fp32_modules)
         self.fp32_converted: list[str] = []

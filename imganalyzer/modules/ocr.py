@@ -97,7 +97,7 @@ class OcrBackend(Protocol):
 
 
 # --- Detection --------------------------------------------------------------------------------
-def rapidocr_engine(threads: int = 1, device: str = "auto", max_side: int = 2000) -> Any:
+def rapidocr_engine(threads: int = 1, device: str = "auto", max_side: int = 2048) -> Any:
     """A quiet RapidOCR engine whose call runs detection only (the job crops and recognises).
 
     Its recogniser and classifier load on first use; ``threads``: ONNX Runtime intra-op
@@ -176,8 +176,6 @@ class DetectThenRecognise(ABC):
     name: str
 
     def __init__(self, detector: LineDetector, max_regions: int) -> None:
-        if max_regions < 1:
-            raise ValueError(f"max_regions must be positive, got {max_regions}")
         self.detector, self.max_regions = detector, max_regions
 
     def read(self, rgb: np.ndarray, regions: Sequence[TextRegion] | None = None) -> list[OcrLine]:
@@ -210,7 +208,7 @@ class RapidOcrBackend(DetectThenRecognise):
         max_regions: int = 64,
         threads: int = 1,
         device: str = "auto",
-        max_side: int = 2000,
+        max_side: int = 2048,
         use_angle_classifier: bool = True,
     ) -> None:
         self.engine = rapidocr_engine(threads, device, max_side)
@@ -265,7 +263,7 @@ class TrOcrBackend(DetectThenRecognise):
         max_regions: int = 64,
         threads: int = 1,
         device: str = "auto",
-        max_side: int = 2000,
+        max_side: int = 2048,
         batch_size: int = TROCR_BATCH_SIZE,
         max_new_tokens: int = TROCR_MAX_NEW_TOKENS,
     ) -> None:
@@ -348,14 +346,12 @@ def make_backend(
     max_regions: int = 64,
     threads: int = 1,
     device: str = "auto",
-    max_side: int = 2000,
+    max_side: int = 2048,
 ) -> DetectThenRecognise:
-    """The configured backend, its models loaded."""
-    if backend == "rapidocr":
-        return RapidOcrBackend(max_regions, threads, device, max_side)
+    """The configured backend (one of ``BACKENDS``, as the schema allows), its models loaded."""
     if backend == "trocr":
         return TrOcrBackend(trocr_model, max_regions, threads, device, max_side)
-    raise ValueError(f"config key 'ocr.backend': {backend!r} is not one of {', '.join(BACKENDS)}")
+    return RapidOcrBackend(max_regions, threads, device, max_side)
 
 
 # --- Rows -------------------------------------------------------------------------------------

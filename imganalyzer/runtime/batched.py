@@ -58,12 +58,11 @@ Deliver = Callable[[np.ndarray, Any], None]
 
 
 def choose_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; ``cuda``/``mps``/``cpu`` force one."""
+    """``auto`` picks CUDA, then Apple MPS, then CPU; ``cuda``/``mps``/``cpu`` (the schema's
+    choices) force one."""
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if requested == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if requested not in ("cuda", "mps", "cpu"):
-        raise ValueError(f"config key 'device': {requested!r} is not auto, cuda, mps or cpu")
     if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
         raise RuntimeError(f"config key 'device' is {requested!r}, but no such device is here")
     return torch.device(requested)
@@ -79,12 +78,11 @@ def choose_dtype(device: torch.device, half_precision_safe: bool) -> torch.dtype
 
 
 def initial_batch_size(requested: int | str, default: int, device: torch.device) -> int:
-    """A fixed ``requested`` size, or for ``auto`` the model's default (capped on CPU)."""
+    """A fixed ``requested`` size (bounded by the schema), or for ``auto`` the model's
+    default (capped on CPU)."""
     if requested == "auto":
         return min(default, CPU_AUTO_BATCH_SIZE) if device.type == "cpu" else default
-    if isinstance(requested, int) and requested >= 1:
-        return requested
-    raise ValueError(f"batch_size must be 'auto' or a positive integer, got {requested!r}")
+    return int(requested)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -97,16 +97,10 @@ class XmpSettings:
     ocr_keywords: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"xmp.mode must be one of {MODES}, not {self.mode!r}")
-        if self.naming not in NAMINGS:
-            raise ValueError(f"xmp.naming must be one of {NAMINGS}, not {self.naming!r}")
+        # choices and the five ascending scores were checked by validate_config
         thresholds = self.rating_from_aesthetic
         if thresholds is not None:
-            thresholds = tuple(float(t) for t in thresholds)
-            if len(thresholds) != 5 or list(thresholds) != sorted(thresholds):
-                raise ValueError("xmp.rating_from_aesthetic must be 5 ascending scores")
-            object.__setattr__(self, "rating_from_aesthetic", thresholds)
+            object.__setattr__(self, "rating_from_aesthetic", tuple(map(float, thresholds)))
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> XmpSettings:

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imganalyzer.config import validate_config
 from imganalyzer.web import pages_images, pages_library, pages_search
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.pages_search import TextEncoders
@@ -47,7 +48,9 @@ class SecurityHeaders:
 
 def create_app(config: dict[str, Any], token: str | None = None) -> Starlette:
     """The web application over ``config["results"]``. ``token``: required on every
-    request when given (see :mod:`imganalyzer.web.security`)."""
+    request when given (see :mod:`imganalyzer.web.security`). ``config`` is validated (and
+    its defaults filled) here too: a hand-built one gets the checks a loaded one had."""
+    validate_config(config, check_paths=False)
     routes = [
         *pages_search.routes(),
         *pages_images.routes(),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -202,3 +204,17 @@ def test_bad_config_fails_at_start_naming_the_key(workspace: Workspace) -> None:
     result = workspace.snakemake("--config", "shard_size=0", check=False)
     assert result.returncode != 0
     assert "shard_size" in result.stdout + result.stderr
+    # A bound the cloud module used to check itself (from 16, in its own code): the schema's
+    nested = workspace.snakemake("--config", "cloud={max_long_edge: 32}", check=False)
+    assert nested.returncode != 0
+    expected = "config key 'cloud.max_long_edge': 32 is less than the minimum of 64"
+    assert expected in nested.stdout + nested.stderr
+    # A command validates the same way: one line naming the key, no traceback
+    bad = workspace.root / "bad.yaml"
+    bad.write_text(workspace.config.read_text() + "\ncloud:\n  concurrency: 100000\n")
+    command = [sys.executable, "-m", "imganalyzer.cli", "status", "--config", str(bad)]
+    cli = subprocess.run(command, cwd=workspace.root, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr
+    assert cli.stderr.strip().splitlines() == [
+        "imganalyzer: config key 'cloud.concurrency': 100000 is greater than the maximum of 256"
+    ]

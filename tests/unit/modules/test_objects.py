@@ -11,7 +11,6 @@ import torch
 from imganalyzer.catalog.manifests import read_manifest
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.modules.objects import (
-    DEFAULT_PROMPTS,
     FP32_MODULES,
     Detections,
     ObjectDetector,
@@ -211,28 +210,6 @@ def test_one_job_over_two_shards_equals_per_shard_runs(
         together = list(read_rows(tmp_path / f"{i}.jsonl"))
         assert [r["path"] for r in together] == [e.path for e in read_manifest(shard.manifest)]
         assert_rows_close(alone, together)
-
-
-@pytest.mark.parametrize(
-    ("prompts", "message"),
-    [
-        ((), "non-empty"),
-        ("person", "non-empty"),
-        (("person", "  "), "empty prompt"),
-        (("person", "a cat. a dog"), "contains '.'"),
-        (("Person", "person "), "repeated"),
-    ],
-)
-def test_bad_prompts_are_rejected(prompts, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        ObjectDetector("unused", prompts)
-
-
-@pytest.mark.parametrize("key", ["box_threshold", "text_threshold"])
-@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1])
-def test_thresholds_must_lie_strictly_between_0_and_1(key: str, value: float) -> None:
-    with pytest.raises(ValueError, match=key):
-        ObjectDetector("unused", DEFAULT_PROMPTS, **{key: value})
 
 
 def test_a_missing_model_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -307,8 +307,3 @@ def test_a_missing_trocr_model_names_itself_and_how_to_fetch_it(
     folder = str(tmp_path / "not-there")
     with pytest.raises(ModelNotFoundError, match="not-there"):
         run_ocr_job([], tmp_path, backend="trocr", trocr_model=folder, device="cpu")
-
-
-def test_an_unknown_backend_names_the_config_key(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="ocr.backend"):
-        run_ocr_job([], tmp_path, backend="tesseract")

@@ -97,8 +97,6 @@ def test_asking_for_a_missing_device_names_the_config_key() -> None:
         pytest.skip("CUDA is present")
     with pytest.raises(RuntimeError, match="config key 'device' is 'cuda'"):
         choose_device("cuda")
-    with pytest.raises(ValueError, match="'gpu' is not auto, cuda, mps or cpu"):
-        choose_device("gpu")
 
 
 def test_half_precision_only_on_accelerators_for_models_declared_safe(monkeypatch) -> None:
@@ -116,8 +114,6 @@ def test_auto_batch_size_is_the_default_capped_on_cpu() -> None:
     assert initial_batch_size("auto", 256, torch.device("cuda")) == 256
     assert initial_batch_size("auto", 256, torch.device("cpu")) == CPU_AUTO_BATCH_SIZE
     assert initial_batch_size(7, 256, torch.device("cpu")) == 7
-    with pytest.raises(ValueError, match="batch_size"):
-        initial_batch_size(0, 256, torch.device("cpu"))
 
 
 def test_batched_results_equal_one_at_a_time_and_skip_unusable_rows() -> None:
