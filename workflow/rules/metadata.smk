@@ -6,11 +6,11 @@ rule metadata:
     input:
         manifest=manifest,
     output:
-        results_path("metadata", "{shard}.jsonl"),
+        str(LAYOUT.rows("metadata", "{shard}")),
     log:
-        results_path("logs", "metadata", "{shard}.log"),
+        str(LAYOUT.log("metadata", "{shard}")),
     benchmark:
-        results_path("benchmarks", "metadata", "{shard}.tsv")
+        str(LAYOUT.benchmark("metadata", "{shard}"))
     conda:
         "../../envs/imganalyzer.yaml"
     threads: shard_threads(config["threads_per_metadata_job"])  # header reads wait on I/O, not CPU

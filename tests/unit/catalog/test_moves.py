@@ -20,6 +20,7 @@ from imganalyzer.catalog.manifests import (
     read_moves,
     write_manifest,
 )
+from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.search.index import index_dir_of, open_index, update_index
 from tests.support.results_library import ResultsLibrary, sample_photos
@@ -41,7 +42,7 @@ def move(library: Path, old: str, new: str) -> None:
 
 def decode(results: Path, library: Path, fingerprints: bool = True) -> None:
     """What the decode jobs record: a technical row per entry, with its fingerprint."""
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     for shard in catalog.shard_ids():
         out = results / "technical" / f"{shard}.jsonl"
         if out.exists():
@@ -61,7 +62,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Catalog]:
     for i in range(5):
         put(library / f"trip/{i}.jpg", f"photo {i} ".encode() * (i + 1), MTIME + i)
     put(library / "other.jpg", b"another photo")
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     catalog.ingest(library, shard_size=100)
     decode(results, library)
     return library, results, catalog
@@ -221,7 +222,7 @@ def test_identical_files_pair_one_to_one_by_name(setup) -> None:
 def test_files_never_decoded_are_processed_as_new(tmp_path: Path) -> None:
     library, results = tmp_path / "lib", tmp_path / "results"
     put(library / "a/1.jpg", b"one")
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     catalog.ingest(library, shard_size=100)
     decode(results, library, fingerprints=False)  # e.g. a metadata-only run
     move(library, "a/1.jpg", "b/1.jpg")
@@ -232,7 +233,7 @@ def test_files_never_decoded_are_processed_as_new(tmp_path: Path) -> None:
 def test_undecodable_images_are_not_matched(tmp_path: Path) -> None:
     library, results = tmp_path / "lib", tmp_path / "results"
     put(library / "a/1.jpg", b"broken")
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     catalog.ingest(library, shard_size=100)
     entry = catalog.read("000001-00000")[0]
     row = error_row(entry, "cannot identify image file") | {"fingerprint": "x"}
@@ -358,7 +359,7 @@ def test_moves_survive_a_real_compaction(tmp_path: Path) -> None:
         "tier_compression": "jpeg",
         "jpeg_quality": 90,
     }
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
 
     def workflow_run() -> int:
         report = catalog.ingest(library, shard_size=100, exclude=[results])
