@@ -21,6 +21,7 @@ results/
   <module>/jobs/<job>.json       a model job's summary (the output Snakemake tracks)
   <module>/failed/<job>.json     why a model job failed (removed when it succeeds)
   duplicates/groups.json         global steps' outputs, each in its module's folder;
+  duplicates/keeper_choices.json   the keepers picked in the web page
   duplicates/hashes.jsonl, clip/   content hashes and near-duplicate pairs cached per shard
   faces/people.json, people_edits.json, people_centroids.npz, crops/<person>.jpg,
                                  PEOPLE_UPDATED
