@@ -302,10 +302,6 @@ class IngestReport:
     scanned: int
     new_entries: int
     new_shards: list[str] = field(default_factory=list)
-    # Digest of the catalogued paths whose files are gone and of the moved files (new path
-    # -> catalogued path): deletions and moves create no shard, so the global rules (index,
-    # people, xmp, duplicates) take this as a parameter to notice them.
-    removed_digest: str = ""
     moved: int = 0  # files found at a new path, their results carried over
     removed: int = 0  # catalogued files no longer in the library (not moved)
 
@@ -522,7 +518,6 @@ class Catalog:
             scanned=len(on_disk),
             new_entries=len(changed),
             new_shards=list(shards),
-            removed_digest=_removed_digest(records, on_disk, moved),
             moved=len(moves),
             removed=_removed_count(records, on_disk, moved),
         )
@@ -706,18 +701,6 @@ def _name(entry: Entry) -> str:
 def _removed_count(records: _Records, on_disk: dict, moved: dict[str, Move]) -> int:
     gone = {entry.path for _, entry in records.entries}.difference(on_disk)
     return len(gone.difference(m.source.path for m in moved.values()))
-
-
-def _removed_digest(records: _Records, on_disk: dict, moved: dict[str, Move]) -> str:
-    """Digest of the removed paths and of the moves in effect (the same as before moves
-    existed when there are none, so that upgrading re-runs nothing)."""
-    gone = {entry.path for _, entry in records.entries}.difference(on_disk)
-    lines = sorted(gone.difference(m.source.path for m in moved.values()))
-    removed = len(lines)
-    if moved:
-        lines += ["", *sorted(f"{path}\0{move.source.path}" for path, move in moved.items())]
-    text = "\n".join(lines).encode("utf-8", "surrogateescape")
-    return f"{removed}:{hashlib.sha1(text).hexdigest()[:16]}"
 
 
 class _FileLock:

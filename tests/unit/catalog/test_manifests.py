@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from imganalyzer.catalog.current import LibraryView
 from imganalyzer.catalog.manifests import (
     Catalog,
     Entry,
@@ -235,20 +236,22 @@ def test_model_jobs_group_shards_within_each_ingest_batch() -> None:
     assert {k: v for k, v in after.items() if k in before} == before
 
 
-def test_ingest_reports_deletions_by_a_digest_that_changes_with_them(
-    library: Path, tmp_path: Path
-) -> None:
+def view_digest(catalog: Catalog, library: Path) -> str:
+    """The digest of the library view a run would plan (the global steps' input)."""
+    return LibraryView.of(catalog.plan(library, shard_size=100).library_state()).digest()
+
+
+def test_deletions_add_no_shard_but_change_the_library_view(library: Path, tmp_path: Path) -> None:
     catalog = Catalog(Layout(tmp_path))
-    first = catalog.ingest(library, shard_size=100).removed_digest
-    assert catalog.ingest(library, shard_size=100).removed_digest == first
+    catalog.ingest(library, shard_size=100)
+    first = view_digest(catalog, library)
+    assert view_digest(catalog, library) == first
     (library / "a.jpg").unlink()
     gone_a = catalog.ingest(library, shard_size=100)
-    assert gone_a.new_shards == [] and gone_a.removed_digest.startswith("1:")
+    assert gone_a.new_shards == [] and gone_a.removed == 1
+    without_a = view_digest(catalog, library)
     (library / "e.png").unlink()
-    assert catalog.ingest(library, shard_size=100).removed_digest not in (
-        first,
-        gone_a.removed_digest,
-    )
+    assert view_digest(catalog, library) not in (first, without_a)
 
 
 def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
