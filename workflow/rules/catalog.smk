@@ -4,9 +4,9 @@
 # manifests are immutable source files that no rule rewrites.
 rule catalog_shard:
     output:
-        str(LAYOUT.manifest("{shard}")),
+        LAYOUT.manifest("{shard}"),
     log:
-        str(LAYOUT.log("catalog", "{shard}")),
+        LAYOUT.log("catalog", "{shard}"),
     wildcard_constraints:
         shard=PLAN.shard_pattern if PLAN else r"(?!)",
     localrule: True
@@ -24,9 +24,9 @@ rule catalog_shard:
 # whenever the view changes (files added, edited, moved or removed), and only then.
 rule library_view:
     output:
-        str(LAYOUT.library_view),
+        LAYOUT.library_view,
     log:
-        str(LAYOUT.log("catalog", "library_view")),
+        LAYOUT.log("catalog", "library_view"),
     localrule: True
     conda:
         "../../envs/imganalyzer.yaml"

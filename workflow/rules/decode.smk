@@ -7,13 +7,13 @@ rule decode:
     input:
         manifest=manifest,
     output:
-        tiers=directory(str(LAYOUT.tiers("{shard}"))),
-        technical=str(LAYOUT.technical("{shard}")),
-        thumbnails=str(LAYOUT.thumbnails("{shard}")),
+        tiers=directory(LAYOUT.tiers("{shard}")),
+        technical=LAYOUT.technical("{shard}"),
+        thumbnails=LAYOUT.thumbnails("{shard}"),
     log:
-        str(LAYOUT.log("decode", "{shard}")),
+        LAYOUT.log("decode", "{shard}"),
     benchmark:
-        str(LAYOUT.benchmark("decode", "{shard}"))
+        LAYOUT.benchmark("decode", "{shard}")
     conda:
         "../../envs/imganalyzer.yaml"
     threads: shard_threads(config["threads_per_decode_job"])  # a decode pool; decoding is CPU-bound

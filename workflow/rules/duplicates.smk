@@ -6,14 +6,14 @@
 rule duplicate_hashes:
     input:
         manifest=manifest,
-        tiers=str(LAYOUT.tiers("{shard}")),
-        technical=str(LAYOUT.technical("{shard}")),
+        tiers=LAYOUT.tiers("{shard}"),
+        technical=LAYOUT.technical("{shard}"),
     output:
-        str(LAYOUT.rows("duplicates", "{shard}")),
+        LAYOUT.rows("duplicates", "{shard}"),
     log:
-        str(LAYOUT.log("duplicates", "{shard}")),
+        LAYOUT.log("duplicates", "{shard}"),
     benchmark:
-        str(LAYOUT.benchmark("duplicates", "{shard}"))
+        LAYOUT.benchmark("duplicates", "{shard}")
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 1
@@ -28,11 +28,11 @@ rule duplicates:
         duplicates_inputs,
         library_view=rules.library_view.output[0],
     output:
-        str(LAYOUT.duplicate_groups),
+        LAYOUT.duplicate_groups,
     log:
-        str(LAYOUT.log("duplicates", "groups")),
+        LAYOUT.log("duplicates", "groups"),
     benchmark:
-        str(LAYOUT.benchmark("duplicates", "groups"))
+        LAYOUT.benchmark("duplicates", "groups")
     localrule: True
     conda:
         "../../envs/imganalyzer.yaml"

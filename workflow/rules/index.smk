@@ -10,11 +10,11 @@ rule index:
         module_targets(),
         library_view=rules.library_view.output[0],
     output:
-        marker=str(LAYOUT.index_marker),
+        marker=LAYOUT.index_marker,
     log:
-        str(LAYOUT.log("index", "index")),
+        LAYOUT.log("index", "index"),
     benchmark:
-        str(LAYOUT.benchmark("index", "index"))
+        LAYOUT.benchmark("index", "index")
     localrule: True  # a global step beside the catalog; its params come from the main process
     conda:
         "../../envs/imganalyzer.yaml"

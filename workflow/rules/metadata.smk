@@ -6,11 +6,11 @@ rule metadata:
     input:
         manifest=manifest,
     output:
-        str(LAYOUT.rows("metadata", "{shard}")),
+        LAYOUT.rows("metadata", "{shard}"),
     log:
-        str(LAYOUT.log("metadata", "{shard}")),
+        LAYOUT.log("metadata", "{shard}"),
     benchmark:
-        str(LAYOUT.benchmark("metadata", "{shard}"))
+        LAYOUT.benchmark("metadata", "{shard}")
     conda:
         "../../envs/imganalyzer.yaml"
     threads: shard_threads(config["threads_per_metadata_job"])  # header reads wait on I/O, not CPU

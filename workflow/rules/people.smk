@@ -7,14 +7,14 @@
 # delete; edits made with `imganalyzer people` re-run this rule and the index.
 rule people:
     input:
-        [str(LAYOUT.job_summary("faces", job)) for job in MODEL_JOBS],
+        [LAYOUT.job_summary("faces", job) for job in MODEL_JOBS],
         library_view=rules.library_view.output[0],
     output:
-        marker=str(LAYOUT.people_marker),
+        marker=LAYOUT.people_marker,
     log:
-        str(LAYOUT.log("faces", "people")),
+        LAYOUT.log("faces", "people"),
     benchmark:
-        str(LAYOUT.benchmark("faces", "people"))
+        LAYOUT.benchmark("faces", "people")
     localrule: True
     conda:
         "../../envs/imganalyzer.yaml"

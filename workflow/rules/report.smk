@@ -4,16 +4,16 @@ rule benchmark_report:
     input:
         module_targets(),
     output:
-        table=str(LAYOUT.report_table),
+        table=LAYOUT.report_table,
         plot=report(
-            str(LAYOUT.report_plot),
+            LAYOUT.report_plot,
             caption="../report/module_times.rst",
             category="Performance",
         ),
     log:
-        str(LAYOUT.log("report", "benchmark_report")),
+        LAYOUT.log("report", "benchmark_report"),
     benchmark:
-        str(LAYOUT.benchmark("report", "benchmark_report"))
+        LAYOUT.benchmark("report", "benchmark_report")
     localrule: True
     conda:
         "../../envs/imganalyzer.yaml"

@@ -8,11 +8,11 @@ rule xmp:
         module_targets(),
         library_view=rules.library_view.output[0],
     output:
-        marker=str(LAYOUT.xmp_marker),
+        marker=LAYOUT.xmp_marker,
     log:
-        str(LAYOUT.log("xmp", "xmp")),
+        LAYOUT.log("xmp", "xmp"),
     benchmark:
-        str(LAYOUT.benchmark("xmp", "xmp"))
+        LAYOUT.benchmark("xmp", "xmp")
     localrule: True  # may write beside the originals: never on a cluster node
     conda:
         "../../envs/imganalyzer.yaml"
