@@ -9,6 +9,12 @@ A moved file is current at its new path and keeps the rows of the entry it was m
 path kept in ``catalog_path``. Their ``size`` and ``mtime_ns`` stay those of the catalogued
 version, so :func:`row_identity` (catalogued path, size, mtime) names a file's content the
 same way before and after a move: faces and people use it to keep names across moves.
+
+One scan per workflow run: the run's catalog plan computes the :class:`LibraryView` (which
+files are current, in which shard, moved from where) and the workflow records it in
+``run/library.tsv``; the global steps read that file (``view_file``) instead of scanning
+the library again, so every step of a run sees the same library. Commands run outside the
+workflow scan; with the library unmounted they use the last run's view.
 """
 
 from __future__ import annotations
@@ -101,7 +107,9 @@ class LibraryView:
             if not line:
                 continue
             shard, name, size, mtime, *source = line.split("\t")
-            entry = Entry(unescape_path(name), int(size), int(mtime))
+            if "\\" in name:  # most paths need no unescaping: skip the regex
+                name = unescape_path(name)
+            entry = Entry(name, int(size), int(mtime))
             if source:
                 origin = Entry(unescape_path(source[0]), int(source[1]), int(source[2]))
                 moved[entry.path] = Move(entry, origin)
