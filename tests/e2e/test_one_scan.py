@@ -94,6 +94,7 @@ def test_a_run_scans_the_library_once_and_every_step_sees_that_scan(
     dry = ws.snakemake("-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
     assert len(scans_of(log)) == 1
+    assert not Layout(ws.results).staged_library_view.exists()  # a dry run writes nothing
 
     # a photo removed: the view changes, the global steps re-run on it, still one scan
     gone = "2023/trip/paris_blurred.jpg"
@@ -103,4 +104,4 @@ def test_a_run_scans_the_library_once_and_every_step_sees_that_scan(
     after = seen_by_the_steps(ws)
     assert after["view"] == photos(ws) == seen["view"] - {gone}
     assert after["index"] == after["duplicates"] == {str(len(after["view"]))}
-    assert not (Layout(ws.results).staged_library_view).exists()
+    assert not Layout(ws.results).staged_library_view.exists()  # placed by library_view
