@@ -98,7 +98,10 @@ def job_shards(wildcards):
 
 def module_dir_of_summary(summary):
     """results/<module>/ of a model job whose summary is results/<module>/jobs/<job>.json."""
-    layout, module, _ = Layout.of_job_summary(summary)
+    found = Layout.of_job_summary(summary)
+    if found is None:
+        raise ValueError(f"{summary}: not a model job's summary (<module>/jobs/<job>.json)")
+    layout, module, _ = found
     return str(layout.module_dir(module))
 
 
