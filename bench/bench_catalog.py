@@ -32,6 +32,7 @@ from pathlib import Path
 from common import Row, bench_parser, machine_description, measure, ms_row, publish
 
 from imganalyzer.catalog.manifests import Catalog, scan_library
+from imganalyzer.layout import Layout
 
 SHARD_SIZE = 1000
 FOLDERS = 1000
@@ -122,12 +123,12 @@ class KernelOpens:
 
 def run(n_files: int, repeats: int = 3) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="imganalyzer-bench-catalog-") as tmp:
-        library, catalog_dir = Path(tmp) / "library", Path(tmp) / "catalog"
+        library, results = Path(tmp) / "library", Path(tmp) / "results"
         log(f"creating {n_files:,} files in {FOLDERS:,} folders under {library} ...")
         start = time.perf_counter()
         folders = make_library(library, n_files)
         log(f"  done in {time.perf_counter() - start:.1f} s")
-        catalog = Catalog(catalog_dir)
+        catalog = Catalog(Layout(results))
 
         first = measure(lambda: catalog.ingest(library, shard_size=SHARD_SIZE), 1)
         shards = catalog.shard_ids()

@@ -22,13 +22,14 @@ from common import Row, publish
 
 from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
 from imganalyzer.config import load_schema
+from imganalyzer.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
 def write_catalog(results: Path, entries: int, shard_size: int) -> int:
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     catalog.shards_dir.mkdir(parents=True)
     shards = -(-entries // shard_size)
     for shard in range(shards):

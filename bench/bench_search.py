@@ -37,6 +37,7 @@ from common import Row, bench_parser, machine_description, measure, ms_row, publ
 
 from imganalyzer.catalog.current import current_shards
 from imganalyzer.catalog.manifests import Catalog, read_manifest
+from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, write_rows
 from imganalyzer.search.index import index_dir_of, update_index, write_vectors
 from imganalyzer.search.query import Filters, SearchIndex
@@ -203,7 +204,7 @@ def run(n_images: int) -> list[Row]:
     words = Words(20_000, rng)
     with tempfile.TemporaryDirectory(prefix="imganalyzer-bench-search-") as tmp:
         library, results = Path(tmp) / "library", Path(tmp) / "results"
-        catalog = Catalog(results / "catalog")
+        catalog = Catalog(Layout(results))
         log(f"creating {n_images:,} files and their results ...")
         start = time.perf_counter()
         make_library(library, n_images)

@@ -34,6 +34,7 @@ from common import Row, bench_parser, machine_description, measure, publish
 
 from imganalyzer.catalog.manifests import Catalog
 from imganalyzer.decode.thumbnails import ThumbnailWriter
+from imganalyzer.layout import Layout
 from imganalyzer.search.index import index_dir_of, update_index
 from imganalyzer.search.query import SearchIndex
 from imganalyzer.web import create_app
@@ -113,7 +114,7 @@ def run(n_images: int) -> list[Row]:
     words = Words(20_000, rng)
     with tempfile.TemporaryDirectory(prefix="imganalyzer-bench-web-") as tmp:
         library, results = Path(tmp) / "library", Path(tmp) / "results"
-        catalog = Catalog(results / "catalog")
+        catalog = Catalog(Layout(results))
         log(f"creating {n_images:,} files and their results ...")
         start = time.perf_counter()
         make_library(library, n_images)

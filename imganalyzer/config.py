@@ -16,6 +16,7 @@ import yaml
 
 from imganalyzer.errors import ConfigError
 from imganalyzer.files import atomic_write_text
+from imganalyzer.layout import Layout
 from imganalyzer.runtime.registry import check_aesthetic_compatible
 
 
@@ -249,13 +250,12 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 # The effective config of the last real run, recorded inside the results folder so that
 # every command can work from the results alone (another folder, library unmounted).
-RUN_CONFIG = Path("run") / "config.yaml"
 # Where commands look for the results folder when --results is not given.
 RESULTS_ENV = "IMGANALYZER_RESULTS"
 
 
 def run_config_path(results: str | os.PathLike) -> Path:
-    return Path(results) / RUN_CONFIG
+    return Layout(results).run_config
 
 
 def record_run_config(config: dict[str, Any]) -> Path:
@@ -300,7 +300,7 @@ def load_run_config(
     path = run_config_path(results)
     if not path.is_file():
         raise ConfigError(
-            f"{results}: no recorded run config ({RUN_CONFIG}): run snakemake with "
+            f"{results}: no recorded run config ({path}): run snakemake with "
             f"results={results} first, or pass --config"
         )
     config = _read_mapping(path)

@@ -10,17 +10,27 @@ rules build their patterns with the same methods.
 results/
   run/config.yaml                the effective config of the last real run
   run/library.tsv                the current library, as this run's catalog step saw it
+  run/library.staged.tsv         the view a starting run planned; the library_view job places it
   catalog/shards/<shard>.tsv     manifests (path, size, mtime_ns), one per shard
   catalog/moves/, staged/        moves found per batch; manifests planned by a starting run
+  catalog/compacted/, .lock      manifests retired by compaction; the catalog's write lock
   tiers/<shard>.zarr             decoded pixels at each tier size
   thumbnails/<shard>.zip         JPEG thumbnails
   technical/<shard>.jsonl        the decode job's rows; metadata/, duplicates/ alike
   <module>/<shard>.jsonl|.npy    a model module's rows and arrays
   <module>/jobs/<job>.json       a model job's summary (the output Snakemake tracks)
   <module>/failed/<job>.json     why a model job failed (removed when it succeeds)
-  duplicates/groups.json         global steps' outputs, each in its module's folder
-  faces/people.json
-  index/                         Tantivy index, vectors, state; index/BUILT
+  duplicates/groups.json         global steps' outputs, each in its module's folder;
+  duplicates/keeper_choices.json   the keepers picked in the web page
+  duplicates/hashes.jsonl, clip/   content hashes and near-duplicate pairs cached per shard
+  faces/people.json, people_edits.json, people_centroids.npz, crops/<person>.jpg,
+                                 PEOPLE_UPDATED
+  cloud/ledger.json              the cloud module's spending
+  xmp/state.json, sidecars/, WRITTEN
+  index/tantivy/, state.json     Tantivy index and what it holds; index/BUILT
+  index/vectors.npy, vector_ids.npy, vector_keys.txt   the CLIP matrix of current images
+  report/modules.json, module_times.svg
+  .imganalyzer-run.lock          held by a running workflow
   logs/<step>/<name>.log         one log per job; benchmarks/<step>/<name>.tsv alike
 ```
 """
@@ -32,6 +42,43 @@ from pathlib import Path
 
 # Model modules whose jobs also write an array per shard, and its suffix.
 ARRAY_SUFFIXES = {"embedding": ".npy", "faces": ".npy"}
+
+
+class IndexFiles:
+    """The files of one search index folder: ``results/index`` or the fresh folder a
+    rebuild fills before it is swapped in."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+
+    @property
+    def tantivy(self) -> Path:
+        return self.folder / "tantivy"
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "state.json"
+
+    @property
+    def vectors(self) -> Path:
+        return self.folder / "vectors.npy"
+
+    @property
+    def vector_ids(self) -> Path:
+        return self.folder / "vector_ids.npy"
+
+    @property
+    def vector_keys(self) -> Path:
+        return self.folder / "vector_keys.txt"
+
+    @property
+    def vector_files(self) -> tuple[Path, Path, Path]:
+        return (self.vectors, self.vector_ids, self.vector_keys)
+
+
+def as_layout(results: str | os.PathLike | Layout) -> Layout:
+    """``results`` as a Layout (a results folder's path, or a Layout already)."""
+    return results if isinstance(results, Layout) else Layout(results)
 
 
 class Layout:
@@ -53,6 +100,11 @@ class Layout:
         """The current library as this run's catalog step saw it: one scan per run, read
         by the global steps (duplicates, people, index, xmp)."""
         return self.root / "run" / "library.tsv"
+
+    @property
+    def staged_library_view(self) -> Path:
+        """The view a starting run planned; the workflow's library_view job places it."""
+        return self.root / "run" / "library.staged.tsv"
 
     @property
     def lock(self) -> Path:
@@ -90,6 +142,9 @@ class Layout:
         """Manifests retired by ``imganalyzer compact``."""
         return self.catalog / "compacted"
 
+    def compacted_manifest(self, shard: str) -> Path:
+        return self.compacted / f"{shard}.tsv"
+
     @property
     def catalog_lock(self) -> Path:
         return self.catalog / ".lock"
@@ -115,14 +170,29 @@ class Layout:
         """A model module's per-shard array (embedding vectors, face embeddings)."""
         return self.module_dir(module) / f"{shard}{ARRAY_SUFFIXES[module]}"
 
+    def job_summaries(self, module: str) -> Path:
+        return self.module_dir(module) / "jobs"
+
     def job_summary(self, module: str, job: str) -> Path:
-        return self.module_dir(module) / "jobs" / f"{job}.json"
+        return self.job_summaries(module) / f"{job}.json"
 
     def job_failure(self, module: str, job: str) -> Path:
-        return self.module_dir(module) / "failed" / f"{job}.json"
+        return self.failures(module) / f"{job}.json"
 
     def failures(self, module: str) -> Path:
         return self.module_dir(module) / "failed"
+
+    def failure_records(self) -> list[Path]:
+        """Every module's job failure records, sorted."""
+        return sorted(self.root.glob("*/failed/*.json"))
+
+    @staticmethod
+    def of_job_summary(summary: str | os.PathLike) -> tuple[Layout, str, str] | None:
+        """(layout, module, job) of a path made by :meth:`job_summary`; None for another."""
+        path = Path(summary)
+        if path.parent.name != "jobs" or path.suffix != ".json":
+            return None
+        return Layout(path.parent.parent.parent), path.parent.parent.name, path.stem
 
     # Logs and Snakemake benchmarks: one per job, by step
     def log(self, step: str, name: str) -> Path:
@@ -134,6 +204,9 @@ class Layout:
     @property
     def benchmarks(self) -> Path:
         return self.root / "benchmarks"
+
+    def step_benchmarks(self, step: str) -> Path:
+        return self.benchmarks / step
 
     # Duplicates
     @property
@@ -153,6 +226,9 @@ class Layout:
         """Cached near-duplicate CLIP pairs, one file per shard."""
         return self.module_dir("duplicates") / "clip"
 
+    def duplicate_pair_cache(self, shard: str) -> Path:
+        return self.duplicate_pairs / f"{shard}.json"
+
     # People
     @property
     def people(self) -> Path:
@@ -161,6 +237,10 @@ class Layout:
     @property
     def people_edits(self) -> Path:
         return self.module_dir("faces") / "people_edits.json"
+
+    @property
+    def people_centroids(self) -> Path:
+        return self.module_dir("faces") / "people_centroids.npz"
 
     @property
     def people_marker(self) -> Path:
@@ -184,6 +264,10 @@ class Layout:
         return self.root / "index"
 
     @property
+    def index_files(self) -> IndexFiles:
+        return IndexFiles(self.index)
+
+    @property
     def index_marker(self) -> Path:
         return self.index / "BUILT"
 
@@ -203,9 +287,13 @@ class Layout:
 
     # Report
     @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
     def report_table(self) -> Path:
-        return self.root / "report" / "modules.json"
+        return self.report / "modules.json"
 
     @property
     def report_plot(self) -> Path:
-        return self.root / "report" / "module_times.svg"
+        return self.report / "module_times.svg"

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-LOCK_NAME = ".imganalyzer-run.lock"
+from imganalyzer.layout import Layout
+
 _HELD: dict[str, int] = {}  # realpath of the lock file -> its open descriptor
 
 
@@ -31,7 +32,7 @@ def acquire_results_lock(results: str | os.PathLike, wait_s: float = 0.0) -> Pat
     ``wait_s`` seconds for another holder; raise ResultsLocked naming the holder."""
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
-    path = results / LOCK_NAME
+    path = Layout(results).lock
     key = os.path.realpath(path)
     if key in _HELD:
         return path
@@ -56,7 +57,7 @@ def acquire_results_lock(results: str | os.PathLike, wait_s: float = 0.0) -> Pat
 
 def release_results_lock(results: str | os.PathLike) -> None:
     """Release the lock early (it is released anyway when the process exits)."""
-    key = os.path.realpath(Path(results) / LOCK_NAME)
+    key = os.path.realpath(Layout(results).lock)
     fd = _HELD.pop(key, None)
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)

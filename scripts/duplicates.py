@@ -11,6 +11,7 @@ def main(smk) -> None:
             smk.params.library,
             smk.output[0],
             use_clip=smk.params.use_clip,
+            view_file=smk.input.library_view,  # the run's one scan of the library
             **dict(smk.params.settings),
         )
 

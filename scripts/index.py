@@ -14,6 +14,7 @@ def main(smk) -> None:
             library=smk.params.library,
             modules=smk.params.modules,
             threads=smk.threads,
+            view_file=smk.input.library_view,  # the run's one scan of the library
         )
         # The marker is the rule's only declared output: Snakemake deletes it before a
         # re-run, never the index itself, which is then updated in place.

@@ -10,7 +10,11 @@ from imganalyzer.steps.people import update_people
 def main(smk) -> None:
     with job_logging(smk.log[0]):
         report = update_people(
-            smk.params.results, smk.params.library, threads=smk.threads, **smk.params.settings
+            smk.params.results,
+            smk.params.library,
+            threads=smk.threads,
+            view_file=smk.input.library_view,  # the run's one scan of the library
+            **smk.params.settings,
         )
         atomic_write_text(smk.output.marker, json.dumps(vars(report), indent=1) + "\n")
 

@@ -11,7 +11,12 @@ def main(smk) -> None:
         settings = XmpSettings.from_config(smk.params.settings)
         faces = named_faces(smk.params.results) if "faces" in smk.params.modules else None
         report = write_sidecars(
-            smk.params.results, smk.params.library, settings, smk.params.modules, faces
+            smk.params.results,
+            smk.params.library,
+            settings,
+            smk.params.modules,
+            faces,
+            view_file=smk.input.library_view,  # the run's one scan of the library
         )
         atomic_write_text(smk.output.marker, report.summary() + "\n")
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from imganalyzer.decode import formats
 from imganalyzer.files import atomic_open
+from imganalyzer.layout import Layout
 from imganalyzer.results import OK, read_rows
 
 log = logging.getLogger(__name__)
@@ -301,10 +302,6 @@ class IngestReport:
     scanned: int
     new_entries: int
     new_shards: list[str] = field(default_factory=list)
-    # Digest of the catalogued paths whose files are gone and of the moved files (new path
-    # -> catalogued path): deletions and moves create no shard, so the global rules (index,
-    # people, xmp, duplicates) take this as a parameter to notice them.
-    removed_digest: str = ""
     moved: int = 0  # files found at a new path, their results carried over
     removed: int = 0  # catalogued files no longer in the library (not moved)
 
@@ -331,6 +328,21 @@ class IngestPlan:
     shards: dict[str, list[Entry]]  # shard id -> its entries, in path order
     moves: list[Move]
     report: IngestReport
+    on_disk: dict = field(default_factory=dict, repr=False)  # the scan: {path: version}
+    records: _Records | None = field(default=None, repr=False)  # the catalog when planned
+
+    def library_state(self) -> LibraryState:
+        """The library's state once this plan is written (computed in memory from the
+        plan's one scan): what every global step of the run works from."""
+        records = self.records or self.catalog._load()
+        entries = list(records.entries)
+        shard_of = dict(records.shard_of)
+        for shard, members in self.shards.items():  # the newest batch
+            for entry in members:
+                entries.append((shard, entry))
+                shard_of[_key(entry)] = shard
+        planned = _Records(entries, list(self.moves) + records.moves, shard_of)
+        return derive_state(planned, self.on_disk)
 
     @property
     def shard_pattern(self) -> str:
@@ -342,7 +354,7 @@ class IngestPlan:
 
     def write_moves(self) -> None:
         if self.moves:
-            write_moves(self.catalog.moves_dir / f"{self.batch:06d}.tsv", self.moves)
+            write_moves(self.catalog.layout.moves_batch(f"{self.batch:06d}"), self.moves)
 
     def write_shard(self, shard: str) -> Path:
         """Write one planned manifest (a shard not in this plan is an error: manifests are
@@ -362,7 +374,7 @@ class IngestPlan:
             for leftover in staged.glob("*.tsv"):
                 leftover.unlink(missing_ok=True)
         for shard, entries in self.shards.items():
-            write_manifest(staged / f"{shard}.tsv", entries)
+            write_manifest(self.catalog.layout.staged_manifest(shard), entries)
 
 
 @dataclass
@@ -424,16 +436,18 @@ class _Records:
 
 
 class Catalog:
-    """The catalog folder: ``shards/`` of immutable manifests, ``moves/`` and a lock file."""
+    """The catalog folder of a results folder: ``shards/`` of immutable manifests,
+    ``moves/`` and a lock file (where each lies: :class:`~imganalyzer.layout.Layout`)."""
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        self.shards_dir = self.root / "shards"
-        self.moves_dir = self.root / "moves"
-        self.staged_dir = self.root / "staged"  # planned manifests of a starting run
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.root = layout.catalog
+        self.shards_dir = layout.manifests
+        self.moves_dir = layout.moves
+        self.staged_dir = layout.staged  # planned manifests of a starting run
 
     def manifest_path(self, shard: str) -> Path:
-        return self.shards_dir / f"{shard}.tsv"
+        return self.layout.manifest(shard)
 
     def shard_ids(self) -> list[str]:
         """All shard ids in ingest order (the order in which they were created)."""
@@ -458,21 +472,19 @@ class Catalog:
     def moves(self) -> list[Move]:
         """Every recorded move, newest batch first."""
         batches = _matching_ids(self.moves_dir, _MOVES_FILE)
-        return [m for b in reversed(batches) for m in read_moves(self.moves_dir / f"{b}.tsv")]
+        return [m for b in reversed(batches) for m in read_moves(self.layout.moves_batch(b))]
 
     def ingest(
         self,
         library: str | os.PathLike,
         shard_size: int,
         exclude: Iterable[str | os.PathLike] = (),
-        technical: str | os.PathLike | None = None,
     ) -> IngestReport:
         """Scan the library; record moved files and write new shards for the other versions
-        not yet catalogued. ``technical``: the folder of the technical rows that hold the
-        fingerprints of decoded images (default: ``technical/`` beside the catalog folder)."""
+        not yet catalogued (the technical rows of decoded images hold their fingerprints)."""
         self.shards_dir.mkdir(parents=True, exist_ok=True)
         with self.locked():
-            plan = self.plan(library, shard_size, exclude, technical)
+            plan = self.plan(library, shard_size, exclude)
             plan.write_moves()
             for shard in plan.shards:
                 plan.write_shard(shard)
@@ -483,18 +495,16 @@ class Catalog:
         library: str | os.PathLike,
         shard_size: int,
         exclude: Iterable[str | os.PathLike] = (),
-        technical: str | os.PathLike | None = None,
     ) -> IngestPlan:
         """What ``ingest`` would write, computed in memory: nothing is written (a dry-run or
         a lint plans the same batch a real run writes). See ``IngestPlan``."""
-        technical = Path(technical) if technical is not None else self.root.parent / "technical"
         on_disk = scan_library(library, exclude)
         records = self._load()
         catalogued, moved = records.resolve(on_disk)
         new = [Entry(p, *on_disk[p]) for p in sorted(on_disk.keys() - catalogued)]
         sizes = {e.size for e in new}
         vanished = _vanished(records, on_disk, moved, sizes) if new else []
-        moves = find_moves(new, vanished, records.shard_of, technical, Path(library))
+        moves = find_moves(new, vanished, records.shard_of, self.layout, Path(library))
         moved_paths = {m.entry.path for m in moves}
         changed = [e for e in new if e.path not in moved_paths]
         batch = self._next_batch()
@@ -508,11 +518,10 @@ class Catalog:
             scanned=len(on_disk),
             new_entries=len(changed),
             new_shards=list(shards),
-            removed_digest=_removed_digest(records, on_disk, moved),
             moved=len(moves),
             removed=_removed_count(records, on_disk, moved),
         )
-        return IngestPlan(self, batch, shards, moves, report)
+        return IngestPlan(self, batch, shards, moves, report, on_disk, records)
 
     def state(self, library: str | os.PathLike, exclude: Iterable = ()) -> LibraryState:
         """Compare the catalog with the library on disk (stat only). A library that is not
@@ -524,32 +533,7 @@ class Catalog:
         else:
             log.warning("library %s not found: using its last catalogued state", library)
             on_disk = self.last_catalogued(records)
-        catalogued, moved = records.resolve(on_disk)
-        moved_to = {_key(m.source): path for path, m in moved.items()}
-        current: dict[str, tuple[str, Entry]] = {}
-        others: dict[str, list[tuple[str, Entry]]] = {}
-        for shard, entry in records.entries:  # current in manifest order
-            key = _key(entry)
-            if records.shard_of[key] == shard:
-                if on_disk.get(entry.path) == entry.version:
-                    current[entry.path] = (shard, entry)
-                    continue
-                if key in moved_to:
-                    current[moved_to[key]] = (shard, entry)
-                    continue
-            others.setdefault(entry.path, []).append((shard, entry))
-        sources = {m.source.path for m in moved.values()}
-        superseded, removed, outdated = [], [], []
-        for path, items in others.items():
-            if path in current or path in sources:
-                superseded += items
-                continue
-            superseded += items[:-1]
-            (outdated if path in on_disk else removed).append(items[-1])
-        uncatalogued = sorted(on_disk.keys() - catalogued)
-        return LibraryState(
-            current, superseded, removed, outdated, uncatalogued, moved, dict(passed_over)
-        )
+        return derive_state(records, on_disk, dict(passed_over))
 
     def last_catalogued(self, records: _Records | None = None) -> dict:
         """``{path: (size, mtime_ns)}`` of the library as the catalog last saw it: the
@@ -582,7 +566,37 @@ class Catalog:
 
     def locked(self) -> _FileLock:
         """An exclusive lock so that two runs never write the same batch."""
-        return _FileLock(self.root / ".lock")
+        return _FileLock(self.layout.catalog_lock)
+
+
+def derive_state(records: _Records, on_disk: dict, passed_over: dict | None = None) -> LibraryState:
+    """Compare the catalog's ``records`` with the files on disk (``{path: version}``)."""
+    catalogued, moved = records.resolve(on_disk)
+    moved_to = {_key(m.source): path for path, m in moved.items()}
+    current: dict[str, tuple[str, Entry]] = {}
+    others: dict[str, list[tuple[str, Entry]]] = {}
+    for shard, entry in records.entries:  # current in manifest order
+        key = _key(entry)
+        if records.shard_of[key] == shard:
+            if on_disk.get(entry.path) == entry.version:
+                current[entry.path] = (shard, entry)
+                continue
+            if key in moved_to:
+                current[moved_to[key]] = (shard, entry)
+                continue
+        others.setdefault(entry.path, []).append((shard, entry))
+    sources = {m.source.path for m in moved.values()}
+    superseded, removed, outdated = [], [], []
+    for path, items in others.items():
+        if path in current or path in sources:
+            superseded += items
+            continue
+        superseded += items[:-1]
+        (outdated if path in on_disk else removed).append(items[-1])
+    uncatalogued = sorted(on_disk.keys() - catalogued)
+    return LibraryState(
+        current, superseded, removed, outdated, uncatalogued, moved, passed_over or {}
+    )
 
 
 def _matching_ids(folder: Path, pattern: re.Pattern) -> list[str]:
@@ -612,7 +626,7 @@ def find_moves(
     new: list[Entry],
     vanished: list[Entry],
     shard_of: dict[tuple[str, int, int], str],
-    technical: Path,
+    layout: Layout,
     library: Path,
 ) -> list[Move]:
     """Pair new files with vanished entries of the same size and content fingerprint.
@@ -623,7 +637,7 @@ def find_moves(
     wanted = [e for e in vanished if e.size in new_sizes]
     if not wanted:
         return []
-    sources = _recorded_fingerprints(wanted, shard_of, technical)
+    sources = _recorded_fingerprints(wanted, shard_of, layout)
     sizes = {size for size, _ in sources}
     targets: dict[tuple[int, str], list[Entry]] = {}
     for entry in new:
@@ -641,7 +655,7 @@ def find_moves(
 
 
 def _recorded_fingerprints(
-    wanted: list[Entry], shard_of: dict[tuple[str, int, int], str], technical: Path
+    wanted: list[Entry], shard_of: dict[tuple[str, int, int], str], layout: Layout
 ) -> dict[tuple[int, str], list[Entry]]:
     """{(size, fingerprint): entries} from the technical rows of the wanted entries."""
     by_shard: dict[str, set[Entry]] = {}
@@ -649,7 +663,7 @@ def _recorded_fingerprints(
         by_shard.setdefault(shard_of[_key(entry)], set()).add(entry)
     found: dict[tuple[int, str], list[Entry]] = {}
     for shard, entries in sorted(by_shard.items()):
-        rows_file = technical / f"{shard}.jsonl"
+        rows_file = layout.technical(shard)
         if not rows_file.is_file():
             continue
         for row in read_rows(rows_file):
@@ -687,18 +701,6 @@ def _name(entry: Entry) -> str:
 def _removed_count(records: _Records, on_disk: dict, moved: dict[str, Move]) -> int:
     gone = {entry.path for _, entry in records.entries}.difference(on_disk)
     return len(gone.difference(m.source.path for m in moved.values()))
-
-
-def _removed_digest(records: _Records, on_disk: dict, moved: dict[str, Move]) -> str:
-    """Digest of the removed paths and of the moves in effect (the same as before moves
-    existed when there are none, so that upgrading re-runs nothing)."""
-    gone = {entry.path for _, entry in records.entries}.difference(on_disk)
-    lines = sorted(gone.difference(m.source.path for m in moved.values()))
-    removed = len(lines)
-    if moved:
-        lines += ["", *sorted(f"{path}\0{move.source.path}" for path, move in moved.items())]
-    text = "\n".join(lines).encode("utf-8", "surrogateescape")
-    return f"{removed}:{hashlib.sha1(text).hexdigest()[:16]}"
 
 
 class _FileLock:

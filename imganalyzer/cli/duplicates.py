@@ -10,10 +10,10 @@ import argparse
 import json
 import re
 import sys
-from pathlib import Path
 
 from imganalyzer.catalog.manifests import SHARD_ID_PATTERN
 from imganalyzer.cli.options import add_config_arguments, load_config, reported
+from imganalyzer.layout import Layout
 
 NOT_RUN = (
     "near duplicates need the perceptual hashes of the duplicates module, which has not "
@@ -25,7 +25,7 @@ NOT_RUN = (
 def hashes_computed(results: str) -> bool:
     """Whether the duplicates module has written the hash rows of any shard."""
     shard_file = re.compile(rf"{SHARD_ID_PATTERN}\.jsonl")
-    folder = Path(results) / "duplicates"
+    folder = Layout(results).module_dir("duplicates")
     return folder.is_dir() and any(shard_file.fullmatch(p.name) for p in folder.iterdir())
 
 

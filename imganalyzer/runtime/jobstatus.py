@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from imganalyzer.files import atomic_write_text
+from imganalyzer.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,15 @@ class UpstreamFailed(RuntimeError):
 
 def failure_record_path(summary: str | os.PathLike) -> Path:
     """``results/<module>/failed/<job>.json`` of the job whose summary is ``summary``."""
-    summary = Path(summary)
-    return summary.parent.parent / "failed" / summary.name
+    layout, module, job = _summary_parts(summary)
+    return layout.job_failure(module, job)
+
+
+def _summary_parts(summary: str | os.PathLike) -> tuple[Layout, str, str]:
+    parts = Layout.of_job_summary(summary)
+    if parts is None:
+        raise ValueError(f"{summary}: not a model job's summary (<module>/jobs/<job>.json)")
+    return parts
 
 
 def read_summary(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -74,15 +82,16 @@ def failure_isolated(
     """
     summary = Path(summary)
     record = failure_record_path(summary)
+    _, module, job = _summary_parts(summary)
     try:
         yield
     except Exception as error:  # noqa: BLE001 (any failure of one job must not stop the run)
-        log.exception("%s job %s failed", summary.parent.parent.name, summary.stem)
+        log.exception("%s job %s failed", module, job)
         failure = _failure(summary, log_file, _upstream_failure(inputs) or error)
         atomic_write_text(record, json.dumps(failure, indent=1) + "\n")
         atomic_write_text(summary, json.dumps(failure, indent=1) + "\n")
         return
-    data = read_summary(summary) or {"module": summary.parent.parent.name, "job": summary.stem}
+    data = read_summary(summary) or {"module": module, "job": job}
     data["status"] = OK
     atomic_write_text(summary, json.dumps(data, indent=2) + "\n")
     previous = read_summary(record)
@@ -93,12 +102,13 @@ def failure_isolated(
 
 def _upstream_failure(inputs: Iterable[str | os.PathLike]) -> UpstreamFailed | None:
     """Why a job failed when a job it reads failed first (its error names that job)."""
-    for path in map(Path, inputs):
-        if path.parent.name == "jobs" and path.suffix == ".json":
+    for path in inputs:
+        parts = Layout.of_job_summary(path)
+        if parts is not None:
             data = read_summary(path) or {}
             if data.get("status") == FAILED:
                 return UpstreamFailed(
-                    f"needs the {path.parent.parent.name} job {path.stem}, which failed "
+                    f"needs the {parts[1]} job {parts[2]}, which failed "
                     f"(see {data.get('log', 'its log')})"
                 )
     return None
@@ -107,8 +117,8 @@ def _upstream_failure(inputs: Iterable[str | os.PathLike]) -> UpstreamFailed | N
 def _failure(summary: Path, log_file: str | os.PathLike, error: Exception) -> dict[str, Any]:
     message = str(error).strip().splitlines()
     return {
-        "module": summary.parent.parent.name,
-        "job": summary.stem,
+        "module": _summary_parts(summary)[1],
+        "job": _summary_parts(summary)[2],
         "status": FAILED,
         "failure_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
         "error_type": type(error).__name__,
@@ -123,7 +133,7 @@ def read_failures(results: str | os.PathLike, modules: Sequence[str] | None = No
     records ``results/<module>/failed/<job>.json``), optionally only of ``modules``.
     For ``imganalyzer status`` and the end-of-run summary."""
     failures = []
-    for path in sorted(Path(results).glob("*/failed/*.json")):
+    for path in Layout(results).failure_records():
         data = read_summary(path)
         if (
             data

@@ -43,8 +43,9 @@ from imganalyzer.files import (
     share_like_umask,
     temporary_file,
 )
+from imganalyzer.layout import IndexFiles, Layout
 from imganalyzer.results import ERROR
-from imganalyzer.steps.people import EDITS_FILE, PEOPLE_FILE, faces_dir, people_by_path
+from imganalyzer.steps.people import people_by_path
 
 log = logging.getLogger(__name__)
 
@@ -331,8 +332,7 @@ def named_people(view: CurrentView) -> dict[str, list[str]]:
     """Current path -> names and aliases of the named people in the image (from
     ``faces/people.json`` with the user's edits; empty before the people step ran), read
     once per version of those files: every shard asks."""
-    folder = faces_dir(view.results)
-    versions = tuple(_version(folder / name) for name in (PEOPLE_FILE, EDITS_FILE))
+    versions = tuple(_version(p) for p in (view.layout.people, view.layout.people_edits))
     if versions[0] is None:
         return {}
     return _people_names(str(view.results), versions)
@@ -378,13 +378,13 @@ class IndexState:
 
     @classmethod
     def load(cls, index_dir: Path) -> IndexState:
-        path = index_dir / "state.json"
+        path = IndexFiles(index_dir).state
         if not path.is_file():
             return cls()
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
     def save(self, index_dir: Path) -> None:
-        atomic_write_text(index_dir / "state.json", json.dumps(asdict(self), indent=1))
+        atomic_write_text(IndexFiles(index_dir).state, json.dumps(asdict(self), indent=1))
 
 
 @dataclass
@@ -437,8 +437,8 @@ def _keys_gone(view: CurrentView, shard: str, reindexed: set[str]) -> list[str]:
     another shard is deleted only if that shard is re-added in the same commit (deletes
     apply to the documents added before them)."""
     keys = []
-    for entry in read_manifest(view.results / "catalog" / "shards" / f"{shard}.tsv"):
-        now = view.state.current.get(entry.path)
+    for entry in read_manifest(view.layout.manifest(shard)):
+        now = view.current.get(entry.path)
         if now is None or (now[0] != shard and now[0] in reindexed):
             keys.append(entry.path)
     return keys
@@ -472,11 +472,11 @@ class IndexReport:
 
 
 def index_dir_of(results: str | os.PathLike) -> Path:
-    return Path(results) / "index"
+    return Layout(results).index
 
 
 def open_index(index_dir: str | os.PathLike) -> tantivy.Index:
-    return tantivy.Index.open(str(Path(index_dir) / "tantivy"))
+    return tantivy.Index.open(str(IndexFiles(index_dir).tantivy))
 
 
 def known_modules(modules: Iterable[str] | None) -> list[str]:
@@ -491,19 +491,22 @@ def update_index(
     modules: Iterable[str] | None = None,
     rebuild: bool = False,
     threads: int = 2,
+    view_file: str | os.PathLike | None = None,
 ) -> IndexReport:
     """Bring ``results/index/`` up to date with the library's current state.
 
     ``modules``: the modules whose results are indexed (default: every known module; a
     module without result files adds nothing). ``rebuild``: build from scratch in a new
     folder and swap it in. Also rebuilds when the index is missing or its schema changed.
+    ``view_file``: the run's recorded library view (else the library is scanned).
     """
     started = time.perf_counter()
-    view = current_shards(results, library)
+    view = current_shards(results, library, view_file)
     modules = known_modules(modules)
-    index_dir = index_dir_of(results)
+    index_dir = view.layout.index
     previous = IndexState.load(index_dir)
-    if rebuild or previous.schema != SCHEMA_FINGERPRINT or not (index_dir / "tantivy").is_dir():
+    missing = not IndexFiles(index_dir).tantivy.is_dir()
+    if rebuild or previous.schema != SCHEMA_FINGERPRINT or missing:
         with atomic_directory(index_dir) as fresh:
             report = _apply(fresh, view, modules, IndexState(), threads)
     else:
@@ -521,14 +524,14 @@ def _apply(
     plan = plan_update(view, modules, previous)
     added = 0
     if plan.changed or fresh:
-        added = _commit(index_dir / "tantivy", view, modules, plan, threads)
+        added = _commit(IndexFiles(index_dir).tantivy, view, modules, plan, threads)
     vectors_fp = _digest(
         [[s, fp[1], _vector_files(view, s)] for s, fp in plan.fingerprints.items()]
     )
     vectors = None
     if vectors_fp != previous.vectors or fresh:
         vectors = write_vectors(index_dir, view)
-    share_like_umask(index_dir / "tantivy")  # readable by others as the umask says
+    share_like_umask(IndexFiles(index_dir).tantivy)  # readable by others as the umask says
     documents = open_index(index_dir).searcher().num_docs
     if plan.changed or fresh or vectors is not None:
         IndexState(SCHEMA_FINGERPRINT, modules, plan.fingerprints, vectors_fp, documents).save(
@@ -585,16 +588,17 @@ def write_vectors(out_dir: Path, view: CurrentView) -> int:
     """Gather the embeddings of every current image into ``out_dir/vectors.npy`` with
     ``vector_ids.npy`` and ``vector_keys.txt``. Returns the number of rows; with no
     embeddings at all the three files are removed."""
-    gathered = gather_vectors(view, out_dir / "vectors.npy")
+    files = IndexFiles(out_dir)
+    gathered = gather_vectors(view, files.vectors)
     if gathered is None:
-        for name in ("vectors.npy", "vector_ids.npy", "vector_keys.txt"):
-            (out_dir / name).unlink(missing_ok=True)
+        for path in files.vector_files:
+            path.unlink(missing_ok=True)
         return 0
     keys, ids = gathered
-    with atomic_open(out_dir / "vector_ids.npy", "wb") as handle:
+    with atomic_open(files.vector_ids, "wb") as handle:
         np.save(handle, ids)
     with atomic_open(
-        out_dir / "vector_keys.txt", "w", encoding="utf-8", errors="surrogateescape", newline="\n"
+        files.vector_keys, "w", encoding="utf-8", errors="surrogateescape", newline="\n"
     ) as handle:
         handle.writelines(f"{escape_path(key)}\n" for key in keys)
     return len(keys)

@@ -23,6 +23,7 @@ import tantivy
 from tantivy import FieldType, Occur, Query
 
 from imganalyzer.catalog.manifests import escape_path, unescape_path
+from imganalyzer.layout import IndexFiles, Layout
 from imganalyzer.search.index import SEARCHED_FIELDS, folder_facet, key_id, open_index
 from imganalyzer.search.query_input import (
     AESTHETIC,
@@ -128,14 +129,15 @@ class VectorMatrix:
     """``vectors.npy`` memory-mapped, with the sorted key id of each row."""
 
     def __init__(self, index_dir: Path) -> None:
-        self.matrix = np.load(index_dir / "vectors.npy", mmap_mode="r")
-        self.ids = np.load(index_dir / "vector_ids.npy")
+        files = IndexFiles(index_dir)
+        self.matrix = np.load(files.vectors, mmap_mode="r")
+        self.ids = np.load(files.vector_ids)
         if len(self.ids) != len(self.matrix):
             raise RuntimeError(f"{index_dir}: vectors and ids differ (index being rewritten?)")
 
     @classmethod
     def open(cls, index_dir: Path) -> VectorMatrix | None:
-        return cls(index_dir) if (index_dir / "vectors.npy").is_file() else None
+        return cls(index_dir) if IndexFiles(index_dir).vectors.is_file() else None
 
     def rows_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Rows of the given key ids (ids without a vector are left out)."""
@@ -175,7 +177,7 @@ def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
 class SearchIndex:
     def __init__(self, index_dir: str | os.PathLike) -> None:
         self.index_dir = Path(index_dir)
-        if not (self.index_dir / "tantivy").is_dir():
+        if not IndexFiles(self.index_dir).tantivy.is_dir():
             raise LookupError(f"no index in {self.index_dir}: run snakemake or imganalyzer index")
         self.index = open_index(self.index_dir)
         self.schema = self.index.schema
@@ -379,7 +381,7 @@ class SearchIndex:
 
     def has_run(self, module: str) -> bool:
         """Whether ``module`` has written results (the index lies in ``results/index``)."""
-        return any((self.index_dir.parent / module).glob("*.jsonl"))
+        return any(Layout(self.index_dir.parent).module_dir(module).glob("*.jsonl"))
 
     def require_modules(self, filters: Filters) -> Filters:
         """``filters``, or :class:`ModuleNotRunError` naming the module a filter needs."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from imganalyzer.catalog.current import CurrentView
+from imganalyzer.catalog.current import CurrentView, LibraryView
 from imganalyzer.catalog.manifests import Catalog, escape_path
+from imganalyzer.layout import Layout
 from imganalyzer.results import ERROR
 from imganalyzer.runtime.jobstatus import read_failures
 
@@ -162,9 +162,9 @@ def library_status(
     library: str | os.PathLike, results: str | os.PathLike, modules: list[str]
 ) -> StatusReport:
     """Derive the library's state from the catalog and a stat-only scan."""
-    results = Path(results)
-    catalog = Catalog(results / "catalog")
-    state = catalog.state(library, exclude=[results])
+    layout = Layout(results)
+    catalog = Catalog(layout)
+    state = catalog.state(library, exclude=[layout.root])
     report = StatusReport(
         shards=len(catalog.shard_ids()),
         catalogued=len(state.current)
@@ -179,7 +179,7 @@ def library_status(
         passed_over=state.passed_over,
     )
     report.failed_jobs = read_failures(results, modules)
-    view = CurrentView(results, state)  # a moved file's rows are found at its new path
+    view = CurrentView(layout, LibraryView.of(state))  # moved files' rows at their new path
     for module in modules:
         counts = report.modules[module] = ModuleCounts()
         for shard, current in view.shards.items():

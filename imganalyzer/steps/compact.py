@@ -28,13 +28,11 @@ from imganalyzer.catalog.manifests import Catalog, Entry, group_shards, write_ma
 from imganalyzer.decode.thumbnails import ThumbnailWriter, read_thumbnail
 from imganalyzer.decode.tiers import TierReader, TierWriter
 from imganalyzer.files import atomic_open, atomic_write_text
+from imganalyzer.layout import ARRAY_SUFFIXES, Layout
 from imganalyzer.results import read_rows, write_rows
 from imganalyzer.runtime.registry import MODELS
 
 log = logging.getLogger(__name__)
-
-# Per-shard result arrays besides the JSONL rows, by module.
-ARRAY_RESULTS = {"embedding": ".npy", "faces": ".npy"}
 
 
 @dataclass
@@ -62,13 +60,13 @@ class _Source:
 
 def compact(config: dict) -> CompactionReport:
     """Compact the small batches of the catalog under ``config['results']``."""
-    results = Path(config["results"])
-    catalog = Catalog(results / "catalog")
-    layout = _Layout(results, [m for m in config["modules"] if m != "technical"])
+    layout = Layout(config["results"])
+    catalog = Catalog(layout)
+    modules = [m for m in config["modules"] if m != "technical"]
     with catalog.locked():
-        state = catalog.state(config["library"], exclude=[results])
+        state = catalog.state(config["library"], exclude=[layout.root])
         current = {(shard, e.path) for shard, e in state.current.values()}
-        batches = _small_batches(catalog, current, config["shard_size"], layout)
+        batches = _small_batches(catalog, current, config["shard_size"], layout, modules)
         if len(batches) < 2:
             return CompactionReport([], [], [], 0)
         old_shards = [s for shards in batches.values() for s in shards]
@@ -78,45 +76,31 @@ def compact(config: dict) -> CompactionReport:
             for row, entry in enumerate(catalog.read(shard))
             if (shard, entry.path) in current
         ]
-        new_shards = _write_new_batch(catalog, layout, sources, config)
-        _retire(catalog, layout, old_shards, config)
+        new_shards = _write_new_batch(catalog, modules, sources, config)
+        _retire(catalog, modules, old_shards, config)
+        # The last run's view names the old shards: the next run records a new one.
+        layout.library_view.unlink(missing_ok=True)
     report = CompactionReport(sorted(batches), old_shards, new_shards, len(sources))
     log.info(report.summary())
     return report
 
 
-class _Layout:
-    """Where the per-shard outputs of each stage live (as in workflow/rules/*.smk)."""
-
-    def __init__(self, results: Path, modules: list[str]) -> None:
-        self.results, self.modules = results, modules
-
-    def rows(self, module: str, shard: str) -> Path:
-        return self.results / module / f"{shard}.jsonl"
-
-    def array(self, module: str, shard: str) -> Path:
-        return self.results / module / f"{shard}{ARRAY_RESULTS[module]}"
-
-    def tiers(self, shard: str) -> Path:
-        return self.results / "tiers" / f"{shard}.zarr"
-
-    def thumbnails(self, shard: str) -> Path:
-        return self.results / "thumbnails" / f"{shard}.zip"
-
-    def job_marker(self, module: str, job: str) -> Path:
-        return self.results / module / "jobs" / f"{job}.json"
-
-    def shard_files(self, shard: str) -> list[Path]:
-        files = [self.tiers(shard), self.thumbnails(shard), self.rows("technical", shard)]
-        for module in self.modules:
-            files.append(self.rows(module, shard))
-            if module in ARRAY_RESULTS:
-                files.append(self.array(module, shard))
-        return files
+def _shard_files(layout: Layout, modules: list[str], shard: str) -> list[Path]:
+    """Every per-shard output of ``shard``: tiers, thumbnails, the modules' rows and arrays."""
+    files = [layout.tiers(shard), layout.thumbnails(shard), layout.technical(shard)]
+    for module in modules:
+        files.append(layout.rows(module, shard))
+        if module in ARRAY_SUFFIXES:
+            files.append(layout.array(module, shard))
+    return files
 
 
 def _small_batches(
-    catalog: Catalog, current: set[tuple[str, str]], shard_size: int, layout: _Layout
+    catalog: Catalog,
+    current: set[tuple[str, str]],
+    shard_size: int,
+    layout: Layout,
+    modules: list[str],
 ) -> dict[str, list[str]]:
     """Batches with fewer current images than a shard holds, whose results are complete."""
     by_batch: dict[str, list[str]] = {}
@@ -125,37 +109,38 @@ def _small_batches(
     small = {}
     for batch, shards in by_batch.items():
         images = sum(1 for shard, _ in current if shard in shards)
-        complete = all(f.exists() for s in shards for f in layout.shard_files(s))
+        complete = all(f.exists() for s in shards for f in _shard_files(layout, modules, s))
         if images < shard_size and complete:
             small[batch] = shards
     return small
 
 
 def _write_new_batch(
-    catalog: Catalog, layout: _Layout, sources: list[_Source], config: dict
+    catalog: Catalog, modules: list[str], sources: list[_Source], config: dict
 ) -> list[str]:
+    layout = catalog.layout
     new_shards = catalog.reserve_batch(len(sources), config["shard_size"])
     for index, shard in enumerate(new_shards):
         part = sources[index * config["shard_size"] : (index + 1) * config["shard_size"]]
         write_manifest(catalog.manifest_path(shard), [s.entry for s in part])
         _copy_rows(layout, "technical", part, shard)
-        for module in layout.modules:
+        for module in modules:
             if module == "faces":  # one array row per face, not per image
                 _copy_faces(layout, part, shard)
                 continue
             _copy_rows(layout, module, part, shard)
-            if module in ARRAY_RESULTS:
+            if module in ARRAY_SUFFIXES:
                 _copy_array(layout, module, part, shard)
         _copy_tiers(layout, part, shard, config)
         _copy_thumbnails(layout, part, shard)
-    for module in (m for m in layout.modules if m in MODELS):
+    for module in (m for m in modules if m in MODELS):
         for job, shards in group_shards(new_shards, config["shards_per_model_job"]).items():
             marker = {"module": module, "shards": shards, "compacted": True}
-            atomic_write_text(layout.job_marker(module, job), json.dumps(marker, indent=2) + "\n")
+            atomic_write_text(layout.job_summary(module, job), json.dumps(marker, indent=2) + "\n")
     return new_shards
 
 
-def _copy_rows(layout: _Layout, module: str, part: list[_Source], shard: str) -> None:
+def _copy_rows(layout: Layout, module: str, part: list[_Source], shard: str) -> None:
     rows_of: dict[str, list[dict]] = {}
     for source in part:
         if source.shard not in rows_of:
@@ -163,7 +148,7 @@ def _copy_rows(layout: _Layout, module: str, part: list[_Source], shard: str) ->
     write_rows(layout.rows(module, shard), (rows_of[s.shard][s.row] for s in part))
 
 
-def _copy_array(layout: _Layout, module: str, part: list[_Source], shard: str) -> None:
+def _copy_array(layout: Layout, module: str, part: list[_Source], shard: str) -> None:
     arrays = {s.shard: np.load(layout.array(module, s.shard), mmap_mode="r") for s in part}
     width = next(iter(arrays.values())).shape[1:] if arrays else (0,)
     merged = np.zeros((len(part), *width), dtype=np.float16)
@@ -173,7 +158,7 @@ def _copy_array(layout: _Layout, module: str, part: list[_Source], shard: str) -
         np.save(handle, merged)
 
 
-def _copy_faces(layout: _Layout, part: list[_Source], shard: str) -> None:
+def _copy_faces(layout: Layout, part: list[_Source], shard: str) -> None:
     """Face rows and their embeddings, renumbering each face's row of the new array."""
     rows_of: dict[str, list[dict]] = {}
     arrays = {}
@@ -196,7 +181,7 @@ def _copy_faces(layout: _Layout, part: list[_Source], shard: str) -> None:
     write_rows(layout.rows("faces", shard), rows)
 
 
-def _copy_tiers(layout: _Layout, part: list[_Source], shard: str, config: dict) -> None:
+def _copy_tiers(layout: Layout, part: list[_Source], shard: str, config: dict) -> None:
     """Tier images move by decode + re-encode of the stored JPEG (never the original)."""
     readers = {s.shard: TierReader(layout.tiers(s.shard)) for s in part}
     with TierWriter(
@@ -213,7 +198,7 @@ def _copy_tiers(layout: _Layout, part: list[_Source], shard: str, config: dict) 
             writer.write(row, images)
 
 
-def _copy_thumbnails(layout: _Layout, part: list[_Source], shard: str) -> None:
+def _copy_thumbnails(layout: Layout, part: list[_Source], shard: str) -> None:
     with ThumbnailWriter(layout.thumbnails(shard)) as writer:
         for row, source in enumerate(part):
             jpeg = read_thumbnail(layout.thumbnails(source.shard), source.row)
@@ -221,17 +206,17 @@ def _copy_thumbnails(layout: _Layout, part: list[_Source], shard: str) -> None:
                 writer.add_jpeg(row, jpeg)
 
 
-def _retire(catalog: Catalog, layout: _Layout, old_shards: list[str], config: dict) -> None:
+def _retire(catalog: Catalog, modules: list[str], old_shards: list[str], config: dict) -> None:
     """Move the old manifests aside and delete the old shards' outputs and job markers."""
-    retired = catalog.root / "compacted"
-    retired.mkdir(exist_ok=True)
-    for module in (m for m in layout.modules if m in MODELS):
+    layout = catalog.layout
+    layout.compacted.mkdir(exist_ok=True)
+    for module in (m for m in modules if m in MODELS):
         for job in group_shards(old_shards, config["shards_per_model_job"]):
-            layout.job_marker(module, job).unlink(missing_ok=True)
+            layout.job_summary(module, job).unlink(missing_ok=True)
     for shard in old_shards:
-        for path in layout.shard_files(shard):
+        for path in _shard_files(layout, modules, shard):
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-        os.replace(catalog.manifest_path(shard), retired / f"{shard}.tsv")
+        os.replace(catalog.manifest_path(shard), layout.compacted_manifest(shard))

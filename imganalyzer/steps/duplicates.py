@@ -50,6 +50,7 @@ from imganalyzer.catalog.manifests import Entry, read_manifest
 from imganalyzer.decode.metadata import TIFF_RAW_EXTENSIONS
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.files import atomic_write_text
+from imganalyzer.layout import Layout
 from imganalyzer.results import OK, error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.batched import NOT_DECODED, choose_device, decode_failures
 
@@ -354,15 +355,16 @@ def pair_cosines(vectors: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 # --- CLIP pairs, shard by shard, cached -----------------------------------------------------------
 def shard_clip_pairs(
-    view: CurrentView, threshold: float, cache_dir: Path, device: str = "cpu"
+    view: CurrentView, threshold: float, device: str = "cpu"
 ) -> tuple[list[tuple[Version, Version]], int]:
     """File version pairs whose CLIP cosine reaches ``threshold``, and how many shards were
     searched.
 
     Each shard's pairs with itself and with the shards before it (in ingest order) are cached
-    in ``<cache_dir>/<shard>.json`` under a key of those shards' embedding files, over all
-    embedded rows (current or not: the caller keeps the current ones). A new import searches
-    only its shards against the library, not the whole library against itself again.
+    in ``duplicates/clip/<shard>.json`` (``Layout.duplicate_pair_cache``) under a key of
+    those shards' embedding files, over all embedded rows (current or not: the caller keeps
+    the current ones). A new import searches only its shards against the library, not the
+    whole library against itself again.
     """
     shards = [s for s in view.shards if view.result_file("embedding", s, ".npy").is_file()]
     keys, digest = (
@@ -373,7 +375,8 @@ def shard_clip_pairs(
         files = [view.result_file("embedding", shard, suffix) for suffix in (".npy", ".jsonl")]
         digest.update(json.dumps([shard, file_versions(files)]).encode())
         keys[shard] = digest.hexdigest()
-    pairs = {shard: _read_pair_cache(cache_dir / f"{shard}.json", keys[shard]) for shard in shards}
+    cache = view.layout.duplicate_pair_cache
+    pairs = {shard: _read_pair_cache(cache(shard), keys[shard]) for shard in shards}
     stale = [shard for shard in shards if pairs[shard] is None]
     if stale:
         needed = shards[: shards.index(stale[-1]) + 1]
@@ -392,7 +395,7 @@ def shard_clip_pairs(
                 )
                 found.append(earlier + np.array([first, 0]))
             pairs[shard] = [(paths[i], paths[j]) for i, j in _sorted_pairs(found).tolist()]
-            _write_pair_cache(cache_dir / f"{shard}.json", keys[shard], pairs[shard])
+            _write_pair_cache(cache(shard), keys[shard], pairs[shard])
     return [pair for shard in shards for pair in pairs[shard] or []], len(stale)
 
 
@@ -778,24 +781,25 @@ def find_duplicates(
     hash_distance: int = HASH_DISTANCE,
     use_clip: bool = True,
     device: str = "auto",
+    view_file: str | os.PathLike | None = None,
 ) -> DuplicateReport:
     """Exact and near duplicate groups among the library's current images (see the module
     docstring). ``device``: where the CLIP similarity products run (auto, cuda, mps, cpu):
-    quadratic in the number of images, so a GPU matters beyond ~100K images."""
+    quadratic in the number of images, so a GPU matters beyond ~100K images.
+    ``view_file``: the run's recorded library view (else the library is scanned)."""
     started = time.perf_counter()
-    results, library = Path(results), Path(library)
-    view = current_shards(results, library)
+    library = Path(library)
+    view = current_shards(results, library, view_file)
     settings = _settings(near_threshold, hash_distance, use_clip)
     images = load_images(view, use_clip)
-    cache = DigestCache(results / "duplicates" / "hashes.jsonl")
+    cache = DigestCache(view.layout.duplicate_hashes)
     exact_stats = ExactStats()
     digests = exact_digests(images.entries, library, cache, exact_stats)
     cache.save(images.entries)
     torch_device = str(choose_device(device)) if use_clip else "cpu"
     by_clip, searched = None, 0
     if images.vectors is not None:
-        cache_dir = results / "duplicates" / "clip"
-        path_pairs, searched = shard_clip_pairs(view, near_threshold, cache_dir, torch_device)
+        path_pairs, searched = shard_clip_pairs(view, near_threshold, torch_device)
         by_clip = _index_pairs(images, path_pairs)
     pairs, near_stats = near_pairs(images, hash_distance, by_clip)
     near_stats["clip_shards_searched"] = searched
@@ -924,7 +928,7 @@ def write_duplicates(
 
 
 def groups_path(results: str | os.PathLike) -> Path:
-    return Path(results) / "duplicates" / "groups.json"
+    return Layout(results).duplicate_groups
 
 
 def current_report(

@@ -39,14 +39,11 @@ import numpy as np
 
 from imganalyzer.catalog.current import CurrentView, current_shards, row_identity
 from imganalyzer.files import atomic_open, atomic_write_text
+from imganalyzer.layout import Layout
 from imganalyzer.results import OK, read_rows
 
 log = logging.getLogger(__name__)
 
-PEOPLE_FILE = "people.json"
-EDITS_FILE = "people_edits.json"
-CENTROIDS_FILE = "people_centroids.npz"
-CROPS_DIR = "crops"
 FORMAT_VERSION = 1
 # Cosine distances between ArcFace (buffalo_l) embeddings: the same person mostly lies below
 # ~0.6, different people above ~0.8. A centroid averages out pose and light, so a new face
@@ -400,14 +397,9 @@ class PeopleFile:
         }
 
 
-def faces_dir(results: str | os.PathLike) -> Path:
-    return Path(results) / "faces"
-
-
 def load_people(results: str | os.PathLike) -> PeopleFile:
     """The people file (empty if there is none yet), with the user's edits applied."""
-    folder = faces_dir(results)
-    path = folder / PEOPLE_FILE
+    path = Layout(results).people
     people = PeopleFile()
     if path.is_file():
         # a path's undecodable byte is written as itself (atomic_write_text): read it back
@@ -418,7 +410,7 @@ def load_people(results: str | os.PathLike) -> PeopleFile:
             unassigned=list(data["unassigned"]),
             next_id=int(data["next_id"]),
         )
-    centroids = folder / CENTROIDS_FILE
+    centroids = Layout(results).people_centroids
     if centroids.is_file():
         with np.load(centroids) as stored:
             people.centroids = dict(zip(stored["ids"].tolist(), stored["centroids"], strict=True))
@@ -427,7 +419,7 @@ def load_people(results: str | os.PathLike) -> PeopleFile:
 
 
 def load_edits(results: str | os.PathLike) -> Edits:
-    path = faces_dir(results) / EDITS_FILE
+    path = Layout(results).people_edits
     if not path.is_file():
         return Edits()
     return Edits.from_json(json.loads(path.read_text(encoding="utf-8", errors="surrogateescape")))
@@ -435,16 +427,15 @@ def load_edits(results: str | os.PathLike) -> Edits:
 
 def save_edits(results: str | os.PathLike, edits: Edits) -> None:
     text = json.dumps(edits.as_json(), indent=2, ensure_ascii=False)
-    atomic_write_text(faces_dir(results) / EDITS_FILE, text + "\n")
+    atomic_write_text(Layout(results).people_edits, text + "\n")
 
 
 def save_people(results: str | os.PathLike, people: PeopleFile) -> None:
-    folder = faces_dir(results)
     ids = sorted(people.centroids)
-    with atomic_open(folder / CENTROIDS_FILE, "wb") as handle:
+    with atomic_open(Layout(results).people_centroids, "wb") as handle:
         stacked = np.stack([people.centroids[p] for p in ids]) if ids else np.zeros((0, 0))
         np.savez(handle, ids=np.array(ids, dtype=np.int64), centroids=stacked.astype(np.float32))
-    atomic_write_text(folder / PEOPLE_FILE, json.dumps(people.as_json(), ensure_ascii=False))
+    atomic_write_text(Layout(results).people, json.dumps(people.as_json(), ensure_ascii=False))
 
 
 def _apply_to_file(people: PeopleFile, edits: Edits) -> None:
@@ -534,9 +525,11 @@ def update_people(
     cluster_distance: float = DEFAULT_CLUSTER_DISTANCE,
     recluster: bool = False,
     threads: int = 2,
+    view_file: str | os.PathLike | None = None,
 ) -> PeopleReport:
-    """Update ``faces/people.json`` from the faces of the library's current images."""
-    view = current_shards(results, library)
+    """Update ``faces/people.json`` from the faces of the library's current images
+    (``view_file``: the run's recorded library view, else the library is scanned)."""
+    view = current_shards(results, library, view_file)
     records, vectors = gather_faces(view)
     ids = list(records)
     previous = load_people(results)
@@ -617,8 +610,9 @@ def _crop(
     results: Path, person: Person, record: FaceRecord, before: Person | None
 ) -> tuple[str | None, int]:
     """The person's crop file (relative to faces/) and 1 if it was (re)written now."""
-    relative = f"{CROPS_DIR}/{person.id}.jpg"
-    target = faces_dir(results) / relative
+    layout = Layout(results)
+    target = layout.face_crop(str(person.id))
+    relative = target.relative_to(layout.module_dir("faces")).as_posix()
     if before and before.representative == person.representative and target.is_file():
         return relative, 0
     image = _source_image(results, record)
@@ -645,7 +639,7 @@ def _crop(
 def _source_image(results: Path, record: FaceRecord) -> tuple[np.ndarray, float] | None:
     """The face's image from the detect tier (else the thumbnail) and tier px per original px."""
     original_width = _original_width(results, record)
-    tiers = results / "tiers" / f"{record.shard}.zarr"
+    tiers = Layout(results).tiers(record.shard)
     rgb = None
     if tiers.is_dir():
         from imganalyzer.decode.tiers import TierReader
@@ -656,7 +650,7 @@ def _source_image(results: Path, record: FaceRecord) -> tuple[np.ndarray, float]
     if rgb is None:
         from imganalyzer.decode.thumbnails import read_thumbnail
 
-        thumbnails = results / "thumbnails" / f"{record.shard}.zip"
+        thumbnails = Layout(results).thumbnails(record.shard)
         jpeg = read_thumbnail(thumbnails, record.row) if thumbnails.is_file() else None
         if jpeg is None:
             return None
@@ -667,7 +661,7 @@ def _source_image(results: Path, record: FaceRecord) -> tuple[np.ndarray, float]
 
 
 def _original_width(results: Path, record: FaceRecord) -> int | None:
-    technical = results / "technical" / f"{record.shard}.jsonl"
+    technical = Layout(results).technical(record.shard)
     if not technical.is_file():
         return None
     for row_number, row in enumerate(read_rows(technical)):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from imganalyzer.catalog.manifests import Catalog, read_manifest
+from imganalyzer.layout import Layout
 
 REPORT_FOLDER = "report"  # this report's own job: not a module
 
@@ -52,8 +53,8 @@ def job_shards(job: str, shard_ids: list[str]) -> list[str]:
 
 
 def module_reports(results: str | os.PathLike) -> list[ModuleReport]:
-    results = Path(results)
-    catalog = Catalog(results / "catalog")
+    layout = Layout(results)
+    catalog = Catalog(layout)
     shard_ids = catalog.shard_ids()
     sizes: dict[str, int] = {}
 
@@ -64,7 +65,7 @@ def module_reports(results: str | os.PathLike) -> list[ModuleReport]:
         return sum(sizes[s] for s in job_shards(job, shard_ids))
 
     reports = []
-    folders = (results / "benchmarks").glob("*")
+    folders = layout.benchmarks.glob("*")
     for folder in sorted(p for p in folders if p.is_dir() and p.name != REPORT_FOLDER):
         runs = [(f.stem, _read_benchmark(f)) for f in sorted(folder.glob("*.tsv"))]
         runs = [(job, row) for job, row in runs if row is not None]

@@ -44,6 +44,7 @@ import pyexiv2
 
 from imganalyzer.catalog.current import current_shards
 from imganalyzer.files import atomic_write_text
+from imganalyzer.layout import Layout
 from imganalyzer.results import OK
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def sidecar_root(
         return library
     if settings.dir is None and results is None:
         raise ValueError("xmp.dir: the mirror root is not set")
-    root = Path(settings.dir) if settings.dir is not None else Path(results) / "xmp" / "sidecars"
+    root = Path(settings.dir) if settings.dir is not None else Layout(results).xmp_sidecars
     inside = root.resolve().is_relative_to(library.resolve())
     if inside and not (
         results is not None and root.resolve().is_relative_to(Path(results).resolve())
@@ -683,19 +684,21 @@ def write_sidecars(
     settings: XmpSettings,
     modules: Sequence[str],
     named_faces: Mapping[str, Sequence[tuple[str, Sequence[float]]]] | None = None,
+    view_file: str | os.PathLike | None = None,
 ) -> XmpReport:
     """Write or update the sidecar of every current image (nothing unless ``enabled``).
     ``named_faces``: image path -> (name, box in original pixels) of its named people's
     faces (``people.named_faces``). A failure (unwritable folder, unreadable foreign
-    sidecar) is logged and counted; the other images go on."""
+    sidecar) is logged and counted; the other images go on. ``view_file``: the run's
+    recorded library view (else the library is scanned)."""
     if not settings.enabled:
         log.info("xmp: not enabled, no sidecars written")
         return XmpReport()
     results, library = Path(results), Path(library)
-    view = current_shards(results, library)
+    view = current_shards(results, library, view_file)
     paths = (e.path for s in view.shards.values() for e in s.entries)
     targets = sidecar_paths(library, paths, settings, results)
-    state_file = results / "xmp" / "state.json"
+    state_file = view.layout.xmp_state
     previous, state = _load_state(state_file), {}
     used = [m for m in RECORD_MODULES if m in modules or m == "technical"]
     report = XmpReport()

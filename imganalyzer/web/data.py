@@ -4,7 +4,6 @@ tiers, an image's result rows, people and duplicate groups. Nothing here writes.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -16,10 +15,11 @@ import numpy as np
 
 from imganalyzer.catalog.manifests import SHARD_ID_PATTERN, Catalog, read_manifest
 from imganalyzer.decode.thumbnails import read_thumbnail
+from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows
-from imganalyzer.search.index import index_dir_of, key_id
+from imganalyzer.search.index import key_id
 from imganalyzer.search.query import SearchIndex
-from imganalyzer.steps.people import EDITS_FILE, PEOPLE_FILE, PeopleFile, faces_dir, load_people
+from imganalyzer.steps.people import PeopleFile, load_people
 
 SHARD_ID = re.compile(rf"^{SHARD_ID_PATTERN}$")
 # Modules whose rows the image page shows, in the order it shows them.
@@ -43,35 +43,36 @@ class ResultsData:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.results = Path(config["results"]).resolve()
+        self.layout = Layout(self.results)
         self.library = Path(config["library"])
-        self.catalog = Catalog(self.results / "catalog")
+        self.catalog = Catalog(self.layout)
         self._lock = threading.Lock()
         self._index: SearchIndex | None = None
         self._index_stamp: float | None = None
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._moves = Stamped(self._read_moves, self.catalog.moves_dir)
-        faces = faces_dir(self.results)
-        self._people = Stamped(self._read_people, faces / PEOPLE_FILE, faces / EDITS_FILE)
+        people_files = (self.layout.people, self.layout.people_edits)
+        self._people = Stamped(self._read_people, *people_files)
         self._groups = Stamped(self._read_groups, self.groups_file)
 
     @property
     def groups_file(self) -> Path:
-        return self.results / "duplicates" / "groups.json"
+        return self.layout.duplicate_groups
 
     @property
     def keepers_file(self) -> Path:
         """The keepers the user picked in the duplicates page (the step's own file stays)."""
-        return self.results / "duplicates" / "keeper_choices.json"
+        return self.layout.keeper_choices
 
     # ------------------------------------------------------------ index
 
     def index(self) -> SearchIndex:
         """The search index, reopened when ``imganalyzer index`` or a run changed it."""
-        state = index_dir_of(self.results) / "state.json"
+        state = self.layout.index_files.state
         stamp = state.stat().st_mtime_ns if state.is_file() else None
         with self._lock:
             if self._index is None or stamp != self._index_stamp:
-                self._index = SearchIndex(index_dir_of(self.results))
+                self._index = SearchIndex(self.layout.index)
                 self._index_stamp = stamp
             return self._index
 
@@ -125,7 +126,7 @@ class ResultsData:
     # ------------------------------------------------------------ images
 
     def thumbnail_file(self, shard: str) -> Path | None:
-        path = self.results / "thumbnails" / f"{shard}.zip"
+        path = self.layout.thumbnails(shard)
         return path if SHARD_ID.match(shard) and path.is_file() else None
 
     def thumbnail_url(self, location: Location | None) -> str | None:
@@ -142,7 +143,7 @@ class ResultsData:
 
     def tier_jpeg(self, shard: str, row: int) -> bytes | None:
         """The image from the largest stored tier, as JPEG; None when it has none."""
-        store = self.results / "tiers" / f"{shard}.zarr"
+        store = self.layout.tiers(shard)
         if not SHARD_ID.match(shard) or not store.is_dir():
             return None
         from imganalyzer.decode.tiers import TierReader
@@ -169,7 +170,7 @@ class ResultsData:
         """{module: the image's row} for the modules that have one."""
         found = {}
         for module in DETAIL_MODULES:
-            path = self.results / module / f"{location.shard}.jsonl"
+            path = self.layout.rows(module, location.shard)
             if not path.is_file():
                 continue
             for number, row in enumerate(read_rows(path)):
@@ -203,9 +204,6 @@ class ResultsData:
                 record = people.faces[face]
                 by_path.setdefault(record.path, {})[record.face] = (person.id, person.label)
         return people, by_path
-
-    def has_file(self, relative: str) -> bool:
-        return os.path.isfile(self.results / relative)
 
 
 class Stamped:

@@ -172,7 +172,8 @@ def original(request: Request) -> Response:
 def face_crop(request: Request) -> Response:
     data = data_of(request)
     person = data.people().people.get(request.path_params["person"])
-    crop = inside(data.results / "faces", person.crop) if person and person.crop else None
+    faces = data.layout.module_dir("faces")  # a person's crop is relative to it
+    crop = inside(faces, person.crop) if person and person.crop else None
     if crop is None:
         return Response("no crop", status_code=404, media_type="text/plain")
     return FileResponse(crop, headers={"Cache-Control": "no-cache"})

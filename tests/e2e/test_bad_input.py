@@ -14,6 +14,7 @@ from skimage import data
 
 from imganalyzer.catalog.manifests import Catalog
 from imganalyzer.example.library import write_dng, write_heic, write_jpeg, write_png
+from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows
 
 from .conftest import make_workspace
@@ -95,7 +96,7 @@ def test_bad_files_become_error_rows_and_the_library_is_untouched(tmp_path: Path
         errors.add("bad/unreadable.jpg")
     before = library_digest(ws.library)
     # catalogued as a run's start catalogues them (a dry-run no longer writes the catalog)
-    Catalog(ws.results / "catalog").ingest(ws.library, 100, exclude=[ws.results])
+    Catalog(Layout(ws.results)).ingest(ws.library, 100, exclude=[ws.results])
     os.unlink(ws.library / "bad/vanishes.jpg")  # deleted between scan and decode
     before.pop("bad/vanishes.jpg")
     ws.snakemake()

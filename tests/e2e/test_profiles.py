@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from imganalyzer.catalog.manifests import Catalog
+from imganalyzer.layout import Layout
 
 from .conftest import REPO, Workspace, build_test_library
 
@@ -26,7 +27,7 @@ def test_slurm_profile_dry_run_plans_every_shard_job(workspace: Workspace) -> No
 
 def test_cluster_job_reparse_never_scans_or_writes_the_catalog(workspace: Workspace) -> None:
     # the catalog as the main process of a run leaves it (a dry-run writes nothing)
-    Catalog(workspace.results / "catalog").ingest(workspace.library, 100, [workspace.results])
+    Catalog(Layout(workspace.results)).ingest(workspace.library, 100, [workspace.results])
     shards = sorted((workspace.results / "catalog/shards").iterdir())
     assert shards
     build_test_library(workspace.library / "more")  # new files a cluster job must not catalogue

@@ -32,9 +32,10 @@ def rows_by_path(ws: Workspace, module: str, shard: str = FIRST) -> dict[str, di
 
 
 def output_mtimes(ws: Workspace, run_wide: bool = True) -> dict[str, int]:
-    """Outputs and their mtimes; ``run_wide=False`` leaves out the report and the index,
-    which every run that changes anything updates."""
-    skipped = {".snakemake", "logs", "catalog"} | (set() if run_wide else {"report", "index"})
+    """Outputs and their mtimes; ``run_wide=False`` leaves out the report, the index and the
+    run's library view, which every run that changes anything updates."""
+    run_wide_outputs = {"report", "index", "run"}
+    skipped = {".snakemake", "logs", "catalog"} | (set() if run_wide else run_wide_outputs)
     return {
         str(p.relative_to(ws.results)): p.stat().st_mtime_ns
         for p in ws.results.rglob("*")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
+from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, write_rows
 
 DIM = 8
@@ -38,7 +39,7 @@ class ResultsLibrary:
     def __init__(self, root: Path) -> None:
         self.library = root / "library"
         self.results = root / "results"
-        self.catalog = Catalog(self.results / "catalog")
+        self.catalog = Catalog(Layout(self.results))
         self.library.mkdir(parents=True)
         self._mtime = 1_600_000_000 * 10**9
 

@@ -4,17 +4,34 @@
 # manifests are immutable source files that no rule rewrites.
 rule catalog_shard:
     output:
-        results_path("catalog", "shards", "{shard}.tsv"),
+        LAYOUT.manifest("{shard}"),
     log:
-        results_path("logs", "catalog", "{shard}.log"),
+        LAYOUT.log("catalog", "{shard}"),
     wildcard_constraints:
         shard=PLAN.shard_pattern if PLAN else r"(?!)",
     localrule: True
     conda:
         "../../envs/imganalyzer.yaml"
     params:
-        staged=lambda wildcards: results_path(
-            "catalog", "staged", f"{wildcards.shard}.tsv"
-        ),
+        staged=lambda wildcards: str(LAYOUT.staged_manifest(wildcards.shard)),
+    shell:
+        "mv -f {params.staged:q} {output:q} 2> {log:q}"
+
+
+# The current library as this run's one scan saw it (the plan's view, common.smk): the
+# global steps (duplicates, people, index, xmp) take it as input instead of scanning the
+# library again. start_run stages it; this job moves it into place. The digest re-runs it
+# whenever the view changes (files added, edited, moved or removed), and only then.
+rule library_view:
+    output:
+        LAYOUT.library_view,
+    log:
+        LAYOUT.log("catalog", "library_view"),
+    localrule: True
+    conda:
+        "../../envs/imganalyzer.yaml"
+    params:
+        staged=str(LAYOUT.staged_library_view),
+        digest=VIEW_DIGEST,
     shell:
         "mv -f {params.staged:q} {output:q} 2> {log:q}"

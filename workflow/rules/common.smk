@@ -4,6 +4,7 @@ import os
 import time
 from pathlib import Path
 
+from imganalyzer.catalog.current import LibraryView, stage_view, text_digest
 from imganalyzer.catalog.manifests import (
     JOB_ID_PATTERN,
     SHARD_ID_PATTERN,
@@ -26,15 +27,19 @@ except ConfigError as error:  # one line naming the key, no traceback
 
 RESULTS = Path(config["results"])
 LAYOUT = Layout(RESULTS)  # every path under results (imganalyzer/layout.py)
-CATALOG = Catalog(RESULTS / "catalog")
+CATALOG = Catalog(LAYOUT)
 STARTED = time.time()
 SMALL_SHARD_IMAGES_PER_THREAD = 50  # a pool thread per this many images of a new shard
 
 # Cluster jobs re-parse this file: only the main process scans and plans. Nothing is
 # written while parsing, so a dry-run or a lint writes nothing: a real run's onstart
-# (start_run) writes the moves and stages the new manifests; catalog_shard jobs place them.
+# (start_run) writes the moves and stages the new manifests and the library view;
+# catalog_shard and library_view jobs place them.
 PLAN = None
-REMOVED_DIGEST = ""  # which catalogued files are gone (see the index rule)
+# The current library as this run's one scan sees it (catalog.smk): the global steps read
+# it from LAYOUT.library_view instead of scanning again. Its digest re-runs library_view.
+VIEW_TEXT = ""
+VIEW_DIGEST = ""
 if workflow.is_main_process:
     # Every configured model, before any job (a dry-run too). Not while linting (Snakemake
     # builds a lint's workflow with check_envvars=False): a lint checks the code, not what
@@ -51,12 +56,13 @@ if workflow.is_main_process:
     )
     PLAN = CATALOG.plan(config["library"], config["shard_size"], exclude=[RESULTS])
     logger.info(PLAN.report.summary())
-    REMOVED_DIGEST = PLAN.report.removed_digest
+    VIEW_TEXT = LibraryView.of(PLAN.library_state()).text()
+    VIEW_DIGEST = text_digest(VIEW_TEXT)
 
 SHARDS = CATALOG.shard_ids() + (list(PLAN.shards) if PLAN else [])
 # Names, aliases, merges and splits made with `imganalyzer people`: a change re-runs the
 # people, index and xmp rules.
-PEOPLE_EDITS_DIGEST = file_digest(RESULTS / "faces" / "people_edits.json")
+PEOPLE_EDITS_DIGEST = file_digest(LAYOUT.people_edits)
 # Model modules run one job per group of shards: one model load for many shards.
 MODEL_JOBS = group_shards(SHARDS, config["shards_per_model_job"])
 
@@ -66,33 +72,53 @@ wildcard_constraints:
     job=JOB_ID_PATTERN,
 
 
+# NOT_YET_ON_LAYOUT (temporary): the model rules still name their paths by parts; they
+# move to LAYOUT's methods, then this goes.
 def results_path(*parts):
-    return str(RESULTS.joinpath(*parts))
+    return str(LAYOUT.root.joinpath(*parts))
 
 
 def manifest(wildcards):
-    return str(CATALOG.manifest_path(wildcards.shard))
+    return str(LAYOUT.manifest(wildcards.shard))
 
 
-def job_files(*parts):
-    """Input function: ``parts`` (with a {shard} field) for every shard of a model job."""
-    pattern = results_path(*parts)
-    return lambda wildcards: [
-        pattern.format(shard=s) for s in MODEL_JOBS[wildcards.job]
-    ]
+def job_files(*pattern):
+    """Input function: for every shard of a model job, a Layout method of a shard
+    (``job_files(LAYOUT.tiers)``) or a path by parts with a {shard} field."""
+    if len(pattern) == 1 and callable(pattern[0]):
+        of_shard = pattern[0]
+        return lambda wildcards: [str(of_shard(s)) for s in MODEL_JOBS[wildcards.job]]
+    parts = results_path(*pattern)
+    return lambda wildcards: [parts.format(shard=s) for s in MODEL_JOBS[wildcards.job]]
 
 
 def job_shards(wildcards):
     return MODEL_JOBS[wildcards.job]
 
 
+def module_dir_of_summary(summary):
+    """results/<module>/ of a model job whose summary is results/<module>/jobs/<job>.json."""
+    found = Layout.of_job_summary(summary)
+    if found is None:
+        raise ValueError(f"{summary}: not a model job's summary (<module>/jobs/<job>.json)")
+    layout, module, _ = found
+    return str(layout.module_dir(module))
+
+
 def module_dir_of_output(wildcards, output):
-    """results/<module>/ of a model job whose output is results/<module>/jobs/<job>.json."""
-    return str(Path(output[0]).parent.parent)
+    return module_dir_of_summary(output[0])
 
 
 def module_dir_of_input(wildcards, input):
-    return str(Path(input[0]).parent.parent)
+    return module_dir_of_summary(input[0])
+
+
+def results_of(made):
+    """Params function of a global step: the results folder, found from the job's first
+    output, ``made`` (a LAYOUT path), as Snakemake names it (a plain path would be a
+    hard-coded prefix, wrong where a storage plugin places the outputs)."""
+    depth = len(made.relative_to(LAYOUT.root).parts)
+    return lambda wildcards, output: str(Path(output[0]).parents[depth - 1])
 
 
 def module_targets():
@@ -100,20 +126,20 @@ def module_targets():
     targets = []
     for module in config["modules"]:
         if module in MODELS:
-            targets += [results_path(module, "jobs", f"{j}.json") for j in MODEL_JOBS]
+            targets += [str(LAYOUT.job_summary(module, j)) for j in MODEL_JOBS]
         else:
-            targets += [results_path(module, f"{s}.jsonl") for s in SHARDS]
+            targets += [str(LAYOUT.rows(module, s)) for s in SHARDS]
         if module == "duplicates":
-            targets.append(results_path("duplicates", "groups.json"))
+            targets.append(str(LAYOUT.duplicate_groups))
         if module == "faces":
-            targets.append(results_path("faces", "PEOPLE_UPDATED"))
+            targets.append(str(LAYOUT.people_marker))
     return targets
 
 
 def faces_gate(wildcards):
     """The objects result of the same job when objects run: faces read only has_person images."""
     if "objects" in config["modules"]:
-        return results_path("objects", "jobs", f"{wildcards.job}.json")
+        return str(LAYOUT.job_summary("objects", wildcards.job))
     return []
 
 
@@ -123,18 +149,17 @@ def cloud_budget_skipped(wildcards):
     # imported only when cloud jobs are planned
     from imganalyzer.modules.cloud import budget_skipped
 
-    out = RESULTS / "cloud"
     return budget_skipped(
-        [out / f"{shard}.jsonl" for shard in MODEL_JOBS[wildcards.job]]
+        [LAYOUT.rows("cloud", shard) for shard in MODEL_JOBS[wildcards.job]]
     )
 
 
 def duplicates_inputs(wildcards):
-    inputs = [results_path("duplicates", f"{s}.jsonl") for s in SHARDS]
+    inputs = [str(LAYOUT.rows("duplicates", s)) for s in SHARDS]
     if "embedding" in config["modules"]:
-        inputs += [results_path("embedding", "jobs", f"{j}.json") for j in MODEL_JOBS]
+        inputs += [str(LAYOUT.job_summary("embedding", j)) for j in MODEL_JOBS]
     if "metadata" in config["modules"]:  # formats: RAW is the preferred keeper
-        inputs += [results_path("metadata", f"{s}.jsonl") for s in SHARDS]
+        inputs += [str(LAYOUT.rows("metadata", s)) for s in SHARDS]
     return inputs
 
 
@@ -150,7 +175,7 @@ def shard_threads(configured):
         if planned is not None:
             rows = len(planned)
         else:
-            rows = manifest_rows(CATALOG.manifest_path(wildcards.shard), enough)
+            rows = manifest_rows(LAYOUT.manifest(wildcards.shard), enough)
         if rows is None:
             return configured
         return max(1, min(configured, rows // SMALL_SHARD_IMAGES_PER_THREAD))
@@ -162,14 +187,13 @@ def retry_param(module):
     """A model job's ``retry`` param: changes after the job failed, so the next run re-runs
     exactly the failed jobs (see imganalyzer.runtime.jobstatus). From the wildcards only: Snakemake
     leaves params derived from input or output files out of its params trigger."""
-    return lambda wildcards: retry_token(
-        results_path(module, "jobs", f"{wildcards.job}.json")
-    )
+    return lambda wildcards: retry_token(LAYOUT.job_summary(module, wildcards.job))
 
 
 def start_run():
     """onstart (a real run, never a dry-run): hold the results folder's lock for this
-    run, then record the planned moves (manifests: the catalog_shard jobs)."""
+    run, then record the planned moves and stage the new manifests (catalog_shard jobs
+    place them) and the library view (the library_view job places it)."""
     if not workflow.is_main_process:
         return
     try:
@@ -184,6 +208,8 @@ def start_run():
             )
         PLAN.write_moves()
         PLAN.stage()
+    if PLAN is not None:
+        stage_view(LAYOUT, VIEW_TEXT, VIEW_DIGEST)
 
 
 def module_outputs():
@@ -191,11 +217,9 @@ def module_outputs():
     outputs = {}
     for module in config["modules"]:
         if module in MODELS:
-            outputs[module] = [
-                results_path(module, "jobs", f"{j}.json") for j in MODEL_JOBS
-            ]
+            outputs[module] = [LAYOUT.job_summary(module, j) for j in MODEL_JOBS]
         else:  # metadata, technical, duplicates: one result file per shard
-            outputs[module] = [results_path(module, f"{s}.jsonl") for s in SHARDS]
+            outputs[module] = [LAYOUT.rows(module, s) for s in SHARDS]
     return outputs
 
 

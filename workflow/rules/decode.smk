@@ -7,13 +7,13 @@ rule decode:
     input:
         manifest=manifest,
     output:
-        tiers=directory(results_path("tiers", "{shard}.zarr")),
-        technical=results_path("technical", "{shard}.jsonl"),
-        thumbnails=results_path("thumbnails", "{shard}.zip"),
+        tiers=directory(LAYOUT.tiers("{shard}")),
+        technical=LAYOUT.technical("{shard}"),
+        thumbnails=LAYOUT.thumbnails("{shard}"),
     log:
-        results_path("logs", "decode", "{shard}.log"),
+        LAYOUT.log("decode", "{shard}"),
     benchmark:
-        results_path("benchmarks", "decode", "{shard}.tsv")
+        LAYOUT.benchmark("decode", "{shard}")
     conda:
         "../../envs/imganalyzer.yaml"
     threads: shard_threads(config["threads_per_decode_job"])  # a decode pool; decoding is CPU-bound

@@ -6,14 +6,14 @@
 rule duplicate_hashes:
     input:
         manifest=manifest,
-        tiers=results_path("tiers", "{shard}.zarr"),
-        technical=results_path("technical", "{shard}.jsonl"),
+        tiers=LAYOUT.tiers("{shard}"),
+        technical=LAYOUT.technical("{shard}"),
     output:
-        results_path("duplicates", "{shard}.jsonl"),
+        LAYOUT.rows("duplicates", "{shard}"),
     log:
-        results_path("logs", "duplicates", "{shard}.log"),
+        LAYOUT.log("duplicates", "{shard}"),
     benchmark:
-        results_path("benchmarks", "duplicates", "{shard}.tsv")
+        LAYOUT.benchmark("duplicates", "{shard}")
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 1
@@ -26,12 +26,13 @@ rule duplicate_hashes:
 rule duplicates:
     input:
         duplicates_inputs,
+        library_view=rules.library_view.output[0],
     output:
-        results_path("duplicates", "groups.json"),
+        LAYOUT.duplicate_groups,
     log:
-        results_path("logs", "duplicates", "groups.log"),
+        LAYOUT.log("duplicates", "groups"),
     benchmark:
-        results_path("benchmarks", "duplicates", "groups.tsv")
+        LAYOUT.benchmark("duplicates", "groups")
     localrule: True
     conda:
         "../../envs/imganalyzer.yaml"
@@ -39,10 +40,9 @@ rule duplicates:
     resources:
         mem_mb=4000,
     params:
-        results=lambda wildcards, output: str(Path(output[0]).parent.parent),
+        results=results_of(LAYOUT.duplicate_groups),
         library=config["library"],
         settings=config["duplicates"],
         use_clip="embedding" in config["modules"],
-        removed=REMOVED_DIGEST,
     script:
         "../../scripts/duplicates.py"

@@ -8,12 +8,13 @@ from imganalyzer.search.index import INDEX_VERSION
 rule index:
     input:
         module_targets(),
+        library_view=rules.library_view.output[0],
     output:
-        marker=results_path("index", "BUILT"),
+        marker=LAYOUT.index_marker,
     log:
-        results_path("logs", "index", "index.log"),
+        LAYOUT.log("index", "index"),
     benchmark:
-        results_path("benchmarks", "index", "index.tsv")
+        LAYOUT.benchmark("index", "index")
     localrule: True  # a global step beside the catalog; its params come from the main process
     conda:
         "../../envs/imganalyzer.yaml"
@@ -25,11 +26,9 @@ rule index:
         # streamed into a memory-mapped file.
         mem_mb=2000,
     params:
-        results=lambda wildcards, output: str(Path(output.marker).parent.parent),
+        results=results_of(LAYOUT.index_marker),
         library=config["library"],
         modules=config["modules"],
-        # deleting photos adds no shard: this changes instead, so the index drops them
-        removed=REMOVED_DIGEST,
         edits=PEOPLE_EDITS_DIGEST,  # names given to people are searchable
         version=INDEX_VERSION,
     script:

@@ -6,11 +6,11 @@ rule metadata:
     input:
         manifest=manifest,
     output:
-        results_path("metadata", "{shard}.jsonl"),
+        LAYOUT.rows("metadata", "{shard}"),
     log:
-        results_path("logs", "metadata", "{shard}.log"),
+        LAYOUT.log("metadata", "{shard}"),
     benchmark:
-        results_path("benchmarks", "metadata", "{shard}.tsv")
+        LAYOUT.benchmark("metadata", "{shard}")
     conda:
         "../../envs/imganalyzer.yaml"
     threads: shard_threads(config["threads_per_metadata_job"])  # header reads wait on I/O, not CPU

@@ -7,13 +7,14 @@
 # delete; edits made with `imganalyzer people` re-run this rule and the index.
 rule people:
     input:
-        [results_path("faces", "jobs", f"{job}.json") for job in MODEL_JOBS],
+        [LAYOUT.job_summary("faces", job) for job in MODEL_JOBS],
+        library_view=rules.library_view.output[0],
     output:
-        marker=results_path("faces", "PEOPLE_UPDATED"),
+        marker=LAYOUT.people_marker,
     log:
-        results_path("logs", "faces", "people.log"),
+        LAYOUT.log("faces", "people"),
     benchmark:
-        results_path("benchmarks", "faces", "people.tsv")
+        LAYOUT.benchmark("faces", "people")
     localrule: True
     conda:
         "../../envs/imganalyzer.yaml"
@@ -22,10 +23,9 @@ rule people:
         # 512 float16 per face: 1M faces = 1 GB, plus the clustering's neighbour graph.
         mem_mb=4000,
     params:
-        results=lambda wildcards, output: str(Path(output.marker).parent.parent),
+        results=results_of(LAYOUT.people_marker),
         library=config["library"],
         settings=config["people"],
-        removed=REMOVED_DIGEST,
         edits=PEOPLE_EDITS_DIGEST,
     script:
         "../../scripts/people.py"

@@ -4,20 +4,20 @@ rule benchmark_report:
     input:
         module_targets(),
     output:
-        table=results_path("report", "modules.json"),
+        table=LAYOUT.report_table,
         plot=report(
-            results_path("report", "module_times.svg"),
+            LAYOUT.report_plot,
             caption="../report/module_times.rst",
             category="Performance",
         ),
     log:
-        results_path("logs", "report", "benchmark_report.log"),
+        LAYOUT.log("report", "benchmark_report"),
     benchmark:
-        results_path("benchmarks", "report", "benchmark_report.tsv")
+        LAYOUT.benchmark("report", "benchmark_report")
     localrule: True
     conda:
         "../../envs/imganalyzer.yaml"
     params:
-        results=lambda wildcards, output: str(Path(output.table).parent.parent),
+        results=results_of(LAYOUT.report_table),
     script:
         "../../scripts/report.py"

@@ -6,12 +6,13 @@
 rule xmp:
     input:
         module_targets(),
+        library_view=rules.library_view.output[0],
     output:
-        marker=results_path("xmp", "WRITTEN"),
+        marker=LAYOUT.xmp_marker,
     log:
-        results_path("logs", "xmp", "xmp.log"),
+        LAYOUT.log("xmp", "xmp"),
     benchmark:
-        results_path("benchmarks", "xmp", "xmp.tsv")
+        LAYOUT.benchmark("xmp", "xmp")
     localrule: True  # may write beside the originals: never on a cluster node
     conda:
         "../../envs/imganalyzer.yaml"
@@ -19,11 +20,10 @@ rule xmp:
     resources:
         mem_mb=1000,
     params:
-        results=lambda wildcards, output: str(Path(output.marker).parent.parent),
+        results=results_of(LAYOUT.xmp_marker),
         library=config["library"],
         modules=config["modules"],
         settings=config["xmp"],
-        removed=REMOVED_DIGEST,
         edits=PEOPLE_EDITS_DIGEST,
     script:
         "../../scripts/xmp.py"

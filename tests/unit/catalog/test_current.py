@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from imganalyzer.catalog.current import current_shards, row_identity
-from imganalyzer.catalog.manifests import content_fingerprint
+from imganalyzer.catalog.manifests import Catalog, content_fingerprint
+from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows, write_rows
 from tests.support.results_library import ResultsLibrary, sample_photos
 
@@ -99,4 +100,6 @@ def test_a_deleted_moved_file_is_no_longer_current(lib: ResultsLibrary) -> None:
     (lib.library / NEW).unlink()
     view = current_shards(lib.results, lib.library)
     assert NEW not in view.rows("captions", "000001-00000")
-    assert [e.path for _, e in view.state.removed] == [OLD]
+    assert OLD not in view.current and NEW not in view.current
+    state = Catalog(Layout(lib.results)).state(lib.library)
+    assert [e.path for _, e in state.removed] == [OLD]

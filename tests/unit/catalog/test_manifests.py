@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from imganalyzer.catalog.current import LibraryView
 from imganalyzer.catalog.manifests import (
     Catalog,
     Entry,
@@ -14,6 +15,7 @@ from imganalyzer.catalog.manifests import (
     unescape_path,
     write_manifest,
 )
+from imganalyzer.layout import Layout
 
 
 def touch(path: Path, data: bytes = b"x", mtime_ns: int | None = None) -> Path:
@@ -142,7 +144,7 @@ def test_manifests_written_with_raw_bytes_still_read(tmp_path: Path) -> None:
 
 
 def test_ingest_cuts_new_files_into_shards_in_path_order(library: Path, tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog")
+    catalog = Catalog(Layout(tmp_path))
     report = catalog.ingest(library, shard_size=4)
     assert report.new_shards == ["000001-00000", "000001-00001"]
     first = read_manifest(catalog.manifest_path("000001-00000"))
@@ -151,7 +153,7 @@ def test_ingest_cuts_new_files_into_shards_in_path_order(library: Path, tmp_path
 
 
 def test_ingest_without_changes_writes_nothing(library: Path, tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog")
+    catalog = Catalog(Layout(tmp_path))
     catalog.ingest(library, shard_size=4)
     before = {p: p.stat().st_mtime_ns for p in catalog.shards_dir.iterdir()}
     report = catalog.ingest(library, shard_size=4)
@@ -162,12 +164,12 @@ def test_ingest_without_changes_writes_nothing(library: Path, tmp_path: Path) ->
 def test_ingest_reads_no_file_content(library: Path, tmp_path: Path) -> None:
     for path in library.rglob("*.*"):
         path.chmod(0)  # stat works, open would fail for a non-root user
-    catalog = Catalog(tmp_path / "catalog")
+    catalog = Catalog(Layout(tmp_path))
     assert catalog.ingest(library, shard_size=100).new_entries == 6
 
 
 def test_new_and_edited_files_form_one_new_batch(library: Path, tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog")
+    catalog = Catalog(Layout(tmp_path))
     catalog.ingest(library, shard_size=4)
     touch(library / "new.jpg")
     touch(library / "a.jpg", b"edited", mtime_ns=2_000_000_000_000_000_000)
@@ -180,7 +182,7 @@ def test_new_and_edited_files_form_one_new_batch(library: Path, tmp_path: Path) 
 
 
 def test_state_separates_current_superseded_removed(library: Path, tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog")
+    catalog = Catalog(Layout(tmp_path))
     catalog.ingest(library, shard_size=100)
     touch(library / "a.jpg", b"edited", mtime_ns=2_000_000_000_000_000_000)
     (library / "e.png").unlink()
@@ -193,7 +195,7 @@ def test_state_separates_current_superseded_removed(library: Path, tmp_path: Pat
 
 
 def test_state_reports_changes_not_yet_catalogued(library: Path, tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog")
+    catalog = Catalog(Layout(tmp_path))
     catalog.ingest(library, shard_size=100)
     touch(library / "a.jpg", b"edited again", mtime_ns=3_000_000_000_000_000_000)
     touch(library / "brand_new.jpg")
@@ -203,7 +205,7 @@ def test_state_reports_changes_not_yet_catalogued(library: Path, tmp_path: Path)
 
 
 def test_moving_the_whole_library_reanalyses_nothing(library: Path, tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog")
+    catalog = Catalog(Layout(tmp_path))
     catalog.ingest(library, shard_size=100)
     moved = tmp_path / "mounted" / "elsewhere"
     moved.parent.mkdir()
@@ -212,7 +214,7 @@ def test_moving_the_whole_library_reanalyses_nothing(library: Path, tmp_path: Pa
 
 
 def test_shard_ids_ignore_temporary_and_foreign_files(library: Path, tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog")
+    catalog = Catalog(Layout(tmp_path))
     catalog.ingest(library, shard_size=100)
     touch(catalog.shards_dir / ".000002-00000.tsv.abc.tmp")
     touch(catalog.shards_dir / "README")
@@ -234,20 +236,22 @@ def test_model_jobs_group_shards_within_each_ingest_batch() -> None:
     assert {k: v for k, v in after.items() if k in before} == before
 
 
-def test_ingest_reports_deletions_by_a_digest_that_changes_with_them(
-    library: Path, tmp_path: Path
-) -> None:
-    catalog = Catalog(tmp_path / "catalog")
-    first = catalog.ingest(library, shard_size=100).removed_digest
-    assert catalog.ingest(library, shard_size=100).removed_digest == first
+def view_digest(catalog: Catalog, library: Path) -> str:
+    """The digest of the library view a run would plan (the global steps' input)."""
+    return LibraryView.of(catalog.plan(library, shard_size=100).library_state()).digest()
+
+
+def test_deletions_add_no_shard_but_change_the_library_view(library: Path, tmp_path: Path) -> None:
+    catalog = Catalog(Layout(tmp_path))
+    catalog.ingest(library, shard_size=100)
+    first = view_digest(catalog, library)
+    assert view_digest(catalog, library) == first
     (library / "a.jpg").unlink()
     gone_a = catalog.ingest(library, shard_size=100)
-    assert gone_a.new_shards == [] and gone_a.removed_digest.startswith("1:")
+    assert gone_a.new_shards == [] and gone_a.removed == 1
+    without_a = view_digest(catalog, library)
     (library / "e.png").unlink()
-    assert catalog.ingest(library, shard_size=100).removed_digest not in (
-        first,
-        gone_a.removed_digest,
-    )
+    assert view_digest(catalog, library) not in (first, without_a)
 
 
 def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
@@ -261,7 +265,7 @@ def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
     library = tmp_path / "lib"
     write_jpeg(library / "cat.jpg", data.chelsea())
     touch(library / "broken.jpg", b"not an image")
-    catalog = Catalog(tmp_path / "results/catalog")
+    catalog = Catalog(Layout(tmp_path / "results"))
     (shard,) = catalog.ingest(library, shard_size=10).new_shards
     out = tmp_path / "results"
     run_decode_shard(
@@ -279,7 +283,7 @@ def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
 
 def test_a_plan_writes_nothing_until_a_run_writes_it(library: Path, tmp_path: Path) -> None:
     """A dry-run or lint plans the batch a real run writes, and writes nothing."""
-    catalog = Catalog(tmp_path / "results" / "catalog")
+    catalog = Catalog(Layout(tmp_path / "results"))
     plan = catalog.plan(library, shard_size=100)
     assert not (tmp_path / "results").exists()
     assert plan.report.new_entries > 0 and list(plan.shards) == plan.report.new_shards

@@ -11,6 +11,7 @@ import pytest
 import tantivy
 
 import imganalyzer.catalog.manifests as catalog_module
+from imganalyzer.catalog.current import LibraryView
 from imganalyzer.catalog.manifests import (
     FINGERPRINT_BYTES,
     Catalog,
@@ -20,6 +21,7 @@ from imganalyzer.catalog.manifests import (
     read_moves,
     write_manifest,
 )
+from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.search.index import index_dir_of, open_index, update_index
 from tests.support.results_library import ResultsLibrary, sample_photos
@@ -41,7 +43,7 @@ def move(library: Path, old: str, new: str) -> None:
 
 def decode(results: Path, library: Path, fingerprints: bool = True) -> None:
     """What the decode jobs record: a technical row per entry, with its fingerprint."""
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     for shard in catalog.shard_ids():
         out = results / "technical" / f"{shard}.jsonl"
         if out.exists():
@@ -61,7 +63,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Catalog]:
     for i in range(5):
         put(library / f"trip/{i}.jpg", f"photo {i} ".encode() * (i + 1), MTIME + i)
     put(library / "other.jpg", b"another photo")
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     catalog.ingest(library, shard_size=100)
     decode(results, library)
     return library, results, catalog
@@ -126,22 +128,28 @@ def test_moved_folder_is_recorded_as_moves_not_new_shards(setup) -> None:
     assert state.removed == [] and state.uncatalogued == [] and state.superseded == []
     # nothing to do on the next scan
     again = catalog.ingest(library, shard_size=100)
-    assert again.moved == 0 and again.new_shards == []
-    assert again.removed_digest == report.removed_digest
+    assert again.moved == 0 and again.new_shards == [] and again.removed == 0
 
 
-def test_move_changes_the_removed_digest(setup) -> None:
+def view_digest(catalog: Catalog, library: Path) -> str:
+    """Ingest, then the digest of the library view a run would plan (the global steps'
+    input: a move adds no shard, the view tells them)."""
+    report = catalog.ingest(library, shard_size=100)
+    assert report.new_shards == []
+    return LibraryView.of(catalog.plan(library, shard_size=100).library_state()).digest()
+
+
+def test_a_move_changes_the_library_view(setup) -> None:
     library, _, catalog = setup
-    first = catalog.ingest(library, shard_size=100).removed_digest
+    first = view_digest(catalog, library)
     move(library, "trip/0.jpg", "a/0.jpg")
-    moved = catalog.ingest(library, shard_size=100).removed_digest
+    moved = view_digest(catalog, library)
     move(library, "a/0.jpg", "b/0.jpg")
-    moved_again = catalog.ingest(library, shard_size=100).removed_digest
+    moved_again = view_digest(catalog, library)
     assert len({first, moved, moved_again}) == 3
-    assert moved.startswith("0:")  # a move removes nothing
     (library / "b/0.jpg").unlink()
     gone = catalog.ingest(library, shard_size=100)
-    assert gone.removed_digest.startswith("1:")
+    assert gone.removed == 1 and gone.new_shards == []
     assert [e.path for _, e in catalog.state(library).removed] == ["trip/0.jpg"]
 
 
@@ -221,7 +229,7 @@ def test_identical_files_pair_one_to_one_by_name(setup) -> None:
 def test_files_never_decoded_are_processed_as_new(tmp_path: Path) -> None:
     library, results = tmp_path / "lib", tmp_path / "results"
     put(library / "a/1.jpg", b"one")
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     catalog.ingest(library, shard_size=100)
     decode(results, library, fingerprints=False)  # e.g. a metadata-only run
     move(library, "a/1.jpg", "b/1.jpg")
@@ -232,7 +240,7 @@ def test_files_never_decoded_are_processed_as_new(tmp_path: Path) -> None:
 def test_undecodable_images_are_not_matched(tmp_path: Path) -> None:
     library, results = tmp_path / "lib", tmp_path / "results"
     put(library / "a/1.jpg", b"broken")
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     catalog.ingest(library, shard_size=100)
     entry = catalog.read("000001-00000")[0]
     row = error_row(entry, "cannot identify image file") | {"fingerprint": "x"}
@@ -358,7 +366,7 @@ def test_moves_survive_a_real_compaction(tmp_path: Path) -> None:
         "tier_compression": "jpeg",
         "jpeg_quality": 90,
     }
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
 
     def workflow_run() -> int:
         report = catalog.ingest(library, shard_size=100, exclude=[results])

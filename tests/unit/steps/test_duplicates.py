@@ -23,6 +23,7 @@ from imganalyzer.catalog.manifests import Catalog, read_manifest
 from imganalyzer.cli.duplicates import add_duplicates_parser
 from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
 from imganalyzer.example.library import write_dng, write_jpeg
+from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.steps.duplicates import (
     band_layout,
@@ -80,7 +81,7 @@ def build_library(library: Path) -> None:
 
 def analyse(library: Path, results: Path) -> list[str]:
     """Catalog, decode, metadata and hashes of every shard, as the workflow runs them."""
-    catalog = Catalog(results / "catalog")
+    catalog = Catalog(Layout(results))
     shards = catalog.ingest(library, shard_size=6, exclude=[results]).new_shards
     for shard in shards:
         manifest = catalog.manifest_path(shard)

@@ -16,9 +16,9 @@ from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
 from imganalyzer.cli.main import build_parser
 from imganalyzer.cli.people import add_people_parser
 from imganalyzer.decode.tiers import TierWriter, make_tiers
+from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, write_rows
 from imganalyzer.steps.people import (
-    EDITS_FILE,
     ClusterSettings,
     Edits,
     face_id,
@@ -153,7 +153,7 @@ class FakeResults:
 
     def __init__(self, root: Path) -> None:
         self.library, self.results = root / "library", root / "results"
-        self.catalog = Catalog(self.results / "catalog")
+        self.catalog = Catalog(Layout(self.results))
         self.library.mkdir(parents=True)
         self.mtime = 1_600_000_000 * 10**9
         self.centres = identities(len(COLOURS), seed=5)
@@ -246,13 +246,13 @@ def test_names_merges_and_splits_survive_new_images_and_reclustering(
     alice = library.person_of("a/0.jpg").pop()
     bob = (library.person_of("a/1.jpg") - {alice}).pop()
     set_name(library.results, alice, "Alice")
-    edits_before = (library.results / "faces" / EDITS_FILE).read_text()
+    edits_before = Layout(library.results).people_edits.read_text()
     library.add_shard({"b/new.jpg": [0, 1], "b/carol.jpg": [2], "b/carol2.jpg": [2]})
     report = library.update()
     assert library.person_of("b/new.jpg") == {alice, bob} and report.matched == 2
     carol = library.person_of("b/carol.jpg").pop()
     assert carol not in (alice, bob) and report.new_people == 1
-    assert (library.results / "faces" / EDITS_FILE).read_text() == edits_before
+    assert Layout(library.results).people_edits.read_text() == edits_before
     # Split Alice's face in a/2.jpg off into a new person; merge Carol into Bob.
     split = split_person(library.results, alice, paths=["a/2.jpg"])
     merged = merge_people(library.results, [carol, bob])

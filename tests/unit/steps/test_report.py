@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
+from imganalyzer.layout import Layout
 from imganalyzer.steps.report import format_reports, job_shards, module_reports, write_time_plot
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -13,7 +14,7 @@ def write_benchmark(path: Path, seconds: float, rss: str = "100.0") -> None:
 
 
 def make_results(root: Path) -> Path:
-    catalog = Catalog(root / "catalog")
+    catalog = Catalog(Layout(root))
     for shard, count in [("000001-00000", 10), ("000001-00001", 30), ("000002-00000", 5)]:
         write_manifest(
             catalog.manifest_path(shard), [Entry(f"{shard}/{i}", 1, 1) for i in range(count)]

@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 
 from imganalyzer.cli.main import main
 from imganalyzer.config import record_run_config
+from imganalyzer.layout import Layout
 from imganalyzer.steps import people as people_module
 from imganalyzer.web import app as app_module
 from imganalyzer.web import create_app
@@ -18,7 +19,7 @@ from .conftest import config_of, write_people
 @pytest.fixture
 def fresh(site: ResultsLibrary) -> TestClient:
     """A client over the site with its people file as the fixture wrote it."""
-    (site.results / "faces" / people_module.EDITS_FILE).unlink(missing_ok=True)
+    Layout(site.results).people_edits.unlink(missing_ok=True)
     shard = site.catalog.shard_ids()[0]
     write_people(site, shard, [e.path for e in site.catalog.read(shard)])
     return TestClient(create_app(config_of(site)), base_url="http://127.0.0.1")
