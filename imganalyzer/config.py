@@ -7,12 +7,14 @@ import difflib
 import json
 import math
 import os
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+from jsonschema.protocols import Validator
 
 from imganalyzer.errors import ConfigError
 from imganalyzer.files import atomic_write_text
@@ -25,11 +27,13 @@ def load_schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _with_defaults(validator_class):
+def _with_defaults(validator_class: type[Validator]) -> type[Validator]:
     """A validator class that also fills in ``default:`` values of absent properties."""
     check_properties = validator_class.VALIDATORS["properties"]
 
-    def properties(validator, props, instance, schema):
+    def properties(
+        validator: Validator, props: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[jsonschema.ValidationError]:
         if isinstance(instance, dict):
             for name, subschema in props.items():
                 if "default" in subschema:
@@ -153,6 +157,10 @@ def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
 def _describe(error: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in error.absolute_path)
     where = f"config key '{key}'" if key else "config"
+    # a validator sets these on every error it yields (they are unset only on hand-made ones)
+    instance: Any = error.instance
+    bound: Any = error.validator_value
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties":
         return f"{where}: {_unknown_keys(error)}"
     if error.validator == "required":
@@ -163,13 +171,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
             if error.validator.startswith("max")
             else "fewer than the minimum"
         )
-        return f"{where}: {len(error.instance)} entries, {than} of {error.validator_value}"
-    if error.validator == "pattern" and "description" in error.schema:
-        return f"{where}: {error.instance!r} is not {error.schema['description']}"
-    if error.validator == "type" and _is_non_finite(error.instance):
-        return f"{where}: {error.instance!r} is not a finite number"
-    if error.validator == "enum" and isinstance(error.instance, str):
-        return f"{where}: {error.message}{_did_you_mean(error.instance, error.validator_value)}"
+        return f"{where}: {len(instance)} entries, {than} of {bound}"
+    if error.validator == "pattern" and "description" in schema:
+        return f"{where}: {instance!r} is not {schema['description']}"
+    if error.validator == "type" and _is_non_finite(instance):
+        return f"{where}: {instance!r} is not a finite number"
+    if error.validator == "enum" and isinstance(instance, str):
+        return f"{where}: {error.message}{_did_you_mean(instance, bound)}"
     if error.validator in ("oneOf", "anyOf") and error.context:
         # e.g. batch_size: "auto" or an integer; say the bound the number broke, not the type
         reasons = [e for e in error.context if e.validator not in ("type", "enum")]
@@ -184,8 +192,10 @@ def _is_non_finite(value: Any) -> bool:
 
 
 def _unknown_keys(error: jsonschema.ValidationError) -> str:
-    known = list(error.schema.get("properties", {}))
-    unknown = [k for k in error.instance if k not in known]
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    known = list(schema.get("properties", {}))
+    instance: Any = error.instance  # set on every error a validator yields
+    unknown = [k for k in instance if k not in known]
     return (
         "; ".join(f"unknown key {k!r}{_did_you_mean(str(k), known)}" for k in unknown)
         or error.message
@@ -224,7 +234,7 @@ def _check_xmp_mirror(config: dict[str, Any]) -> None:
 
 
 def load_config_file(
-    path: str | os.PathLike, overrides: dict | None = None, check_paths: bool = True
+    path: str | os.PathLike, overrides: dict[str, Any] | None = None, check_paths: bool = True
 ) -> dict[str, Any]:
     """Read a config.yaml, apply ``overrides`` (e.g. from the command line) and validate
     (``check_paths``: also that the library folder exists)."""
