@@ -6,7 +6,7 @@ import contextlib
 import secrets
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,9 @@ def create_app(config: dict[str, Any], token: str | None = None) -> Starlette:
     return app
 
 
-def _warming(data: ResultsData):  # noqa: ANN202
+def _warming(
+    data: ResultsData,
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     """A lifespan that reads the manifests in a background thread as the server starts."""
 
     @contextlib.asynccontextmanager

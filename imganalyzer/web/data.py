@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import imagecodecs
 import numpy as np
@@ -90,7 +91,9 @@ class ResultsData:
         if shard is None or not SHARD_ID.match(shard):
             return None
         for catalogued in (path, self._moves.get().get(path)):
-            row = self._row_of(shard, catalogued) if catalogued is not None else None
+            if catalogued is None:
+                continue
+            row = self._row_of(shard, catalogued)
             if row is not None:
                 return Location(shard, row, catalogued)
         return None
@@ -132,7 +135,9 @@ class ResultsData:
     def thumbnail_url(self, location: Location | None) -> str | None:
         """The thumbnail's address, versioned by its shard file (so it may be cached for
         good), or None when the shard has no thumbnails."""
-        zipped = self.thumbnail_file(location.shard) if location is not None else None
+        if location is None:
+            return None
+        zipped = self.thumbnail_file(location.shard)
         if zipped is None:
             return None
         return f"/thumbnail/{location.shard}/{location.row}?v={zipped.stat().st_mtime_ns}"
@@ -155,7 +160,8 @@ class ResultsData:
         rgb = np.ascontiguousarray(reader.image(largest, row))
         if rgb.size == 0:
             return None
-        return imagecodecs.jpeg8_encode(rgb, level=TIER_JPEG_QUALITY)
+        # the stub says bytes | bytearray: bytearray only comes back into a given out=
+        return cast(bytes, imagecodecs.jpeg8_encode(rgb, level=TIER_JPEG_QUALITY))
 
     def original(self, path: str) -> Path | None:
         """The original file, only if it lies inside the library (no ``..``, no symlink
@@ -206,17 +212,20 @@ class ResultsData:
         return people, by_path
 
 
-class Stamped:
+T = TypeVar("T")
+
+
+class Stamped(Generic[T]):
     """A value computed from files, recomputed when one of them changes (by mtime)."""
 
-    def __init__(self, compute, *paths: Path) -> None:  # noqa: ANN001
+    def __init__(self, compute: Callable[[], T], *paths: Path) -> None:
         self.compute = compute
         self.paths = paths
-        self._stamp: tuple | None = None
-        self._value: Any = None
+        self._stamp: tuple[int | None, ...] | None = None
+        self._value: T
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> T:
         stamp = tuple(p.stat().st_mtime_ns if p.exists() else None for p in self.paths)
         with self._lock:
             if stamp != self._stamp:

@@ -24,7 +24,7 @@ from imganalyzer.web.view import data_of, form_of, not_found, render
 
 def people_rows(data: ResultsData) -> list[dict[str, Any]]:
     people = data.people()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for person in people.people.values():
         images = {people.faces[f].path for f in person.faces}
         rows.append(
@@ -116,7 +116,9 @@ def _chosen(data: ResultsData) -> dict[str, str]:
 def keeper_of(data: ResultsData, group: dict[str, Any]) -> str:
     """The keeper the user picked for the group, else the suggested one."""
     picked = _chosen(data).get(group_id(group))
-    return picked if picked in {m["path"] for m in group["members"]} else group["keeper"]
+    if picked is not None and picked in {m["path"] for m in group["members"]}:
+        return picked
+    return group["keeper"]
 
 
 def duplicate_rows(data: ResultsData) -> list[dict[str, Any]] | None:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from imganalyzer.search.query import MODES, Filters, Hit, parse_date_bound
+from imganalyzer.search.query import MODES, Filters, Hit, TextEncoder, parse_date_bound
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.view import render
 
@@ -65,10 +65,10 @@ class TextEncoders:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._encoder = None
+        self._encoder: TextEncoder | None = None
         self.failure: str | None = None
 
-    def get(self, config: dict[str, Any]):  # noqa: ANN201
+    def get(self, config: dict[str, Any]) -> TextEncoder | None:
         with self._lock:
             if self._encoder is None and self.failure is None:
                 try:

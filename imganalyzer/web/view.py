@@ -31,6 +31,7 @@ async def form_of(request: Request) -> dict[str, Any]:
     from imganalyzer.web.security import same
 
     form = await request.form()
-    if not same(form.get("csrf"), request.app.state.csrf):
+    token = form.get("csrf")  # an uploaded file in its place is no token either
+    if not same(token if isinstance(token, str) else None, request.app.state.csrf):
         raise PermissionError("the form's CSRF token is missing or wrong: reload the page")
     return {key: form.getlist(key) for key in form}
