@@ -6,10 +6,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from imganalyzer.cli.options import add_config_arguments, load_config, reported
 from imganalyzer.config import ConfigError
+
+if TYPE_CHECKING:
+    from imganalyzer.search.query import Filters, Hit
+
+T = TypeVar("T")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -89,7 +96,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_filters(args: argparse.Namespace):
+def _search_filters(args: argparse.Namespace) -> Filters:
     from imganalyzer.search.query import Filters, checked_filters
 
     return checked_filters(
@@ -109,7 +116,7 @@ def _search_filters(args: argparse.Namespace):
     )
 
 
-def _print_hits(hits: list, as_json: bool) -> None:
+def _print_hits(hits: list[Hit], as_json: bool) -> None:
     from imganalyzer.search.query import format_hits
 
     print(json.dumps([h.as_dict() for h in hits], indent=2) if as_json else format_hits(hits))
@@ -173,7 +180,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_export_folder(out: str, config: dict) -> None:
+def _check_export_folder(out: str, config: dict[str, Any]) -> None:
     """The photo library is never written to."""
     target, library = os.path.realpath(out), os.path.realpath(config["library"])
     if target == library or target.startswith(library.rstrip(os.sep) + os.sep):
@@ -182,11 +189,11 @@ def _check_export_folder(out: str, config: dict) -> None:
         raise ValueError(f"export folder {out!r} is a file")
 
 
-def _checked(parse, option: str = ""):  # noqa: ANN001, ANN202
+def _checked(parse: Callable[[str], T], option: str = "") -> Callable[[str], T]:
     """An argparse type from a search_input parser: its message becomes argparse's error
     (which names the option itself)."""
 
-    def convert(text: str):  # noqa: ANN202
+    def convert(text: str) -> T:
         from imganalyzer.search.query_input import SearchInputError
 
         try:
@@ -224,10 +231,10 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
 def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     from imganalyzer.search import query_input as check
 
-    def minimum(option: str, bound: check.Bound):  # noqa: ANN202
+    def minimum(option: str, bound: check.Bound) -> Callable[[str], float]:
         return _checked(lambda text: check.parse_minimum(text, option, bound), option)
 
-    def date(option: str):  # noqa: ANN202
+    def date(option: str) -> Callable[[str], datetime]:
         return _checked(lambda text: check.parse_date_bound(text, option), option)
 
     parser.add_argument(
@@ -334,7 +341,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose error line stays one line whatever the arguments hold (a carriage
     return or a path's stray byte is shown escaped)."""
 
-    def error(self, message: str):  # noqa: ANN201
+    def error(self, message: str) -> NoReturn:
         super().error("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from imganalyzer.config import (
     RESULTS_ENV,
@@ -33,7 +34,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--library", help="override the config's library")
 
 
-def load_config(args: argparse.Namespace, need_library: bool | None = None) -> dict:
+def load_config(args: argparse.Namespace, need_library: bool | None = None) -> dict[str, Any]:
     """The config of the run that wrote the results folder (``--results``, the environment
     or the current folder), with ``--config`` and ``--library`` on top; without a recorded
     run, ``--config`` (default ``config.yaml``) as it is. ``need_library``: whether the

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from imganalyzer.catalog.manifests import escape_path
-from imganalyzer.cli.options import add_config_arguments, load_config, reported
+from imganalyzer.cli.options import Command, add_config_arguments, load_config, reported
 from imganalyzer.steps import people as people_module
 
 
@@ -19,7 +19,7 @@ def _results(args: argparse.Namespace) -> str:
     return load_config(args)["results"]
 
 
-def _person_dict(person: people_module.Person, people: people_module.PeopleFile) -> dict:
+def _person_dict(person: people_module.Person, people: people_module.PeopleFile) -> dict[str, Any]:
     images = sorted({people.faces[f].path for f in person.faces})
     return {
         "id": person.id, "name": person.name, "aliases": person.aliases,
@@ -117,7 +117,7 @@ def add_people_parser(commands: argparse._SubParsersAction) -> None:
     people = commands.add_parser("people", help="people found in the photos: list, name, merge")
     actions = people.add_subparsers(dest="people_command", required=True)
 
-    def action(name: str, help_text: str, handler) -> argparse.ArgumentParser:  # noqa: ANN001
+    def action(name: str, help_text: str, handler: Command) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help_text)
         add_config_arguments(parser)
         parser.set_defaults(func=reported(handler))
