@@ -251,7 +251,7 @@ class CurrentView:
 def file_versions(paths: Iterable[Path]) -> list[tuple[str, int, int] | None]:
     """(name, size, mtime_ns) of each file, None where it does not exist: a cheap
     fingerprint of a job's inputs (result files are only ever replaced, never edited)."""
-    versions = []
+    versions: list[tuple[str, int, int] | None] = []
     for path in paths:
         try:
             st = path.stat()

@@ -128,7 +128,9 @@ def _failure(summary: Path, log_file: str | os.PathLike, error: Exception) -> di
     }
 
 
-def read_failures(results: str | os.PathLike, modules: Sequence[str] | None = None) -> list[dict]:
+def read_failures(
+    results: str | os.PathLike, modules: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Every model job whose last run failed: its module, job, error and log path (the
     records ``results/<module>/failed/<job>.json``), optionally only of ``modules``.
     For ``imganalyzer status`` and the end-of-run summary."""
@@ -148,7 +150,7 @@ def read_failures(results: str | os.PathLike, modules: Sequence[str] | None = No
 class ModuleOutcome:
     done: int = 0  # jobs (model modules) or shards (per-shard modules) that finished
     image_errors: int = 0  # images with an error row (a bad file), in those
-    failed: list[dict] = field(default_factory=list)  # failed jobs (their records)
+    failed: list[dict[str, Any]] = field(default_factory=list)  # failed jobs (their records)
 
 
 def run_summary(
@@ -186,7 +188,7 @@ def run_summary(
 
 
 def _outcome(
-    module: str, outputs: list[str], started: float, failures: dict[tuple[str, str], dict]
+    module: str, outputs: list[str], started: float, failures: dict[tuple[str, str], dict[str, Any]]
 ) -> ModuleOutcome:
     outcome = ModuleOutcome()
     for output in map(Path, outputs):

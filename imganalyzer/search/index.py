@@ -347,19 +347,22 @@ def _version(path: Path) -> tuple[int, int] | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _people_names(results: str, versions: tuple) -> dict[str, list[str]]:
+def _people_names(
+    results: str, versions: tuple[tuple[int, int] | None, ...]
+) -> dict[str, list[str]]:
     return people_by_path(results)
 
 
-def shard_fields(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[dict]:
+def shard_fields(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[dict[str, Any]]:
     """:func:`image_fields` of every current image of ``shard``, in manifest order."""
     by_module = {module: view.rows(module, shard) for module in modules}
     people = named_people(view) if "faces" in modules else {}
     for entry in view.shards[shard].entries:
         rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
-        if people.get(entry.path) and rows.get("faces"):
+        faces = rows.get("faces")
+        if people.get(entry.path) and faces:
             # names live in people.json (users edit them), not in the faces rows
-            rows["faces"] = {**rows["faces"], "people": people[entry.path]}
+            rows["faces"] = {**faces, "people": people[entry.path]}
         yield image_fields(entry.path, shard, rows)
 
 
@@ -550,7 +553,7 @@ def _apply(
     )
 
 
-def _vector_files(view: CurrentView, shard: str) -> list:
+def _vector_files(view: CurrentView, shard: str) -> list[tuple[str, int, int] | None]:
     suffixes = (".npy", ".jsonl")
     return file_versions(view.result_file("embedding", shard, s) for s in suffixes)
 

@@ -125,10 +125,10 @@ class StatusReport:
             )
         lines.append("")
         lines.append(f"{'module':<12} {'done':>8} {'errors':>8} {'pending':>8}")
-        for name, counts in self.modules.items():
-            never = "  (not run yet)" if counts.pending and not counts.done + counts.errors else ""
+        for name, module in self.modules.items():
+            never = "  (not run yet)" if module.pending and not module.done + module.errors else ""
             lines.append(
-                f"{name:<12} {counts.done:>8} {counts.errors:>8} {counts.pending:>8}{never}"
+                f"{name:<12} {module.done:>8} {module.errors:>8} {module.pending:>8}{never}"
             )
         if self.failed_jobs:
             lines.append("")
