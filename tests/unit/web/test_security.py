@@ -73,3 +73,13 @@ def test_token_is_required_everywhere_when_set(site: ResultsLibrary) -> None:
 def test_csrf_token_of_another_server_is_refused(client: TestClient) -> None:
     response = client.post("/duplicates/keeper", data={"group": "x", "keeper": "y", "csrf": "z"})
     assert response.status_code == 403
+
+
+def test_csrf_field_sent_as_a_file_is_refused(client: TestClient) -> None:
+    token = client.app.state.csrf
+    response = client.post(
+        "/duplicates/keeper",
+        data={"group": "x", "keeper": "y"},
+        files={"csrf": ("token.txt", token.encode(), "text/plain")},
+    )
+    assert response.status_code == 403
