@@ -82,6 +82,11 @@ def job_files(*parts):
     ]
 
 
+def job_paths(path_of):
+    """Input function: ``path_of(shard)`` (a LAYOUT method) for every shard of a model job."""
+    return lambda wildcards: [str(path_of(s)) for s in MODEL_JOBS[wildcards.job]]
+
+
 def job_shards(wildcards):
     return MODEL_JOBS[wildcards.job]
 
