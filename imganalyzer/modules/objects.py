@@ -341,7 +341,10 @@ class ObjectDetector(BatchedModel):
         self.fp32_converted: list[str] = []
         self.text_labels = frozenset(map(normalise_label, text_labels))
         self.person_labels = frozenset(map(normalise_label, person_labels))
-        for key, names in (("text_labels", self.text_labels), ("person_labels", self.person_labels)):
+        for key, names in (
+            ("text_labels", self.text_labels),
+            ("person_labels", self.person_labels),
+        ):
             missing = sorted(names - set(self.labels))
             if missing:
                 log.warning("objects.%s %s are not among the prompts: never detected", key, missing)

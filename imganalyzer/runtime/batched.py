@@ -276,6 +276,7 @@ class RunStats:
     total_s: float = 0.0
     oom_backoffs: int = 0
     batch_size: int = 0  # in use at the end, after any back-off
+    errors: int = 0  # error rows a model job wrote (runtime.job)
 
 
 class BatchedModel(ABC):

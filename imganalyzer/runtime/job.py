@@ -138,8 +138,8 @@ def run_model_job(
     except BaseException:
         checkpoint.save_partial()
         raise
-    errors = sum(_write_shard(model, layout, plan, results) for plan in plans)
-    write_job_summary(layout.job_summary(model.module, job), model, shards, errors)
+    model.stats.errors = sum(_write_shard(model, layout, plan, results) for plan in plans)
+    write_job_summary(layout.job_summary(model.module, job), model, shards)
     return model
 
 
@@ -232,16 +232,13 @@ class _Checkpoint:
         self.unsaved = 0
 
 
-def write_job_summary(
-    path: str | os.PathLike, model: BatchedModel, shards: Sequence[str], errors: int = 0
-) -> None:
-    """The marker a model job writes last: its shards, model, error rows, timings and the
-    model's own ``summary_fields`` (JSON)."""
+def write_job_summary(path: str | os.PathLike, model: BatchedModel, shards: Sequence[str]) -> None:
+    """The marker a model job writes last: its shards, model, timings and error rows
+    (``stats``) and the model's own ``summary_fields`` (JSON)."""
     summary: dict[str, Any] = {
         "module": model.module,
         "model": model.model_id,
         "shards": list(shards),
-        "errors": errors,
     }
     summary.update(dataclasses.asdict(model.stats))
     summary.update(model.summary_fields())

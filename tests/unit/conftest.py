@@ -80,13 +80,15 @@ def shard_images() -> list[np.ndarray | None]:
     ]
 
 
-def write_shard(
-    folder: Path, images: list[np.ndarray | None], shard: str = SHARD_ID
-) -> Shard:
+def write_shard(folder: Path, images: list[np.ndarray | None], shard: str = SHARD_ID) -> Shard:
     """Manifest, tier store and technical rows of a shard in the results folder ``folder``."""
     layout = Layout(folder)
     entries = [Entry(f"photos/{i:02d}.jpg", 1000 + i, 10**18 + i) for i in range(len(images))]
-    manifest, tiers, technical = layout.manifest(shard), layout.tiers(shard), layout.technical(shard)
+    manifest, tiers, technical = (
+        layout.manifest(shard),
+        layout.tiers(shard),
+        layout.technical(shard),
+    )
     manifest.parent.mkdir(parents=True, exist_ok=True)
     write_manifest(manifest, entries)
     clip_images = []

@@ -13,7 +13,11 @@ from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.config import ConfigError
 from imganalyzer.files import atomic_open
 from imganalyzer.layout import Layout
-from imganalyzer.modules.aesthetic import AestheticHead, check_aesthetic_compatible, run_aesthetic_job
+from imganalyzer.modules.aesthetic import (
+    AestheticHead,
+    check_aesthetic_compatible,
+    run_aesthetic_job,
+)
 from imganalyzer.modules.embedding import run_embedding_job
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError

@@ -207,7 +207,9 @@ def test_one_job_over_two_shards_equals_per_shard_runs(
                     batch_size=2)  # fmt: skip
     assert loads == [1]
     for i, (shard, part) in enumerate(zip(shards, parts, strict=True)):
-        alone = run_rows(tiny_model, write_objects_shard(tmp_path / f"alone{i}", part), batch_size=2)
+        alone = run_rows(
+            tiny_model, write_objects_shard(tmp_path / f"alone{i}", part), batch_size=2
+        )
         together = list(read_rows(layout.rows("objects", shard.id)))
         assert [r["path"] for r in together] == [e.path for e in read_manifest(shard.manifest)]
         assert_rows_close(alone, together)
