@@ -422,7 +422,8 @@ class BatchedModel(ABC):
                 writes.popleft().result()
         finally:
             loader.shutdown(cancel_futures=True)
-            writer.shutdown(cancel_futures=True)
+            # Batches already predicted are still written: a job that stops keeps them.
+            writer.shutdown()
         self.stats.total_s = time.perf_counter() - started
         self.stats.batch_size = self.batch_size
         self._progress.reach(source.n_rows)
