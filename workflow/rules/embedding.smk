@@ -24,7 +24,7 @@ rule embedding:
         # CUDA/torch libraries (~1.5 GB), prefetched batches (~0.5 GB at batch size 256).
         mem_mb=8000,
     params:
-        results=str(LAYOUT.root),
+        results=results_folder,
         shards=job_shards,
         model=config["embedding"]["model"],
         pretrained=config["embedding"]["pretrained"],

@@ -21,7 +21,7 @@ rule faces:
         # buffalo_l: detector + recogniser + attributes, ~350 MB of ONNX weights.
         mem_mb=4000,
     params:
-        results=str(LAYOUT.root),
+        results=results_folder,
         shards=job_shards,
         settings=config["faces"],
         device=config["device"],

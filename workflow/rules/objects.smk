@@ -20,7 +20,7 @@ rule objects:
         # prefetched 1024 px batches.
         mem_mb=6000,
     params:
-        results=str(LAYOUT.root),
+        results=results_folder,
         shards=job_shards,
         settings=config["objects"],
         device=config["device"],

@@ -22,7 +22,7 @@ rule ocr:
         ),
         mem_mb=4000,
     params:
-        results=str(LAYOUT.root),
+        results=results_folder,
         shards=job_shards,
         library=config["library"],
         settings=config["ocr"],
