@@ -11,16 +11,19 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imganalyzer.files import atomic_open
+
+if TYPE_CHECKING:  # the catalog reads rows with this module: no import at run time
+    from imganalyzer.catalog.manifests import Entry
 
 OK = "ok"
 ERROR = "error"
 
 
-def ok_row(entry, fields: dict[str, Any]) -> dict[str, Any]:
-    """A result row for an analysed image; ``entry`` is a catalog ``Entry``."""
+def ok_row(entry: Entry, fields: dict[str, Any]) -> dict[str, Any]:
+    """A result row for an analysed image."""
     return {
         "path": entry.path,
         "size": entry.size,
@@ -37,7 +40,7 @@ ERROR_KINDS = frozenset(
 )
 
 
-def error_row(entry, reason: str, error_kind: str | None = None) -> dict[str, Any]:
+def error_row(entry: Entry, reason: str, error_kind: str | None = None) -> dict[str, Any]:
     """A result row for an image that could not be analysed, with a one-line reason and,
     where known, its ``error_kind`` (one of :data:`ERROR_KINDS`)."""
     reason = " ".join(str(reason).split()) or "unknown error"

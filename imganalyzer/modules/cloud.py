@@ -662,7 +662,7 @@ class _TierImages(TierBatches):
     """The chosen tier's images of a shard's rows, each with its manifest entry."""
 
     def __init__(self, shard: JobShard, tier: str, rows: np.ndarray) -> None:
-        super().__init__(shard.tiers, tier, rows)
+        super().__init__(shard.reader, tier, rows)
         self.entries = shard.entries
 
     def read(self, start: int, stop: int) -> RowBatch:
@@ -742,7 +742,7 @@ class CloudDescriber(BatchedModel):
         return {k: v for k, v in cached.items() if k not in _IDENTITY}
 
     def source(self, shard: JobShard, rows: np.ndarray) -> TierBatches:
-        tier = choose_tier(shard.tiers.tiers, self.settings.max_long_edge)
+        tier = choose_tier(shard.reader.tiers, self.settings.max_long_edge)
         return _TierImages(shard, tier, rows)
 
     def preprocess(self, batch: RowBatch) -> HostItems:

@@ -106,7 +106,7 @@ class _FaceImages(TierBatches):
     is read again one image at a time: an unreadable image becomes that image's error."""
 
     def __init__(self, shard: JobShard, tier: str, rows: np.ndarray) -> None:
-        super().__init__(shard.tiers, tier, rows)
+        super().__init__(shard.reader, tier, rows)
         self.technical = shard.rows.get("technical")
 
     def read(self, start: int, stop: int) -> RowBatch:

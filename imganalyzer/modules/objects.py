@@ -461,7 +461,7 @@ class ObjectDetector(BatchedModel):
         ]
 
     def source(self, shard: JobShard, rows: np.ndarray) -> TierBatches:
-        source = _SizeRecordingBatches(shard.tiers, self.tier, rows)
+        source = _SizeRecordingBatches(shard.reader, self.tier, rows)
         self._tier_sizes[shard.id] = source.sizes
         return source
 

@@ -587,7 +587,7 @@ def run_ocr_job(
     reader = OcrReader(
         library, backend, trocr_model, max_side, max_regions, min_confidence, max_pixels, device
     )
-    reader = run_model_job(reader, layout, job, shards, threads)
+    run_model_job(reader, layout, job, shards, threads)
     _log_counts(reader)
     return reader
 

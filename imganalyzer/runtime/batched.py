@@ -28,7 +28,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -156,7 +156,7 @@ class HostItems:
     do not run in torch (onnxruntime, a remote API): the runtime slices them by rows and
     never moves them to a device."""
 
-    def __init__(self, items: Sequence[Any]) -> None:
+    def __init__(self, items: Iterable[Any]) -> None:
         self.items = list(items)
 
     def __len__(self) -> int:
@@ -285,7 +285,7 @@ class BatchedModel(ABC):
     spec: ClassVar[ModelSpec | None] = None  # its registry entry: sets the three below
     module: ClassVar[str]  # for logs: "embedding"
     tier: ClassVar[str | None]  # the tier it reads (None: reads no pixels)
-    default_batch_size: ClassVar[int]
+    default_batch_size: int  # a class's, from its spec; a host model may set its own
     half_precision_safe: ClassVar[bool] = False  # may it run in bf16/fp16 on a GPU?
     # False: a model outside torch (onnxruntime, an API); its inputs stay on the host and it
     # chooses its own runtime from ``requested_device``.
@@ -319,11 +319,11 @@ class BatchedModel(ABC):
         """Build the model on ``device`` in ``dtype``; called once, by ``load``."""
 
     @abstractmethod
-    def preprocess(self, batch: RowBatch) -> torch.Tensor | PaddedImages:
+    def preprocess(self, batch: RowBatch) -> torch.Tensor | PaddedImages | HostItems:
         """CPU tensor of the batch's model inputs, first dimension = rows (loader thread)."""
 
     @abstractmethod
-    def predict_batch(self, inputs: torch.Tensor) -> Any:
+    def predict_batch(self, inputs: Any) -> Any:
         """The forward pass on ``inputs`` (already on the device, in ``dtype`` if float)."""
 
     @abstractmethod
@@ -368,9 +368,9 @@ class BatchedModel(ABC):
 
     def source(self, shard: JobShard, rows: np.ndarray) -> BatchSource:
         """The manifest ``rows`` of ``shard`` to run, as a batch source: their tier images."""
-        if self.tier is None or shard.tiers is None:
+        if self.tier is None:
             raise NotImplementedError(f"{self.module}: reads no tiers; it needs its own source")
-        return TierBatches(shard.tiers, self.tier, rows)
+        return TierBatches(shard.reader, self.tier, rows)
 
     def row_fields(self, result: Any, shard: JobShard, row: int) -> dict[str, Any]:
         """The fields of an ok row (beside path, size, mtime_ns, status) from a result."""

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from imganalyzer.results import ERROR, error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.batched import NOT_DECODED, BatchedModel, ConcatenatedBatches, RowFailure
 
 log = logging.getLogger(__name__)
+Model = TypeVar("Model", bound=BatchedModel)
 
 TECHNICAL = "technical"
 
@@ -52,6 +53,13 @@ class JobShard:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     tiers: TierReader | None = None
+
+    @property
+    def reader(self) -> TierReader:
+        """The tier store, for a model that reads tiers."""
+        if self.tiers is None:
+            raise ValueError(f"shard {self.id}: its model reads no tiers")
+        return self.tiers
 
 
 def read_job_shard(layout: Layout, model: BatchedModel, shard: str) -> JobShard:
@@ -108,12 +116,12 @@ class _Plan:
 
 
 def run_model_job(
-    model: BatchedModel,
+    model: Model,
     layout: Layout,
     job: str,
     shards: Sequence[str],
     threads: int = 2,
-) -> BatchedModel:
+) -> Model:
     """Run ``model`` over every shard of model job ``job`` with one model load; write each
     shard's rows (``layout.rows``), its array (``layout.array``) where the model makes one,
     and last the job's summary (``layout.job_summary``). ``threads``: CPU threads of the
