@@ -22,6 +22,7 @@ the shards, checks them, runs the model over them as one stream and writes the r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -34,13 +35,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
-import torch
 
 from imganalyzer.progress import Progress
 from imganalyzer.results import read_rows
 from imganalyzer.runtime.registry import ModelSpec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where it runs: a host model's job never loads it
+    import torch
+
     from imganalyzer.runtime.job import JobShard
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,16 @@ WRITER_BACKLOG = 2
 # running out of host memory kills the process instead of raising: "auto" caps it here.
 CPU_AUTO_BATCH_SIZE = 16
 NOT_DECODED = "not decoded"
+
+
+@dataclass(frozen=True)
+class HostDevice:
+    """Where a host model's inputs stay (``BatchedModel.on_torch`` False): no torch device."""
+
+    type: str = "cpu"
+
+
+HOST = HostDevice()
 _OUT_OF_MEMORY = object()  # _try_predict's answer when the batch did not fit
 
 Deliver = Callable[[np.ndarray, Any], None]
@@ -61,6 +73,8 @@ Deliver = Callable[[np.ndarray, Any], None]
 
 def choose_device(requested: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then CPU; ``cuda``/``mps``/``cpu`` force one."""
+    import torch
+
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if requested == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
@@ -73,6 +87,8 @@ def choose_device(requested: str = "auto") -> torch.device:
 
 def choose_dtype(device: torch.device, half_precision_safe: bool) -> torch.dtype:
     """bf16 on CUDA where supported, else fp16, for models safe in half precision; fp32 else."""
+    import torch
+
     if not half_precision_safe or device.type == "cpu":
         return torch.float32
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -90,6 +106,8 @@ def initial_batch_size(requested: int | str, default: int, device: torch.device)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
     # MPS and older CUDA paths raise a plain RuntimeError with this text.
     return isinstance(error, torch.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "out of memory" in str(error)
@@ -123,6 +141,8 @@ class PaddedImages:
 
     @classmethod
     def from_rows(cls, batch: RowBatch) -> PaddedImages:
+        import torch
+
         pixels = torch.from_numpy(np.ascontiguousarray(batch.data)).permute(0, 3, 1, 2)
         sizes = torch.from_numpy(np.asarray(batch.sizes, dtype=np.int64))
         return cls(pixels.contiguous(), sizes)
@@ -303,8 +323,8 @@ class BatchedModel(ABC):
 
     def __init__(self, device: str = "auto", batch_size: int | str = "auto") -> None:
         self.requested_device, self.requested_batch_size = device, batch_size
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
+        self.device: Any = HOST  # torch.device once loaded; HOST for a host model
+        self.dtype: Any = None  # torch.dtype once loaded; None for a host model
         self.batch_size = 0
         self.stats = RunStats()
         self._loaded = False
@@ -338,13 +358,15 @@ class BatchedModel(ABC):
         if self.on_torch:
             self.device = choose_device(self.requested_device)
             self.dtype = choose_dtype(self.device, self.half_precision_safe)
+        else:
+            self.device, self.dtype = HOST, None
         self.batch_size = initial_batch_size(
             self.requested_batch_size, self.default_batch_size, self.device
         )
         self.load_model(self.device, self.dtype)
         self.stats.load_s = time.perf_counter() - started
         self._loaded = True
-        dtype = str(self.dtype).removeprefix("torch.")
+        dtype = str(self.dtype).removeprefix("torch.") if self.on_torch else "its own runtime"
         log.info(
             "%s: %s on %s in %s, batch size %d (requested %s); loaded in %.1f s",
             self.module, self.model_id, self.device.type, dtype, self.batch_size,
@@ -355,7 +377,10 @@ class BatchedModel(ABC):
     def use_threads(self, threads: int) -> int:
         """Give the job's ``threads`` CPU threads to the model; returns the loader threads
         (one thread drives the model, the rest load batches)."""
-        torch.set_num_threads(max(1, threads))
+        if self.on_torch:
+            import torch
+
+            torch.set_num_threads(max(1, threads))
         return max(1, threads - 1)
 
     def decide(self, shard: JobShard, row: int) -> dict[str, Any] | RowFailure | None:
@@ -389,7 +414,7 @@ class BatchedModel(ABC):
     def infer(self, batch: RowBatch) -> Any:
         """One batch synchronously, without threads (queries, tests): postprocessed results."""
         self.load()
-        with torch.inference_mode():
+        with self._inference_mode():
             return self.postprocess(self._predict(self.preprocess(batch)))
 
     def run(
@@ -508,8 +533,15 @@ class BatchedModel(ABC):
         self.stats.images += len(chunk)
         return outputs
 
+    def _inference_mode(self) -> contextlib.AbstractContextManager:
+        if not self.on_torch:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.inference_mode()
+
     def _predict(self, chunk: torch.Tensor) -> Any:
-        with torch.inference_mode():
+        with self._inference_mode():
             inputs = chunk.to(self.device, non_blocking=True)
             if inputs.is_floating_point():
                 inputs = inputs.to(self.dtype)
@@ -526,7 +558,7 @@ class BatchedModel(ABC):
             log.warning(message + " (lower %s.batch_size in config.yaml)", *args, self.module)
 
     def _write(self, deliver: Deliver, indices: np.ndarray, outputs: Any) -> None:
-        with torch.inference_mode():
+        with self._inference_mode():
             deliver(indices, self.postprocess(outputs))
         if len(indices):  # rows are written in order: every row up to the last one is done
             self._progress.reach(int(indices[-1]) + 1)

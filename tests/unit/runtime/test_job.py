@@ -4,6 +4,8 @@ as one stream, their rows (decided, predicted, failed) and the job summary writt
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +189,39 @@ def test_the_layout_decides_where_a_job_writes(tmp_path: Path) -> None:
     run_model_job(MeanColour(), Layout(tmp_path), JOB, [shard.id])
     assert (tmp_path / "colour" / f"{shard.id}.jsonl").exists()
     assert (tmp_path / "colour" / "jobs" / f"{JOB}.json").exists()
+
+
+HOST_JOB = """
+import sys
+from pathlib import Path
+from imganalyzer.runtime.batched import BatchedModel, HostItems
+from imganalyzer.runtime.job import run_model_job
+from tests.unit.conftest import shard_images, write_shard
+
+class Sizes(BatchedModel):
+    module, tier, default_batch_size, on_torch = "sizes", "clip", 2, False
+    model_id = "sizes"
+    def load_model(self, device, dtype): pass
+    def preprocess(self, batch): return HostItems(batch.sizes.tolist())
+    def predict_batch(self, inputs): return list(inputs)
+    def postprocess(self, outputs): return outputs
+    def row_fields(self, result, shard, row): return {"size": result}
+
+shard = write_shard(Path(sys.argv[1]), shard_images())
+run_model_job(Sizes(), shard.layout, "000001-00000-00000", [shard.id])
+print("torch" in sys.modules)
+"""
+
+
+def test_a_host_model_job_never_imports_torch(tmp_path: Path) -> None:
+    # onnxruntime and API models (faces, OCR, cloud): importing torch would cost their
+    # job seconds and ~0.5 GB of memory for nothing.
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", HOST_JOB, str(tmp_path)],
+        capture_output=True, text=True, cwd=root, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    rows = list(read_rows(Layout(tmp_path).rows("sizes", "000001-00000")))
+    assert rows[0]["size"] == [64, 96] and rows[FAILED_ROW]["status"] == "error"
