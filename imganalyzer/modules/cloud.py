@@ -700,16 +700,13 @@ class CloudDescriber(BatchedModel):
         self.settings, self.layout, self.ledger = settings, layout, ledger
         self.clock, self.sleep, self.rng = clock, sleep, rng
         self.default_batch_size = settings.concurrency
+        self.checkpoint_every = CHECKPOINT_EVERY
         self.counts = CloudStats()
         self._cached: dict[str, dict[int, dict[str, Any]]] = {}
 
     @property
     def model_id(self) -> str:
         return self.settings.model_id
-
-    @property
-    def checkpoint_every(self) -> int:
-        return CHECKPOINT_EVERY
 
     def use_threads(self, threads: int) -> int:
         return 1  # a loader thread reads the tiers; the requests run in the pool

@@ -314,6 +314,10 @@ class BatchedModel(ABC):
     # ("technical": the decode job's), and arrays (aesthetic: the embedding vectors).
     inputs: tuple[str, ...] = ("technical",)
     input_arrays: tuple[str, ...] = ()
+    # For results that cost money (cloud): the job rewrites the rows done so far every this
+    # many results and when it stops; rows not reached get ``not_done_reason``. 0: never.
+    checkpoint_every: int = 0
+    not_done_reason: str = "not done"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -165,7 +165,7 @@ def _shard_results(plan: _Plan, results: list[Any]) -> list[Any]:
     return by_row
 
 
-def shard_rows(
+def _shard_rows(
     model: BatchedModel,
     plan: _Plan,
     results: list[Any],
@@ -198,7 +198,7 @@ def shard_rows(
 
 def _write_shard(model: BatchedModel, layout: Layout, plan: _Plan, results: list[Any]) -> int:
     """Write a shard's array, then its rows; returns its error rows."""
-    rows, array = shard_rows(model, plan, results)
+    rows, array = _shard_rows(model, plan, results)
     if array is not None:
         with atomic_open(layout.array(model.module, plan.shard.id), "wb") as handle:
             np.save(handle, array)
@@ -215,7 +215,7 @@ class _Checkpoint:
         self, model: BatchedModel, layout: Layout, plans: list[_Plan], results: list[Any]
     ) -> None:
         self.model, self.layout, self.plans, self.results = model, layout, plans, results
-        self.every = int(getattr(model, "checkpoint_every", 0) or 0)
+        self.every = model.checkpoint_every
         self.unsaved, self.reached = 0, -1
 
     def delivered(self, count: int, last_index: int) -> None:
@@ -231,11 +231,11 @@ class _Checkpoint:
             self._save()
 
     def _save(self) -> None:
-        reason = RowFailure(getattr(self.model, "not_done_reason", "not done"))
+        reason = RowFailure(self.model.not_done_reason)
         for plan in self.plans:
             if plan.offset > self.reached:
                 break
-            rows, _ = shard_rows(self.model, plan, self.results, lambda _row: reason)
+            rows, _ = _shard_rows(self.model, plan, self.results, lambda _row: reason)
             write_rows(self.layout.rows(self.model.module, plan.shard.id), rows)
         self.unsaved = 0
 
