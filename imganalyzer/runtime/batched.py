@@ -327,8 +327,12 @@ class BatchedModel(ABC):
 
     def __init__(self, device: str = "auto", batch_size: int | str = "auto") -> None:
         self.requested_device, self.requested_batch_size = device, batch_size
-        self.device: Any = HOST  # torch.device once loaded; HOST for a host model
-        self.dtype: Any = None  # torch.dtype once loaded; None for a host model
+        self.device: Any = HOST  # a torch.device for a torch model; HOST for a host model
+        self.dtype: Any = None  # a torch.dtype for a torch model
+        if self.on_torch:
+            import torch
+
+            self.device, self.dtype = torch.device("cpu"), torch.float32  # until loaded
         self.batch_size = 0
         self.stats = RunStats()
         self._loaded = False
