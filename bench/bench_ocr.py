@@ -6,7 +6,7 @@ Run from the repository root as a plain script (``bench/`` is then first on ``sy
     .venv/bin/python bench/bench_ocr.py            # about 3 minutes on 2 cores
     .venv/bin/python bench/bench_ocr.py --quick    # smoke test: fewer and smaller images
 
-Every figure goes through ``run_ocr_job`` exactly as a shard job does (objects rows flag every
+Every figure goes through ``run_ocr_job`` exactly as a model job does (objects rows flag every
 image as holding text; files are JPEG q90 in a temporary library). Measured, in this one run:
 
 1. images/s on text-heavy pages (~1600 x 2000 px, ~36 lines each, read at the 2048 px bound;
@@ -36,6 +36,7 @@ from skimage import data
 
 import imganalyzer.modules.ocr as ocr
 from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, read_rows, write_rows
 
 WORDS = (
@@ -90,33 +91,35 @@ def captioned_photo(name: str, seed: int) -> Image.Image:
     return photo
 
 
-def write_library(root: Path, name: str, images: list[Image.Image]) -> ocr.OcrShardFiles:
-    """The images as JPEG q90 and a one-shard manifest with objects rows flagging text."""
+SHARD, JOB = "000001-00000", "000001-00000-00000"
+
+
+def write_library(root: Path, name: str, images: list[Image.Image]) -> Layout:
+    """The images as JPEG q90, and a results folder ``root/name`` with a one-shard manifest
+    and objects rows flagging text."""
     entries = []
     for index, image in enumerate(images):
         path = root / f"{name}-{index:03d}.jpg"
         image.save(path, quality=90)
         stat = path.stat()
         entries.append(Entry(path.name, stat.st_size, stat.st_mtime_ns))
-    manifest, objects = root / f"{name}.tsv", root / f"{name}.objects.jsonl"
-    write_manifest(manifest, entries)
-    write_rows(objects, [ok_row(entry, {"has_text": True}) for entry in entries])
-    return ocr.OcrShardFiles(manifest, objects, root / f"{name}.ocr.jsonl")
+    layout = Layout(root / name)
+    write_manifest(layout.manifest(SHARD), entries)
+    write_rows(layout.rows("objects", SHARD), [ok_row(e, {"has_text": True}) for e in entries])
+    return layout
 
 
-def job_rate(
-    shard: ocr.OcrShardFiles, root: Path, images_at_once: int = 2
-) -> tuple[float, ocr.OcrJob]:
-    """images/s of one OCR job on ``shard`` (model load excluded) and the job."""
+def job_rate(layout: Layout, root: Path, images_at_once: int = 2) -> tuple[float, ocr.OcrReader]:
+    """images/s of one OCR job on the shard of ``layout`` (model load excluded) and the job."""
     ocr.RAPIDOCR_MAX_IMAGES_AT_ONCE = images_at_once
-    job = ocr.run_ocr_job([shard], root, max_side=BOUND, device="cpu", threads=2)
-    rows = list(read_rows(shard.out_jsonl))
+    job = ocr.run_ocr_job(layout, JOB, [SHARD], root, max_side=BOUND, device="cpu", threads=2)
+    rows = list(read_rows(layout.rows("ocr", SHARD)))
     assert all(row["status"] == "ok" for row in rows), rows
-    return job.stats.read / (job.stats.total_s - job.stats.load_s), job
+    return job.counts.read / job.stats.total_s, job
 
 
-def lines_per_image(shard: ocr.OcrShardFiles) -> float:
-    rows = list(read_rows(shard.out_jsonl))
+def lines_per_image(layout: Layout) -> float:
+    rows = list(read_rows(layout.rows("ocr", SHARD)))
     return sum(len(row["lines"]) for row in rows) / len(rows)
 
 

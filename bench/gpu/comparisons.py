@@ -157,26 +157,27 @@ def faces_job(pack: str, reader: TierReader, folder: Path, device: str) -> dict[
     """The faces job itself (``run_faces_job``: its loader thread, onnxruntime's providers)
     over one shard of the kit's tier store, vs ``analyze`` on images already in memory."""
     from imganalyzer.catalog.manifests import Entry, write_manifest
-    from imganalyzer.modules.faces import FaceAnalyzer, FacesShardFiles, run_faces_job
+    from imganalyzer.layout import Layout
+    from imganalyzer.modules.faces import FaceAnalyzer, run_faces_job
     from imganalyzer.results import ok_row, write_rows
 
-    folder.mkdir(parents=True, exist_ok=True)
+    layout, shard, job = Layout(folder), "000001-00000", "000001-00000-00000"
     entries = [Entry(f"kit/{i:05d}.jpg", 1, 1) for i in range(reader.n_images)]
-    write_manifest(folder / "shard.tsv", entries)
+    write_manifest(layout.manifest(shard), entries)
+    layout.tiers(shard).parent.mkdir(parents=True, exist_ok=True)
+    if not layout.tiers(shard).exists():
+        layout.tiers(shard).symlink_to(reader.path.resolve(), target_is_directory=True)
     _, sizes, _ = reader.read("detect", 0, reader.n_images)
     scale = 6  # original pixels per tier pixel: a 24 MP photo over a 1024 px tier
     technical = [
         ok_row(e, {"width": int(w) * scale, "height": int(h) * scale})
         for e, (h, w) in zip(entries, sizes, strict=True)
     ]
-    write_rows(folder / "technical.jsonl", technical)
-    shard = FacesShardFiles(
-        folder / "shard.tsv", reader.path, folder / "technical.jsonl", None,
-        folder / "faces.jsonl", folder / "faces.npy",
-    )  # fmt: skip
-    run_faces_job([shard], pack=pack, device=device, threads=2)  # warm-up: sessions, arenas
+    write_rows(layout.technical(shard), technical)
+    # warm-up: sessions, arenas
+    run_faces_job(layout, job, [shard], pack=pack, device=device, threads=2)
     with GpuSampler() as gpu:
-        analyzer = run_faces_job([shard], pack=pack, device=device, threads=2)
+        analyzer = run_faces_job(layout, job, [shard], pack=pack, device=device, threads=2)
     stats = analyzer.stats
     images, _, _ = reader.read("detect", 0, reader.n_images)
     crops = [image[:h, :w] for image, (h, w) in zip(images, sizes, strict=True)]
@@ -189,7 +190,7 @@ def faces_job(pack: str, reader: TierReader, folder: Path, device: str) -> dict[
         "dtype": "float32 (onnxruntime)",
         "model": "SCRFD-shaped (ResNet-18 trunk) + ResNet-50 ArcFace-shaped, ONNX",
         "images": stats.images,
-        "faces": stats.faces,
+        "faces": analyzer.faces,
         "seconds": round(stats.total_s, 2),
         "images_per_s": rate,
         "gpu_utilisation_pct": gpu.mean_utilisation,

@@ -7,16 +7,17 @@ trained on L2-normalised OpenAI CLIP ViT-L/14 image embeddings, which is what
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from imganalyzer.catalog.manifests import Entry
-from imganalyzer.results import OK, error_row, ok_row, read_rows, write_rows
-from imganalyzer.runtime.batched import ArrayBatches, BatchedModel, ConcatenatedBatches, RowBatch
+from imganalyzer.layout import Layout
+from imganalyzer.results import OK
+from imganalyzer.runtime.batched import ArrayBatches, BatchedModel, RowBatch, RowFailure
+from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import (  # noqa: F401 (check_aesthetic_compatible: re-exported)
     MODELS,
     check_aesthetic_compatible,
@@ -26,6 +27,7 @@ from imganalyzer.runtime.registry import (  # noqa: F401 (check_aesthetic_compat
 
 _SPEC = MODELS["aesthetic"]
 EMBEDDING_DIM = 768  # ViT-L/14's embedding size
+NO_VECTOR = "no embedding"
 
 
 class AestheticHead(nn.Module):
@@ -56,10 +58,13 @@ class AestheticScorer(BatchedModel):
     whole shard is ~1 GFLOP."""
 
     spec = _SPEC
+    inputs = ("embedding",)
+    input_arrays = ("embedding",)
 
     def __init__(self, weights: str = _SPEC.model_keys["weights"], batch_size: int | str = 4096):
         super().__init__(device="cpu", batch_size=batch_size)
         self.weights = weights
+        self._model_id: str | None = None
 
     @property
     def model_id(self) -> str:
@@ -84,62 +89,33 @@ class AestheticScorer(BatchedModel):
         """-> (n,) float64 scores."""
         return outputs.cpu().numpy().astype(np.float64)
 
+    def decide(self, shard: JobShard, row: int) -> RowFailure | None:
+        embedded = shard.rows["embedding"][row]
+        return None if embedded["status"] == OK else RowFailure(embedded.get("error", NO_VECTOR))
+
+    def source(self, shard: JobShard, rows: np.ndarray) -> ArrayBatches:
+        vectors = shard.arrays["embedding"]
+        if vectors.shape[1:] != (self.in_dim,):
+            width = "x".join(map(str, vectors.shape[1:]))
+            raise ValueError(
+                f"aesthetic: the head expects {self.in_dim}-d embeddings, "
+                f"shard {shard.id} holds {width}-d ones"
+            )
+        return ArrayBatches(vectors[rows], np.ones(len(rows), dtype=bool))
+
+    def row_fields(self, result: float, shard: JobShard, row: int) -> dict[str, Any]:
+        if self._model_id is None:  # resolved once, not per row
+            self._model_id = self.model_id
+        return {"aesthetic": round(float(result), 4), "model": self._model_id}
+
 
 def run_aesthetic_job(
-    shards: Sequence[tuple[str | os.PathLike, str | os.PathLike, str | os.PathLike]],
+    layout: Layout,
+    job: str,
+    shards: Sequence[str],
     weights: str = _SPEC.model_keys["weights"],
     batch_size: int | str = 4096,
 ) -> AestheticScorer:
-    """Score every embedded image of several shards with one head load.
-
-    ``shards``: (embedding .npy, embedding .jsonl, output .jsonl) of each shard; output
-    rows follow the embedding rows' order.
-    """
-    vectors = [np.load(npy) for npy, _, _ in shards]
-    upstream = [list(read_rows(jsonl)) for _, jsonl, _ in shards]
-    for (npy, _, _), matrix, rows in zip(shards, vectors, upstream, strict=True):
-        if len(rows) != len(matrix):
-            raise ValueError(f"{npy}: {len(matrix)} vectors, {len(rows)} rows")
-    scorer = AestheticScorer(weights, batch_size)
-    scorer.load()
-    sources = []
-    for (npy, _, _), matrix, rows in zip(shards, vectors, upstream, strict=True):
-        if matrix.shape[1:] != (scorer.in_dim,):
-            width = "x".join(map(str, matrix.shape[1:]))
-            raise ValueError(
-                f"aesthetic: the head expects {scorer.in_dim}-d embeddings, "
-                f"{npy} holds {width}-d ones"
-            )
-        sources.append(ArrayBatches(matrix, np.array([r["status"] == OK for r in rows], bool)))
-    source = ConcatenatedBatches(sources)
-    scores = np.full(source.n_rows, np.nan)
-
-    def deliver(indices: np.ndarray, results: np.ndarray) -> None:
-        scores[indices] = results
-
-    scorer.run(source, deliver)
-    for (_, _, out_jsonl), rows, offset in zip(shards, upstream, source.offsets, strict=False):
-        write_rows(out_jsonl, _score_rows(rows, scores[offset : offset + len(rows)], scorer))
-    return scorer
-
-
-def _score_rows(upstream: list[dict], scores: np.ndarray, scorer: AestheticScorer) -> list[dict]:
-    rows, model_id = [], scorer.model_id  # resolved once, not per row
-    for row, score in zip(upstream, scores, strict=True):
-        entry = Entry(row["path"], row["size"], row["mtime_ns"])
-        if row["status"] != OK:
-            rows.append(error_row(entry, row.get("error", "no embedding")))
-        else:
-            rows.append(ok_row(entry, {"aesthetic": round(float(score), 4), "model": model_id}))
-    return rows
-
-
-def run_aesthetic_shard(
-    embedding_npy: str | os.PathLike,
-    embedding_jsonl: str | os.PathLike,
-    out_jsonl: str | os.PathLike,
-    weights: str = _SPEC.model_keys["weights"],
-    batch_size: int | str = 4096,
-) -> AestheticScorer:
-    """``run_aesthetic_job`` for a single shard."""
-    return run_aesthetic_job([(embedding_npy, embedding_jsonl, out_jsonl)], weights, batch_size)
+    """Score every embedded image of a job's shards with one head load, from the
+    embedding job's vectors and rows (``run_model_job``)."""
+    return run_model_job(AestheticScorer(weights, batch_size), layout, job, shards, threads=1)

@@ -16,26 +16,16 @@ token (tests/unit/modules/test_captions.py checks it).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
 
-from imganalyzer.catalog.manifests import read_manifest
-from imganalyzer.decode.tiers import TierReader
-from imganalyzer.results import error_row, ok_row, write_rows
-from imganalyzer.runtime.batched import (
-    NOT_DECODED,
-    BatchedModel,
-    ConcatenatedBatches,
-    RowBatch,
-    TierBatches,
-    decode_failures,
-)
+from imganalyzer.layout import Layout
+from imganalyzer.runtime.batched import BatchedModel, RowBatch
+from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path
 
 _SPEC = MODELS["captions"]
@@ -202,19 +192,14 @@ class Captioner(BatchedModel):
             for start in range(0, len(texts), n_prompts)
         ]
 
-
-@dataclass(frozen=True)
-class CaptionsShardFiles:
-    """The inputs and output of one shard of a captions job."""
-
-    manifest: str | os.PathLike
-    tiers: str | os.PathLike
-    technical: str | os.PathLike | None
-    out_jsonl: str | os.PathLike
+    def row_fields(self, result: dict[str, Any], shard: JobShard, row: int) -> dict[str, Any]:
+        return {"model": self.model_id, **result}
 
 
 def run_captions_job(
-    shards: Sequence[CaptionsShardFiles],
+    layout: Layout,
+    job: str,
+    shards: Sequence[str],
     model: str = _SPEC.model_keys["model"],
     questions: Mapping[str, str] = DEFAULT_QUESTIONS,
     caption_prompt: str = CAPTION_PROMPT,
@@ -223,55 +208,7 @@ def run_captions_job(
     batch_size: int | str = "auto",
     threads: int = 2,
 ) -> Captioner:
-    """Caption every decoded image of several shards with one model load.
-
-    The shards are read as one stream of batches (the loader keeps the model fed across
-    shard boundaries). ``threads``: CPU threads of the job; one drives the model, the rest
-    load batches. Returns the captioner, whose ``stats`` hold the job's timings.
-    """
-    torch.set_num_threads(max(1, threads))
-    entries = [read_manifest(shard.manifest) for shard in shards]
-    readers = [TierReader(shard.tiers) for shard in shards]
-    for shard, rows, reader in zip(shards, entries, readers, strict=True):
-        if reader.n_images != len(rows):
-            raise ValueError(f"{shard.tiers}: {reader.n_images} images, manifest has {len(rows)}")
+    """Caption every decoded image of a job's shards with one model load
+    (``run_model_job``); returns the captioner, whose ``stats`` hold the job's timings."""
     captioner = Captioner(model, questions, caption_prompt, max_new_tokens, device, batch_size)
-    captioner.load()
-    source = ConcatenatedBatches([TierBatches(reader, captioner.tier) for reader in readers])
-    results: list[dict[str, Any] | None] = [None] * source.n_rows
-
-    def deliver(indices: np.ndarray, batch_results: list[dict[str, Any]]) -> None:
-        for index, result in zip(indices, batch_results, strict=True):
-            results[index] = result
-
-    captioner.run(source, deliver, loader_threads=max(1, threads - 1))
-    for shard, rows, offset in zip(shards, entries, source.offsets, strict=False):
-        _write_shard(shard, rows, results[offset : offset + len(rows)], captioner.model_id)
-    return captioner
-
-
-def _write_shard(
-    shard: CaptionsShardFiles,
-    entries: list,
-    results: list[dict[str, Any] | None],
-    model_id: str,
-) -> None:
-    failures = decode_failures(shard.technical, len(entries))
-    rows = [
-        error_row(entry, failures.get(i, NOT_DECODED))
-        if result is None
-        else ok_row(entry, {"model": model_id, **result})
-        for i, (entry, result) in enumerate(zip(entries, results, strict=True))
-    ]
-    write_rows(shard.out_jsonl, rows)
-
-
-def run_captions_shard(
-    manifest: str | os.PathLike,
-    tiers: str | os.PathLike,
-    technical: str | os.PathLike | None,
-    out_jsonl: str | os.PathLike,
-    **settings: Any,
-) -> Captioner:
-    """``run_captions_job`` for a single shard."""
-    return run_captions_job([CaptionsShardFiles(manifest, tiers, technical, out_jsonl)], **settings)
+    return run_model_job(captioner, layout, job, shards, threads)

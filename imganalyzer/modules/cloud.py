@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import email.utils
 import fcntl
+import functools
 import io
 import json
 import logging
@@ -43,7 +44,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imganalyzer.catalog.manifests import Entry, read_manifest
+from imganalyzer.catalog.manifests import Entry
 from imganalyzer.config import ConfigError
-from imganalyzer.decode.tiers import TierReader, resize_long_edge
+from imganalyzer.decode.tiers import resize_long_edge
 from imganalyzer.files import atomic_write_text
-from imganalyzer.results import OK, error_row, ok_row, read_rows, write_rows
-from imganalyzer.runtime.batched import NOT_DECODED, decode_failures
+from imganalyzer.layout import Layout
+from imganalyzer.results import OK, read_rows
+from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure, TierBatches
+from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.registry import MODELS
 
 log = logging.getLogger(__name__)
 
+_SPEC = MODELS["cloud"]
 CLOUD_VERSION = "1"
 PROVIDERS = ("anthropic", "openai")
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-4.1-mini"}
@@ -139,21 +144,11 @@ class CloudError(RuntimeError):
     """The job cannot go on (authentication refused, model or endpoint not found)."""
 
 
-@dataclass(frozen=True)
-class CloudShardFiles:
-    """The inputs and output of one shard of a cloud job."""
-
-    manifest: str | os.PathLike
-    tiers: str | os.PathLike
-    technical: str | os.PathLike | None
-    out_jsonl: str | os.PathLike
-
-
 @dataclass
 class CloudStats:
     """What one job did: images described (``sent``), reused from the previous output
-    (``cached``), left out by the budget, failed (API errors and undecodable images),
-    requests retried, and the estimated cost of what was sent."""
+    (``cached``), left out by the budget, failed (API errors and undecodable images: the
+    job's error rows), requests retried, and the estimated cost of what was sent."""
 
     sent: int = 0
     cached: int = 0
@@ -161,7 +156,6 @@ class CloudStats:
     errors: int = 0
     retries: int = 0
     cost_usd: float = 0.0
-    seconds: float = 0.0
 
 
 # --- Pacing, budget --------------------------------------------------------------------------
@@ -299,10 +293,6 @@ class _RetryableError(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
-
-
-class _NotDecoded(Exception):
-    """The tier store holds no image for this row."""
 
 
 class _ImageError(Exception):
@@ -497,10 +487,7 @@ class _Sender:
             raise CloudError("cloud: job aborted after a fatal API error")
         if self.budget.exhausted:
             return Outcome(skipped=True)
-        try:
-            jpeg = load_jpeg()
-        except _NotDecoded as error:
-            return Outcome(error=str(error))
+        jpeg = load_jpeg()
         estimate = self.settings.cost_per_image_usd
         if not self.budget.reserve(estimate):
             return Outcome(skipped=True)
@@ -602,99 +589,167 @@ def quiet_http_loggers() -> Iterator[None]:
             logger.setLevel(level)
 
 
+class _TierImages(TierBatches):
+    """The chosen tier's images of a shard's rows, each with its manifest entry."""
+
+    def __init__(self, shard: JobShard, tier: str, rows: np.ndarray) -> None:
+        super().__init__(shard.reader, tier, rows)
+        self.entries = shard.entries
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        batch = super().read(start, stop)
+        items = np.empty(len(batch.indices), dtype=object)
+        for k, (index, image, (height, width)) in enumerate(
+            zip(batch.indices, batch.data, batch.sizes, strict=True)
+        ):
+            entry = self.entries[int(self.rows[index])]
+            items[k] = (entry, np.ascontiguousarray(image[:height, :width]))
+        return RowBatch(batch.indices, items, batch.sizes)
+
+
+class CloudDescriber(BatchedModel):
+    """A remote vision model as a batched model: ``predict_batch`` hands a batch's images
+    to a pool of ``concurrency`` threads (budget, pacing, retries in ``_Sender``) and returns
+    at once; ``postprocess`` (the writer thread) waits for their outcomes, so requests keep
+    flowing across batches. Rows already described for the same file version, provider and
+    model are reused (``decide``); a stopped job keeps what it paid for (checkpoints)."""
+
+    spec = _SPEC
+    on_torch = False
+    not_done_reason = NOT_SENT
+
+    def __init__(
+        self,
+        settings: CloudSettings,
+        layout: Layout,
+        ledger: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(device="cpu", batch_size="auto")
+        self.settings, self.layout, self.ledger = settings, layout, ledger
+        self.clock, self.sleep, self.rng = clock, sleep, rng
+        self.default_batch_size = settings.concurrency
+        self.checkpoint_every = CHECKPOINT_EVERY
+        self.counts = CloudStats()
+        self._cached: dict[str, dict[int, dict[str, Any]]] = {}
+
+    @property
+    def model_id(self) -> str:
+        return self.settings.model_id
+
+    def use_threads(self, threads: int) -> int:
+        return 1  # a loader thread reads the tiers; the requests run in the pool
+
+    def load_model(self, device: Any, dtype: Any) -> None:
+        secret = api_key(self.settings)
+        run_id = os.environ.get(RUN_ID_ENV)
+        self.budget = Budget(
+            self.settings.max_images_per_run, self.settings.max_cost_usd, self.ledger, run_id
+        )
+        limiter = RateLimiter(self.settings.requests_per_minute, self.clock, self.sleep)
+        client = _Client(self.settings, secret)
+        self.sender = _Sender(
+            client, self.settings, limiter, self.budget, self.sleep, self.rng, secret
+        )
+        self.pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="cloud")
+        self.started = time.perf_counter()
+
+    def decide(self, shard: JobShard, row: int) -> dict[str, Any] | RowFailure | None:
+        failed = super().decide(shard, row)
+        if failed is not None:
+            return failed
+        if shard.id not in self._cached:
+            previous = self.layout.rows(self.module, shard.id)
+            self._cached[shard.id] = _cached_rows(previous, shard.entries, self.settings)
+        cached = self._cached[shard.id].get(row)
+        if cached is None:
+            return None
+        self.counts.cached += 1
+        return {k: v for k, v in cached.items() if k not in _IDENTITY}
+
+    def source(self, shard: JobShard, rows: np.ndarray) -> TierBatches:
+        tier = choose_tier(shard.reader.tiers, self.settings.max_long_edge)
+        return _TierImages(shard, tier, rows)
+
+    def preprocess(self, batch: RowBatch) -> HostItems:
+        return HostItems(batch.data)
+
+    def predict_batch(self, inputs: HostItems) -> list[tuple[Entry, Future]]:
+        jpeg = self._jpeg
+        return [
+            (entry, self.pool.submit(self.sender.process, functools.partial(jpeg, rgb)))
+            for entry, rgb in inputs
+        ]
+
+    def postprocess(self, outputs: list[tuple[Entry, Future]]) -> list[Any]:
+        return [self._result(entry, future.result()) for entry, future in outputs]
+
+    def row_fields(self, result: dict[str, Any], shard: JobShard, row: int) -> dict[str, Any]:
+        return result
+
+    def summary_fields(self) -> dict[str, Any]:
+        """Provider, model, the name of the key's environment variable (never the key)."""
+        return {
+            "version": CLOUD_VERSION,
+            "provider": self.settings.provider,
+            "api_key_env": self.settings.key_env,
+            **{k: v for k, v in dataclasses.asdict(self.counts).items() if k != "errors"},
+        }
+
+    def _jpeg(self, rgb: np.ndarray) -> bytes:
+        rgb = resize_long_edge(rgb, self.settings.max_long_edge)
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, "JPEG", quality=self.settings.jpeg_quality)
+        return buffer.getvalue()
+
+    def _result(self, entry: Entry, outcome: Outcome) -> dict[str, Any] | RowFailure:
+        counts, settings = self.counts, self.settings
+        counts.retries += outcome.retries
+        counts.cost_usd += outcome.cost_usd
+        if outcome.skipped:
+            counts.skipped_budget += 1
+            return {"provider": settings.provider, "model": settings.model_id,
+                    "skipped": SKIPPED_BUDGET}  # fmt: skip
+        if outcome.fields is not None:
+            counts.sent += 1
+            return outcome.fields
+        log.warning("cloud: %s: %s", entry.path, outcome.error)
+        return RowFailure(outcome.error or "unknown error")
+
+
+_IDENTITY = ("path", "size", "mtime_ns", "status")
+
+
 def run_cloud_job(
-    shards: Sequence[CloudShardFiles],
+    layout: Layout,
+    job: str,
+    shards: Sequence[str],
     settings: CloudSettings,
     ledger: Path | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     rng: Callable[[], float] = random.random,
-) -> CloudStats:
-    """Describe every decoded image of ``shards`` that has no current description yet.
-
-    ``ledger``: the run's budget file (``results/cloud/ledger.json``), shared by the jobs
-    of one run (``IMGANALYZER_RUN_ID``). ``clock``/``sleep``/``rng``: injectable for tests.
-    Each shard's rows are written as soon as the shard is done.
-    """
-    secret = api_key(settings)
-    started = time.perf_counter()
-    stats = CloudStats()
-    run_id = os.environ.get(RUN_ID_ENV)
-    budget = Budget(settings.max_images_per_run, settings.max_cost_usd, ledger, run_id)
+) -> CloudDescriber:
+    """Describe every decoded image of a job's shards that has no current description yet
+    (``run_model_job``). ``ledger``: the run's budget file (``layout.cloud_ledger``), shared
+    by the jobs of one run (``IMGANALYZER_RUN_ID``). ``clock``/``sleep``/``rng``: injectable
+    for tests. Returns the describer; ``counts`` says what it did."""
+    describer = CloudDescriber(settings, layout, ledger, clock, sleep, rng)
     with quiet_http_loggers():
-        sender = _Sender(
-            _Client(settings, secret),
-            settings,
-            RateLimiter(settings.requests_per_minute, clock, sleep),
-            budget,
-            sleep,
-            rng,
-            secret,
-        )
-        with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="cloud") as pool:
-            for shard in shards:
-                _run_shard(shard, settings, sender, pool, stats)
-    stats.seconds = time.perf_counter() - started
+        run_model_job(describer, layout, job, shards)
+    c = describer.counts
+    c.errors = describer.stats.errors  # failed decodes, refused images, replies given up on
     log.info(
         "cloud: %s %s: %d sent, %d cached, %d skipped (budget), %d errors, %d retries, "
         "~$%.4f in %.1f s; run %s spent %s",
-        settings.provider, settings.model_id, stats.sent, stats.cached, stats.skipped_budget,
-        stats.errors, stats.retries, stats.cost_usd, stats.seconds, run_id or "-",
-        budget.spent(),
+        settings.provider, settings.model_id, c.sent, c.cached, c.skipped_budget, c.errors,
+        c.retries, c.cost_usd, describer.stats.total_s, os.environ.get(RUN_ID_ENV) or "-",
+        describer.budget.spent(),
     )  # fmt: skip
-    return stats
-
-
-def _run_shard(
-    shard: CloudShardFiles,
-    settings: CloudSettings,
-    sender: _Sender,
-    pool: ThreadPoolExecutor,
-    stats: CloudStats,
-) -> None:
-    entries = read_manifest(shard.manifest)
-    reader = TierReader(shard.tiers)
-    if reader.n_images != len(entries):
-        raise ValueError(f"{shard.tiers}: {reader.n_images} images, manifest has {len(entries)}")
-    tier = choose_tier(reader.tiers, settings.max_long_edge)
-    failures = decode_failures(shard.technical, len(entries))
-    cached = _cached_rows(shard.out_jsonl, entries, settings)
-    rows: list[dict[str, Any] | None] = [None] * len(entries)
-    todo = []
-    for index, entry in enumerate(entries):
-        if index in failures:
-            rows[index] = error_row(entry, failures[index])
-        elif index in cached:
-            rows[index] = cached[index]
-        else:
-            todo.append(index)
-    stats.cached += len(cached)
-    stats.errors += len(failures)
-    read_lock = threading.Lock()
-
-    def process(index: int) -> Outcome:
-        return sender.process(lambda: _tier_jpeg(reader, tier, index, settings, read_lock))
-
-    unsaved = 0  # described images not yet in the output file
-    try:
-        for index, outcome in zip(todo, pool.map(process, todo), strict=True):
-            rows[index] = _row(entries[index], outcome, settings, stats)
-            unsaved += outcome.fields is not None
-            if unsaved >= CHECKPOINT_EVERY:
-                _write_partial(shard.out_jsonl, entries, rows)
-                unsaved = 0
-    except BaseException:
-        if unsaved:
-            _write_partial(shard.out_jsonl, entries, rows)
-        raise
-    write_rows(shard.out_jsonl, rows)
-
-
-def _write_partial(path: str | os.PathLike, entries: list[Entry], rows: list) -> None:
-    """The rows so far, images not done yet as error rows: a job killed mid-shard keeps
-    what it paid for, and its re-run sends only the rest."""
-    write_rows(path, [row or error_row(e, NOT_SENT) for e, row in zip(entries, rows, strict=True)])
+    return describer
 
 
 def choose_tier(tiers: Mapping[str, int], max_long_edge: int) -> str:
@@ -703,35 +758,6 @@ def choose_tier(tiers: Mapping[str, int], max_long_edge: int) -> str:
     if fitting:
         return max(fitting, key=tiers.__getitem__)
     return min(tiers, key=tiers.__getitem__)
-
-
-def _tier_jpeg(
-    reader: TierReader, tier: str, index: int, settings: CloudSettings, lock: threading.Lock
-) -> bytes:
-    with lock:
-        images, sizes, ok = reader.read(tier, index, index + 1)
-    if not ok[0]:
-        raise _NotDecoded(NOT_DECODED)
-    height, width = sizes[0]
-    rgb = resize_long_edge(np.ascontiguousarray(images[0, :height, :width]), settings.max_long_edge)
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, "JPEG", quality=settings.jpeg_quality)
-    return buffer.getvalue()
-
-
-def _row(entry: Entry, outcome: Outcome, settings: CloudSettings, stats: CloudStats) -> dict:
-    stats.retries += outcome.retries
-    stats.cost_usd += outcome.cost_usd
-    if outcome.skipped:
-        stats.skipped_budget += 1
-        fields = {"provider": settings.provider, "model": settings.model_id}
-        return ok_row(entry, {**fields, "skipped": SKIPPED_BUDGET})
-    if outcome.fields is not None:
-        stats.sent += 1
-        return ok_row(entry, outcome.fields)
-    stats.errors += 1
-    log.warning("cloud: %s: %s", entry.path, outcome.error)
-    return error_row(entry, outcome.error or "unknown error")
 
 
 def _cached_rows(
@@ -754,20 +780,3 @@ def _cached_rows(
         for index, entry in enumerate(entries)
         if (key := (entry.path, entry.size, entry.mtime_ns)) in previous
     }
-
-
-def write_cloud_summary(
-    path: str | os.PathLike, stats: CloudStats, settings: CloudSettings, shards: Sequence[str]
-) -> None:
-    """The marker a cloud job writes last: its shards, provider, model and counts (JSON).
-    Holds the name of the key's environment variable, never the key."""
-    summary = {
-        "module": "cloud",
-        "version": CLOUD_VERSION,
-        "provider": settings.provider,
-        "model": settings.model_id,
-        "api_key_env": settings.key_env,
-        "shards": list(shards),
-        **dataclasses.asdict(stats),
-    }
-    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")

@@ -7,9 +7,7 @@ embeddings in manifest row order (all zeros for images that could not be decoded
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,19 +16,9 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from imganalyzer.catalog.manifests import read_manifest
-from imganalyzer.decode.tiers import TierReader
-from imganalyzer.files import atomic_open
-from imganalyzer.results import error_row, ok_row, write_rows
-from imganalyzer.runtime.batched import (
-    NOT_DECODED,
-    BatchedModel,
-    ConcatenatedBatches,
-    PaddedImages,
-    RowBatch,
-    TierBatches,
-    decode_failures,
-)
+from imganalyzer.layout import Layout
+from imganalyzer.runtime.batched import BatchedModel, PaddedImages, RowBatch
+from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import MODELS, open_clip_arguments, open_clip_id
 
 _SPEC = MODELS["embedding"]
@@ -127,6 +115,17 @@ class ClipEmbedder(BatchedModel):
         """-> (n, dim) float16 on the host."""
         return outputs.to(torch.float16).cpu().numpy()
 
+    def shard_array(self, shard: JobShard, results: Sequence[Any]) -> np.ndarray:
+        """(n, dim) float16, manifest order; zeros where an image has no embedding."""
+        vectors = np.zeros((len(results), self.dim), dtype=np.float16)
+        for row, vector in enumerate(results):
+            if vector is not None:
+                vectors[row] = vector
+        return vectors
+
+    def row_fields(self, result: np.ndarray, shard: JobShard, row: int) -> dict[str, Any]:
+        return {"model": self.model_id, "dims": self.dim}
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Text embeddings in the image embeddings' space: (n, dim) float32, L2-normalised."""
         self.load()
@@ -136,82 +135,17 @@ class ClipEmbedder(BatchedModel):
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 
 
-@dataclass(frozen=True)
-class ShardFiles:
-    """The inputs and outputs of one shard of an embedding job."""
-
-    manifest: str | os.PathLike
-    tiers: str | os.PathLike
-    technical: str | os.PathLike | None
-    out_npy: str | os.PathLike
-    out_jsonl: str | os.PathLike
-
-
 def run_embedding_job(
-    shards: Sequence[ShardFiles],
+    layout: Layout,
+    job: str,
+    shards: Sequence[str],
     model_name: str = _SPEC.model_keys["model"],
     pretrained: str | None = _SPEC.model_keys["pretrained"],
     device: str = "auto",
     batch_size: int | str = "auto",
     threads: int = 2,
 ) -> ClipEmbedder:
-    """Embed every decoded image of several shards with one model load.
-
-    The shards are read as one stream of batches, so the loader keeps the model fed
-    across shard boundaries. ``threads``: CPU threads of the job; one drives the model,
-    the rest load batches (on CPU, torch uses all of them for the forward pass). Returns
-    the embedder, whose ``stats`` hold the job's timings.
-    """
-    torch.set_num_threads(max(1, threads))
-    entries = [read_manifest(shard.manifest) for shard in shards]
-    readers = [TierReader(shard.tiers) for shard in shards]
-    for shard, rows, reader in zip(shards, entries, readers, strict=True):
-        if reader.n_images != len(rows):
-            raise ValueError(f"{shard.tiers}: {reader.n_images} images, manifest has {len(rows)}")
+    """Embed every decoded image of a job's shards with one model load (``run_model_job``);
+    returns the embedder, whose ``stats`` hold the job's timings."""
     embedder = ClipEmbedder(model_name, pretrained, device, batch_size)
-    embedder.load()
-    source = ConcatenatedBatches([TierBatches(reader, embedder.tier) for reader in readers])
-    vectors = np.zeros((source.n_rows, embedder.dim), dtype=np.float16)
-    embedded = np.zeros(source.n_rows, dtype=bool)
-
-    def deliver(indices: np.ndarray, results: np.ndarray) -> None:
-        vectors[indices] = results
-        embedded[indices] = True
-
-    embedder.run(source, deliver, loader_threads=max(1, threads - 1))
-    fields = {"model": embedder.model_id, "dims": embedder.dim}
-    for shard, rows, offset in zip(shards, entries, source.offsets, strict=False):
-        rows_of_shard = slice(offset, offset + len(rows))
-        _write_shard(shard, rows, vectors[rows_of_shard], embedded[rows_of_shard], fields)
-    return embedder
-
-
-def _write_shard(
-    shard: ShardFiles,
-    entries: list,
-    vectors: np.ndarray,
-    embedded: np.ndarray,
-    fields: dict[str, Any],
-) -> None:
-    failures = decode_failures(shard.technical, len(entries))
-    rows = [
-        ok_row(entry, fields) if embedded[i] else error_row(entry, failures.get(i, NOT_DECODED))
-        for i, entry in enumerate(entries)
-    ]
-    with atomic_open(shard.out_npy, "wb") as handle:
-        np.save(handle, vectors)
-    write_rows(shard.out_jsonl, rows)
-
-
-def run_embedding_shard(
-    manifest: str | os.PathLike,
-    tiers: str | os.PathLike,
-    technical: str | os.PathLike | None,
-    out_npy: str | os.PathLike,
-    out_jsonl: str | os.PathLike,
-    **settings: Any,
-) -> ClipEmbedder:
-    """``run_embedding_job`` for a single shard."""
-    return run_embedding_job(
-        [ShardFiles(manifest, tiers, technical, out_npy, out_jsonl)], **settings
-    )
+    return run_model_job(embedder, layout, job, shards, threads)

@@ -11,16 +11,14 @@ others get an ok row with ``"skipped": "no person"``. Output per shard: ``<shard
 (``model``, ``n_faces``, ``faces``: each with ``embedding_row``) and ``<shard>.npy``, a
 float16 (faces in the shard, dim) matrix of L2-normalised embeddings in row and face order.
 
-InsightFace runs on onnxruntime, not torch, so this module does not subclass
-``runtime.BatchedModel``: the detector takes one image at a time. A loader thread reads and
-decodes the next tier images while the current one is analysed.
+InsightFace runs on onnxruntime, not torch: the model's inputs stay on the host
+(``on_torch = False``) and the detector takes one image at a time (batch size 1 by default),
+while the runtime's loader thread reads and decodes the next tier images.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Entry, read_manifest
-from imganalyzer.decode.tiers import TierReader
-from imganalyzer.files import atomic_open
-from imganalyzer.results import error_row, ok_row, read_rows, write_rows
+from imganalyzer.layout import Layout
+from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure, TierBatches
+from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import (
     MODELS,
     ModelNotFoundError,
     downloads_allowed,
     locate_insightface,
 )
-from imganalyzer.threadpool import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +46,6 @@ DEFAULT_MIN_FACE_SIZE = 40
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_DET_SIZE = 640
 SKIPPED_NO_PERSON = "no person"
-NOT_DECODED = "not decoded"  # as runtime.NOT_DECODED; runtime is not imported: it loads torch
 # Only these InsightFace tasks run: the 68/106-point landmark models of buffalo_l cost time
 # and give nothing the results keep.
 TASKS = ("detection", "recognition", "genderage")
@@ -68,18 +63,6 @@ def onnx_providers(device: str) -> list[str]:
     if device != "cpu" and has_cuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
-
-
-@dataclass
-class FacesStats:
-    """Timings of one job (seconds), in the shape ``runtime.write_job_summary`` records."""
-
-    images: int = 0  # analysed (read and run through the detector)
-    faces: int = 0  # kept
-    load_s: float = 0.0
-    wait_s: float = 0.0  # waiting for the loader thread: ~0 if it keeps up
-    predict_s: float = 0.0  # detection, alignment, recognition, genderage
-    total_s: float = 0.0
 
 
 @dataclass
@@ -107,11 +90,61 @@ class Face:
         return row
 
 
-class FaceAnalyzer:
-    """An InsightFace pack (detector, recogniser, optional genderage) on onnxruntime."""
+@dataclass(frozen=True)
+class FaceInput:
+    """One tier image to analyse ((h, w, 3) uint8 RGB, its true region) and its ``scale``:
+    original pixels per tier pixel (x, y)."""
 
-    module = _SPEC.module
-    tier = _SPEC.tier
+    rgb: np.ndarray
+    scale: tuple[float, float]
+
+
+class _FaceImages(TierBatches):
+    """The tier images of a shard's rows, each with its scale to the original (the technical
+    rows' width/height; tier pixels where they are missing). A batch whose tier read fails
+    is read again one image at a time: an unreadable image becomes that image's error."""
+
+    def __init__(self, shard: JobShard, tier: str, rows: np.ndarray) -> None:
+        super().__init__(shard.reader, tier, rows)
+        self.technical = shard.rows.get("technical")
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        try:
+            batch = super().read(start, stop)
+        except Exception:  # noqa: BLE001 (one unreadable tier image never stops the shard)
+            return self._read_one_by_one(start, stop)
+        items = np.empty(len(batch.indices), dtype=object)
+        for k, (index, image, (height, width)) in enumerate(
+            zip(batch.indices, batch.data, batch.sizes, strict=True)
+        ):
+            rgb = np.ascontiguousarray(image[:height, :width])
+            items[k] = FaceInput(rgb, self._scale(int(self.rows[index]), width, height))
+        return RowBatch(batch.indices, items, batch.sizes)
+
+    def _read_one_by_one(self, start: int, stop: int) -> RowBatch:
+        items = np.empty(stop - start, dtype=object)
+        for k, row in enumerate(self.rows[start:stop].tolist()):
+            try:
+                rgb = self.reader.image(self.tier, row)
+                items[k] = FaceInput(rgb, self._scale(row, rgb.shape[1], rgb.shape[0]))
+            except Exception as error:  # noqa: BLE001
+                items[k] = RowFailure(f"tier not readable: {error}")
+        return RowBatch(np.arange(start, stop), items, np.zeros((stop - start, 2), np.int32))
+
+    def _scale(self, row: int, width: int, height: int) -> tuple[float, float]:
+        technical = self.technical[row] if self.technical else {}
+        original_width = technical.get("width") or width
+        original_height = technical.get("height") or height
+        return original_width / width, original_height / height
+
+
+class FaceAnalyzer(BatchedModel):
+    """An InsightFace pack (detector, recogniser, optional genderage) on onnxruntime.
+
+    ``gate_on_objects``: read only the images the objects job flagged ``has_person``."""
+
+    spec = _SPEC
+    on_torch = False
 
     def __init__(
         self,
@@ -121,22 +154,28 @@ class FaceAnalyzer:
         det_size: int = DEFAULT_DET_SIZE,
         device: str = "auto",
         threads: int = 2,
+        gate_on_objects: bool = False,
     ) -> None:
+        super().__init__(device, batch_size="auto")
         self.pack, self.min_face_size, self.min_score = pack, min_face_size, min_score
-        self.det_size, self.requested_device, self.threads = det_size, device, threads
-        self.stats = FacesStats()
+        self.det_size, self.threads = det_size, threads
+        self.inputs = ("technical", "objects") if gate_on_objects else ("technical",)
         self.app: Any = None
+        self.faces = 0  # kept, in this job
+        self._embedding_rows: dict[int, int] = {}  # row -> its first face's array row
 
     @property
     def model_id(self) -> str:
         return self.pack
 
-    def load(self) -> None:
-        """Load the pack once; ``ModelNotFoundError`` if it is not on disk (never downloads:
+    def use_threads(self, threads: int) -> int:
+        """onnxruntime's intra-op threads; one loader thread reads the tiers."""
+        self.threads = threads
+        return 1
+
+    def load_model(self, device: Any, dtype: Any) -> None:
+        """Load the pack; ``ModelNotFoundError`` if it is not on disk (never downloads:
         ``imganalyzer models fetch`` does, ahead of the jobs)."""
-        if self.app is not None:
-            return
-        started = time.perf_counter()
         location = locate_insightface(self.pack)
         if not location.present:
             reason = "no .onnx files there" if location.path.is_dir() else "folder missing"
@@ -153,12 +192,69 @@ class FaceAnalyzer:
                 self.pack, str(location.path), "it needs a detector with landmarks and an ArcFace"
             )
         self.dim = self._embedding_dim()
-        self.stats.load_s = time.perf_counter() - started
         log.info(
-            "faces: %s on %s (%s), det size %d; loaded in %.1f s",
+            "faces: %s on %s (%s), det size %d",
             self.pack, self.providers[0], ", ".join(sorted(self.app.models)), self.det_size,
-            self.stats.load_s,
         )  # fmt: skip
+
+    def decide(self, shard: JobShard, row: int) -> dict[str, Any] | RowFailure | None:
+        """Decode failures and objects errors fail; images without a person are skipped."""
+        failed = super().decide(shard, row)
+        objects = shard.rows.get("objects")
+        if failed is not None or objects is None:
+            return failed
+        if objects[row]["status"] != "ok":
+            return RowFailure(f"objects: {objects[row].get('error', 'failed')}")
+        if not objects[row].get("has_person", True):
+            return {"model": self.pack, "skipped": SKIPPED_NO_PERSON, "n_faces": 0, "faces": []}
+        return None
+
+    def source(self, shard: JobShard, rows: np.ndarray) -> TierBatches:
+        return _FaceImages(shard, self.tier, rows)
+
+    def preprocess(self, batch: RowBatch) -> HostItems:
+        return HostItems(batch.data)
+
+    def predict_batch(self, inputs: HostItems) -> list[list[Face] | RowFailure]:
+        """The faces of each image, or why it failed (one image never stops the shard)."""
+        results: list[list[Face] | RowFailure] = []
+        for item in inputs:
+            if isinstance(item, RowFailure):
+                results.append(item)
+                continue
+            try:
+                faces = self.analyze(item.rgb, item.scale)
+            except Exception as error:  # noqa: BLE001
+                log.warning("faces: an image failed: %s", error)
+                results.append(RowFailure(f"faces failed: {error}"))
+                continue
+            self.faces += len(faces)
+            results.append(faces)
+        return results
+
+    def postprocess(self, outputs: list[list[Face] | RowFailure]) -> list:
+        return outputs
+
+    def shard_array(self, shard: JobShard, results: Sequence[Any]) -> np.ndarray:
+        """(faces in the shard, dim) float16, L2-normalised, in row and face order."""
+        embeddings: list[np.ndarray] = []
+        self._embedding_rows = {}
+        for row, faces in enumerate(results):
+            if isinstance(faces, list):
+                self._embedding_rows[row] = len(embeddings)
+                embeddings.extend(face.embedding for face in faces)
+        matrix = np.zeros((len(embeddings), self.dim), dtype=np.float16)
+        if embeddings:
+            matrix[:] = np.stack(embeddings)
+        return matrix
+
+    def row_fields(self, result: list[Face], shard: JobShard, row: int) -> dict[str, Any]:
+        first = self._embedding_rows[row]
+        faces = [face.as_row(first + j) for j, face in enumerate(result)]
+        return {"model": self.pack, "n_faces": len(faces), "faces": faces}
+
+    def summary_fields(self) -> dict[str, Any]:
+        return {"faces": self.faces}
 
     def _face_analysis(self, folder: Path) -> Any:
         import onnxruntime
@@ -248,151 +344,22 @@ def _run_genderage(model: Any, blob: np.ndarray) -> np.ndarray:
     return model.session.run(model.output_names, inputs)[0]
 
 
-@dataclass(frozen=True)
-class FacesShardFiles:
-    """The inputs and outputs of one shard of a faces job (``objects``: None when that
-    module is disabled: every decoded image is analysed)."""
-
-    manifest: str | os.PathLike
-    tiers: str | os.PathLike
-    technical: str | os.PathLike
-    objects: str | os.PathLike | None
-    out_jsonl: str | os.PathLike
-    out_npy: str | os.PathLike
-
-
-@dataclass
-class _Item:
-    """One image to analyse: its shard, manifest row and original pixels per tier pixel."""
-
-    shard: int
-    row: int
-    original_size: tuple[int, int] | None  # (width, height) from the technical row
-
-
 def run_faces_job(
-    shards: Sequence[FacesShardFiles],
+    layout: Layout,
+    job: str,
+    shards: Sequence[str],
     pack: str = _SPEC.model_keys["pack"],
     min_face_size: float = DEFAULT_MIN_FACE_SIZE,
     min_score: float = DEFAULT_MIN_SCORE,
     det_size: int = DEFAULT_DET_SIZE,
     device: str = "auto",
     threads: int = 2,
+    gate_on_objects: bool = False,
 ) -> FaceAnalyzer:
-    """Analyse the faces of several shards with one model load; returns the analyzer (its
-    ``stats`` hold the job's timings). A loader thread reads the next tier images."""
-    analyzer = FaceAnalyzer(pack, min_face_size, min_score, det_size, device, threads)
-    analyzer.load()
-    started = time.perf_counter()
-    entries = [read_manifest(shard.manifest) for shard in shards]
-    readers = [TierReader(shard.tiers) for shard in shards]
-    rows: list[list[dict | None]] = []
-    items: list[_Item] = []
-    for k, (shard, shard_entries) in enumerate(zip(shards, entries, strict=True)):
-        if readers[k].n_images != len(shard_entries):
-            raise ValueError(
-                f"{shard.tiers}: {readers[k].n_images} images, manifest has {len(shard_entries)}"
-            )
-        shard_rows, shard_items = _plan_shard(k, shard, shard_entries, pack)
-        rows.append(shard_rows)
-        items.extend(shard_items)
-    results = _analyze_items(analyzer, readers, items)
-    for item, result in zip(items, results, strict=True):
-        rows[item.shard][item.row] = result  # type: ignore[assignment]
-    for shard, shard_entries, shard_rows in zip(shards, entries, rows, strict=True):
-        _write_shard(shard, shard_entries, shard_rows, pack, analyzer.dim)
-    analyzer.stats.total_s = time.perf_counter() - started
-    log.info(
-        "faces: %d images, %d faces in %.2f s; waited for the loader %.2f s",
-        analyzer.stats.images, analyzer.stats.faces, analyzer.stats.total_s,
-        analyzer.stats.wait_s,
-    )  # fmt: skip
-    return analyzer
-
-
-def _plan_shard(
-    k: int, shard: FacesShardFiles, entries: list[Entry], pack: str
-) -> tuple[list[dict | None], list[_Item]]:
-    """Rows decided without pixels (decode errors, objects errors, no person) and the
-    images to analyse (their rows are None until analysed)."""
-    technical = _rows_of(shard.technical, len(entries))
-    objects = _rows_of(shard.objects, len(entries)) if shard.objects is not None else None
-    rows: list[dict | None] = []
-    items = []
-    for i, (entry, tech) in enumerate(zip(entries, technical, strict=True)):
-        if tech["status"] != "ok":
-            rows.append(error_row(entry, tech.get("error", NOT_DECODED)))
-        elif objects is not None and objects[i]["status"] != "ok":
-            rows.append(error_row(entry, f"objects: {objects[i].get('error', 'failed')}"))
-        elif objects is not None and not objects[i].get("has_person", True):
-            rows.append(ok_row(entry, {"model": pack, "skipped": SKIPPED_NO_PERSON,
-                                       "n_faces": 0, "faces": []}))  # fmt: skip
-        else:
-            size = (tech["width"], tech["height"]) if "width" in tech and "height" in tech else None
-            rows.append(None)
-            items.append(_Item(k, i, size))
-    return rows, items
-
-
-def _rows_of(path: str | os.PathLike, n_rows: int) -> list[dict]:
-    rows = list(read_rows(path))
-    if len(rows) != n_rows:
-        raise ValueError(f"{path}: {len(rows)} rows, expected {n_rows} (manifest rows)")
-    return rows
-
-
-def _analyze_items(
-    analyzer: FaceAnalyzer, readers: list[TierReader], items: list[_Item]
-) -> list[list[Face] | str]:
-    """Faces of each item (or an error reason), tier reads prefetched by one thread."""
-
-    def load(item: _Item) -> np.ndarray | str:
-        try:
-            return readers[item.shard].image(analyzer.tier, item.row)
-        except Exception as error:  # one unreadable tier image never stops the shard
-            return f"tier not readable: {error}"
-
-    results: list[list[Face] | str] = []
-    images = ordered_map(load, items, threads=1)
-    for item in items:
-        began = time.perf_counter()
-        rgb = next(images)
-        analyzer.stats.wait_s += time.perf_counter() - began
-        results.append(rgb if isinstance(rgb, str) else _analyze_one(analyzer, rgb, item))
-    return results
-
-
-def _analyze_one(analyzer: FaceAnalyzer, rgb: np.ndarray, item: _Item) -> list[Face] | str:
-    height, width = rgb.shape[:2]
-    original_width, original_height = item.original_size or (width, height)
-    began = time.perf_counter()
-    try:
-        faces = analyzer.analyze(rgb, (original_width / width, original_height / height))
-    except Exception as error:
-        log.warning("faces: row %d of shard %d failed: %s", item.row, item.shard, error)
-        return f"faces failed: {error}"
-    analyzer.stats.predict_s += time.perf_counter() - began
-    analyzer.stats.images += 1
-    analyzer.stats.faces += len(faces)
-    return faces
-
-
-def _write_shard(
-    shard: FacesShardFiles, entries: list[Entry], rows: list, pack: str, dim: int
-) -> None:
-    embeddings: list[np.ndarray] = []
-    out_rows = []
-    for entry, row in zip(entries, rows, strict=True):
-        if isinstance(row, str):
-            row = error_row(entry, row)
-        elif isinstance(row, list):
-            faces = [face.as_row(len(embeddings) + j) for j, face in enumerate(row)]
-            embeddings.extend(face.embedding for face in row)
-            row = ok_row(entry, {"model": pack, "n_faces": len(faces), "faces": faces})
-        out_rows.append(row)
-    matrix = np.zeros((len(embeddings), dim), dtype=np.float16)
-    if embeddings:
-        matrix[:] = np.stack(embeddings)
-    with atomic_open(shard.out_npy, "wb") as handle:
-        np.save(handle, matrix)
-    write_rows(shard.out_jsonl, out_rows)
+    """Analyse the faces of a job's shards with one model load (``run_model_job``); with
+    ``gate_on_objects`` only the images the objects job flagged ``has_person``. Returns the
+    analyzer (``stats``: timings; ``faces``: faces kept)."""
+    analyzer = FaceAnalyzer(
+        pack, min_face_size, min_score, det_size, device, threads, gate_on_objects
+    )
+    return run_model_job(analyzer, layout, job, shards, threads)

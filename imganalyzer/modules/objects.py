@@ -33,16 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from imganalyzer.catalog.manifests import read_manifest
 from imganalyzer.decode.tiers import TierReader
-from imganalyzer.results import error_row, ok_row, read_rows, write_rows
-from imganalyzer.runtime.batched import (
-    NOT_DECODED,
-    BatchedModel,
-    ConcatenatedBatches,
-    RowBatch,
-    TierBatches,
-)
+from imganalyzer.layout import Layout
+from imganalyzer.runtime.batched import BatchedModel, RowBatch, TierBatches
+from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, downloads_allowed
 
 log = logging.getLogger(__name__)
@@ -306,6 +300,8 @@ class ObjectDetector(BatchedModel):
         device: str = "auto",
         batch_size: int | str = "auto",
         fp32_modules: Iterable[str] = FP32_MODULES,
+        text_labels: Iterable[str] = DEFAULT_TEXT_LABELS,
+        person_labels: Iterable[str] = DEFAULT_PERSON_LABELS,
     ) -> None:
         super().__init__(device, batch_size)
         self.model_name = str(model)
@@ -315,6 +311,17 @@ class ObjectDetector(BatchedModel):
         self.max_detections = int(max_detections)
         self.fp32_modules = frozenset(fp32_modules)
         self.fp32_converted: list[str] = []
+        self.text_labels = frozenset(map(normalise_label, text_labels))
+        self.person_labels = frozenset(map(normalise_label, person_labels))
+        for key, names in (
+            ("text_labels", self.text_labels),
+            ("person_labels", self.person_labels),
+        ):
+            missing = sorted(names - set(self.labels))
+            if missing:
+                log.warning("objects.%s %s are not among the prompts: never detected", key, missing)
+        self._tier_sizes: dict[str, np.ndarray] = {}  # shard -> (rows, 2) tier sizes read
+        self._warned: set[str] = set()
 
     @property
     def model_id(self) -> str:
@@ -425,42 +432,48 @@ class ObjectDetector(BatchedModel):
             for image_probs, image_boxes in zip(probs, boxes, strict=True)
         ]
 
+    def source(self, shard: JobShard, rows: np.ndarray) -> TierBatches:
+        source = _SizeRecordingBatches(shard.reader, self.tier, rows)
+        self._tier_sizes[shard.id] = source.sizes
+        return source
 
-# --- Jobs ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ObjectsShardFiles:
-    """The inputs and outputs of one shard of an objects job."""
+    def row_fields(self, result: Detections, shard: JobShard, row: int) -> dict[str, Any]:
+        """Labels, detections (boxes in original pixels), has_person, has_text."""
+        technical = shard.rows["technical"][row] if "technical" in shard.rows else {}
+        width, height = technical.get("width"), technical.get("height")
+        if not width or not height:
+            if shard.id not in self._warned:
+                self._warned.add(shard.id)
+                log.warning(
+                    "objects: images of shard %s have no width/height in their technical rows: "
+                    "their boxes are in %s tier pixels", shard.id, self.tier,
+                )  # fmt: skip
+            height, width = self._tier_sizes[shard.id][row]
+        fields = detection_fields(
+            result, self.labels, width, height, self.text_labels, self.person_labels
+        )
+        return {"model": self.model_id, **fields}
 
-    manifest: str | os.PathLike
-    tiers: str | os.PathLike
-    technical: str | os.PathLike | None
-    out_jsonl: str | os.PathLike
 
-
+# --- Jobs ---------------------------------------------------------------------------------
 class _SizeRecordingBatches(TierBatches):
-    """Tier batches that remember each row's tier size (boxes fall back to it)."""
+    """Tier batches that remember each manifest row's tier size (boxes fall back to it)."""
 
-    def __init__(self, reader: TierReader, tier: str) -> None:
-        super().__init__(reader, tier)
-        self.sizes = np.zeros((self.n_rows, 2), dtype=np.int64)
+    def __init__(self, reader: TierReader, tier: str, rows: np.ndarray) -> None:
+        super().__init__(reader, tier, rows)
+        self.sizes = np.zeros((reader.n_images, 2), dtype=np.int64)
 
     def read(self, start: int, stop: int) -> RowBatch:
         batch = super().read(start, stop)
-        self.sizes[batch.indices] = batch.sizes
+        rows = batch.indices if self.rows is None else self.rows[batch.indices]
+        self.sizes[rows] = batch.sizes
         return batch
 
 
-def _technical_rows(technical: str | os.PathLike | None, n_rows: int) -> list[dict[str, Any]]:
-    if technical is None:
-        return [{"status": "ok"}] * n_rows
-    rows = list(read_rows(technical))
-    if len(rows) != n_rows:
-        raise ValueError(f"{technical}: {len(rows)} rows, expected {n_rows} (manifest rows)")
-    return rows
-
-
 def run_objects_job(
-    shards: Sequence[ObjectsShardFiles],
+    layout: Layout,
+    job: str,
+    shards: Sequence[str],
     model: str = _SPEC.model_keys["model"],
     prompts: Sequence[str] = DEFAULT_PROMPTS,
     box_threshold: float = DEFAULT_BOX_THRESHOLD,
@@ -472,87 +485,12 @@ def run_objects_job(
     batch_size: int | str = "auto",
     threads: int = 2,
 ) -> ObjectDetector:
-    """Detect the prompts in every decoded image of several shards with one model load.
-
-    Boxes are in the original image's pixels (``width``/``height`` of the technical rows;
-    an image whose row lacks them gets tier pixels, with a warning). ``threads``: CPU threads
-    of the job, as in ``run_embedding_job``. Returns the detector (``stats``: timings).
-    """
-    torch.set_num_threads(max(1, threads))
+    """Detect the prompts in every decoded image of a job's shards with one model load
+    (``run_model_job``). Boxes are in the original image's pixels (``width``/``height`` of
+    the technical rows; an image whose row lacks them gets tier pixels, with a warning).
+    Returns the detector (``stats``: timings)."""
     detector = ObjectDetector(
-        model, prompts, box_threshold, text_threshold, max_detections, device, batch_size
-    )
-    entries = [read_manifest(shard.manifest) for shard in shards]
-    technical = [_technical_rows(s.technical, len(e)) for s, e in zip(shards, entries, strict=True)]
-    readers = [TierReader(shard.tiers) for shard in shards]
-    for shard, rows, reader in zip(shards, entries, readers, strict=True):
-        if reader.n_images != len(rows):
-            raise ValueError(f"{shard.tiers}: {reader.n_images} images, manifest has {len(rows)}")
-    detector.load()
-    sources = [_SizeRecordingBatches(reader, detector.tier) for reader in readers]
-    source = ConcatenatedBatches(sources)
-    found: dict[int, Detections] = {}
-
-    def deliver(indices: np.ndarray, results: list[Detections]) -> None:
-        found.update(zip(indices.tolist(), results, strict=True))
-
-    detector.run(source, deliver, loader_threads=max(1, threads - 1))
-    labels = {
-        "text_labels": frozenset(map(normalise_label, text_labels)),
-        "person_labels": frozenset(map(normalise_label, person_labels)),
-    }
-    _warn_unused_labels(detector.labels, labels)
-    for k, shard in enumerate(shards):
-        offset = int(source.offsets[k])
-        shard_found = {i - offset: d for i, d in found.items() if 0 <= i - offset < len(entries[k])}
-        rows = _shard_rows(
-            detector, entries[k], technical[k], sources[k].sizes, shard_found, labels
-        )
-        write_rows(shard.out_jsonl, rows)
-    return detector
-
-
-def _warn_unused_labels(prompts: Sequence[str], labels: dict[str, frozenset[str]]) -> None:
-    for key, names in labels.items():
-        missing = sorted(names - set(prompts))
-        if missing:
-            log.warning("objects.%s %s are not among the prompts: never detected", key, missing)
-
-
-def _shard_rows(
-    detector: ObjectDetector,
-    entries: list,
-    technical: list[dict[str, Any]],
-    tier_sizes: np.ndarray,
-    found: dict[int, Detections],
-    labels: dict[str, frozenset[str]],
-) -> list[dict[str, Any]]:
-    rows, without_size = [], 0
-    for i, entry in enumerate(entries):
-        if i not in found:
-            rows.append(error_row(entry, technical[i].get("error", NOT_DECODED)))
-            continue
-        width, height = technical[i].get("width"), technical[i].get("height")
-        if not width or not height:
-            without_size += 1
-            height, width = tier_sizes[i]
-        fields = detection_fields(found[i], detector.labels, width, height, **labels)
-        rows.append(ok_row(entry, {"model": detector.model_id, **fields}))
-    if without_size:
-        log.warning(
-            "objects: %d images have no width/height in their technical rows: their boxes are "
-            "in %s tier pixels",
-            without_size, detector.tier,
-        )  # fmt: skip
-    return rows
-
-
-def run_objects_shard(
-    manifest: str | os.PathLike,
-    tiers: str | os.PathLike,
-    technical: str | os.PathLike | None,
-    out_jsonl: str | os.PathLike,
-    **settings: Any,
-) -> ObjectDetector:
-    """``run_objects_job`` for a single shard."""
-    return run_objects_job([ObjectsShardFiles(manifest, tiers, technical, out_jsonl)], **settings)
+        model, prompts, box_threshold, text_threshold, max_detections, device, batch_size,
+        text_labels=text_labels, person_labels=person_labels,
+    )  # fmt: skip
+    return run_model_job(detector, layout, job, shards, threads)

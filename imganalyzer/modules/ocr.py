@@ -20,23 +20,26 @@ read, or whose objects row is an error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Entry, read_manifest
+from imganalyzer.catalog.manifests import Entry
 from imganalyzer.decode.jobs import ImageSkipped, check_version
 from imganalyzer.decode.readers import DecodedImage, DecodeError, decode_image
-from imganalyzer.results import OK, error_row, ok_row, read_rows, write_rows
+from imganalyzer.layout import Layout
+from imganalyzer.results import OK
+from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure
+from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path
-from imganalyzer.threadpool import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -411,41 +414,155 @@ def skipped_fields(backend: str) -> dict[str, Any]:
     return {"backend": backend, "lines": [], "text": "", "skipped": SKIPPED_NO_TEXT}
 
 
-# --- The job ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OcrShardFiles:
-    """The inputs and outputs of one shard of an OCR job."""
-
-    manifest: str | os.PathLike
-    objects: str | os.PathLike  # the objects rows (has_text) of the same manifest
-    out_jsonl: str | os.PathLike
-
-
+# --- The job ---------------------------------------------------------------------------------
 @dataclass
-class OcrStats:
-    """Counts and timings (seconds) of one OCR job."""
+class OcrCounts:
+    """What one OCR job did, by row."""
 
-    images: int = 0  # rows written
     read: int = 0  # images opened and read
     skipped: int = 0  # objects saw no text: never opened
     errors: int = 0
     lines: int = 0
-    load_s: float = 0.0
-    total_s: float = 0.0
 
 
-@dataclass
-class OcrJob:
-    """What ``run_ocr_job`` did: ``module``, ``model_id`` and ``stats`` (the shape
-    ``runtime.write_job_summary`` reads)."""
+class _Originals:
+    """A shard's rows to read, as a batch source: each original decoded (in the loader
+    thread) after checking that it is still the catalogued version, at most ``max_side``
+    pixels on its long edge; a failure is that image's ``RowFailure``."""
 
-    model_id: str
-    stats: OcrStats = field(default_factory=OcrStats)
-    module: str = _SPEC.module
+    def __init__(
+        self, library: Path, entries: list[Entry], rows: np.ndarray, bounds: tuple
+    ) -> None:
+        self.library, self.entries, self.rows, self.bounds = library, entries, rows, bounds
+        self.n_rows = len(rows)
+
+    def read(self, start: int, stop: int) -> RowBatch:
+        items = np.empty(stop - start, dtype=object)
+        for k, row in enumerate(self.rows[start:stop].tolist()):
+            items[k] = (self.entries[row], _decode(self.entries[row], self.library, *self.bounds))
+        return RowBatch(np.arange(start, stop), items)
+
+
+class OcrReader(BatchedModel):
+    """An OCR backend over the originals of the images ``objects`` flagged ``has_text``.
+
+    Its model runs outside torch's batching: ``predict_batch`` hands each image of a batch
+    to a pool of ``images_at_once`` threads and returns at once; ``postprocess`` (the
+    writer thread) waits for the results, so the pool stays busy across batches."""
+
+    spec = _SPEC
+    on_torch = False
+    inputs = ("objects",)
+
+    def __init__(
+        self,
+        library: str | os.PathLike,
+        backend: str = _SPEC.model_keys["backend"],
+        trocr_model: str = _SPEC.model_keys["trocr_model"],
+        max_side: int = 2048,
+        max_regions: int = 64,
+        min_confidence: float = 0.5,
+        max_pixels: int = 200_000_000,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(device, batch_size="auto")
+        self.library, self.backend, self.trocr_model = Path(library), backend, trocr_model
+        self.max_side, self.max_regions, self.max_pixels = max_side, max_regions, max_pixels
+        self.min_confidence = min_confidence
+        self.name = backend if backend == "rapidocr" else f"trocr:{trocr_model}"
+        self.counts = OcrCounts()
+        self.use_threads(2)
+
+    @property
+    def model_id(self) -> str:
+        return self.name
+
+    def use_threads(self, threads: int) -> int:
+        """rapidocr reads up to ``threads`` images at once (at most RAPIDOCR_MAX_IMAGES_AT_ONCE)
+        with one ONNX Runtime thread each; TrOCR one image with ``threads`` torch threads. A
+        loader thread decodes the next images."""
+        self.images_at_once = _images_at_once(self.backend, threads)
+        self.model_threads = max(1, threads // self.images_at_once)
+        # Two batches per pool: the next batch's images queue while the last ones finish.
+        self.default_batch_size = 2 * self.images_at_once
+        return 1
+
+    def load_model(self, device: Any, dtype: Any) -> None:
+        if self.backend == "trocr":
+            import torch
+
+            torch.set_num_threads(self.model_threads)
+        self.reader = make_backend(
+            self.backend, self.trocr_model, self.max_regions, self.model_threads,
+            self.requested_device, self.max_side,
+        )  # fmt: skip
+        self.pool = ThreadPoolExecutor(self.images_at_once, thread_name_prefix="ocr")
+
+    def decide(self, shard: JobShard, row: int) -> dict[str, Any] | RowFailure | None:
+        """Images whose objects row failed, or holds no text, are never opened."""
+        objects_row = shard.rows["objects"][row]
+        if objects_row.get("status") != OK:
+            self.counts.errors += 1
+            return RowFailure(f"objects: {objects_row.get('error', 'failed')}")
+        if not objects_row.get("has_text", False):
+            self.counts.skipped += 1
+            return skipped_fields(self.name)
+        return None
+
+    def source(self, shard: JobShard, rows: np.ndarray) -> _Originals:
+        return _Originals(self.library, shard.entries, rows, (self.max_side, self.max_pixels))
+
+    def preprocess(self, batch: RowBatch) -> HostItems:
+        return HostItems(batch.data)
+
+    def predict_batch(self, inputs: HostItems) -> list[Future]:
+        return [
+            self.pool.submit(_recognise, entry, decoded, self.reader, self.min_confidence)
+            for entry, decoded in inputs
+        ]
+
+    def postprocess(self, outputs: list[Future]) -> list[dict[str, Any] | RowFailure]:
+        results = [future.result() for future in outputs]
+        for result in results:
+            if isinstance(result, RowFailure):
+                self.counts.errors += 1
+            else:
+                self.counts.read += 1
+                self.counts.lines += len(result["lines"])
+        return results
+
+    def row_fields(self, result: dict[str, Any], shard: JobShard, row: int) -> dict[str, Any]:
+        return result
+
+    def summary_fields(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.counts)
+
+
+def _recognise(
+    entry: Entry, decoded: DecodedImage | str, reader: OcrBackend, min_confidence: float
+) -> dict[str, Any] | RowFailure:
+    """The fields of one image's ok row, or why it failed (one image never fails the shard)."""
+    if isinstance(decoded, str):
+        log.warning("%s: %s", entry.path, decoded)
+        return RowFailure(decoded)
+    try:
+        lines = reader.read(decoded.rgb)
+    except Exception as error:  # noqa: BLE001 (one image never fails the shard)
+        log.exception("ocr failed on %s", entry.path)
+        return RowFailure(f"ocr failed: {type(error).__name__}: {error}")
+    read_size = (decoded.rgb.shape[1], decoded.rgb.shape[0])
+    kept = [
+        to_original(line, read_size, decoded.original_size)
+        for line in lines
+        if line.confidence >= min_confidence
+    ]
+    return text_fields(reader.name, kept)
 
 
 def run_ocr_job(
-    shards: Sequence[OcrShardFiles],
+    layout: Layout,
+    job: str,
+    shards: Sequence[str],
     library: str | os.PathLike,
     backend: str = _SPEC.model_keys["backend"],
     trocr_model: str = _SPEC.model_keys["trocr_model"],
@@ -455,33 +572,16 @@ def run_ocr_job(
     max_pixels: int = 200_000_000,
     device: str = "auto",
     threads: int = 2,
-) -> OcrJob:
-    """Read the text of the images that ``objects`` flagged, in several shards, with one
-    backend load.
-
-    ``threads``: CPU threads of the job. rapidocr reads that many images at once (at most
-    ``RAPIDOCR_MAX_IMAGES_AT_ONCE``) with one ONNX Runtime thread each; TrOCR reads one image
-    at a time with ``threads`` torch threads. A decode thread prepares the next images.
-    """
-    started = time.perf_counter()
-    images_at_once = _images_at_once(backend, threads)
-    model_threads = max(1, threads // images_at_once)
-    if backend == "trocr":
-        import torch
-
-        torch.set_num_threads(model_threads)
-    reader = make_backend(backend, trocr_model, max_regions, model_threads, device, max_side)
-    job = OcrJob(model_id=reader.name)
-    job.stats.load_s = time.perf_counter() - started
-    log.info("ocr: %s loaded in %.1f s", reader.name, job.stats.load_s)
-    settings = _ReadSettings(Path(library), max_side, max_pixels, min_confidence)
-    for shard in shards:
-        rows = _shard_rows(shard, reader, settings, images_at_once)
-        write_rows(shard.out_jsonl, rows)
-        _count(job.stats, rows)
-    job.stats.total_s = time.perf_counter() - started
-    _log_stats(job)
-    return job
+) -> OcrReader:
+    """Read the text of the images that ``objects`` flagged in a job's shards, with one
+    backend load (``run_model_job``). ``threads``: CPU threads of the job (see
+    ``OcrReader.use_threads``). Returns the reader (``stats``: timings; ``counts``)."""
+    reader = OcrReader(
+        library, backend, trocr_model, max_side, max_regions, min_confidence, max_pixels, device
+    )
+    run_model_job(reader, layout, job, shards, threads)
+    _log_counts(reader)
+    return reader
 
 
 def _images_at_once(backend: str, threads: int) -> int:
@@ -491,64 +591,12 @@ def _images_at_once(backend: str, threads: int) -> int:
     return max(1, min(threads, RAPIDOCR_MAX_IMAGES_AT_ONCE))
 
 
-@dataclass(frozen=True)
-class _ReadSettings:
-    library: Path
-    max_side: int
-    max_pixels: int
-    min_confidence: float
-
-
-def _shard_rows(
-    shard: OcrShardFiles, reader: OcrBackend, settings: _ReadSettings, images_at_once: int
-) -> list[dict[str, Any]]:
-    """The shard's rows in manifest order: gated rows at once, read rows as they come."""
-    entries = read_manifest(shard.manifest)
-    gated = [_gate(entry, row, reader.name) for entry, row in _objects_rows(shard, entries)]
-    to_read = [entry for entry, row in zip(entries, gated, strict=True) if row is None]
-    read = iter(list(_read_all(to_read, reader, settings, images_at_once)))
-    return [row if row is not None else next(read) for row in gated]
-
-
-def _objects_rows(shard: OcrShardFiles, entries: list[Entry]) -> Iterator[tuple[Entry, dict]]:
-    rows = list(read_rows(shard.objects))
-    if len(rows) != len(entries):
-        raise ValueError(f"{shard.objects}: {len(rows)} rows, expected {len(entries)}")
-    for entry, row in zip(entries, rows, strict=True):
-        if (row.get("path"), row.get("size"), row.get("mtime_ns")) != (
-            entry.path,
-            entry.size,
-            entry.mtime_ns,
-        ):
-            raise ValueError(f"{shard.objects}: row of {row.get('path')!r} is not {entry.path!r}")
-        yield entry, row
-
-
-def _gate(entry: Entry, objects_row: dict, backend: str) -> dict[str, Any] | None:
-    """The row of an image that is not to be read, or None for one that is."""
-    if objects_row.get("status") != OK:
-        return error_row(entry, f"objects: {objects_row.get('error', 'failed')}")
-    if not objects_row.get("has_text", False):
-        return ok_row(entry, skipped_fields(backend))
-    return None
-
-
-def _read_all(
-    entries: list[Entry], reader: OcrBackend, settings: _ReadSettings, images_at_once: int
-) -> Iterator[dict[str, Any]]:
-    """Rows of ``entries`` in order; decoding runs ahead on its own thread."""
-    decoded = ordered_map(lambda entry: _decode(entry, settings), entries, threads=1)
-    pairs = zip(entries, decoded, strict=True)
-    return ordered_map(
-        lambda pair: _recognise(*pair, reader, settings.min_confidence), pairs, images_at_once
-    )
-
-
-def _decode(entry: Entry, settings: _ReadSettings) -> DecodedImage | str:
-    path = settings.library / entry.path
+def _decode(entry: Entry, library: Path, max_side: int, max_pixels: int) -> DecodedImage | str:
+    """The image read at most ``max_side`` on its long edge, or why it could not be."""
+    path = library / entry.path
     try:
         check_version(path, entry)
-        return decode_image(path, settings.max_side, settings.max_pixels)
+        return decode_image(path, max_side, max_pixels)
     except (DecodeError, ImageSkipped) as error:
         return str(error)
     except Exception as error:  # noqa: BLE001 (one image never fails the shard)
@@ -556,54 +604,9 @@ def _decode(entry: Entry, settings: _ReadSettings) -> DecodedImage | str:
         return f"internal error: {type(error).__name__}: {error}"
 
 
-def _recognise(
-    entry: Entry, decoded: DecodedImage | str, reader: OcrBackend, min_confidence: float
-) -> dict[str, Any]:
-    if isinstance(decoded, str):
-        log.warning("%s: %s", entry.path, decoded)
-        return error_row(entry, decoded)
-    try:
-        lines = reader.read(decoded.rgb)
-    except Exception as error:  # noqa: BLE001 (one image never fails the shard)
-        log.exception("ocr failed on %s", entry.path)
-        return error_row(entry, f"ocr failed: {type(error).__name__}: {error}")
-    read_size = (decoded.rgb.shape[1], decoded.rgb.shape[0])
-    kept = [
-        to_original(line, read_size, decoded.original_size)
-        for line in lines
-        if line.confidence >= min_confidence
-    ]
-    return ok_row(entry, text_fields(reader.name, kept))
-
-
-def _count(stats: OcrStats, rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        stats.images += 1
-        if row["status"] != OK:
-            stats.errors += 1
-        elif "skipped" in row:
-            stats.skipped += 1
-        else:
-            stats.read += 1
-            stats.lines += len(row["lines"])
-
-
-def _log_stats(job: OcrJob) -> None:
-    s = job.stats
-    rate = s.read / (s.total_s - s.load_s) if s.total_s > s.load_s else 0.0
+def _log_counts(reader: OcrReader) -> None:
+    c = reader.counts
     log.info(
-        "ocr: %d images (%d read, %d skipped: no text, %d errors), %d lines, %.2f s "
-        "(%.2f images read/s), %s loaded in %.1f s",
-        s.images, s.read, s.skipped, s.errors, s.lines, s.total_s, rate, job.model_id, s.load_s,
+        "ocr: %d read, %d skipped (no text), %d errors, %d lines; %s",
+        c.read, c.skipped, c.errors, c.lines, reader.name,
     )  # fmt: skip
-
-
-def run_ocr_shard(
-    manifest: str | os.PathLike,
-    objects: str | os.PathLike,
-    out_jsonl: str | os.PathLike,
-    library: str | os.PathLike,
-    **settings: Any,
-) -> OcrJob:
-    """``run_ocr_job`` for a single shard."""
-    return run_ocr_job([OcrShardFiles(manifest, objects, out_jsonl)], library, **settings)

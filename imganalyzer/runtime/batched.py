@@ -14,32 +14,36 @@ each result batch to a writer thread so writing never blocks the device; halves 
 batch and retries it on out-of-memory; and records how long the model waited for the
 loader versus how long it spent predicting (``stats``). The loop never calls
 ``torch.cuda.synchronize`` or ``empty_cache``: only the writer's copy to the host waits.
+
+A module also declares what its job reads and how a result becomes a row (``inputs``,
+``decide``, ``source``, ``row_fields``, ``shard_array``): ``runtime.job.run_model_job`` reads
+the shards, checks them, runs the model over them as one stream and writes the rows.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
 import itertools
-import json
 import logging
-import os
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
-import torch
 
-from imganalyzer.files import atomic_write_text
 from imganalyzer.progress import Progress
 from imganalyzer.results import read_rows
 from imganalyzer.runtime.registry import ModelSpec
+
+if TYPE_CHECKING:  # torch is imported where it runs: a host model's job never loads it
+    import torch
+
+    from imganalyzer.runtime.job import JobShard
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,16 @@ WRITER_BACKLOG = 2
 # running out of host memory kills the process instead of raising: "auto" caps it here.
 CPU_AUTO_BATCH_SIZE = 16
 NOT_DECODED = "not decoded"
+
+
+@dataclass(frozen=True)
+class HostDevice:
+    """Where a host model's inputs stay (``BatchedModel.on_torch`` False): no torch device."""
+
+    type: str = "cpu"
+
+
+HOST = HostDevice()
 _OUT_OF_MEMORY = object()  # _try_predict's answer when the batch did not fit
 
 Deliver = Callable[[np.ndarray, Any], None]
@@ -60,6 +74,8 @@ Deliver = Callable[[np.ndarray, Any], None]
 def choose_device(requested: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then CPU; ``cuda``/``mps``/``cpu`` (the schema's
     choices) force one."""
+    import torch
+
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if requested == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
@@ -70,6 +86,8 @@ def choose_device(requested: str = "auto") -> torch.device:
 
 def choose_dtype(device: torch.device, half_precision_safe: bool) -> torch.dtype:
     """bf16 on CUDA where supported, else fp16, for models safe in half precision; fp32 else."""
+    import torch
+
     if not half_precision_safe or device.type == "cpu":
         return torch.float32
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -86,6 +104,8 @@ def initial_batch_size(requested: int | str, default: int, device: torch.device)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
     # MPS and older CUDA paths raise a plain RuntimeError with this text.
     return isinstance(error, torch.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "out of memory" in str(error)
@@ -119,6 +139,8 @@ class PaddedImages:
 
     @classmethod
     def from_rows(cls, batch: RowBatch) -> PaddedImages:
+        import torch
+
         pixels = torch.from_numpy(np.ascontiguousarray(batch.data)).permute(0, 3, 1, 2)
         sizes = torch.from_numpy(np.asarray(batch.sizes, dtype=np.int64))
         return cls(pixels.contiguous(), sizes)
@@ -147,6 +169,40 @@ class PaddedImages:
         ]
 
 
+class HostItems:
+    """Per-image inputs that stay on the host (decoded images, JPEG bytes) for models that
+    do not run in torch (onnxruntime, a remote API): the runtime slices them by rows and
+    never moves them to a device."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, rows: slice) -> HostItems:
+        return HostItems(self.items[rows])
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def pin_memory(self) -> HostItems:
+        return self
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> HostItems:
+        return self
+
+    def is_floating_point(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    """A result (or decision) that makes an image's row an error row with ``reason``."""
+
+    reason: str
+
+
 class BatchSource(Protocol):
     n_rows: int
 
@@ -156,15 +212,36 @@ class BatchSource(Protocol):
 
 
 class TierBatches:
-    """Rows of one tier of a shard's tier store (a ``TierReader``); failed decodes skipped."""
+    """Rows of one tier of a shard's tier store (a ``TierReader``); failed decodes skipped.
 
-    def __init__(self, reader: Any, tier: str) -> None:
-        self.reader, self.tier, self.n_rows = reader, tier, reader.n_images
+    ``rows``: only these manifest rows (ascending), as rows ``0..len(rows)`` of this source;
+    None: every row."""
+
+    def __init__(self, reader: Any, tier: str, rows: np.ndarray | None = None) -> None:
+        self.reader, self.tier = reader, tier
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.n_rows = reader.n_images if self.rows is None else len(self.rows)
 
     def read(self, start: int, stop: int) -> RowBatch:
-        images, sizes, ok = self.reader.read(self.tier, start, stop)
+        if self.rows is None:
+            images, sizes, ok = self.reader.read(self.tier, start, stop)
+        else:
+            images, sizes, ok = self._read_rows(self.rows[start:stop])
         keep = np.flatnonzero(ok)
         return RowBatch(start + keep, images[keep], sizes[keep])
+
+    def _read_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tier images of ``rows``: one slice when they lie close together (a chunk is
+        decoded once), else one slice per run of consecutive rows (few rows of many)."""
+        if not len(rows):
+            return self.reader.read(self.tier, 0, 0)
+        first, last = int(rows[0]), int(rows[-1]) + 1
+        if last - first <= 2 * len(rows):
+            images, sizes, ok = self.reader.read(self.tier, first, last)
+            return images[rows - first], sizes[rows - first], ok[rows - first]
+        runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
+        parts = [self.reader.read(self.tier, int(run[0]), int(run[-1]) + 1) for run in runs]
+        return tuple(np.concatenate([part[i] for part in parts]) for i in range(3))
 
 
 class ArrayBatches:
@@ -217,6 +294,7 @@ class RunStats:
     total_s: float = 0.0
     oom_backoffs: int = 0
     batch_size: int = 0  # in use at the end, after any back-off
+    errors: int = 0  # error rows a model job wrote (runtime.job)
 
 
 class BatchedModel(ABC):
@@ -225,8 +303,19 @@ class BatchedModel(ABC):
     spec: ClassVar[ModelSpec | None] = None  # its registry entry: sets the three below
     module: ClassVar[str]  # for logs: "embedding"
     tier: ClassVar[str | None]  # the tier it reads (None: reads no pixels)
-    default_batch_size: ClassVar[int]
+    default_batch_size: int  # a class's, from its spec; a host model may set its own
     half_precision_safe: ClassVar[bool] = False  # may it run in bf16/fp16 on a GPU?
+    # False: a model outside torch (onnxruntime, an API); its inputs stay on the host and it
+    # chooses its own runtime from ``requested_device``.
+    on_torch: ClassVar[bool] = True
+    # What its job reads besides the manifests: rows of these modules for the same shards
+    # ("technical": the decode job's), and arrays (aesthetic: the embedding vectors).
+    inputs: tuple[str, ...] = ("technical",)
+    input_arrays: tuple[str, ...] = ()
+    # For results that cost money (cloud): the job rewrites the rows done so far every this
+    # many results and when it stops; rows not reached get ``not_done_reason``. 0: never.
+    checkpoint_every: int = 0
+    not_done_reason: str = "not done"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -236,8 +325,12 @@ class BatchedModel(ABC):
 
     def __init__(self, device: str = "auto", batch_size: int | str = "auto") -> None:
         self.requested_device, self.requested_batch_size = device, batch_size
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
+        self.device: Any = HOST  # a torch.device for a torch model; HOST for a host model
+        self.dtype: Any = None  # a torch.dtype for a torch model
+        if self.on_torch:
+            import torch
+
+            self.device, self.dtype = torch.device("cpu"), torch.float32  # until loaded
         self.batch_size = 0
         self.stats = RunStats()
         self._loaded = False
@@ -252,11 +345,11 @@ class BatchedModel(ABC):
         """Build the model on ``device`` in ``dtype``; called once, by ``load``."""
 
     @abstractmethod
-    def preprocess(self, batch: RowBatch) -> torch.Tensor | PaddedImages:
+    def preprocess(self, batch: RowBatch) -> torch.Tensor | PaddedImages | HostItems:
         """CPU tensor of the batch's model inputs, first dimension = rows (loader thread)."""
 
     @abstractmethod
-    def predict_batch(self, inputs: torch.Tensor) -> Any:
+    def predict_batch(self, inputs: Any) -> Any:
         """The forward pass on ``inputs`` (already on the device, in ``dtype`` if float)."""
 
     @abstractmethod
@@ -268,25 +361,66 @@ class BatchedModel(ABC):
         if self._loaded:
             return
         started = time.perf_counter()
-        self.device = choose_device(self.requested_device)
-        self.dtype = choose_dtype(self.device, self.half_precision_safe)
+        if self.on_torch:
+            self.device = choose_device(self.requested_device)
+            self.dtype = choose_dtype(self.device, self.half_precision_safe)
+        else:
+            self.device, self.dtype = HOST, None
         self.batch_size = initial_batch_size(
             self.requested_batch_size, self.default_batch_size, self.device
         )
         self.load_model(self.device, self.dtype)
         self.stats.load_s = time.perf_counter() - started
         self._loaded = True
-        dtype = str(self.dtype).removeprefix("torch.")
+        dtype = str(self.dtype).removeprefix("torch.") if self.on_torch else "its own runtime"
         log.info(
             "%s: %s on %s in %s, batch size %d (requested %s); loaded in %.1f s",
             self.module, self.model_id, self.device.type, dtype, self.batch_size,
             self.requested_batch_size, self.stats.load_s,
         )  # fmt: skip
 
+    # --- What a model job reads and writes (runtime.job.run_model_job) --------------------
+    def use_threads(self, threads: int) -> int:
+        """Give the job's ``threads`` CPU threads to the model; returns the loader threads
+        (one thread drives the model, the rest load batches)."""
+        if self.on_torch:
+            import torch
+
+            torch.set_num_threads(max(1, threads))
+        return max(1, threads - 1)
+
+    def decide(self, shard: JobShard, row: int) -> dict[str, Any] | RowFailure | None:
+        """A row settled without the model: its ok-row fields (an image skipped), a
+        failure, or None to run the model on it. By default: a failed decode."""
+        technical = shard.rows.get("technical")
+        if technical is not None and technical[row]["status"] != "ok":
+            return RowFailure(technical[row].get("error", NOT_DECODED))
+        return None
+
+    def source(self, shard: JobShard, rows: np.ndarray) -> BatchSource:
+        """The manifest ``rows`` of ``shard`` to run, as a batch source: their tier images."""
+        if self.tier is None:
+            raise NotImplementedError(f"{self.module}: reads no tiers; it needs its own source")
+        return TierBatches(shard.reader, self.tier, rows)
+
+    def row_fields(self, result: Any, shard: JobShard, row: int) -> dict[str, Any]:
+        """The fields of an ok row (beside path, size, mtime_ns, status) from a result."""
+        raise NotImplementedError(f"{self.module}: row_fields")
+
+    def shard_array(self, shard: JobShard, results: Sequence[Any]) -> np.ndarray | None:
+        """The shard's array (``<shard>.npy``) from its results by manifest row (None where
+        the model did not run), or None for a module without one. Called before the
+        shard's ``row_fields``."""
+        return None
+
+    def summary_fields(self) -> dict[str, Any]:
+        """Fields the job summary adds to the module, model, shards and ``stats``."""
+        return {}
+
     def infer(self, batch: RowBatch) -> Any:
         """One batch synchronously, without threads (queries, tests): postprocessed results."""
         self.load()
-        with torch.inference_mode():
+        with self._inference_mode():
             return self.postprocess(self._predict(self.preprocess(batch)))
 
     def run(
@@ -319,7 +453,8 @@ class BatchedModel(ABC):
                 writes.popleft().result()
         finally:
             loader.shutdown(cancel_futures=True)
-            writer.shutdown(cancel_futures=True)
+            # Batches already predicted are still written: a job that stops keeps them.
+            writer.shutdown()
         self.stats.total_s = time.perf_counter() - started
         self.stats.batch_size = self.batch_size
         self._progress.reach(source.n_rows)
@@ -404,8 +539,15 @@ class BatchedModel(ABC):
         self.stats.images += len(chunk)
         return outputs
 
+    def _inference_mode(self) -> contextlib.AbstractContextManager:
+        if not self.on_torch:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.inference_mode()
+
     def _predict(self, chunk: torch.Tensor) -> Any:
-        with torch.inference_mode():
+        with self._inference_mode():
             inputs = chunk.to(self.device, non_blocking=True)
             if inputs.is_floating_point():
                 inputs = inputs.to(self.dtype)
@@ -422,7 +564,7 @@ class BatchedModel(ABC):
             log.warning(message + " (lower %s.batch_size in config.yaml)", *args, self.module)
 
     def _write(self, deliver: Deliver, indices: np.ndarray, outputs: Any) -> None:
-        with torch.inference_mode():
+        with self._inference_mode():
             deliver(indices, self.postprocess(outputs))
         if len(indices):  # rows are written in order: every row up to the last one is done
             self._progress.reach(int(indices[-1]) + 1)
@@ -448,29 +590,3 @@ def decode_failures(technical: str | None, n_rows: int) -> dict[int, str]:
     if len(rows) != n_rows:
         raise ValueError(f"{technical}: {len(rows)} rows, expected {n_rows} (manifest rows)")
     return {i: row.get("error", NOT_DECODED) for i, row in enumerate(rows) if row["status"] != "ok"}
-
-
-def tier_job_files(
-    make: Callable[..., Any],
-    shards: Sequence[str],
-    manifests: Sequence[str],
-    tiers: Sequence[str],
-    technical: Sequence[str],
-    out_dir: str | os.PathLike,
-) -> list[Any]:
-    """``make(manifest, tiers, technical, out_dir/<shard>.jsonl)`` for every shard of a job
-    (the per-shard files of a module that reads tiers and writes rows)."""
-    out = Path(out_dir)
-    return [
-        make(manifest, tier_store, rows, out / f"{shard}.jsonl")
-        for shard, manifest, tier_store, rows in zip(
-            shards, manifests, tiers, technical, strict=True
-        )
-    ]
-
-
-def write_job_summary(path: str | os.PathLike, model: BatchedModel, shards: Sequence[str]) -> None:
-    """The marker a model job writes last: its shards, model and timings (JSON)."""
-    summary = {"module": model.module, "model": model.model_id, "shards": list(shards)}
-    summary.update(dataclasses.asdict(model.stats))
-    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")

@@ -14,6 +14,7 @@ from skimage import data
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode.tiers import TierWriter, make_tiers
+from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, write_rows
 
 TINY_CLIP = "imganalyzer-test-tiny-ViT"
@@ -49,13 +50,20 @@ def tiny_clip_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return weights
 
 
+SHARD_ID = "000001-00000"
+
+
 @dataclass
 class Shard:
+    """A shard written at its places in a results folder (``layout``), as ``id``."""
+
     manifest: Path
     tiers: Path
     technical: Path
     entries: list[Entry]
     images: list[np.ndarray | None]  # the clip tier image of each row (None: failed)
+    layout: Layout
+    id: str
 
 
 def shard_images() -> list[np.ndarray | None]:
@@ -72,9 +80,16 @@ def shard_images() -> list[np.ndarray | None]:
     ]
 
 
-def write_shard(folder: Path, images: list[np.ndarray | None]) -> Shard:
+def write_shard(folder: Path, images: list[np.ndarray | None], shard: str = SHARD_ID) -> Shard:
+    """Manifest, tier store and technical rows of a shard in the results folder ``folder``."""
+    layout = Layout(folder)
     entries = [Entry(f"photos/{i:02d}.jpg", 1000 + i, 10**18 + i) for i in range(len(images))]
-    manifest, tiers, technical = folder / "m.tsv", folder / "t.zarr", folder / "tech.jsonl"
+    manifest, tiers, technical = (
+        layout.manifest(shard),
+        layout.tiers(shard),
+        layout.technical(shard),
+    )
+    manifest.parent.mkdir(parents=True, exist_ok=True)
     write_manifest(manifest, entries)
     clip_images = []
     with TierWriter(tiers, n_images=len(images), tiers=TEST_TIERS) as writer:
@@ -87,7 +102,7 @@ def write_shard(folder: Path, images: list[np.ndarray | None]) -> Shard:
         for e, rgb in zip(entries, images, strict=True)
     ]
     write_rows(technical, rows)
-    return Shard(manifest, tiers, technical, entries, clip_images)
+    return Shard(manifest, tiers, technical, entries, clip_images, layout, shard)
 
 
 @pytest.fixture(scope="session")

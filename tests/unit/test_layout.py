@@ -32,17 +32,6 @@ SAMPLE_ARGS = {
     "person_id": "7",
 }
 
-# TEMPORARY (the lead removes it after merging the model-job skeleton): files another
-# helper is rewriting onto the Layout right now, and the lines of common.smk that keep
-# their rules working meanwhile ("path::text" exempts the lines of path holding text).
-NOT_YET_ON_LAYOUT = {
-    "imganalyzer/runtime/batched.py",
-    *(f"scripts/{m}.py" for m in ("embedding", "aesthetic", "ocr", "faces", "cloud")),
-    *(f"workflow/rules/{m}.smk" for m in MODELS),
-    "workflow/rules/common.smk::results_path(",
-    "workflow/rules/common.smk::LAYOUT.root.joinpath(*parts)",
-}
-
 # Legitimate joins that read like results paths, each with why ("path::text" as above).
 ALLOWED = {
     "imganalyzer/layout.py",  # the Layout itself (and IndexFiles, the files of an index)
@@ -231,7 +220,7 @@ SMK_JOIN = re.compile(
 
 
 def exempt(relative: str, line: str) -> bool:
-    for entry in NOT_YET_ON_LAYOUT | ALLOWED:
+    for entry in ALLOWED:
         path, _, text = entry.partition("::")
         if path == relative and (not text or text in line):
             return True
@@ -295,5 +284,5 @@ def test_the_check_leaves_other_joins_alone(source: str) -> None:
 
 
 def test_the_temporary_exemptions_name_existing_files() -> None:
-    for entry in NOT_YET_ON_LAYOUT | ALLOWED:
+    for entry in ALLOWED:
         assert (ROOT / entry.partition("::")[0]).is_file(), entry

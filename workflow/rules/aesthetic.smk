@@ -1,22 +1,22 @@
 # Aesthetic scores from the stored embeddings: no pixels, no GPU (a ~1 GFLOP MLP per shard).
 rule aesthetic:
     input:
-        results_path("embedding", "jobs", "{job}.json"),
+        str(LAYOUT.job_summary("embedding", "{job}")),
+        manifests=job_paths(LAYOUT.manifest),
     output:
-        results_path("aesthetic", "jobs", "{job}.json"),
+        str(LAYOUT.job_summary("aesthetic", "{job}")),
     log:
-        results_path("logs", "aesthetic", "{job}.log"),
+        str(LAYOUT.log("aesthetic", "{job}")),
     benchmark:
-        results_path("benchmarks", "aesthetic", "{job}.tsv")
+        str(LAYOUT.benchmark("aesthetic", "{job}"))
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 1
     resources:
         mem_mb=1500,
     params:
+        results=results_folder,
         shards=job_shards,
-        embedding_dir=module_dir_of_input,
-        out_dir=module_dir_of_output,
         weights=config["aesthetic"]["weights"],
         batch_size=config["aesthetic"]["batch_size"],
         retry=retry_param("aesthetic"),  # a failed job is re-run, only it

@@ -1,15 +1,15 @@
 # A caption and answers to the configured questions; the vision tower runs once per image.
 rule captions:
     input:
-        manifests=job_files("catalog", "shards", "{shard}.tsv"),
-        tiers=job_files("tiers", "{shard}.zarr"),
-        technical=job_files("technical", "{shard}.jsonl"),
+        manifests=job_paths(LAYOUT.manifest),
+        tiers=job_paths(LAYOUT.tiers),
+        technical=job_paths(LAYOUT.technical),
     output:
-        results_path("captions", "jobs", "{job}.json"),
+        str(LAYOUT.job_summary("captions", "{job}")),
     log:
-        results_path("logs", "captions", "{job}.log"),
+        str(LAYOUT.log("captions", "{job}")),
     benchmark:
-        results_path("benchmarks", "captions", "{job}.tsv")
+        str(LAYOUT.benchmark("captions", "{job}"))
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 2
@@ -18,8 +18,8 @@ rule captions:
         # BLIP-2 OPT-2.7B: 7.7 GB of fp16 weights, loaded through the host.
         mem_mb=16000,
     params:
+        results=results_folder,
         shards=job_shards,
-        out_dir=module_dir_of_output,
         settings=config["captions"],
         device=config["device"],
         retry=retry_param("captions"),  # a failed job is re-run, only it

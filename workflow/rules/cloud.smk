@@ -2,15 +2,15 @@
 # environment variable config names, in the job, and is never a param (params are stored).
 rule cloud:
     input:
-        manifests=job_files("catalog", "shards", "{shard}.tsv"),
-        tiers=job_files("tiers", "{shard}.zarr"),
-        technical=job_files("technical", "{shard}.jsonl"),
+        manifests=job_paths(LAYOUT.manifest),
+        tiers=job_paths(LAYOUT.tiers),
+        technical=job_paths(LAYOUT.technical),
     output:
-        results_path("cloud", "jobs", "{job}.json"),
+        str(LAYOUT.job_summary("cloud", "{job}")),
     log:
-        results_path("logs", "cloud", "{job}.log"),
+        str(LAYOUT.log("cloud", "{job}")),
     benchmark:
-        results_path("benchmarks", "cloud", "{job}.tsv")
+        str(LAYOUT.benchmark("cloud", "{job}"))
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 2  # reading and encoding tiers; requests run concurrently in threads
@@ -20,8 +20,8 @@ rule cloud:
         # limited per job).
         cloud_api=1,
     params:
+        results=results_folder,
         shards=job_shards,
-        out_dir=module_dir_of_output,
         settings=config["cloud"],
         skipped=cloud_budget_skipped,
         retry=retry_param("cloud"),  # a failed job is re-run, only it

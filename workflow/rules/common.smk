@@ -72,45 +72,25 @@ wildcard_constraints:
     job=JOB_ID_PATTERN,
 
 
-# NOT_YET_ON_LAYOUT (temporary): the model rules still name their paths by parts; they
-# move to LAYOUT's methods, then this goes.
-def results_path(*parts):
-    return str(LAYOUT.root.joinpath(*parts))
-
-
 def manifest(wildcards):
     return str(LAYOUT.manifest(wildcards.shard))
 
 
-def job_files(*pattern):
-    """Input function: for every shard of a model job, a Layout method of a shard
-    (``job_files(LAYOUT.tiers)``) or a path by parts with a {shard} field."""
-    if len(pattern) == 1 and callable(pattern[0]):
-        of_shard = pattern[0]
-        return lambda wildcards: [str(of_shard(s)) for s in MODEL_JOBS[wildcards.job]]
-    parts = results_path(*pattern)
-    return lambda wildcards: [parts.format(shard=s) for s in MODEL_JOBS[wildcards.job]]
+def job_paths(path_of):
+    """Input function: ``path_of(shard)`` (a LAYOUT method) for every shard of a model job."""
+    return lambda wildcards: [str(path_of(s)) for s in MODEL_JOBS[wildcards.job]]
+
+
+def results_folder(wildcards):
+    """The results folder, a model job's param: its scripts build the run's Layout from it.
+    A function, not the literal (Snakemake's lint flags a literal that prefixes outputs, for
+    runs without a shared filesystem; every model job reads the shared results folder).
+    """
+    return str(LAYOUT.root)
 
 
 def job_shards(wildcards):
     return MODEL_JOBS[wildcards.job]
-
-
-def module_dir_of_summary(summary):
-    """results/<module>/ of a model job whose summary is results/<module>/jobs/<job>.json."""
-    found = Layout.of_job_summary(summary)
-    if found is None:
-        raise ValueError(f"{summary}: not a model job's summary (<module>/jobs/<job>.json)")
-    layout, module, _ = found
-    return str(layout.module_dir(module))
-
-
-def module_dir_of_output(wildcards, output):
-    return module_dir_of_summary(output[0])
-
-
-def module_dir_of_input(wildcards, input):
-    return module_dir_of_summary(input[0])
 
 
 def results_of(made):

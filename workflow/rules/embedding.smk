@@ -4,15 +4,15 @@
 # job's summary (the output Snakemake tracks).
 rule embedding:
     input:
-        manifests=job_files("catalog", "shards", "{shard}.tsv"),
-        tiers=job_files("tiers", "{shard}.zarr"),
-        technical=job_files("technical", "{shard}.jsonl"),
+        manifests=job_paths(LAYOUT.manifest),
+        tiers=job_paths(LAYOUT.tiers),
+        technical=job_paths(LAYOUT.technical),
     output:
-        results_path("embedding", "jobs", "{job}.json"),
+        str(LAYOUT.job_summary("embedding", "{job}")),
     log:
-        results_path("logs", "embedding", "{job}.log"),
+        str(LAYOUT.log("embedding", "{job}")),
     benchmark:
-        results_path("benchmarks", "embedding", "{job}.tsv")
+        str(LAYOUT.benchmark("embedding", "{job}"))
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 2  # one thread drives the model, one loads and preprocesses the next batches
@@ -24,8 +24,8 @@ rule embedding:
         # CUDA/torch libraries (~1.5 GB), prefetched batches (~0.5 GB at batch size 256).
         mem_mb=8000,
     params:
+        results=results_folder,
         shards=job_shards,
-        out_dir=module_dir_of_output,
         model=config["embedding"]["model"],
         pretrained=config["embedding"]["pretrained"],
         device=config["device"],

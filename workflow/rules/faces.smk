@@ -3,16 +3,16 @@
 
 rule faces:
     input:
-        manifests=job_files("catalog", "shards", "{shard}.tsv"),
-        tiers=job_files("tiers", "{shard}.zarr"),
-        technical=job_files("technical", "{shard}.jsonl"),
+        manifests=job_paths(LAYOUT.manifest),
+        tiers=job_paths(LAYOUT.tiers),
+        technical=job_paths(LAYOUT.technical),
         objects=faces_gate,
     output:
-        results_path("faces", "jobs", "{job}.json"),
+        str(LAYOUT.job_summary("faces", "{job}")),
     log:
-        results_path("logs", "faces", "{job}.log"),
+        str(LAYOUT.log("faces", "{job}")),
     benchmark:
-        results_path("benchmarks", "faces", "{job}.tsv")
+        str(LAYOUT.benchmark("faces", "{job}"))
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 2
@@ -21,8 +21,8 @@ rule faces:
         # buffalo_l: detector + recogniser + attributes, ~350 MB of ONNX weights.
         mem_mb=4000,
     params:
+        results=results_folder,
         shards=job_shards,
-        out_dir=module_dir_of_output,
         settings=config["faces"],
         device=config["device"],
         retry=retry_param("faces"),  # a failed job is re-run, only it

@@ -2,15 +2,15 @@
 # gate OCR and faces.
 rule objects:
     input:
-        manifests=job_files("catalog", "shards", "{shard}.tsv"),
-        tiers=job_files("tiers", "{shard}.zarr"),
-        technical=job_files("technical", "{shard}.jsonl"),
+        manifests=job_paths(LAYOUT.manifest),
+        tiers=job_paths(LAYOUT.tiers),
+        technical=job_paths(LAYOUT.technical),
     output:
-        results_path("objects", "jobs", "{job}.json"),
+        str(LAYOUT.job_summary("objects", "{job}")),
     log:
-        results_path("logs", "objects", "{job}.log"),
+        str(LAYOUT.log("objects", "{job}")),
     benchmark:
-        results_path("benchmarks", "objects", "{job}.tsv")
+        str(LAYOUT.benchmark("objects", "{job}"))
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 2  # one thread drives the model, one loads and preprocesses the next batches
@@ -20,8 +20,8 @@ rule objects:
         # prefetched 1024 px batches.
         mem_mb=6000,
     params:
+        results=results_folder,
         shards=job_shards,
-        out_dir=module_dir_of_output,
         settings=config["objects"],
         device=config["device"],
         retry=retry_param("objects"),  # a failed job is re-run, only it

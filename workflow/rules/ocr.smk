@@ -2,14 +2,14 @@
 # from the original at no more than ocr.max_side pixels.
 rule ocr:
     input:
-        objects=results_path("objects", "jobs", "{job}.json"),
-        manifests=job_files("catalog", "shards", "{shard}.tsv"),
+        objects=str(LAYOUT.job_summary("objects", "{job}")),
+        manifests=job_paths(LAYOUT.manifest),
     output:
-        results_path("ocr", "jobs", "{job}.json"),
+        str(LAYOUT.job_summary("ocr", "{job}")),
     log:
-        results_path("logs", "ocr", "{job}.log"),
+        str(LAYOUT.log("ocr", "{job}")),
     benchmark:
-        results_path("benchmarks", "ocr", "{job}.tsv")
+        str(LAYOUT.benchmark("ocr", "{job}"))
     conda:
         "../../envs/imganalyzer.yaml"
     threads: 2
@@ -22,9 +22,8 @@ rule ocr:
         ),
         mem_mb=4000,
     params:
+        results=results_folder,
         shards=job_shards,
-        objects_dir=module_dir_of_input,
-        out_dir=module_dir_of_output,
         library=config["library"],
         settings=config["ocr"],
         max_pixels=config["max_pixels"],

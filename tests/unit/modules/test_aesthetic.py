@@ -9,18 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from imganalyzer.catalog.manifests import Entry
+from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.config import ConfigError
 from imganalyzer.files import atomic_open
+from imganalyzer.layout import Layout
 from imganalyzer.modules.aesthetic import (
     AestheticHead,
     check_aesthetic_compatible,
-    run_aesthetic_shard,
+    run_aesthetic_job,
 )
-from imganalyzer.modules.embedding import run_embedding_shard
+from imganalyzer.modules.embedding import run_embedding_job
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
-from tests.unit.conftest import TINY_CLIP, TINY_DIM, shard_images, write_shard
+from tests.unit.conftest import SHARD_ID, TINY_CLIP, TINY_DIM, shard_images, write_shard
+
+JOB = "000001-00000-00000"
 
 # The original file's keys: Linear layers at 0, 2, 4, 6, 7 (dropouts between hold no weights).
 UPSTREAM_KEYS = [f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")]
@@ -33,17 +36,24 @@ def save_head(path: Path, in_dim: int) -> AestheticHead:
     return head
 
 
-def write_embeddings(folder: Path, vectors: np.ndarray, failed: set[int]) -> tuple[Path, Path]:
+def write_embeddings(folder: Path, vectors: np.ndarray, failed: set[int]) -> Layout:
+    """A shard's manifest and embedding results in the results folder ``folder``."""
+    layout = Layout(folder)
     entries = [Entry(f"{i}.jpg", i, i) for i in range(len(vectors))]
     rows = [
         error_row(e, "truncated file") if i in failed else ok_row(e, {"dims": vectors.shape[1]})
         for i, e in enumerate(entries)
     ]
-    npy, jsonl = folder / "e.npy", folder / "e.jsonl"
-    with atomic_open(npy, "wb") as handle:
+    write_manifest(layout.manifest(SHARD_ID), entries)
+    with atomic_open(layout.array("embedding", SHARD_ID), "wb") as handle:
         np.save(handle, vectors.astype(np.float16))
-    write_rows(jsonl, rows)
-    return npy, jsonl
+    write_rows(layout.rows("embedding", SHARD_ID), rows)
+    return layout
+
+
+def score(layout: Layout, weights: str | Path, **settings) -> list[dict]:
+    run_aesthetic_job(layout, JOB, [SHARD_ID], str(weights), **settings)
+    return list(read_rows(layout.rows("aesthetic", SHARD_ID)))
 
 
 def unit_vectors(n: int, dim: int) -> np.ndarray:
@@ -60,10 +70,9 @@ def test_head_has_the_upstream_layout() -> None:
 def test_scores_equal_the_head_on_each_vector_and_keep_errors(tmp_path: Path) -> None:
     vectors = unit_vectors(9, 768)
     vectors[4] = 0  # a failed image's row
-    npy, jsonl = write_embeddings(tmp_path, vectors, failed={4})
+    layout = write_embeddings(tmp_path, vectors, failed={4})
     head = save_head(tmp_path / "head.pth", 768)
-    run_aesthetic_shard(npy, jsonl, tmp_path / "a.jsonl", weights=str(tmp_path / "head.pth"))
-    rows = list(read_rows(tmp_path / "a.jsonl"))
+    rows = score(layout, tmp_path / "head.pth")
     assert [row["path"] for row in rows] == [f"{i}.jpg" for i in range(9)]
     assert rows[4]["status"] == "error" and rows[4]["error"] == "truncated file"
     with torch.inference_mode():
@@ -76,42 +85,37 @@ def test_scores_equal_the_head_on_each_vector_and_keep_errors(tmp_path: Path) ->
 
 
 def test_batched_scores_equal_one_at_a_time(tmp_path: Path) -> None:
-    npy, jsonl = write_embeddings(tmp_path, unit_vectors(7, 768), failed=set())
+    layout = write_embeddings(tmp_path, unit_vectors(7, 768), failed=set())
     save_head(tmp_path / "head.pth", 768)
-    weights = str(tmp_path / "head.pth")
-    run_aesthetic_shard(npy, jsonl, tmp_path / "one.jsonl", weights, batch_size=1)
-    run_aesthetic_shard(npy, jsonl, tmp_path / "all.jsonl", weights, batch_size=4096)
-    one = [row["aesthetic"] for row in read_rows(tmp_path / "one.jsonl")]
-    batched = [row["aesthetic"] for row in read_rows(tmp_path / "all.jsonl")]
+    one = [row["aesthetic"] for row in score(layout, tmp_path / "head.pth", batch_size=1)]
+    batched = [row["aesthetic"] for row in score(layout, tmp_path / "head.pth", batch_size=4096)]
     assert one == pytest.approx(batched, abs=1e-4)
 
 
 def test_reads_only_the_embeddings_never_the_tiers(tiny_clip_weights: Path, tmp_path: Path):
     shard = write_shard(tmp_path, shard_images())
-    npy, jsonl = tmp_path / "e.npy", tmp_path / "e.jsonl"
-    run_embedding_shard(
-        shard.manifest, shard.tiers, shard.technical, npy, jsonl,
+    run_embedding_job(
+        shard.layout, JOB, [shard.id],
         model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu",
     )  # fmt: skip
     shutil.rmtree(shard.tiers)
     save_head(tmp_path / "head.pth", TINY_DIM)
-    run_aesthetic_shard(npy, jsonl, tmp_path / "a.jsonl", str(tmp_path / "head.pth"))
-    rows = list(read_rows(tmp_path / "a.jsonl"))
+    rows = score(shard.layout, tmp_path / "head.pth")
     assert [r["status"] for r in rows] == ["ok", "ok", "error", "ok", "ok", "ok", "ok"]
     assert all(isinstance(r["aesthetic"], float) for r in rows if r["status"] == "ok")
 
 
 def test_a_head_for_another_embedding_size_fails_clearly(tmp_path: Path) -> None:
-    npy, jsonl = write_embeddings(tmp_path, unit_vectors(3, 512), failed=set())
+    layout = write_embeddings(tmp_path, unit_vectors(3, 512), failed=set())
     save_head(tmp_path / "head.pth", 768)
     with pytest.raises(ValueError, match="expects 768-d embeddings.*holds 512-d"):
-        run_aesthetic_shard(npy, jsonl, tmp_path / "a.jsonl", str(tmp_path / "head.pth"))
+        score(layout, tmp_path / "head.pth")
 
 
 def test_missing_weights_name_the_file_and_the_fetch_command(tmp_path: Path) -> None:
-    npy, jsonl = write_embeddings(tmp_path, unit_vectors(2, 768), failed=set())
+    layout = write_embeddings(tmp_path, unit_vectors(2, 768), failed=set())
     with pytest.raises(ModelNotFoundError) as caught:
-        run_aesthetic_shard(npy, jsonl, tmp_path / "a.jsonl", str(tmp_path / "gone.pth"))
+        score(layout, tmp_path / "gone.pth")
     assert str(tmp_path / "gone.pth") in str(caught.value)
     assert FETCH_COMMAND in str(caught.value)
 

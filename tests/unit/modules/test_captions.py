@@ -13,10 +13,8 @@ from imganalyzer.decode.tiers import TierReader
 from imganalyzer.modules.captions import (
     DEFAULT_QUESTIONS,
     Captioner,
-    CaptionsShardFiles,
     question_prompt,
     run_captions_job,
-    run_captions_shard,
 )
 from imganalyzer.results import read_rows
 from imganalyzer.runtime.batched import RowBatch
@@ -24,6 +22,7 @@ from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from tests.support.tiny_blip2 import build_tiny_blip2
 from tests.unit.conftest import DECODE_FAILURE, TEST_TIERS, shard_images, write_shard
 
+JOB = "000001-00000-00000"
 MAX_NEW_TOKENS = 12
 
 
@@ -129,12 +128,11 @@ def test_shard_rows_follow_the_manifest_and_carry_decode_errors(
     tiny_blip2: Path, shard, tmp_path: Path
 ) -> None:
     questions = {"scene": "What type of scene is this?", "where": "Where is it?"}
-    out = tmp_path / "c.jsonl"
-    job = run_captions_shard(
-        shard.manifest, shard.tiers, shard.technical, out, model=str(tiny_blip2),
+    job = run_captions_job(
+        shard.layout, JOB, [shard.id], model=str(tiny_blip2),
         questions=questions, max_new_tokens=MAX_NEW_TOKENS, device="cpu", batch_size=4,
     )  # fmt: skip
-    rows = list(read_rows(out))
+    rows = list(read_rows(shard.layout.rows("captions", shard.id)))
     assert [row["path"] for row in rows] == [entry.path for entry in shard.entries]
     assert rows[2] == {
         "path": shard.entries[2].path,
@@ -156,12 +154,11 @@ def test_shard_rows_follow_the_manifest_and_carry_decode_errors(
 
 def test_batch_size_one_equals_batched(tiny_blip2: Path, shard, tmp_path: Path) -> None:
     settings = {"model": str(tiny_blip2), "max_new_tokens": MAX_NEW_TOKENS, "device": "cpu"}
+    rows = []
     for size in (1, 16):
-        run_captions_shard(
-            shard.manifest, shard.tiers, shard.technical, tmp_path / f"{size}.jsonl",
-            batch_size=size, **settings,
-        )  # fmt: skip
-    assert list(read_rows(tmp_path / "1.jsonl")) == list(read_rows(tmp_path / "16.jsonl"))
+        run_captions_job(shard.layout, JOB, [shard.id], batch_size=size, **settings)
+        rows.append(list(read_rows(shard.layout.rows("captions", shard.id))))
+    assert rows[0] == rows[1]
 
 
 def test_one_job_captions_several_shards_with_one_model_load(
@@ -172,20 +169,19 @@ def test_one_job_captions_several_shards_with_one_model_load(
     monkeypatch.setattr(
         Captioner, "load_model", lambda self, *a: loads.append(1) or original(self, *a)
     )
-    shards = [write_shard(tmp_path / f"s{i}", shard_images()[i * 3 :]) for i in range(2)]
-    files = [
-        CaptionsShardFiles(s.manifest, s.tiers, s.technical, tmp_path / f"{i}.jsonl")
-        for i, s in enumerate(shards)
+    shards = [
+        write_shard(tmp_path / "job", shard_images()[i * 3 :], f"00000{i}-00000") for i in range(2)
     ]
     settings = {"model": str(tiny_blip2), "max_new_tokens": MAX_NEW_TOKENS, "device": "cpu"}
-    run_captions_job(files, batch_size=3, **settings)
+    layout = shards[0].layout
+    run_captions_job(layout, JOB, [s.id for s in shards], batch_size=3, **settings)
     assert loads == [1]
     for i, shard in enumerate(shards):
-        alone = tmp_path / f"alone{i}.jsonl"
-        run_captions_shard(shard.manifest, shard.tiers, shard.technical, alone, **settings)
-        together = list(read_rows(tmp_path / f"{i}.jsonl"))
+        alone = write_shard(tmp_path / f"alone{i}", shard_images()[i * 3 :])
+        run_captions_job(alone.layout, JOB, [alone.id], **settings)
+        together = list(read_rows(layout.rows("captions", shard.id)))
         assert [r["path"] for r in together] == [e.path for e in shard.entries]
-        assert together == list(read_rows(alone))
+        assert together == list(read_rows(alone.layout.rows("captions", alone.id)))
 
 
 def test_no_questions_gives_a_caption_only(tiny_blip2: Path, shard) -> None:

@@ -14,6 +14,7 @@ import pytest
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.decode.tiers import TierReader, resize_long_edge
+from imganalyzer.layout import Layout
 from imganalyzer.modules import cloud
 from imganalyzer.modules.cloud import (
     DEFAULT_MODELS,
@@ -22,16 +23,16 @@ from imganalyzer.modules.cloud import (
     RUN_ID_ENV,
     CloudError,
     CloudSettings,
-    CloudShardFiles,
+    CloudStats,
     MalformedReply,
     RateLimiter,
     budget_skipped,
     choose_tier,
     parse_reply,
     run_cloud_job,
-    write_cloud_summary,
 )
 from imganalyzer.results import read_rows
+from imganalyzer.runtime import job as job_module
 from tests.support.fake_vision_api import (
     USAGE,
     FakeVisionApi,
@@ -47,6 +48,7 @@ from tests.unit.conftest import DECODE_FAILURE, Shard, shard_images, write_shard
 KEY = "sk-test-9f8e7d6c5b4a-do-not-leak"
 FAILED_ROW = 2  # conftest's shard: row 2 failed to decode
 N_DECODED = len(shard_images()) - 1
+JOB = "000001-00000-00000"
 
 
 class FakeClock:
@@ -97,8 +99,19 @@ def settings_for(api: FakeVisionApi, provider: str = "anthropic", **overrides) -
     return CloudSettings.from_config(config["cloud"])  # the way the workflow builds them
 
 
-def files(shard: Shard, out: Path) -> CloudShardFiles:
-    return CloudShardFiles(shard.manifest, shard.tiers, shard.technical, out)
+@pytest.fixture
+def shard(tmp_path_factory: pytest.TempPathFactory) -> Shard:
+    """A fresh shard per test: a job reuses the rows an earlier job wrote."""
+    return write_shard(tmp_path_factory.mktemp("cloud_results"), shard_images())
+
+
+def describe(shard: Shard, settings: CloudSettings, ledger: Path | None = None, **kw) -> CloudStats:
+    """The cloud job of ``shard`` alone; what it did."""
+    return run_cloud_job(shard.layout, JOB, [shard.id], settings, ledger, **kw).counts
+
+
+def out_of(shard: Shard) -> Path:
+    return shard.layout.rows("cloud", shard.id)
 
 
 def tier_size(shard: Shard, tier: str, index: int) -> tuple[int, int]:
@@ -115,8 +128,8 @@ def all_written_text(folder: Path) -> str:
 def test_each_provider_describes_every_decoded_image_through_its_sdk(
     api: FakeVisionApi, shard: Shard, tmp_path: Path, provider: str
 ) -> None:
-    out = tmp_path / "cloud.jsonl"
-    stats = run_cloud_job([files(shard, out)], settings_for(api, provider, concurrency=2))
+    out = out_of(shard)
+    stats = describe(shard, settings_for(api, provider, concurrency=2))
     rows = list(read_rows(out))
     assert [row["path"] for row in rows] == [entry.path for entry in shard.entries]
     assert rows[FAILED_ROW] == {**rows[FAILED_ROW], "status": "error", "error": DECODE_FAILURE}
@@ -146,8 +159,8 @@ def test_the_largest_tier_that_fits_is_sent_and_downscaled_when_none_fits(
     tiers = {"detect": 160, "clip": 96}
     assert choose_tier(tiers, 1568) == "detect" and choose_tier(tiers, 120) == "clip"
     assert choose_tier(tiers, 64) == "clip"  # none fits: the smallest, downscaled
-    out = tmp_path / "cloud.jsonl"
-    run_cloud_job([files(shard, out)], settings_for(api, max_long_edge=64))
+    out = out_of(shard)
+    describe(shard, settings_for(api, max_long_edge=64))
     reader = TierReader(shard.tiers)
     for index, row in enumerate(read_rows(out)):
         if index != FAILED_ROW:
@@ -161,11 +174,8 @@ def test_retry_after_is_honoured_and_pauses_sending(
 ) -> None:
     clock = FakeClock()
     api.script(status(429, retry_after=7), status(429, retry_after="0.5"))
-    out = tmp_path / "cloud.jsonl"
     settings = settings_for(api, backoff_base_s=0.1, backoff_max_s=10)
-    stats = run_cloud_job(
-        [files(shard, out)], settings, clock=clock, sleep=clock.sleep, rng=lambda: 1.0
-    )
+    stats = describe(shard, settings, clock=clock, sleep=clock.sleep, rng=lambda: 1.0)
     # Each wait is the longer of Retry-After and the backoff (0.1 s, then 0.2 s).
     assert clock.waits() == pytest.approx([7.0, 0.5], abs=1e-3)
     assert stats.retries == 2 and stats.sent == N_DECODED and stats.errors == 1
@@ -177,11 +187,9 @@ def test_server_errors_and_timeouts_are_retried_with_exponential_backoff(
 ) -> None:
     clock = FakeClock()
     api.script(status(500), status(529), slow(1.0))
-    out = tmp_path / "cloud.jsonl"
+    out = out_of(shard)
     settings = settings_for(api, timeout_s=0.25, backoff_base_s=0.01, backoff_max_s=1.0)
-    stats = run_cloud_job(
-        [files(shard, out)], settings, clock=clock, sleep=clock.sleep, rng=lambda: 1.0
-    )
+    stats = describe(shard, settings, clock=clock, sleep=clock.sleep, rng=lambda: 1.0)
     assert clock.waits() == pytest.approx([0.01, 0.02, 0.04])
     assert stats.retries == 3 and stats.sent == N_DECODED
     assert all(row["status"] == "ok" for i, row in enumerate(read_rows(out)) if i != FAILED_ROW)
@@ -193,8 +201,7 @@ def test_jitter_keeps_each_backoff_between_half_and_all_of_its_step(
     clock = FakeClock()
     api.script(status(503), status(503))
     settings = settings_for(api, backoff_base_s=0.01, backoff_max_s=1.0)
-    run_cloud_job(
-        [files(shard, tmp_path / "c.jsonl")], settings, clock=clock, sleep=clock.sleep,
+    describe(shard, settings, clock=clock, sleep=clock.sleep,
         rng=lambda: 0.0,
     )  # fmt: skip
     assert clock.waits(at_least=1e-4) == pytest.approx([0.005, 0.01])
@@ -204,8 +211,8 @@ def test_exhausted_retries_give_an_error_row_and_the_shard_goes_on(
     api: FakeVisionApi, shard: Shard, tmp_path: Path
 ) -> None:
     api.script(status(500), status(500), status(500))
-    out = tmp_path / "cloud.jsonl"
-    stats = run_cloud_job([files(shard, out)], settings_for(api, max_retries=2))
+    out = out_of(shard)
+    stats = describe(shard, settings_for(api, max_retries=2))
     rows = list(read_rows(out))
     assert rows[0]["status"] == "error" and "gave up after 2 retries: HTTP 500" in rows[0]["error"]
     assert all(row["status"] == "ok" for row in rows[1:] if row is not rows[FAILED_ROW])
@@ -217,8 +224,8 @@ def test_a_refused_image_is_an_error_row_and_not_retried(
     api: FakeVisionApi, shard: Shard, tmp_path: Path
 ) -> None:
     api.script(status(400))
-    out = tmp_path / "cloud.jsonl"
-    stats = run_cloud_job([files(shard, out)], settings_for(api))
+    out = out_of(shard)
+    stats = describe(shard, settings_for(api))
     rows = list(read_rows(out))
     assert rows[0]["status"] == "error" and "HTTP 400" in rows[0]["error"]
     assert stats.retries == 0 and len(api.requests) == N_DECODED
@@ -228,8 +235,8 @@ def test_a_malformed_reply_is_retried_once_then_an_error_row(
     api: FakeVisionApi, shard: Shard, tmp_path: Path
 ) -> None:
     api.script(malformed(), malformed(), malformed())
-    out = tmp_path / "cloud.jsonl"
-    stats = run_cloud_job([files(shard, out)], settings_for(api))
+    out = out_of(shard)
+    stats = describe(shard, settings_for(api))
     rows = list(read_rows(out))
     assert rows[0]["status"] == "error" and rows[0]["error"].startswith("malformed reply")
     assert rows[1]["status"] == "ok"  # malformed once, then described
@@ -249,8 +256,8 @@ def test_parse_reply_accepts_fenced_json_and_rejects_the_rest() -> None:
 def test_the_image_budget_skips_the_rest_and_a_later_run_sends_only_those(
     api: FakeVisionApi, shard: Shard, tmp_path: Path
 ) -> None:
-    out = tmp_path / "cloud.jsonl"
-    stats = run_cloud_job([files(shard, out)], settings_for(api, max_images_per_run=3))
+    out = out_of(shard)
+    stats = describe(shard, settings_for(api, max_images_per_run=3))
     rows = list(read_rows(out))
     skipped = [i for i, row in enumerate(rows) if row.get("skipped") == "budget"]
     assert (stats.sent, stats.skipped_budget) == (3, N_DECODED - 3) and len(skipped) == 3
@@ -258,7 +265,7 @@ def test_the_image_budget_skips_the_rest_and_a_later_run_sends_only_those(
     assert budget_skipped([out, tmp_path / "missing.jsonl"]) == N_DECODED - 3
 
     api.requests.clear()
-    again = run_cloud_job([files(shard, out)], settings_for(api))
+    again = describe(shard, settings_for(api))
     assert (again.sent, again.cached, again.skipped_budget) == (N_DECODED - 3, 3, 0)
     sent_sizes = sorted(r.image_size for r in api.requests)
     assert sent_sizes == sorted(tier_size(shard, "detect", i) for i in skipped)
@@ -274,7 +281,7 @@ def test_the_cost_budget_counts_token_usage_at_the_configured_prices(
     # two images spend 2 * per_image; a third still fits its estimate; a fourth does not.
     budget = 2 * per_image + 0.002
     settings = settings_for(api, cost_per_image_usd=0.001, max_cost_usd=budget, **prices)
-    stats = run_cloud_job([files(shard, tmp_path / "c.jsonl")], settings)
+    stats = describe(shard, settings)
     assert (stats.sent, stats.skipped_budget) == (3, N_DECODED - 3)
     assert stats.cost_usd == pytest.approx(3 * per_image)
 
@@ -283,7 +290,7 @@ def test_the_cost_budget_with_a_flat_cost_per_image(
     api: FakeVisionApi, shard: Shard, tmp_path: Path
 ) -> None:
     settings = settings_for(api, cost_per_image_usd=0.01, max_cost_usd=0.025)
-    stats = run_cloud_job([files(shard, tmp_path / "c.jsonl")], settings)
+    stats = describe(shard, settings)
     assert (stats.sent, stats.skipped_budget) == (2, N_DECODED - 2)
     assert stats.cost_usd == pytest.approx(0.02)
 
@@ -291,13 +298,12 @@ def test_the_cost_budget_with_a_flat_cost_per_image(
 def test_jobs_of_one_run_share_the_budget_through_the_ledger(
     api: FakeVisionApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shards = [write_shard(tmp_path / name, shard_images()) for name in ("a", "b")]
-    ledger = tmp_path / "results" / "cloud" / "ledger.json"
+    ledger = Layout(tmp_path / "results").cloud_ledger
     settings = settings_for(api, max_images_per_run=N_DECODED + 2)
 
     def job(index: int, run: str) -> tuple[int, int]:
-        out = tmp_path / f"{run}-{index}.jsonl"
-        stats = run_cloud_job([files(shards[index], out)], settings, ledger)
+        shard = write_shard(tmp_path / f"{run}-{index}", shard_images())  # nothing to reuse
+        stats = describe(shard, settings, ledger)
         return stats.sent, stats.skipped_budget
 
     monkeypatch.setenv(RUN_ID_ENV, "run-1")
@@ -316,22 +322,20 @@ def test_jobs_of_one_run_share_the_budget_through_the_ledger(
 def test_a_second_run_sends_nothing_and_a_changed_file_is_sent_again(
     api: FakeVisionApi, shard: Shard, tmp_path: Path
 ) -> None:
-    out = tmp_path / "cloud.jsonl"
-    run_cloud_job([files(shard, out)], settings_for(api))
+    out = out_of(shard)
+    describe(shard, settings_for(api))
     first = list(read_rows(out))
     api.requests.clear()
-    stats = run_cloud_job([files(shard, out)], settings_for(api))
+    stats = describe(shard, settings_for(api))
     assert (stats.sent, stats.cached) == (0, N_DECODED) and not api.requests
     assert list(read_rows(out)) == first
 
     changed = [Entry(e.path, e.size, e.mtime_ns + (i == 4)) for i, e in enumerate(shard.entries)]
-    manifest = tmp_path / "changed.tsv"
-    write_manifest(manifest, changed)
-    shard_files = CloudShardFiles(manifest, shard.tiers, shard.technical, out)
-    stats = run_cloud_job([shard_files], settings_for(api))
+    write_manifest(shard.manifest, changed)
+    stats = describe(shard, settings_for(api))
     assert (stats.sent, stats.cached) == (1, N_DECODED - 1)
     assert api.requests[0].image_size == tier_size(shard, "detect", 4)
-    stats = run_cloud_job([shard_files], settings_for(api, model="another-model"))
+    stats = describe(shard, settings_for(api, model="another-model"))
     assert stats.sent == N_DECODED  # another model's rows are not reused
 
 
@@ -339,7 +343,7 @@ def test_no_more_requests_in_flight_than_the_concurrency(
     api: FakeVisionApi, shard: Shard, tmp_path: Path
 ) -> None:
     api.response_delay_s = 0.15
-    stats = run_cloud_job([files(shard, tmp_path / "c.jsonl")], settings_for(api, concurrency=3))
+    stats = describe(shard, settings_for(api, concurrency=3))
     assert stats.sent == N_DECODED and api.max_in_flight == 3
 
 
@@ -361,7 +365,7 @@ def test_a_job_keeps_to_its_requests_per_minute(
 ) -> None:
     clock = FakeClock()
     settings = settings_for(api, requests_per_minute=120)
-    run_cloud_job([files(shard, tmp_path / "c.jsonl")], settings, clock=clock, sleep=clock.sleep)
+    describe(shard, settings, clock=clock, sleep=clock.sleep)
     assert clock() == pytest.approx((N_DECODED - 1) * 0.5)  # first request at once
 
 
@@ -373,16 +377,14 @@ def test_the_api_key_is_never_logged_or_written(
         logger.setLevel(logging.DEBUG)  # as ANTHROPIC_LOG=debug would
     caplog.set_level(logging.DEBUG)
     api.script(status(500), status(400), malformed(), malformed())
-    out, summary = tmp_path / "out" / "c.jsonl", tmp_path / "out" / "job.json"
-    ledger = tmp_path / "out" / "ledger.json"
+    summary, ledger = shard.layout.job_summary("cloud", JOB), shard.layout.cloud_ledger
     settings = settings_for(api, max_retries=0, max_images_per_run=N_DECODED - 1)
-    stats = run_cloud_job([files(shard, out)], settings, ledger)
-    write_cloud_summary(summary, stats, settings, ["s1"])
+    stats = describe(shard, settings, ledger)
     assert stats.errors == 4 and stats.skipped_budget == 1
     assert any(KEY in r.headers.get("authorization", "") for r in api.requests)  # it was used
     assert not [r for r in caplog.records if r.name.split(".")[0] in ("anthropic", "httpx2")]
     assert KEY not in caplog.text and "cloud:" in caplog.text
-    assert KEY not in all_written_text(tmp_path / "out")
+    assert KEY not in all_written_text(shard.layout.root)
     assert json.loads(summary.read_text())["api_key_env"] == "ANTHROPIC_API_KEY"
     assert all(logger.level == logging.DEBUG for logger in sdk_loggers)  # restored
     for logger in sdk_loggers:
@@ -393,14 +395,14 @@ def test_a_stopped_job_keeps_what_it_described_and_a_rerun_sends_the_rest(
     api: FakeVisionApi, shard: Shard, tmp_path: Path
 ) -> None:
     api.script(ok(), ok(), ok(), status(401))
-    out = tmp_path / "c.jsonl"
+    out = out_of(shard)
     with pytest.raises(CloudError):
-        run_cloud_job([files(shard, out)], settings_for(api))
+        describe(shard, settings_for(api))
     rows = list(read_rows(out))
     assert [row["status"] for row in rows] == ["ok", "ok", "error", "ok"] + ["error"] * 3
     assert all(row["error"] == cloud.NOT_SENT for row in rows[4:])
     api.requests.clear()
-    stats = run_cloud_job([files(shard, out)], settings_for(api))
+    stats = describe(shard, settings_for(api))
     assert (stats.sent, stats.cached) == (3, 3) and len(api.requests) == 3
 
 
@@ -409,8 +411,8 @@ def test_the_output_is_checkpointed_while_a_shard_runs(
 ) -> None:
     writes = []
     monkeypatch.setattr(cloud, "CHECKPOINT_EVERY", 2)
-    monkeypatch.setattr(cloud, "write_rows", lambda path, rows: writes.append(list(rows)))
-    run_cloud_job([files(shard, tmp_path / "c.jsonl")], settings_for(api))
+    monkeypatch.setattr(job_module, "write_rows", lambda path, rows: writes.append(list(rows)))
+    describe(shard, settings_for(api))
     described = [sum("description" in row for row in rows) for rows in writes]
     assert described == [2, 4, 6, 6]  # three checkpoints, then the final write
 
@@ -420,9 +422,9 @@ def test_a_refused_key_or_unknown_model_stops_the_job_without_the_key(
     api: FakeVisionApi, shard: Shard, tmp_path: Path, code: int
 ) -> None:
     api.script(*[status(code)] * 10)
-    out = tmp_path / "c.jsonl"
+    out = out_of(shard)
     with pytest.raises(CloudError) as raised:
-        run_cloud_job([files(shard, out)], settings_for(api, concurrency=2))
+        describe(shard, settings_for(api, concurrency=2))
     message = str(raised.value)
     assert KEY not in message and f"HTTP {code}" in message
     assert ("ANTHROPIC_API_KEY" if code == 401 else "cloud.model") in message
@@ -444,11 +446,12 @@ def test_a_missing_key_names_its_variable_before_anything_is_written(
     expected: str,
 ) -> None:
     monkeypatch.delenv(expected, raising=False)
-    out = tmp_path / "c.jsonl"
+    out = out_of(shard)
     settings = settings_for(api, provider, api_key_env=key_env)
     with pytest.raises(ConfigError, match=expected):
-        run_cloud_job([files(shard, out)], settings, tmp_path / "ledger.json")
-    assert not any(tmp_path.iterdir()) and not api.requests
+        describe(shard, settings, tmp_path / "ledger.json")
+    assert not any(tmp_path.iterdir()) and not api.requests and not out.exists()
+    assert not shard.layout.job_summary("cloud", JOB).exists()
 
 
 def test_settings_from_the_validated_section_use_the_provider_defaults() -> None:
@@ -464,10 +467,9 @@ def test_an_image_missing_from_the_tier_store_is_an_error_row(
 ) -> None:
     # No technical rows: the tier store's ok flag is the only sign of the failed decode.
     shard = write_shard(tmp_path / "s", shard_images())
-    out = tmp_path / "c.jsonl"
-    stats = run_cloud_job(
-        [CloudShardFiles(shard.manifest, shard.tiers, None, out)], settings_for(api)
-    )
+    shard.technical.unlink()
+    out = out_of(shard)
+    stats = describe(shard, settings_for(api))
     rows = list(read_rows(out))
     assert rows[FAILED_ROW]["status"] == "error" and rows[FAILED_ROW]["error"] == "not decoded"
     assert stats.errors == 1 and stats.sent == N_DECODED

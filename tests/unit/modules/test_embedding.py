@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,7 @@ import torch
 from PIL import Image
 
 from imganalyzer.decode.tiers import TierReader
-from imganalyzer.modules.embedding import (
-    ClipEmbedder,
-    ShardFiles,
-    run_embedding_job,
-    run_embedding_shard,
-)
+from imganalyzer.modules.embedding import ClipEmbedder, run_embedding_job
 from imganalyzer.results import read_rows
 from imganalyzer.runtime.batched import RowBatch
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
@@ -24,9 +20,12 @@ from tests.unit.conftest import (
     TEST_TIERS,
     TINY_CLIP,
     TINY_DIM,
+    Shard,
     shard_images,
     write_shard,
 )
+
+JOB = "000001-00000-00000"
 
 # Our batched tensor resize vs open_clip's PIL transform: antialiased bicubic in both, measured
 # at most 4 levels on one pixel and 0.2 levels on average (normalised units: / 255 / std).
@@ -41,6 +40,11 @@ def embedder(tiny_clip_weights: Path) -> ClipEmbedder:
     model = ClipEmbedder(TINY_CLIP, str(tiny_clip_weights), device="cpu", batch_size=1)
     model.load()
     return model
+
+
+def embed(shard: Shard, **settings) -> ClipEmbedder:
+    """The embedding job of ``shard`` alone; its outputs lie in the shard's results folder."""
+    return run_embedding_job(shard.layout, JOB, [shard.id], **settings)
 
 
 def padded(rgb: np.ndarray, side: int) -> RowBatch:
@@ -66,14 +70,13 @@ def test_preprocess_matches_the_models_own_transform_on_the_true_region(
 
 
 def test_shard_vectors_follow_the_manifest_and_equal_one_at_a_time(
-    embedder: ClipEmbedder, tiny_clip_weights: Path, shard, tmp_path: Path
+    embedder: ClipEmbedder, tiny_clip_weights: Path, tmp_path: Path
 ) -> None:
-    out_npy, out_jsonl = tmp_path / "e.npy", tmp_path / "e.jsonl"
-    job = run_embedding_shard(
-        shard.manifest, shard.tiers, shard.technical, out_npy, out_jsonl,
-        model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu", batch_size=4,
-    )  # fmt: skip
-    vectors = np.load(out_npy)
+    shard = write_shard(tmp_path, shard_images())
+    job = embed(
+        shard, model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu", batch_size=4
+    )
+    vectors = np.load(shard.layout.array("embedding", shard.id))
     assert vectors.shape == (len(shard.entries), TINY_DIM) and vectors.dtype == np.float16
     assert job.stats.batches == 2 and job.stats.images == len(shard.entries) - 1
     stored = TierReader(shard.tiers)  # JPEG-compressed: not the in-memory tier images
@@ -87,13 +90,11 @@ def test_shard_vectors_follow_the_manifest_and_equal_one_at_a_time(
 
 
 def test_shard_rows_name_the_model_and_carry_decode_errors(
-    tiny_clip_weights: Path, shard, tmp_path: Path
+    tiny_clip_weights: Path, tmp_path: Path
 ) -> None:
-    run_embedding_shard(
-        shard.manifest, shard.tiers, shard.technical, tmp_path / "e.npy", tmp_path / "e.jsonl",
-        model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu",
-    )  # fmt: skip
-    rows = list(read_rows(tmp_path / "e.jsonl"))
+    shard = write_shard(tmp_path, shard_images())
+    embed(shard, model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu")
+    rows = list(read_rows(shard.layout.rows("embedding", shard.id)))
     assert [row["path"] for row in rows] == [entry.path for entry in shard.entries]
     assert rows[2] == {
         "path": shard.entries[2].path,
@@ -154,21 +155,22 @@ def test_one_job_embeds_several_shards_with_one_model_load(
     monkeypatch.setattr(
         ClipEmbedder, "load_model", lambda self, *a: loads.append(1) or original(self, *a)
     )
-    shards = [write_shard(tmp_path / f"s{i}", shard_images()[i:]) for i in range(3)]
-    files = [
-        ShardFiles(s.manifest, s.tiers, s.technical, tmp_path / f"{i}.npy", tmp_path / f"{i}.jsonl")
-        for i, s in enumerate(shards)
+    shards = [
+        write_shard(tmp_path / "job", shard_images()[i:], f"00000{i}-00000") for i in range(3)
     ]
     settings = {"model_name": TINY_CLIP, "pretrained": str(tiny_clip_weights), "device": "cpu"}
-    run_embedding_job(files, batch_size=4, **settings)
+    layout = shards[0].layout
+    job = run_embedding_job(layout, JOB, [s.id for s in shards], batch_size=4, **settings)
     assert loads == [1]
+    summary = json.loads(layout.job_summary("embedding", JOB).read_text())
+    assert summary["shards"] == [s.id for s in shards] and summary["images"] == job.stats.images
     for i, shard in enumerate(shards):
-        alone = tmp_path / f"alone{i}.npy"
-        run_embedding_shard(
-            shard.manifest, shard.tiers, shard.technical, alone, tmp_path / "x.jsonl", **settings
-        )
-        together = np.load(tmp_path / f"{i}.npy")
+        alone = write_shard(tmp_path / f"alone{i}", shard_images()[i:])
+        embed(alone, **settings)
+        together = np.load(layout.array("embedding", shard.id))
         assert together.shape == (len(shard.entries), TINY_DIM)
-        np.testing.assert_allclose(together, np.load(alone), atol=2e-3)
-        rows = list(read_rows(tmp_path / f"{i}.jsonl"))
+        np.testing.assert_allclose(
+            together, np.load(alone.layout.array("embedding", alone.id)), atol=2e-3
+        )
+        rows = list(read_rows(layout.rows("embedding", shard.id)))
         assert [r["path"] for r in rows] == [e.path for e in shard.entries]

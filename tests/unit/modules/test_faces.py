@@ -3,6 +3,7 @@ synthetic images whose "faces" (bright squares) sit at known tier cells."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +15,19 @@ from imganalyzer.modules import faces as faces_module
 from imganalyzer.modules.faces import (
     SKIPPED_NO_PERSON,
     FaceAnalyzer,
-    FacesShardFiles,
     onnx_providers,
     run_faces_job,
 )
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.registry import ModelNotFoundError
 from tests.support.tiny_insightface import BOX_HALF, LANDMARKS, build_tiny_insightface
-from tests.unit.conftest import DECODE_FAILURE, TEST_TIERS, write_shard
+from tests.unit.conftest import DECODE_FAILURE, SHARD_ID, TEST_TIERS, Shard, write_shard
 
 DET_SIZE = 160  # = the test detect tier: detector pixels are tier pixels
 SCALE = 4  # originals are 640 x 480, their detect tier 160 x 120
 WHITE, GREY = 255, 150
 FP16_TOLERANCE = 2e-3
+JOB = "000001-00000-00000"
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +51,31 @@ def expected_box(row: int, column: int, scale: int = SCALE) -> list[float]:
     return [v * scale for v in (x - BOX_HALF, y - BOX_HALF, x + BOX_HALF, y + BOX_HALF)]
 
 
+@dataclass
+class Files:
+    """A faces job's shard and where its outputs go."""
+
+    shard: Shard
+    gated: bool
+
+    @property
+    def out_jsonl(self) -> Path:
+        return self.shard.layout.rows("faces", self.shard.id)
+
+    @property
+    def out_npy(self) -> Path:
+        return self.shard.layout.array("faces", self.shard.id)
+
+
 def make_shard(
     folder: Path,
     images: list[np.ndarray | None],
     has_person: list[bool | None] | None = None,
-) -> FacesShardFiles:
+    shard_id: str = SHARD_ID,
+) -> Files:
     """A shard (conftest.write_shard) with technical rows holding the original sizes and,
     if ``has_person`` is given, objects rows (None: an objects error)."""
-    shard = write_shard(folder, images)
+    shard = write_shard(folder, images, shard_id)
     technical = [
         error_row(e, DECODE_FAILURE)
         if rgb is None
@@ -65,23 +83,21 @@ def make_shard(
         for e, rgb in zip(shard.entries, images, strict=True)
     ]
     write_rows(shard.technical, technical)
-    objects = None
     if has_person is not None:
-        objects = folder / "objects.jsonl"
         rows = [
             error_row(e, "model crashed") if flag is None else ok_row(e, {"has_person": flag})
             for e, flag in zip(shard.entries, has_person, strict=True)
         ]
-        write_rows(objects, rows)
-    return FacesShardFiles(
-        shard.manifest, shard.tiers, shard.technical, objects,
-        folder / "faces.jsonl", folder / "faces.npy",
-    )  # fmt: skip
+        write_rows(shard.layout.rows("objects", shard.id), rows)
+    return Files(shard, gated=has_person is not None)
 
 
-def run(shards: list[FacesShardFiles], pack: Path, **settings) -> FaceAnalyzer:
+def run(shards: list[Files], pack: Path, **settings) -> FaceAnalyzer:
+    """One faces job over ``shards`` (all in one results folder)."""
     settings = {"det_size": DET_SIZE, "device": "cpu", "threads": 1, **settings}
-    return run_faces_job(shards, pack=str(pack), **settings)
+    layout, ids = shards[0].shard.layout, [files.shard.id for files in shards]
+    return run_faces_job(layout, JOB, ids, pack=str(pack), gate_on_objects=shards[0].gated,
+                         **settings)  # fmt: skip
 
 
 def test_boxes_and_landmarks_are_mapped_from_the_tier_to_original_pixels(
@@ -120,7 +136,7 @@ def test_one_recognition_call_per_image_and_npy_rows_follow_faces(
     monkeypatch.setattr(ArcFaceONNX, "get_feat", get_feat)
     analyzer = FaceAnalyzer(str(pack), det_size=DET_SIZE, device="cpu")
     analyzer.load()
-    stored = TierReader(files.tiers)
+    stored = TierReader(files.shard.tiers)
     for index, row in enumerate(rows):
         bgr = np.ascontiguousarray(stored.image("detect", index)[:, :, ::-1])
         theirs = sorted(analyzer.app.get(bgr), key=lambda f: f.bbox[0])
@@ -153,10 +169,13 @@ def test_images_without_person_are_never_read_and_errors_become_rows(
     images = [face, face, None, face]
     files = make_shard(tmp_path, images, has_person=[True, False, True, None])
     read: list[int] = []
-    image = TierReader.image
-    monkeypatch.setattr(
-        TierReader, "image", lambda self, tier, i: read.append(i) or image(self, tier, i)
-    )
+    tier_read = TierReader.read
+
+    def reading(self, tier, start, stop):
+        read.extend(range(start, stop))
+        return tier_read(self, tier, start, stop)
+
+    monkeypatch.setattr(TierReader, "read", reading)
     run([files], pack)
     rows = list(read_rows(files.out_jsonl))
     assert read == [0]
@@ -168,24 +187,24 @@ def test_images_without_person_are_never_read_and_errors_become_rows(
     assert np.load(files.out_npy).shape == (1, 512)
 
 
-def files_entry(files: FacesShardFiles, index: int):
-    from imganalyzer.catalog.manifests import read_manifest
-
-    return read_manifest(files.manifest)[index]
+def files_entry(files: Files, index: int):
+    return files.shard.entries[index]
 
 
 def test_all_decoded_images_are_analysed_without_objects_and_one_load_serves_shards(
     pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = make_shard(tmp_path / "a", [photo({(2, 1): WHITE})])
-    second = make_shard(tmp_path / "b", [photo({}), photo({(1, 1): WHITE, (1, 3): WHITE})])
+    first = make_shard(tmp_path, [photo({(2, 1): WHITE})], shard_id="000001-00000")
+    second = make_shard(
+        tmp_path, [photo({}), photo({(1, 1): WHITE, (1, 3): WHITE})], shard_id="000002-00000"
+    )
     loads: list[str] = []
     load = FaceAnalyzer._face_analysis
     monkeypatch.setattr(
         FaceAnalyzer, "_face_analysis", lambda self, f: loads.append(f) or load(self, f)
     )
     job = run([first, second], pack)
-    assert len(loads) == 1 and job.stats.images == 3 and job.stats.faces == 3
+    assert len(loads) == 1 and job.stats.images == 3 and job.faces == 3
     assert [r["n_faces"] for r in read_rows(second.out_jsonl)] == [0, 2]
     assert np.load(second.out_npy).shape == (2, 512)
     norms = np.linalg.norm(np.load(second.out_npy).astype(np.float32), axis=1)

@@ -14,19 +14,17 @@ from imganalyzer.modules.objects import (
     FP32_MODULES,
     Detections,
     ObjectDetector,
-    ObjectsShardFiles,
     detection_fields,
     keep_in_fp32,
     prompt_text,
     run_objects_job,
-    run_objects_shard,
     select_detections,
 )
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.batched import RowBatch
 from imganalyzer.runtime.registry import ModelNotFoundError
 from tests.support.tiny_groundingdino import ReplayedQuerySelection, build_tiny_groundingdino
-from tests.unit.conftest import DECODE_FAILURE, TEST_TIERS, shard_images, write_shard
+from tests.unit.conftest import DECODE_FAILURE, SHARD_ID, TEST_TIERS, shard_images, write_shard
 
 PROMPTS = ("person", "face", "traffic sign", "cup", "text", "dog")
 # The originals are this many times larger than the arrays the shard's tiers were made from.
@@ -45,10 +43,10 @@ def detector(tiny_model: str) -> ObjectDetector:
     return model
 
 
-def write_objects_shard(folder: Path, images: list[np.ndarray | None]):
+def write_objects_shard(folder: Path, images: list[np.ndarray | None], shard_id: str = SHARD_ID):
     """conftest's shard, with technical rows that hold the originals' width and height
     (conftest's rows have none)."""
-    shard = write_shard(folder, images)
+    shard = write_shard(folder, images, shard_id)
     rows = [
         error_row(entry, DECODE_FAILURE)
         if rgb is None
@@ -66,12 +64,13 @@ def shard(tmp_path_factory: pytest.TempPathFactory):
     return write_objects_shard(tmp_path_factory.mktemp("objects_shard"), shard_images())
 
 
-def run_rows(model: str, shard, out: Path, **settings) -> list[dict]:
-    run_objects_shard(
-        shard.manifest, shard.tiers, shard.technical, out,
-        model=model, prompts=PROMPTS, device="cpu", **settings,
-    )  # fmt: skip
-    return list(read_rows(out))
+JOB = "000001-00000-00000"
+
+
+def run_rows(model: str, shard, **settings) -> list[dict]:
+    """The objects job of ``shard`` alone: its rows."""
+    run_objects_job(shard.layout, JOB, [shard.id], model, PROMPTS, device="cpu", **settings)
+    return list(read_rows(shard.layout.rows("objects", shard.id)))
 
 
 def one_image(reader: TierReader, index: int) -> RowBatch:
@@ -82,8 +81,8 @@ def one_image(reader: TierReader, index: int) -> RowBatch:
 
 
 @pytest.fixture(scope="module")
-def job_rows(tiny_model: str, shard, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    return run_rows(tiny_model, shard, tmp_path_factory.mktemp("objects") / "o.jsonl")
+def job_rows(tiny_model: str, shard) -> list[dict]:
+    return run_rows(tiny_model, shard)
 
 
 def test_rows_follow_the_manifest_with_labels_from_the_prompts(
@@ -169,8 +168,8 @@ def test_prompt_tokens_align_with_the_text(detector: ObjectDetector) -> None:
 
 
 def test_batched_results_equal_one_image_at_a_time(tiny_model: str, shard, tmp_path: Path) -> None:
-    one = run_rows(tiny_model, shard, tmp_path / "1.jsonl", batch_size=1)
-    batched = run_rows(tiny_model, shard, tmp_path / "7.jsonl", batch_size=7)
+    one = run_rows(tiny_model, shard, batch_size=1)
+    batched = run_rows(tiny_model, shard, batch_size=7)
     assert_rows_close(one, batched)
 
 
@@ -198,16 +197,19 @@ def test_one_job_over_two_shards_equals_per_shard_runs(
     )
     images = shard_images()
     parts = [images[:3], images[3:]]
-    shards = [write_objects_shard(tmp_path / f"s{i}", part) for i, part in enumerate(parts)]
-    files = [
-        ObjectsShardFiles(s.manifest, s.tiers, s.technical, tmp_path / f"{i}.jsonl")
-        for i, s in enumerate(shards)
+    shards = [
+        write_objects_shard(tmp_path / "job", part, f"00000{i}-00000")
+        for i, part in enumerate(parts)
     ]
-    run_objects_job(files, tiny_model, PROMPTS, device="cpu", batch_size=2)
+    layout = shards[0].layout
+    run_objects_job(layout, JOB, [s.id for s in shards], tiny_model, PROMPTS, device="cpu",
+                    batch_size=2)  # fmt: skip
     assert loads == [1]
-    for i, shard in enumerate(shards):
-        alone = run_rows(tiny_model, shard, tmp_path / f"alone{i}.jsonl", batch_size=2)
-        together = list(read_rows(tmp_path / f"{i}.jsonl"))
+    for i, (shard, part) in enumerate(zip(shards, parts, strict=True)):
+        alone = run_rows(
+            tiny_model, write_objects_shard(tmp_path / f"alone{i}", part), batch_size=2
+        )
+        together = list(read_rows(layout.rows("objects", shard.id)))
         assert [r["path"] for r in together] == [e.path for e in read_manifest(shard.manifest)]
         assert_rows_close(alone, together)
 
@@ -277,14 +279,11 @@ def test_mixed_precision_keeps_islands_in_fp32_and_stays_close(
 
 
 def test_without_technical_sizes_boxes_fall_back_to_tier_pixels(
-    detector: ObjectDetector, shard, tmp_path: Path
+    detector: ObjectDetector, tmp_path: Path
 ) -> None:
-    out = tmp_path / "o.jsonl"
-    run_objects_shard(
-        shard.manifest, shard.tiers, None, out, model=detector.model_name, prompts=PROMPTS,
-        device="cpu",
-    )  # fmt: skip
-    rows = list(read_rows(out))
+    shard = write_shard(tmp_path, shard_images())
+    shard.technical.unlink()
+    rows = run_rows(detector.model_name, shard)
     reader = TierReader(shard.tiers)
     assert rows[2]["status"] == "error"  # not decoded: the tier says so
     for index in (0, 1):

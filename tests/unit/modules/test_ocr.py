@@ -14,9 +14,9 @@ from PIL import Image, ImageDraw, ImageFont
 import imganalyzer.modules.ocr as ocr
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode.readers import DecodedImage, decode_image
+from imganalyzer.layout import Layout
 from imganalyzer.modules.ocr import (
     OcrLine,
-    OcrShardFiles,
     TextRegion,
     load_trocr,
     reading_order,
@@ -25,6 +25,7 @@ from imganalyzer.modules.ocr import (
     to_original,
 )
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
+from imganalyzer.runtime.jobstatus import read_summary
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from tests.support.tiny_trocr import WORDS, build_tiny_trocr
 
@@ -77,11 +78,35 @@ def objects_row(entry: Entry, has_text: bool) -> dict:
     return ok_row(entry, fields)
 
 
-def write_shard(folder: Path, name: str, rows: list[tuple[Entry, dict]]) -> OcrShardFiles:
-    manifest, objects = folder / f"{name}.tsv", folder / f"{name}.objects.jsonl"
-    write_manifest(manifest, [entry for entry, _ in rows])
-    write_rows(objects, [row for _, row in rows])
-    return OcrShardFiles(manifest, objects, folder / f"{name}.ocr.jsonl")
+JOB = "000001-00000-00000"
+
+
+@dataclass
+class OcrShard:
+    """A shard's manifest and objects rows in the results folder ``layout``."""
+
+    layout: Layout
+    id: str
+
+    @property
+    def objects(self) -> Path:
+        return self.layout.rows("objects", self.id)
+
+    @property
+    def out_jsonl(self) -> Path:
+        return self.layout.rows("ocr", self.id)
+
+
+def write_shard(results: Path, shard: str, rows: list[tuple[Entry, dict]]) -> OcrShard:
+    layout = Layout(results)
+    write_manifest(layout.manifest(shard), [entry for entry, _ in rows])
+    write_rows(layout.rows("objects", shard), [row for _, row in rows])
+    return OcrShard(layout, shard)
+
+
+def run_ocr(shards: list[OcrShard], library: Path, **settings) -> ocr.OcrReader:
+    """One OCR job over ``shards`` (of one results folder)."""
+    return run_ocr_job(shards[0].layout, JOB, [s.id for s in shards], library, **settings)
 
 
 @dataclass
@@ -89,9 +114,9 @@ class Library:
     root: Path
     sign_boxes: list
     big_boxes: list  # in the 3000 px original's pixels
-    shards: list[OcrShardFiles]
+    shards: list[OcrShard]
     decoded: list[str]  # the paths the job decoded
-    job: ocr.OcrJob
+    job: ocr.OcrReader
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +134,11 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
     changed = Entry(changed.path, changed.size, changed.mtime_ns - 10**9)  # edited since
     no_text = Entry("no_text.jpg", 12345, 10**18)  # never written: opening it would fail
     broken = Entry("broken.jpg", 999, 10**18)
+    results = tmp_path_factory.mktemp("ocr_results")
     shards = [
         write_shard(
-            root,
-            "a",
+            results,
+            "000001-00000",
             [
                 (entry_of(root, "sign.png"), objects_row(entry_of(root, "sign.png"), True)),
                 (no_text, objects_row(no_text, False)),
@@ -120,8 +146,8 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
             ],
         ),
         write_shard(
-            root,
-            "b",
+            results,
+            "000002-00000",
             [
                 (entry_of(root, "big.jpg"), objects_row(entry_of(root, "big.jpg"), True)),
                 (entry_of(root, "corrupt.jpg"), objects_row(entry_of(root, "corrupt.jpg"), True)),
@@ -141,11 +167,11 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ocr, "decode_image", recording_decode)
-        job = run_ocr_job(shards, root, max_side=1000, device="cpu", threads=2)
+        job = run_ocr(shards, root, max_side=1000, device="cpu", threads=2)
     return Library(root, sign_boxes, big_boxes, shards, decoded, job)
 
 
-def rows_of(shard: OcrShardFiles) -> list[dict]:
+def rows_of(shard: OcrShard) -> list[dict]:
     return list(read_rows(shard.out_jsonl))
 
 
@@ -206,10 +232,15 @@ def test_rows_follow_the_manifest_and_the_job_counts_them(library: Library) -> N
         assert [(r["path"], r["size"], r["mtime_ns"]) for r in rows_of(shard)] == [
             (r["path"], r["size"], r["mtime_ns"]) for r in objects
         ]
-    stats = library.job.stats
-    assert (stats.images, stats.read, stats.skipped, stats.errors) == (7, 3, 1, 3)
+    counts = library.job.counts
+    assert (counts.read, counts.skipped, counts.errors) == (3, 1, 3)
     rows = [row for shard in library.shards for row in rows_of(shard)]
-    assert stats.lines == sum(len(row.get("lines", ())) for row in rows) >= 5
+    assert len(rows) == 7 and library.job.stats.images == 5  # opened: 3 read, 2 errors
+    assert counts.lines == sum(len(row.get("lines", ())) for row in rows) >= 5
+    summary = read_summary(library.shards[0].layout.job_summary("ocr", JOB))
+    assert summary and (summary["read"], summary["errors"], summary["lines"]) == (
+        3, 3, counts.lines,
+    )  # fmt: skip
     assert library.job.model_id == "rapidocr" and library.job.module == "ocr"
 
 
@@ -218,8 +249,8 @@ def test_max_regions_keeps_the_largest_lines(tmp_path: Path) -> None:
     image, _ = render((1000, 560), lines, (28, 80, 50, 22), (30, 20))
     image.save(tmp_path / "page.png")
     entry = entry_of(tmp_path, "page.png")
-    shard = write_shard(tmp_path, "capped", [(entry, objects_row(entry, True))])
-    run_ocr_job([shard], tmp_path, max_regions=2, device="cpu")
+    shard = write_shard(tmp_path / "results", "000001-00000", [(entry, objects_row(entry, True))])
+    run_ocr([shard], tmp_path, max_regions=2, device="cpu")
     assert rows_of(shard)[0]["text"].upper() == "BIGGEST TITLE\nMEDIUM LINE"
 
 
@@ -235,6 +266,7 @@ def test_lines_below_min_confidence_are_dropped_and_boxes_scaled() -> None:
 
     decoded = DecodedImage(np.zeros((100, 200, 3), np.uint8), (800, 400), "pillow")
     row = ocr._recognise(Entry("a.jpg", 1, 2), decoded, Reader(), min_confidence=0.5)
+    assert isinstance(row, dict)
     assert row["lines"] == [
         {"text": "sure", "confidence": 0.7123, "box": [40.0, 40.0, 200.0, 80.0]}
     ]
@@ -270,9 +302,9 @@ def test_trocr_backend_reads_the_detected_lines_through_its_real_loader(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = build_tiny_trocr(tmp_path / "tiny_trocr")
     entry = entry_of(library.root, "sign.png")
-    shard = write_shard(tmp_path, "t", [(entry, objects_row(entry, True))])
-    job = run_ocr_job([shard], library.root, backend="trocr", trocr_model=str(model),
-                      min_confidence=0.0, device="cpu")  # fmt: skip
+    shard = write_shard(tmp_path / "results", "000001-00000", [(entry, objects_row(entry, True))])
+    job = run_ocr([shard], library.root, backend="trocr", trocr_model=str(model),
+                  min_confidence=0.0, device="cpu")  # fmt: skip
     row = rows_of(shard)[0]
     assert row["status"] == "ok" and row["backend"] == job.model_id == f"trocr:{model}"
     assert len(row["lines"]) == len(SIGN_LINES)  # the detector's lines, random words on each
@@ -306,4 +338,5 @@ def test_a_missing_trocr_model_names_itself_and_how_to_fetch_it(
     assert "empty-cache" in str(missing.value)
     folder = str(tmp_path / "not-there")
     with pytest.raises(ModelNotFoundError, match="not-there"):
-        run_ocr_job([], tmp_path, backend="trocr", trocr_model=folder, device="cpu")
+        run_ocr_job(Layout(tmp_path), JOB, [], tmp_path, backend="trocr", trocr_model=folder,
+                    device="cpu")  # fmt: skip
