@@ -1,7 +1,8 @@
 """Snakemake adapter: descriptions from a remote vision model for the shards of one job."""
 
 from imganalyzer.layout import Layout
-from imganalyzer.modules.cloud import CloudSettings, run_cloud_job
+from imganalyzer.modules.cloud import CloudSettings
+from imganalyzer.modules.cloud_job import run_cloud_job
 from imganalyzer.runtime.jobstatus import model_job
 
 

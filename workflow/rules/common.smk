@@ -127,7 +127,7 @@ def cloud_budget_skipped(wildcards):
     """Images of the job that an earlier run's budget left out: a change re-runs the job,
     which sends only those (rows already described are reused, never paid twice)."""
     # imported only when cloud jobs are planned
-    from imganalyzer.modules.cloud import budget_skipped
+    from imganalyzer.modules.cloud_budget import budget_skipped
 
     return budget_skipped(
         [LAYOUT.rows("cloud", shard) for shard in MODEL_JOBS[wildcards.job]]

@@ -15,22 +15,17 @@ from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.decode.tiers import TierReader, resize_long_edge
 from imganalyzer.layout import Layout
-from imganalyzer.modules import cloud
+from imganalyzer.modules import cloud_job
 from imganalyzer.modules.cloud import (
     DEFAULT_MODELS,
     DEFAULT_PROMPT,
     MAX_LONG_EDGE,
-    RUN_ID_ENV,
     CloudError,
     CloudSettings,
-    CloudStats,
-    MalformedReply,
-    RateLimiter,
-    budget_skipped,
-    choose_tier,
-    parse_reply,
-    run_cloud_job,
 )
+from imganalyzer.modules.cloud_api import MalformedReply, parse_reply
+from imganalyzer.modules.cloud_budget import RateLimiter, budget_skipped
+from imganalyzer.modules.cloud_job import RUN_ID_ENV, CloudStats, choose_tier, run_cloud_job
 from imganalyzer.results import read_rows
 from imganalyzer.runtime import job as job_module
 from tests.support.fake_vision_api import (
@@ -400,7 +395,7 @@ def test_a_stopped_job_keeps_what_it_described_and_a_rerun_sends_the_rest(
         describe(shard, settings_for(api))
     rows = list(read_rows(out))
     assert [row["status"] for row in rows] == ["ok", "ok", "error", "ok"] + ["error"] * 3
-    assert all(row["error"] == cloud.NOT_SENT for row in rows[4:])
+    assert all(row["error"] == cloud_job.NOT_SENT for row in rows[4:])
     api.requests.clear()
     stats = describe(shard, settings_for(api))
     assert (stats.sent, stats.cached) == (3, 3) and len(api.requests) == 3
@@ -410,7 +405,7 @@ def test_the_output_is_checkpointed_while_a_shard_runs(
     api: FakeVisionApi, shard: Shard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes = []
-    monkeypatch.setattr(cloud, "CHECKPOINT_EVERY", 2)
+    monkeypatch.setattr(cloud_job, "CHECKPOINT_EVERY", 2)
     monkeypatch.setattr(job_module, "write_rows", lambda path, rows: writes.append(list(rows)))
     describe(shard, settings_for(api))
     described = [sum("description" in row for row in rows) for rows in writes]
