@@ -90,7 +90,8 @@ class Captioner(BatchedModel):
         except OSError as error:  # a failed download or an incomplete folder
             reason = f"{type(error).__name__}: {error}".splitlines()[0]
             raise ModelNotFoundError(self.model_name, source, reason) from error
-        self.model = model.to(device).eval()
+        # transformers' stubs type the wrapped ``.to`` without its ``self``
+        self.model = model.to(device).eval()  # type: ignore[arg-type]
         self.tokenizer = self.processor.tokenizer
         self._check_image_tokens()
         self.prompt_ids, self.prompt_mask = self._tokenize_prompts()
@@ -133,7 +134,7 @@ class Captioner(BatchedModel):
         each image's true region (never the padding) through the model's image processor."""
         crops = [
             np.ascontiguousarray(image[:height, :width])
-            for image, (height, width) in zip(batch.data, batch.sizes, strict=True)
+            for image, (height, width) in zip(batch.data, batch.image_sizes, strict=True)
         ]
         processed = self.processor.image_processor(
             images=crops, input_data_format="channels_last", return_tensors="pt"

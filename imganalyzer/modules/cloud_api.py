@@ -14,10 +14,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 from imganalyzer.modules.cloud import CloudError, CloudSettings
 from imganalyzer.modules.cloud_budget import Budget, RateLimiter
+
+if TYPE_CHECKING:  # imported where used: only the configured provider's SDK is loaded
+    import anthropic
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +59,23 @@ class Client:
 
     def __init__(self, settings: CloudSettings, api_key: str) -> None:
         self.settings = settings
-        common = {"api_key": api_key, "timeout": settings.timeout_s, "max_retries": 0}
-        if settings.base_url:
-            common["base_url"] = settings.base_url
+        base_url = settings.base_url or None  # None: the SDK's default (as if not given)
+        self.sdk: ModuleType
+        self.client: anthropic.Anthropic | openai.OpenAI
         if settings.provider == "anthropic":
             import anthropic
 
-            self.sdk, self.client = anthropic, anthropic.Anthropic(**common)
+            self.sdk = anthropic
+            self.client = anthropic.Anthropic(
+                api_key=api_key, timeout=settings.timeout_s, max_retries=0, base_url=base_url
+            )
         else:
             import openai
 
-            self.sdk, self.client = openai, openai.OpenAI(**common)
+            self.sdk = openai
+            self.client = openai.OpenAI(
+                api_key=api_key, timeout=settings.timeout_s, max_retries=0, base_url=base_url
+            )
 
     def describe(self, jpeg: bytes) -> Reply:
         try:
@@ -77,8 +88,13 @@ class Client:
             raise _RetryableError(type(error).__name__ + ": " + str(error)) from None
 
     def _anthropic(self, jpeg: bytes) -> Reply:
-        image = {"type": "base64", "media_type": "image/jpeg", "data": _b64(jpeg)}
-        message = self.client.messages.create(
+        client = cast("anthropic.Anthropic", self.client)  # provider "anthropic"
+        image: anthropic.types.Base64ImageSourceParam = {
+            "type": "base64",
+            "media_type": "image/jpeg",
+            "data": _b64(jpeg),
+        }
+        message = client.messages.create(
             model=self.settings.model_id,
             max_tokens=self.settings.max_output_tokens,
             messages=[
@@ -96,8 +112,12 @@ class Client:
         return Reply(text, _usage(usage.input_tokens, usage.output_tokens) if usage else None)
 
     def _openai(self, jpeg: bytes) -> Reply:
-        extra = {"response_format": {"type": "json_object"}} if self.settings.json_mode else {}
-        completion = self.client.chat.completions.create(
+        client = cast("openai.OpenAI", self.client)  # provider "openai"
+        # response_format only when asked for: some OpenAI-compatible servers reject it
+        extra: dict[str, Any] = (
+            {"response_format": {"type": "json_object"}} if self.settings.json_mode else {}
+        )
+        completion = client.chat.completions.create(
             model=self.settings.model_id,
             max_completion_tokens=self.settings.max_output_tokens,
             messages=[
@@ -304,10 +324,11 @@ class Sender:
             self.sleep(delay)
 
     def _cost(self, usage: dict[str, int] | None) -> float:
-        prices = (self.settings.input_usd_per_mtok, self.settings.output_usd_per_mtok)
-        if usage is None or None in prices:
+        input_price = self.settings.input_usd_per_mtok
+        output_price = self.settings.output_usd_per_mtok
+        if usage is None or input_price is None or output_price is None:
             return self.settings.cost_per_image_usd
-        return (usage["input_tokens"] * prices[0] + usage["output_tokens"] * prices[1]) / 1e6
+        return (usage["input_tokens"] * input_price + usage["output_tokens"] * output_price) / 1e6
 
     def _scrub(self, text: str) -> str:
         return text.replace(self.secret, _REDACTED) if self.secret else text

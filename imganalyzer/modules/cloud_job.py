@@ -67,9 +67,9 @@ class _TierImages(TierBatches):
         batch = super().read(start, stop)
         items = np.empty(len(batch.indices), dtype=object)
         for k, (index, image, (height, width)) in enumerate(
-            zip(batch.indices, batch.data, batch.sizes, strict=True)
+            zip(batch.indices, batch.data, batch.image_sizes, strict=True)
         ):
-            entry = self.entries[int(self.rows[index])]
+            entry = self.entries[int(self.manifest_rows(index))]
             items[k] = (entry, np.ascontiguousarray(image[:height, :width]))
         return RowBatch(batch.indices, items, batch.sizes)
 

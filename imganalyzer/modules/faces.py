@@ -115,15 +115,15 @@ class _FaceImages(TierBatches):
             return self._read_one_by_one(start, stop)
         items = np.empty(len(batch.indices), dtype=object)
         for k, (index, image, (height, width)) in enumerate(
-            zip(batch.indices, batch.data, batch.sizes, strict=True)
+            zip(batch.indices, batch.data, batch.image_sizes, strict=True)
         ):
             rgb = np.ascontiguousarray(image[:height, :width])
-            items[k] = FaceInput(rgb, self._scale(int(self.rows[index]), width, height))
+            items[k] = FaceInput(rgb, self._scale(int(self.manifest_rows(index)), width, height))
         return RowBatch(batch.indices, items, batch.sizes)
 
     def _read_one_by_one(self, start: int, stop: int) -> RowBatch:
         items = np.empty(stop - start, dtype=object)
-        for k, row in enumerate(self.rows[start:stop].tolist()):
+        for k, row in enumerate(self.manifest_rows(np.arange(start, stop)).tolist()):
             try:
                 rgb = self.reader.image(self.tier, row)
                 items[k] = FaceInput(rgb, self._scale(row, rgb.shape[1], rgb.shape[0]))
@@ -177,13 +177,14 @@ class FaceAnalyzer(BatchedModel):
         """Load the pack; ``ModelNotFoundError`` if it is not on disk (never downloads:
         ``imganalyzer models fetch`` does, ahead of the jobs)."""
         location = locate_insightface(self.pack)
+        folder = location.local_path()
         if not location.present:
-            reason = "no .onnx files there" if location.path.is_dir() else "folder missing"
+            reason = "no .onnx files there" if folder.is_dir() else "folder missing"
             if downloads_allowed():
                 reason += "; jobs never download InsightFace packs"
             raise ModelNotFoundError(self.pack, str(location.path), reason)
         self.providers = onnx_providers(self.requested_device)
-        self.app = self._face_analysis(location.path)
+        self.app = self._face_analysis(folder)
         self.detector = self.app.det_model
         self.recognizer = self.app.models.get("recognition")
         self.genderage = self.app.models.get("genderage")
@@ -210,7 +211,7 @@ class FaceAnalyzer(BatchedModel):
         return None
 
     def source(self, shard: JobShard, rows: np.ndarray) -> TierBatches:
-        return _FaceImages(shard, self.tier, rows)
+        return _FaceImages(shard, self.image_tier, rows)
 
     def preprocess(self, batch: RowBatch) -> HostItems:
         return HostItems(batch.data)

@@ -137,12 +137,21 @@ def keep_in_fp32(model: torch.nn.Module, selectors: Iterable[str]) -> list[str]:
     return sorted(matched[key][0] for key in top) + methods
 
 
+@dataclass
+class _Island:
+    """An fp32 module's boundary: the dtype around it, and the one its outputs go back to."""
+
+    outer_dtype: torch.dtype
+    back_to_caller: bool  # outputs in the caller's float dtype (else in ``outer_dtype``)
+    back_to: torch.dtype  # of the call in progress
+
+
 def _make_island(module: torch.nn.Module, back_to_caller: bool) -> None:
-    module._fp32_outer_dtype = next(module.parameters(), torch.empty(())).dtype
-    module._fp32_back_to_caller = back_to_caller
+    outer_dtype = next(module.parameters(), torch.empty(())).dtype
+    island = _Island(outer_dtype, back_to_caller, back_to=outer_dtype)
     module.float()
-    module.register_forward_pre_hook(_to_fp32_inputs, with_kwargs=True)
-    module.register_forward_hook(_outputs_back, with_kwargs=True)
+    module.register_forward_pre_hook(functools.partial(_to_fp32_inputs, island), with_kwargs=True)
+    module.register_forward_hook(functools.partial(_outputs_back, island), with_kwargs=True)
 
 
 def _keep_methods_in_fp32(model: torch.nn.Module, selectors: set[str]) -> list[str]:
@@ -179,15 +188,18 @@ def _called_modules(name: str, module: torch.nn.Module) -> list[tuple[str, torch
     return [(name, module)]
 
 
-def _to_fp32_inputs(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def _to_fp32_inputs(
+    island: _Island, module: torch.nn.Module, args: tuple, kwargs: dict
+) -> tuple[tuple, dict]:
     caller = _first_float_dtype([*args, *kwargs.values()])
-    back = caller if module._fp32_back_to_caller and caller else module._fp32_outer_dtype
-    module._fp32_back_to = back
+    island.back_to = caller if island.back_to_caller and caller else island.outer_dtype
     return _cast_floats(args, torch.float32), _cast_floats(kwargs, torch.float32)
 
 
-def _outputs_back(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-    dtype = module._fp32_back_to
+def _outputs_back(
+    island: _Island, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any
+) -> Any:
+    dtype = island.back_to
     return output if dtype == torch.float32 else _cast_floats(output, dtype)
 
 
@@ -382,7 +394,7 @@ class ObjectDetector(BatchedModel):
         and the pixel mask (channel 3: 1 image, 0 padding)."""
         images = [
             torch.from_numpy(np.ascontiguousarray(image[:height, :width])).permute(2, 0, 1)
-            for image, (height, width) in zip(batch.data, batch.sizes, strict=True)
+            for image, (height, width) in zip(batch.data, batch.image_sizes, strict=True)
         ]
         features = self.processor.image_processor(images=images, return_tensors="pt")
         mask = features["pixel_mask"].to(torch.float32)[:, None]
@@ -398,15 +410,17 @@ class ObjectDetector(BatchedModel):
         mask = inputs[:, 3] > 0
         heights, widths = mask[:, :, 0].sum(dim=1), mask[:, 0, :].sum(dim=1)
         shapes = torch.stack([heights, widths], dim=1)
-        probs = boxes = None
+        probs: torch.Tensor | None = None
+        boxes: torch.Tensor | None = None
         for shape in torch.unique(shapes, dim=0):
             rows = torch.nonzero((shapes == shape).all(dim=1)).flatten()
             height, width = (int(v) for v in shape)
             group_probs, group_boxes = self._forward(inputs[rows, :3, :height, :width])
-            if probs is None:
+            if probs is None or boxes is None:
                 probs = group_probs.new_empty((len(inputs), *group_probs.shape[1:]))
                 boxes = group_boxes.new_empty((len(inputs), *group_boxes.shape[1:]))
             probs[rows], boxes[rows] = group_probs, group_boxes
+        assert probs is not None and boxes is not None  # a batch has at least one image
         return probs, boxes
 
     def _forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -433,7 +447,7 @@ class ObjectDetector(BatchedModel):
         ]
 
     def source(self, shard: JobShard, rows: np.ndarray) -> TierBatches:
-        source = _SizeRecordingBatches(shard.reader, self.tier, rows)
+        source = _SizeRecordingBatches(shard.reader, self.image_tier, rows)
         self._tier_sizes[shard.id] = source.sizes
         return source
 
@@ -465,8 +479,7 @@ class _SizeRecordingBatches(TierBatches):
 
     def read(self, start: int, stop: int) -> RowBatch:
         batch = super().read(start, stop)
-        rows = batch.indices if self.rows is None else self.rows[batch.indices]
-        self.sizes[rows] = batch.sizes
+        self.sizes[self.manifest_rows(batch.indices)] = batch.image_sizes
         return batch
 
 

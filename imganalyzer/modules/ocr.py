@@ -319,7 +319,7 @@ def _sequence_confidences(log_probs: Any, tokens: Any, eos_token_id: Any) -> lis
     token (what follows is padding)."""
     eos_ids = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id]
     is_eos = np.isin(tokens.numpy(), [i for i in eos_ids if i is not None])
-    ended_before = np.cumsum(is_eos, axis=1) - is_eos > 0
+    ended_before = np.greater(np.cumsum(is_eos, axis=1) - is_eos, 0)
     values = np.where(ended_before, 0.0, log_probs.numpy())
     counts = np.maximum((~ended_before).sum(axis=1), 1)
     return [

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias
 
 import numpy as np
 
@@ -125,6 +125,13 @@ class RowBatch:
     data: np.ndarray
     sizes: np.ndarray | None = None
 
+    @property
+    def image_sizes(self) -> np.ndarray:
+        """``sizes`` of a batch of tier images; ValueError for a batch of vectors."""
+        if self.sizes is None:
+            raise ValueError("a batch of vectors has no image sizes")
+        return self.sizes
+
 
 @dataclass
 class PaddedImages:
@@ -196,6 +203,11 @@ class HostItems:
         return False
 
 
+if TYPE_CHECKING:
+    # What ``preprocess`` makes: the runtime slices it by rows, pins it and moves it.
+    ModelInputs: TypeAlias = torch.Tensor | PaddedImages | HostItems
+
+
 @dataclass(frozen=True)
 class RowFailure:
     """A result (or decision) that makes an image's row an error row with ``reason``."""
@@ -230,6 +242,10 @@ class TierBatches:
         keep = np.flatnonzero(ok)
         return RowBatch(start + keep, images[keep], sizes[keep])
 
+    def manifest_rows(self, indices: np.ndarray) -> np.ndarray:
+        """The manifest rows of this source's rows ``indices``."""
+        return indices if self.rows is None else self.rows[indices]
+
     def _read_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The tier images of ``rows``: one slice when they lie close together (a chunk is
         decoded once), else one slice per run of consecutive rows (few rows of many)."""
@@ -241,7 +257,8 @@ class TierBatches:
             return images[rows - first], sizes[rows - first], ok[rows - first]
         runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
         parts = [self.reader.read(self.tier, int(run[0]), int(run[-1]) + 1) for run in runs]
-        return tuple(np.concatenate([part[i] for part in parts]) for i in range(3))
+        images, sizes, ok = (np.concatenate([part[i] for part in parts]) for i in range(3))
+        return images, sizes, ok
 
 
 class ArrayBatches:
@@ -345,7 +362,7 @@ class BatchedModel(ABC):
         """Build the model on ``device`` in ``dtype``; called once, by ``load``."""
 
     @abstractmethod
-    def preprocess(self, batch: RowBatch) -> torch.Tensor | PaddedImages | HostItems:
+    def preprocess(self, batch: RowBatch) -> ModelInputs:
         """CPU tensor of the batch's model inputs, first dimension = rows (loader thread)."""
 
     @abstractmethod
@@ -397,11 +414,16 @@ class BatchedModel(ABC):
             return RowFailure(technical[row].get("error", NOT_DECODED))
         return None
 
-    def source(self, shard: JobShard, rows: np.ndarray) -> BatchSource:
-        """The manifest ``rows`` of ``shard`` to run, as a batch source: their tier images."""
+    @property
+    def image_tier(self) -> str:
+        """The tier it reads, for a model that reads pixels."""
         if self.tier is None:
             raise NotImplementedError(f"{self.module}: reads no tiers; it needs its own source")
-        return TierBatches(shard.reader, self.tier, rows)
+        return self.tier
+
+    def source(self, shard: JobShard, rows: np.ndarray) -> BatchSource:
+        """The manifest ``rows`` of ``shard`` to run, as a batch source: their tier images."""
+        return TierBatches(shard.reader, self.image_tier, rows)
 
     def row_fields(self, result: Any, shard: JobShard, row: int) -> dict[str, Any]:
         """The fields of an ok row (beside path, size, mtime_ns, status) from a result."""
@@ -464,7 +486,7 @@ class BatchedModel(ABC):
 
     def _loaded_batches(
         self, source: BatchSource, loader: ThreadPoolExecutor, prefetch: int, threads: int
-    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    ) -> Iterator[tuple[np.ndarray, ModelInputs]]:
         """Preprocessed batches in row order, with ``prefetch`` loads in flight (0: none)."""
         ranges = self._row_ranges(source.n_rows)
         if prefetch <= 0:
@@ -482,7 +504,9 @@ class BatchedModel(ABC):
             pending.extend(submit(1))
             yield from self._timed(future.result)
 
-    def _timed(self, get_batch: Callable[[], tuple]) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    def _timed(
+        self, get_batch: Callable[[], tuple[np.ndarray, ModelInputs | None]]
+    ) -> Iterator[tuple[np.ndarray, ModelInputs]]:
         """Wait for a loaded batch, count the wait, and yield it unless it has no rows."""
         began = time.perf_counter()
         indices, inputs = get_batch()
@@ -491,7 +515,7 @@ class BatchedModel(ABC):
             self.stats.first_wait_s += waited
         else:
             self.stats.wait_s += waited
-        if len(indices):
+        if len(indices) and inputs is not None:  # inputs is None when no row was usable
             self.stats.batches += 1
             yield indices, inputs
 
@@ -503,7 +527,9 @@ class BatchedModel(ABC):
             yield start, stop
             start = stop
 
-    def _load_batch(self, source: BatchSource, start: int, stop: int) -> tuple[np.ndarray, Any]:
+    def _load_batch(
+        self, source: BatchSource, start: int, stop: int
+    ) -> tuple[np.ndarray, ModelInputs | None]:
         batch = source.read(start, stop)
         if not len(batch.indices):
             return batch.indices, None
@@ -513,7 +539,7 @@ class BatchedModel(ABC):
         return batch.indices, inputs
 
     def _predict_in_chunks(
-        self, indices: np.ndarray, inputs: torch.Tensor
+        self, indices: np.ndarray, inputs: ModelInputs
     ) -> Iterator[tuple[np.ndarray, Any]]:
         """Predict a loaded batch in chunks of the batch size, halving it on out-of-memory."""
         start = 0
@@ -527,7 +553,7 @@ class BatchedModel(ABC):
             yield indices[chunk], outputs
             start = chunk.stop
 
-    def _try_predict(self, chunk: torch.Tensor) -> Any:
+    def _try_predict(self, chunk: ModelInputs) -> Any:
         began = time.perf_counter()
         try:
             outputs = self._predict(chunk)
@@ -546,7 +572,7 @@ class BatchedModel(ABC):
 
         return torch.inference_mode()
 
-    def _predict(self, chunk: torch.Tensor) -> Any:
+    def _predict(self, chunk: ModelInputs) -> Any:
         with self._inference_mode():
             inputs = chunk.to(self.device, non_blocking=True)
             if inputs.is_floating_point():
