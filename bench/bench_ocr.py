@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw, ImageFont
 from skimage import data
 
 import imganalyzer.modules.ocr as ocr
+import imganalyzer.modules.ocr_backends as ocr_backends
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, read_rows, write_rows
@@ -127,7 +128,7 @@ def child_read(path: str, max_side: int) -> None:
     """In a fresh process: load, then decode and read ``path`` once; print JSON figures."""
     from imganalyzer.decode.readers import decode_image
 
-    backend = ocr.RapidOcrBackend(threads=2, device="cpu", max_side=max_side)
+    backend = ocr_backends.RapidOcrBackend(threads=2, device="cpu", max_side=max_side)
     loaded_mib = current_rss_mib()
     started = time.perf_counter()
     decoded = decode_image(path, max_side, 200_000_000)

@@ -275,28 +275,32 @@ def test_every_default_in_code_is_the_schemas() -> None:
     compared = 0
     for section, defaults in _section_defaults().items():
         for package in ("modules", "steps"):
+            # <section>.py and the files it is split into (ocr_backends.py, cloud_api.py, ...)
+            folder = REPO / "imganalyzer" / package
+            names = [section] + [p.stem for p in sorted(folder.glob(f"{section}_*.py"))]
             try:
-                module = importlib.import_module(f"imganalyzer.{package}.{section}")
+                modules = [importlib.import_module(f"imganalyzer.{package}.{n}") for n in names]
             except ModuleNotFoundError:
                 continue
-            for name, value in vars(module).items():
-                if not callable(value) or getattr(value, "__module__", "") != module.__name__:
-                    continue
-                try:
-                    parameters = inspect.signature(value).parameters.values()
-                except (TypeError, ValueError):
-                    continue
-                for parameter in parameters:
-                    if (
-                        parameter.name not in defaults
-                        or parameter.default is inspect.Parameter.empty
-                        or (module.__name__, name, parameter.name) in NOT_SETTINGS
-                    ):
+            for module in modules:
+                for name, value in vars(module).items():
+                    if not callable(value) or getattr(value, "__module__", "") != module.__name__:
                         continue
-                    where = f"{module.__name__}.{name}({parameter.name}=...)"
-                    expected = defaults[parameter.name]
-                    assert _plain(parameter.default) == expected, f"{where} != {section}"
-                    compared += 1
+                    try:
+                        parameters = inspect.signature(value).parameters.values()
+                    except (TypeError, ValueError):
+                        continue
+                    for parameter in parameters:
+                        if (
+                            parameter.name not in defaults
+                            or parameter.default is inspect.Parameter.empty
+                            or (module.__name__, name, parameter.name) in NOT_SETTINGS
+                        ):
+                            continue
+                        where = f"{module.__name__}.{name}({parameter.name}=...)"
+                        expected = defaults[parameter.name]
+                        assert _plain(parameter.default) == expected, f"{where} != {section}"
+                        compared += 1
     assert compared > 60  # the settings of every module were found
 
 

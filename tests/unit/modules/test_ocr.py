@@ -12,18 +12,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 import imganalyzer.modules.ocr as ocr
+import imganalyzer.modules.ocr_backends as ocr_backends
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode.readers import DecodedImage, decode_image
 from imganalyzer.layout import Layout
-from imganalyzer.modules.ocr import (
-    OcrLine,
-    TextRegion,
-    load_trocr,
-    reading_order,
-    run_ocr_job,
-    strongest_regions,
-    to_original,
-)
+from imganalyzer.modules.ocr import reading_order, run_ocr_job, to_original
+from imganalyzer.modules.ocr_backends import OcrLine, TextRegion, load_trocr, strongest_regions
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.jobstatus import read_summary
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
@@ -320,7 +314,7 @@ def test_trocr_confidence_is_the_mean_token_probability_up_to_the_end_token() ->
 
     log_probs = torch.log(torch.tensor([[0.5, 0.5, 0.1], [0.8, 0.2, 0.5]]))
     tokens = torch.tensor([[7, 2, 1], [7, 8, 9]])  # 2 = end token, then padding
-    first, second = ocr._sequence_confidences(log_probs, tokens, 2)
+    first, second = ocr_backends._sequence_confidences(log_probs, tokens, 2)
     assert first == pytest.approx(0.5)
     assert second == pytest.approx((0.8 * 0.2 * 0.5) ** (1 / 3))
 
