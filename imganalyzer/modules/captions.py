@@ -25,8 +25,9 @@ import torch
 
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel, RowBatch
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path
+from imganalyzer.runtime.shards import JobShard
 
 _SPEC = MODELS["captions"]
 

@@ -59,8 +59,9 @@ from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK, read_rows
 from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure, TierBatches
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import MODELS
+from imganalyzer.runtime.shards import JobShard
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from torchvision.transforms import InterpolationMode
 
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel, PaddedImages, RowBatch
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import MODELS, open_clip_arguments, open_clip_id
+from imganalyzer.runtime.shards import JobShard
 
 _SPEC = MODELS["embedding"]
 

@@ -28,13 +28,14 @@ import numpy as np
 
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure, TierBatches
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import (
     MODELS,
     ModelNotFoundError,
     downloads_allowed,
     locate_insightface,
 )
+from imganalyzer.runtime.shards import JobShard
 
 log = logging.getLogger(__name__)
 

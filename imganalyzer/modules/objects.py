@@ -36,8 +36,9 @@ import torch
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel, RowBatch, TierBatches
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, downloads_allowed
+from imganalyzer.runtime.shards import JobShard
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,9 @@ from imganalyzer.decode.readers import DecodedImage, DecodeError, decode_image
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK
 from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path
+from imganalyzer.runtime.shards import JobShard
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from imganalyzer.runtime.registry import ModelSpec
 if TYPE_CHECKING:  # torch is imported where it runs: a host model's job never loads it
     import torch
 
-    from imganalyzer.runtime.job import JobShard
+    from imganalyzer.runtime.shards import JobShard
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,32 +34,12 @@ from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import ERROR, error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.batched import NOT_DECODED, BatchedModel, ConcatenatedBatches, RowFailure
+from imganalyzer.runtime.shards import JobShard
 
 log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BatchedModel)
 
 TECHNICAL = "technical"
-
-
-@dataclass
-class JobShard:
-    """One shard of a model job as read and checked: ``entries`` in manifest order;
-    ``rows[module]`` the rows of each module the model reads (same order; "technical" may
-    be absent: then a failed decode shows only in the tier store); ``arrays[module]`` their
-    arrays; ``tiers`` the tier store (None for a model without a tier)."""
-
-    id: str
-    entries: list[Entry]
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    tiers: TierReader | None = None
-
-    @property
-    def reader(self) -> TierReader:
-        """The tier store, for a model that reads tiers."""
-        if self.tiers is None:
-            raise ValueError(f"shard {self.id}: its model reads no tiers")
-        return self.tiers
 
 
 def read_job_shard(layout: Layout, model: BatchedModel, shard: str) -> JobShard:
