@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Catalog, read_manifest
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 
 REPORT_FOLDER = "report"  # this report's own job: not a module

@@ -19,7 +19,8 @@ from scipy.fftpack import dct
 from skimage import data
 
 import imganalyzer.steps.duplicates as duplicates
-from imganalyzer.catalog.manifests import Catalog, read_manifest
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.cli.duplicates import add_duplicates_parser
 from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
 from imganalyzer.example.library import write_dng, write_jpeg

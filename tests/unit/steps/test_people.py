@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
-from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
+from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.cli.main import build_parser
 from imganalyzer.cli.people import add_people_parser
 from imganalyzer.decode.tiers import TierWriter, make_tiers
