@@ -20,10 +20,7 @@ from imganalyzer.decode.tiers import TierWriter, make_tiers
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, write_rows
 from imganalyzer.steps.people import (
-    ClusterSettings,
-    Edits,
     face_id,
-    group_faces,
     load_people,
     merge_people,
     people_by_path,
@@ -31,6 +28,8 @@ from imganalyzer.steps.people import (
     split_person,
     update_people,
 )
+from imganalyzer.steps.people_clusters import ClusterSettings, group_faces
+from imganalyzer.steps.people_edits import Edits
 
 DIM = 512
 # Per-dimension noise giving two faces of one person a cosine similarity of ~0.7
