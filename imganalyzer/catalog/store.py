@@ -294,6 +294,6 @@ class _FileLock:
         self.handle = open(self.path, "a")  # noqa: SIM115 (held until __exit__)
         fcntl.flock(self.handle, fcntl.LOCK_EX)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         fcntl.flock(self.handle, fcntl.LOCK_UN)
         self.handle.close()

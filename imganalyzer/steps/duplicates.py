@@ -89,17 +89,24 @@ class Images:
 
 
 def load_images(view: CurrentView, use_clip: bool) -> Images:
-    entries, shards, phashes, dhashes, vectors = [], [], [], [], []
+    entries: list[Entry] = []
+    shards: list[str] = []
+    phashes: list[int] = []
+    dhashes: list[int] = []
+    vectors: list[tuple[np.ndarray, np.ndarray] | None] = []
     for shard, current in view.shards.items():
         rows = view.rows("duplicates", shard)
         base = len(entries)
         for entry in current.entries:
             row = rows.get(entry.path)
-            ok = row is not None and row["status"] == OK
             entries.append(entry)
             shards.append(shard)
-            phashes.append(int(row["phash"], 16) if ok else -1)
-            dhashes.append(int(row["dhash"], 16) if ok else 0)
+            if row is not None and row["status"] == OK:
+                phashes.append(int(row["phash"], 16))
+                dhashes.append(int(row["dhash"], 16))
+            else:
+                phashes.append(-1)
+                dhashes.append(0)
         if use_clip:
             vectors.append(_shard_vectors(view, shard, current.entries, base))
     n = len(entries)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from imganalyzer.catalog.current import CurrentView, file_versions
 from imganalyzer.files import atomic_write_text
 from imganalyzer.results import OK, read_rows
 from imganalyzer.steps.duplicates_hashes import DUPLICATES_VERSION, sorted_pairs
+
+if TYPE_CHECKING:
+    import torch  # imported where used: the model-free steps never load it
 
 # Neighbours kept per image from the CLIP search: bounds memory when thousands of images are
 # alike (blank frames); the groups stay connected through the neighbours kept.
@@ -54,21 +58,28 @@ def cross_pairs(
     )
 
 
-def _on_device(vectors: np.ndarray, device: str):
+def _on_device(vectors: np.ndarray, device: str) -> torch.Tensor:
     import torch
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     return torch.from_numpy(np.ascontiguousarray(vectors)).to(device=device, dtype=dtype)
 
 
-def _similar_rows(queries, targets, threshold, top_k, block, triangle: bool) -> np.ndarray:
+def _similar_rows(
+    queries: torch.Tensor,
+    targets: torch.Tensor,
+    threshold: float,
+    top_k: int,
+    block: int | None,
+    triangle: bool,
+) -> np.ndarray:
     import torch
 
     n = len(targets)
     if not len(queries) or not n:
         return np.zeros((0, 2), dtype=np.int64)
     block = block or min(1024, max(64, SIMILARITIES_PER_BLOCK // n))
-    found = []
+    found: list[np.ndarray] = []
     with torch.inference_mode():
         for start in range(0, len(queries), block):
             stop = min(start + block, len(queries))
@@ -76,9 +87,9 @@ def _similar_rows(queries, targets, threshold, top_k, block, triangle: bool) -> 
             # the block's own lower triangle, dropped below with the diagonal.
             offset = start if triangle else 0
             sims = queries[start:stop] @ targets[offset:].T
-            rows, columns = (sims >= threshold).nonzero(as_tuple=True)
-            values = sims[rows, columns].float().cpu().numpy()
-            rows, columns = rows.cpu().numpy(), columns.cpu().numpy()
+            hit_rows, hit_columns = (sims >= threshold).nonzero(as_tuple=True)
+            values = sims[hit_rows, hit_columns].float().cpu().numpy()
+            rows, columns = hit_rows.cpu().numpy(), hit_columns.cpu().numpy()
             keep = columns > rows if triangle else slice(None)
             pairs = _top_k(rows[keep], columns[keep], values[keep], top_k)
             found.append(pairs + np.array([start, offset]))
@@ -137,15 +148,16 @@ def shard_clip_pairs(
                 continue
             first, last = offsets[index], offsets[index + 1]
             queries = targets[first:last]
-            found = _similar_rows(queries, queries, threshold, CLIP_TOP_K, None, triangle=True)
-            found = [found + first]
+            within = _similar_rows(queries, queries, threshold, CLIP_TOP_K, None, triangle=True)
+            found = [within + first]
             if first:
                 earlier = _similar_rows(
                     queries, targets[:first], threshold, CLIP_TOP_K, None, False
                 )
                 found.append(earlier + np.array([first, 0]))
-            pairs[shard] = [(paths[i], paths[j]) for i, j in sorted_pairs(found).tolist()]
-            _write_pair_cache(cache(shard), keys[shard], pairs[shard])
+            shard_pairs = [(paths[i], paths[j]) for i, j in sorted_pairs(found).tolist()]
+            _write_pair_cache(cache(shard), keys[shard], shard_pairs)
+            pairs[shard] = shard_pairs
     return [pair for shard in shards for pair in pairs[shard] or []], len(stale)
 
 

@@ -135,7 +135,7 @@ def hash_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
         return hash_pairs_brute_force(hashes, max_distance)
     bands = band_layout(len(hashes), max_distance)
     radius = max_distance // len(bands)
-    found = []
+    found: list[np.ndarray] = []
     for shift, width in bands:
         keys = ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int32)
         # Probing in key order keeps the table lookups and hash reads nearly sequential.

@@ -30,7 +30,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,8 +155,8 @@ def _apply_to_file(people: PeopleFile, edits: Edits) -> None:
     """Re-apply the edits to a loaded file's memberships, names and aliases."""
     members = {p: set(person.faces) for p, person in people.people.items()}
     apply_edits(members, edits, people.faces)
-    for person in named_people(edits):
-        members.setdefault(person, set())
+    for named in named_people(edits):
+        members.setdefault(named, set())
     order = {face: i for i, face in enumerate(people.faces)}
     old = people.people
     people.people = {}
@@ -457,7 +457,9 @@ def split_person(
     return _save_edit(results, people, edits, new)
 
 
-def _edit(results: str | os.PathLike, person_id: int, change) -> Person:  # noqa: ANN001
+def _edit(
+    results: str | os.PathLike, person_id: int, change: Callable[[Edits, int], None]
+) -> Person:
     people, edits = load_people(results), load_edits(results)
     pid = _existing(people, edits, person_id)
     change(edits, pid)

@@ -66,14 +66,14 @@ def apply_edits(members: dict[int, set[str]], edits: Edits, present: Iterable[st
         if face in present:
             _move(members, owner, face, edits.resolve(person))
     for face, forbidden in edits.cannot_link.items():
-        person = owner.get(face)
-        moved_here = face in edits.moved and edits.resolve(edits.moved[face]) == person
+        holder = owner.get(face)
+        moved_here = face in edits.moved and edits.resolve(edits.moved[face]) == holder
         if (
-            person is not None
+            holder is not None
             and not moved_here
-            and person in {edits.resolve(p) for p in forbidden}
+            and holder in {edits.resolve(p) for p in forbidden}
         ):
-            members[person].discard(face)
+            members[holder].discard(face)
             del owner[face]
 
 

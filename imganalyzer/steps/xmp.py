@@ -113,9 +113,12 @@ def sidecar_root(
     library = Path(library)
     if settings.mode == "beside":
         return library
-    if settings.dir is None and results is None:
+    if settings.dir is not None:
+        root = Path(settings.dir)
+    elif results is not None:
+        root = Layout(results).xmp_sidecars
+    else:
         raise ValueError("xmp.dir: the mirror root is not set")
-    root = Path(settings.dir) if settings.dir is not None else Layout(results).xmp_sidecars
     inside = root.resolve().is_relative_to(library.resolve())
     if inside and not (
         results is not None and root.resolve().is_relative_to(Path(results).resolve())
@@ -187,12 +190,13 @@ def image_record(
     keywords = labels + _strings(cloud.get("keywords"))
     if settings.ocr_keywords and ocr_text:
         keywords += _unique(OCR_WORD.findall(ocr_text))[:MAX_OCR_KEYWORDS]
+    caption, cloud_description = _text(captions.get("caption")), _text(cloud.get("description"))
     fields = {
-        "Caption": _text(captions.get("caption")),
+        "Caption": caption,
         "Answers": tuple(_clean(f"{q}: {a}") for q, a in _answers(captions.get("answers"))),
         "Labels": tuple(labels),
         "OCRText": ocr_text,
-        "CloudDescription": _text(cloud.get("description")),
+        "CloudDescription": cloud_description,
         "AestheticScore": _number(aesthetic),
         "Sharpness": _number(technical.get("sharpness")),
         "Models": tuple(
@@ -203,7 +207,7 @@ def image_record(
     }
     regions, size = _regions(people)
     return XmpRecord(
-        description=fields["Caption"] or fields["CloudDescription"],
+        description=caption or cloud_description,
         keywords=tuple(_unique(keywords)),
         people=tuple(_unique(face.name for face in people if face.name)),
         regions=regions,
@@ -341,7 +345,7 @@ def _with_image_size(
     if not faces:
         return []
     if not (technical and technical.get("width") and technical.get("height")):
-        return [NamedFace(name, tuple(box), None) for name, box in faces]
+        return [NamedFace(name, (x0, y0, x1, y1), None) for name, (x0, y0, x1, y1) in faces]
     displayed = (int(technical["width"]), int(technical["height"]))
     orientation = int((metadata or {}).get("orientation") or 1)
     size = displayed[::-1] if orientation in (5, 6, 7, 8) else displayed

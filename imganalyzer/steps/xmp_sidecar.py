@@ -342,7 +342,7 @@ def _merge_regions(
         return []
     if REGIONS not in current:
         additions[REGIONS] = 'type="Struct"'
-    if record.regions and (not kept or DIMENSIONS not in current):
+    if record.regions and record.region_size and (not kept or DIMENSIONS not in current):
         deletions.update({k: None for k in tree if k.startswith(DIMENSIONS)})
         w, h = record.region_size
         additions.update(
