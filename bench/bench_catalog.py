@@ -31,7 +31,8 @@ from pathlib import Path
 
 from common import Row, bench_parser, machine_description, measure, ms_row, publish
 
-from imganalyzer.catalog.manifests import Catalog, scan_library
+from imganalyzer.catalog.scan import scan_library
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 
 SHARD_SIZE = 1000

@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 from common import Row, publish
 
-from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
+from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.config import load_schema
 from imganalyzer.layout import Layout
 

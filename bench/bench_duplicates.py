@@ -29,13 +29,9 @@ import time
 import numpy as np
 from common import Row, bench_parser, machine_description, measure, publish, ratio_row
 
-from imganalyzer.steps.duplicates import (
-    HEAD_BYTES,
-    cosine_pairs,
-    cross_pairs,
-    hash_pairs,
-    hash_pairs_brute_force,
-)
+from imganalyzer.steps.duplicates_clip import cosine_pairs, cross_pairs
+from imganalyzer.steps.duplicates_exact import HEAD_BYTES
+from imganalyzer.steps.duplicates_hashes import hash_pairs, hash_pairs_brute_force
 
 DIM = 768
 HASH_DISTANCE = 8

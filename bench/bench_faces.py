@@ -208,7 +208,8 @@ def detection_rows(quick: bool) -> list[Row]:
 
 
 def clustering_rows(quick: bool) -> list[Row]:
-    from imganalyzer.steps.people import Edits, group_faces
+    from imganalyzer.steps.people_clusters import group_faces
+    from imganalyzer.steps.people_edits import Edits
 
     n_faces = 10_000 if quick else 100_000
     n_people = n_faces // PER_PERSON

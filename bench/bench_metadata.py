@@ -23,6 +23,7 @@ Measured:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -38,26 +39,13 @@ from imganalyzer.decode.exiftool import exiftool_fields
 from imganalyzer.decode.metadata import read_metadata
 from imganalyzer.decode.places import place_of
 from imganalyzer.decode.readers import decode_image
-from imganalyzer.example.library import ExifInfo, write_dng, write_jpeg
+from imganalyzer.example.library import write_dng, write_jpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.corpus_compare import CORPUS, compare  # noqa: E402
+from tests.support.exif_samples import X_T4  # noqa: E402
 
-EXIF = ExifInfo(
-    make="FUJIFILM",
-    model="X-T4",
-    lens="XF16-80mmF4 R OIS WR",
-    datetime_original="2023:07:14 18:03:22",
-    offset="+02:00",
-    exposure_time=1 / 250,
-    f_number=5.6,
-    iso=400,
-    focal_length=23.0,
-    focal_length_35mm=35,
-    gps=(48.8583, 2.2945, 35.0),
-    orientation=1,
-    rating=3,
-)
+EXIF = dataclasses.replace(X_T4, software=None, artist=None, copyright=None)
 
 
 def generated_files(folder: Path, size: tuple[int, int], n_jpeg: int, n_dng: int) -> list[Path]:

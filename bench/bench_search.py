@@ -36,7 +36,8 @@ import numpy as np
 from common import Row, bench_parser, machine_description, measure, ms_row, publish
 
 from imganalyzer.catalog.current import current_shards
-from imganalyzer.catalog.manifests import Catalog, read_manifest
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, write_rows
 from imganalyzer.search.index import index_dir_of, update_index, write_vectors

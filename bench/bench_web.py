@@ -32,7 +32,7 @@ import uvicorn
 from bench_search import DIM, Words, ingest_and_write, make_library
 from common import Row, bench_parser, machine_description, measure, publish
 
-from imganalyzer.catalog.manifests import Catalog
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import ThumbnailWriter
 from imganalyzer.layout import Layout
 from imganalyzer.search.index import index_dir_of, update_index

@@ -1,7 +1,7 @@
 """Snakemake adapter: perceptual hashes of one shard's images, from its stored tier."""
 
 from imganalyzer.decode.jobs import job_logging
-from imganalyzer.steps.duplicates import shard_hashes
+from imganalyzer.steps.duplicates_hashes import shard_hashes
 
 
 def main(smk) -> None:

@@ -270,7 +270,8 @@ def oom_backoff(name: str, pretrained: str | None, reader: TierReader) -> dict[s
 def cosine_search(n: int, compare_n: int) -> dict[str, Any]:
     """The duplicates' exact CLIP cosine search (``cosine_pairs``): fp16 on CUDA over ``n``
     vectors, and on ``compare_n`` of them CUDA fp16 vs CPU fp32 (time and the pairs found)."""
-    from imganalyzer.steps.duplicates import NEAR_THRESHOLD, cosine_pairs
+    from imganalyzer.steps.duplicates import NEAR_THRESHOLD
+    from imganalyzer.steps.duplicates_clip import cosine_pairs
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 768)).astype(np.float32)

@@ -29,14 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import (
-    Catalog,
-    Entry,
-    LibraryState,
-    Move,
-    escape_path,
-    unescape_path,
-)
+from imganalyzer.catalog.manifests import Entry, Move, escape_path, unescape_path
+from imganalyzer.catalog.state import LibraryState
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.files import atomic_open
 from imganalyzer.layout import Layout, as_layout
 from imganalyzer.results import OK, read_rows

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Entry, content_fingerprint, read_manifest
+from imganalyzer.catalog.manifests import Entry, read_manifest
+from imganalyzer.catalog.scan import content_fingerprint
 from imganalyzer.decode.metadata import MetadataError, read_metadata
 from imganalyzer.decode.readers import DecodeError, decode_image
 from imganalyzer.decode.technical import TECHNICAL_VERSION, analyze_technical

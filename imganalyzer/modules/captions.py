@@ -25,7 +25,8 @@ import torch
 
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel, RowBatch
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path
 
 _SPEC = MODELS["captions"]

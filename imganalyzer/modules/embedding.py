@@ -18,7 +18,8 @@ from torchvision.transforms import InterpolationMode
 
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel, PaddedImages, RowBatch
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, open_clip_arguments, open_clip_id
 
 _SPEC = MODELS["embedding"]

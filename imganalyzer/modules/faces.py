@@ -28,7 +28,8 @@ import numpy as np
 
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure, TierBatches
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import (
     MODELS,
     ModelNotFoundError,

@@ -36,7 +36,8 @@ import torch
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel, RowBatch, TierBatches
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, downloads_allowed
 
 log = logging.getLogger(__name__)

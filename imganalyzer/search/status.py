@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imganalyzer.catalog.current import CurrentView, LibraryView
-from imganalyzer.catalog.manifests import Catalog, escape_path
+from imganalyzer.catalog.manifests import escape_path
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import ERROR
 from imganalyzer.runtime.jobstatus import read_failures

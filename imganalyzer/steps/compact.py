@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Catalog, Entry, group_shards, write_manifest
+from imganalyzer.catalog.manifests import Entry, group_shards, write_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import ThumbnailWriter, read_thumbnail
 from imganalyzer.decode.tiers import TierReader, TierWriter
 from imganalyzer.files import atomic_open, atomic_write_text

@@ -30,7 +30,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,313 +41,26 @@ from imganalyzer.catalog.current import CurrentView, current_shards, row_identit
 from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK, read_rows
+from imganalyzer.steps.people_clusters import (
+    DEFAULT_CLUSTER_DISTANCE,
+    DEFAULT_MATCH_DISTANCE,
+    DEFAULT_MIN_CLUSTER_SIZE,
+    ClusterSettings,
+    group_faces,
+)
+from imganalyzer.steps.people_edits import FORMAT_VERSION, Edits, apply_edits, named_people
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-# Cosine distances between ArcFace (buffalo_l) embeddings: the same person mostly lies below
-# ~0.6, different people above ~0.8. A centroid averages out pose and light, so a new face
-# is matched a little more generously than two faces are linked when clustering (Immich
-# uses 0.5 for both).
-DEFAULT_MATCH_DISTANCE = 0.5
-DEFAULT_CLUSTER_DISTANCE = 0.45
-DEFAULT_MIN_CLUSTER_SIZE = 2
+
 CROP_LONG_EDGE = 160
 CROP_MARGIN = 0.25  # of the box size, on each side
-_ASSIGN_CHUNK = 4096  # new faces scored against all centroids at once
-_GRAPH_BLOCK_VALUES = 1 << 25  # similarities computed per block of the radius graph: 128 MB
 
 
 def face_id(path: str, size: int, mtime_ns: int, box: Sequence[float]) -> str:
     """A face's stable id: its image version and its box (rounded to whole pixels)."""
     key = "\0".join([path, str(size), str(mtime_ns), *(f"{round(v)}" for v in box)])
     return hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
-
-
-# ---------------------------------------------------------------- edits
-
-
-@dataclass
-class Edits:
-    """The user's edits (``people_edits.json``): only the CLI writes them."""
-
-    names: dict[int, str] = field(default_factory=dict)
-    aliases: dict[int, list[str]] = field(default_factory=dict)
-    merged: dict[int, int] = field(default_factory=dict)  # person -> person it was merged into
-    moved: dict[str, int] = field(default_factory=dict)  # face -> person a split put it in
-    cannot_link: dict[str, list[int]] = field(default_factory=dict)  # face -> not these
-    max_id: int = 0  # the highest id an edit created
-
-    def resolve(self, person: int) -> int:
-        """The person ``person`` is now part of (following merges)."""
-        seen = set()
-        while person in self.merged and person not in seen:
-            seen.add(person)
-            person = self.merged[person]
-        return person
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT_VERSION,
-            "names": {str(k): v for k, v in sorted(self.names.items())},
-            "aliases": {str(k): v for k, v in sorted(self.aliases.items())},
-            "merged": {str(k): v for k, v in sorted(self.merged.items())},
-            "moved": dict(sorted(self.moved.items())),
-            "cannot_link": dict(sorted(self.cannot_link.items())),
-            "max_id": self.max_id,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Edits:
-        return cls(
-            names={int(k): v for k, v in data.get("names", {}).items()},
-            aliases={int(k): list(v) for k, v in data.get("aliases", {}).items()},
-            merged={int(k): int(v) for k, v in data.get("merged", {}).items()},
-            moved={k: int(v) for k, v in data.get("moved", {}).items()},
-            cannot_link={k: [int(p) for p in v] for k, v in data.get("cannot_link", {}).items()},
-            max_id=int(data.get("max_id", 0)),
-        )
-
-
-def apply_edits(members: dict[int, set[str]], edits: Edits, present: Iterable[str]) -> None:
-    """Apply merges, split moves and cannot-link constraints to ``members`` (person -> face
-    ids) in place; ``present``: the faces that exist now (edits of other faces wait)."""
-    for source in sorted(edits.merged):
-        target = edits.resolve(source)
-        if source in members and target != source:
-            members.setdefault(target, set()).update(members.pop(source))
-    owner = {face: person for person, faces in members.items() for face in faces}
-    present = set(present)
-    for face, person in edits.moved.items():
-        if face in present:
-            _move(members, owner, face, edits.resolve(person))
-    for face, forbidden in edits.cannot_link.items():
-        person = owner.get(face)
-        moved_here = face in edits.moved and edits.resolve(edits.moved[face]) == person
-        if (
-            person is not None
-            and not moved_here
-            and person in {edits.resolve(p) for p in forbidden}
-        ):
-            members[person].discard(face)
-            del owner[face]
-
-
-def _move(members: dict[int, set[str]], owner: dict[str, int], face: str, person: int) -> None:
-    if face in owner:
-        members[owner[face]].discard(face)
-    members.setdefault(person, set()).add(face)
-    owner[face] = person
-
-
-# ---------------------------------------------------------------- clustering core
-
-
-@dataclass(frozen=True)
-class ClusterSettings:
-    match_distance: float = DEFAULT_MATCH_DISTANCE
-    cluster_distance: float = DEFAULT_CLUSTER_DISTANCE
-    min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE
-    threads: int = 2
-
-
-@dataclass
-class Grouping:
-    """The outcome of ``group_faces``: person -> face ids (in input order), and counts."""
-
-    members: dict[int, list[str]]
-    unassigned: list[str]
-    next_id: int
-    centroids: dict[int, np.ndarray]
-    kept: int = 0  # faces that stayed with their person
-    matched: int = 0  # new faces that joined an existing person
-    clustered: int = 0  # new faces in new people
-    new_people: int = 0
-    dropped_people: int = 0
-
-
-def group_faces(
-    face_ids: Sequence[str],
-    embeddings: np.ndarray,
-    previous: dict[int, Iterable[str]],
-    edits: Edits,
-    next_id: int = 1,
-    previous_centroids: dict[int, np.ndarray] | None = None,
-    settings: ClusterSettings = ClusterSettings(),
-    recluster: bool = False,
-) -> Grouping:
-    """Group the current faces (ids, (n, d) L2-normalised embeddings) into people, keeping
-    ``previous`` memberships (person -> face ids) and re-applying ``edits``."""
-    index = {face: i for i, face in enumerate(face_ids)}
-    vectors = np.asarray(embeddings, dtype=np.float32)
-    next_id = max([next_id, edits.max_id + 1, *(p + 1 for p in previous)])
-    if recluster:
-        members, next_id = _recluster(face_ids, vectors, previous, next_id, settings)
-    else:
-        members = {p: {f for f in faces if f in index} for p, faces in previous.items()}
-    apply_edits(members, edits, index)
-    kept = sum(len(faces) for faces in members.values())
-    centroids = _centroids(members, vectors, index, previous_centroids or {}, edits)
-    assigned = {face for faces in members.values() for face in faces}
-    new = [face for face in face_ids if face not in assigned]
-    matched = _match(new, vectors, index, centroids, members, edits, settings.match_distance)
-    leftovers = [face for face in new if face not in matched]
-    clusters = cluster_embeddings(vectors[[index[f] for f in leftovers]], settings)
-    new_ids: dict[int, int] = {}
-    for face, label in zip(leftovers, clusters.tolist(), strict=True):
-        if label != -1:
-            if label not in new_ids:
-                new_ids[label], next_id = next_id, next_id + 1
-            members.setdefault(new_ids[label], set()).add(face)
-    named = _named(edits)
-    dropped = [p for p, faces in members.items() if not faces and p not in named]
-    for person in dropped:
-        del members[person]
-    for person in named:
-        members.setdefault(person, set())  # a named person stays, even without faces
-    centroids = _centroids(members, vectors, index, centroids, edits)
-    ordered = {p: sorted(members[p], key=index.__getitem__) for p in sorted(members)}
-    in_people = {face for faces in members.values() for face in faces}
-    return Grouping(
-        members=ordered,
-        unassigned=[face for face in face_ids if face not in in_people],
-        next_id=next_id,
-        centroids={p: c for p, c in centroids.items() if p in members},
-        kept=kept,
-        matched=len(matched),
-        clustered=sum(1 for c in clusters if c != -1),
-        new_people=len(new_ids),
-        dropped_people=len(dropped),
-    )
-
-
-def _named(edits: Edits) -> set[int]:
-    return {edits.resolve(p) for p in edits.names}
-
-
-def cluster_embeddings(vectors: np.ndarray, settings: ClusterSettings) -> np.ndarray:
-    """DBSCAN labels (-1: noise) of L2-normalised vectors under cosine distance.
-
-    The neighbour graph comes from blocked float32 matrix products (BLAS) and goes to DBSCAN
-    as a sparse precomputed matrix: twice as fast as scikit-learn's own brute-force cosine
-    search on 10K faces here (bench/bench_faces.py), with the same labels.
-    """
-    if len(vectors) < max(1, settings.min_cluster_size):
-        return np.full(len(vectors), -1, dtype=np.int64)
-    from sklearn.cluster import DBSCAN
-
-    graph = radius_graph(np.asarray(vectors, dtype=np.float32), settings.cluster_distance)
-    dbscan = DBSCAN(
-        eps=settings.cluster_distance, min_samples=settings.min_cluster_size,
-        metric="precomputed", n_jobs=max(1, settings.threads),
-    )  # fmt: skip
-    return dbscan.fit_predict(graph)
-
-
-def radius_graph(vectors: np.ndarray, radius: float) -> Any:
-    """Sparse (n, n) CSR matrix of the cosine distances <= ``radius`` (self included, stored
-    as a tiny positive distance: DBSCAN ignores entries that are not stored)."""
-    from scipy.sparse import csr_matrix
-
-    n = len(vectors)
-    block = max(1, _GRAPH_BLOCK_VALUES // max(1, n))
-    rows, columns, distances = [], [], []
-    for start in range(0, n, block):
-        distance = 1.0 - vectors[start : start + block] @ vectors.T
-        row, column = np.nonzero(distance <= radius)
-        rows.append(row + start)
-        columns.append(column)
-        distances.append(np.maximum(distance[row, column], 1e-9))
-    data = np.concatenate(distances) if distances else np.zeros(0, np.float32)
-    return csr_matrix(
-        (data, (np.concatenate(rows), np.concatenate(columns))), shape=(n, n), dtype=np.float32
-    )
-
-
-def _recluster(
-    face_ids: Sequence[str],
-    vectors: np.ndarray,
-    previous: dict[int, Iterable[str]],
-    next_id: int,
-    settings: ClusterSettings,
-) -> tuple[dict[int, set[str]], int]:
-    """Cluster every face afresh; each cluster takes the id of the old person it shares most
-    faces with (greedily, largest overlaps first), the others get new ids."""
-    labels = cluster_embeddings(vectors, settings)
-    old_owner = {face: person for person, faces in previous.items() for face in faces}
-    overlaps: dict[tuple[int, int], int] = {}
-    for face, label in zip(face_ids, labels, strict=True):
-        if label != -1 and face in old_owner:
-            key = (int(label), old_owner[face])
-            overlaps[key] = overlaps.get(key, 0) + 1
-    ids: dict[int, int] = {}
-    for (label, person), _ in sorted(overlaps.items(), key=lambda item: (-item[1], item[0])):
-        if label not in ids and person not in ids.values():
-            ids[label] = person
-    members: dict[int, set[str]] = {}
-    for label in sorted(set(labels.tolist()) - {-1}):
-        if label not in ids:
-            ids[label], next_id = next_id, next_id + 1
-        members[ids[label]] = set()
-    for face, label in zip(face_ids, labels, strict=True):
-        if label != -1:
-            members[ids[int(label)]].add(face)
-    return members, next_id
-
-
-def _centroids(
-    members: dict[int, set[str]],
-    vectors: np.ndarray,
-    index: dict[str, int],
-    fallback: dict[int, np.ndarray],
-    edits: Edits,
-) -> dict[int, np.ndarray]:
-    """Normalised mean embedding of each person with faces; a named person without faces
-    keeps its last centroid."""
-    centroids = {}
-    named = _named(edits)
-    for person, faces in members.items():
-        if faces:
-            mean = vectors[[index[f] for f in faces]].mean(axis=0)
-            centroids[person] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        elif person in fallback and person in named:
-            centroids[person] = fallback[person]
-    return centroids
-
-
-def _match(
-    new: list[str],
-    vectors: np.ndarray,
-    index: dict[str, int],
-    centroids: dict[int, np.ndarray],
-    members: dict[int, set[str]],
-    edits: Edits,
-    match_distance: float,
-) -> set[str]:
-    """Add each new face to the nearest person within ``match_distance`` (never to a person
-    it was split from); returns the faces added."""
-    people = sorted(centroids)
-    if not new or not people:
-        return set()
-    column = {p: j for j, p in enumerate(people)}
-    matrix = np.stack([centroids[p] for p in people]).astype(np.float32)
-    matched = set()
-    for start in range(0, len(new), _ASSIGN_CHUNK):
-        chunk = new[start : start + _ASSIGN_CHUNK]
-        similarity = vectors[[index[f] for f in chunk]] @ matrix.T
-        for row, face in enumerate(chunk):
-            for person in edits.cannot_link.get(face, ()):
-                if edits.resolve(person) in column:
-                    similarity[row, column[edits.resolve(person)]] = -np.inf
-        best = similarity.argmax(axis=1)
-        for row, face in enumerate(chunk):
-            if 1.0 - similarity[row, best[row]] <= match_distance:
-                members[people[best[row]]].add(face)
-                matched.add(face)
-    return matched
-
-
-# ---------------------------------------------------------------- the people file
 
 
 @dataclass
@@ -442,8 +155,8 @@ def _apply_to_file(people: PeopleFile, edits: Edits) -> None:
     """Re-apply the edits to a loaded file's memberships, names and aliases."""
     members = {p: set(person.faces) for p, person in people.people.items()}
     apply_edits(members, edits, people.faces)
-    for person in _named(edits):
-        members.setdefault(person, set())
+    for named in named_people(edits):
+        members.setdefault(named, set())
     order = {face: i for i, face in enumerate(people.faces)}
     old = people.people
     people.people = {}
@@ -490,9 +203,6 @@ def named_faces(results: str | os.PathLike) -> dict[str, list[tuple[str, list[fl
             record = people.faces[face]
             found.setdefault(record.path, []).append((person.name, record.box))
     return found
-
-
-# ---------------------------------------------------------------- the global step
 
 
 @dataclass
@@ -670,9 +380,6 @@ def _original_width(results: Path, record: FaceRecord) -> int | None:
     return None
 
 
-# ---------------------------------------------------------------- user edits
-
-
 def set_name(results: str | os.PathLike, person_id: int, name: str) -> Person:
     """Name a person (``people name``); the name survives every later run."""
     return _edit(results, person_id, lambda edits, pid: edits.names.__setitem__(pid, name))
@@ -750,7 +457,9 @@ def split_person(
     return _save_edit(results, people, edits, new)
 
 
-def _edit(results: str | os.PathLike, person_id: int, change) -> Person:  # noqa: ANN001
+def _edit(
+    results: str | os.PathLike, person_id: int, change: Callable[[Edits, int], None]
+) -> Person:
     people, edits = load_people(results), load_edits(results)
     pid = _existing(people, edits, person_id)
     change(edits, pid)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Catalog, read_manifest
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 
 REPORT_FOLDER = "report"  # this report's own job: not a module
@@ -67,8 +68,8 @@ def module_reports(results: str | os.PathLike) -> list[ModuleReport]:
     reports = []
     folders = layout.benchmarks.glob("*")
     for folder in sorted(p for p in folders if p.is_dir() and p.name != REPORT_FOLDER):
-        runs = [(f.stem, _read_benchmark(f)) for f in sorted(folder.glob("*.tsv"))]
-        runs = [(job, row) for job, row in runs if row is not None]
+        read = [(f.stem, _read_benchmark(f)) for f in sorted(folder.glob("*.tsv"))]
+        runs = [(job, row) for job, row in read if row is not None]
         if not runs:
             continue
         seconds = np.array([row["s"] for _, row in runs])
@@ -96,9 +97,11 @@ def _read_benchmark(path: Path) -> dict[str, float] | None:
 
 
 def _number(text: str | None) -> float:
+    if text is None:  # a missing column
+        return 0.0
     try:
         return float(text)
-    except (TypeError, ValueError):
+    except ValueError:
         return 0.0  # Snakemake writes "NA" where psutil could not measure
 
 

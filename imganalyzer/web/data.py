@@ -14,7 +14,8 @@ from typing import Any, Generic, TypeVar, cast
 import imagecodecs
 import numpy as np
 
-from imganalyzer.catalog.manifests import SHARD_ID_PATTERN, Catalog, read_manifest
+from imganalyzer.catalog.manifests import SHARD_ID_PATTERN, read_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import read_thumbnail
 from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows

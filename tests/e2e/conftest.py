@@ -23,28 +23,14 @@ from imganalyzer.example.library import (
     write_png,
     write_tiff16,
 )
+from tests.support.exif_samples import X_T4_WEST
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 # Small tiers keep the end-to-end run fast; the code path is the one real runs take.
 TEST_TIERS = {"detect": 320, "clip": 160}
 
-GPS_EXIF = ExifInfo(
-    make="FUJIFILM",
-    model="X-T4",
-    lens="XF16-80mmF4 R OIS WR",
-    datetime_original="2023:07:14 18:03:22",
-    offset="+02:00",
-    exposure_time=1 / 250,
-    f_number=5.6,
-    iso=400,
-    focal_length=23.0,
-    focal_length_35mm=35,
-    gps=(48.8583, -2.2945, 35.0),
-    software="imganalyzer tests",
-    artist="Test Artist",
-    copyright="CC0",
-)
+GPS_EXIF = X_T4_WEST
 
 
 def upscale(rgb: np.ndarray, factor: float) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from imganalyzer.catalog.manifests import Catalog
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.example.library import write_dng, write_heic, write_jpeg, write_png
 from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from imganalyzer.catalog.manifests import Catalog
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 
 from .conftest import REPO, Workspace, build_test_library

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
+from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, write_rows
 

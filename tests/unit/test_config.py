@@ -4,6 +4,7 @@ import inspect
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -265,26 +266,42 @@ def _plain(value):
     return value
 
 
-# Parameters named like a setting that are not the setting.
-NOT_SETTINGS = {("imganalyzer.steps.duplicates", "Member", "hash_distance")}  # a measured one
+# Parameters named like a setting that are not the setting (a member's hash_distance: measured).
+NOT_SETTINGS = {("imganalyzer.steps.duplicates_groups", "Member", "hash_distance")}
+
+
+def _section_modules(section: str) -> list[ModuleType]:
+    """The modules of a config section: modules/<section>.py or steps/<section>.py, and
+    the <section>_*.py modules split from it."""
+    found = []
+    for package in ("modules", "steps"):
+        folder = REPO / "imganalyzer" / package
+        for path in sorted(folder.glob(f"{section}*.py")):
+            if path.stem == section or path.stem.startswith(f"{section}_"):
+                found.append(importlib.import_module(f"imganalyzer.{package}.{path.stem}"))
+    return found
 
 
 def test_every_default_in_code_is_the_schemas() -> None:
-    """Each settings class, job and model of module <section> (modules/ or steps/) takes
-    config[<section>] as keyword arguments: a default it gives must equal the schema's."""
+    """Each settings class, job and model of module <section> (modules/ or steps/, and its
+    <section>_* modules) takes config[<section>] as keyword arguments: a default it gives
+    must equal the schema's."""
     compared = 0
     for section, defaults in _section_defaults().items():
-        for package in ("modules", "steps"):
-            # <section>.py and the files it is split into (ocr_backends.py, cloud_api.py, ...)
-            folder = REPO / "imganalyzer" / package
-            names = [section] + [p.stem for p in sorted(folder.glob(f"{section}_*.py"))]
-            try:
-                modules = [importlib.import_module(f"imganalyzer.{package}.{n}") for n in names]
-            except ModuleNotFoundError:
-                continue
-            for module in modules:
-                for name, value in vars(module).items():
-                    if not callable(value) or getattr(value, "__module__", "") != module.__name__:
+        for module in _section_modules(section):
+            for name, value in vars(module).items():
+                if not callable(value) or getattr(value, "__module__", "") != module.__name__:
+                    continue
+                try:
+                    parameters = inspect.signature(value).parameters.values()
+                except (TypeError, ValueError):
+                    continue
+                for parameter in parameters:
+                    if (
+                        parameter.name not in defaults
+                        or parameter.default is inspect.Parameter.empty
+                        or (module.__name__, name, parameter.name) in NOT_SETTINGS
+                    ):
                         continue
                     try:
                         parameters = inspect.signature(value).parameters.values()

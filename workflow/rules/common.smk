@@ -8,10 +8,10 @@ from imganalyzer.catalog.current import LibraryView, stage_view, text_digest
 from imganalyzer.catalog.manifests import (
     JOB_ID_PATTERN,
     SHARD_ID_PATTERN,
-    Catalog,
     group_shards,
     manifest_rows,
 )
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.runtime.registry import MODELS
 from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.files import file_digest

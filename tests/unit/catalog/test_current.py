@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from imganalyzer.catalog.current import current_shards, row_identity
-from imganalyzer.catalog.manifests import Catalog, content_fingerprint
+from imganalyzer.catalog.scan import content_fingerprint
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows, write_rows
 from tests.support.results_library import ResultsLibrary, sample_photos

@@ -17,7 +17,8 @@ from imganalyzer.catalog.current import (
     stage_view,
     text_digest,
 )
-from imganalyzer.catalog.manifests import Catalog, Entry, Move
+from imganalyzer.catalog.manifests import Entry, Move
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from tests.unit.catalog.test_moves import MTIME, decode, move, put
 

@@ -6,15 +6,15 @@ import pytest
 
 from imganalyzer.catalog.current import LibraryView
 from imganalyzer.catalog.manifests import (
-    Catalog,
     Entry,
     escape_path,
     group_shards,
     read_manifest,
-    scan_library,
     unescape_path,
     write_manifest,
 )
+from imganalyzer.catalog.scan import scan_library
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 
 
@@ -257,7 +257,7 @@ def test_deletions_add_no_shard_but_change_the_library_view(library: Path, tmp_p
 def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
     from skimage import data
 
-    from imganalyzer.catalog.manifests import content_fingerprint
+    from imganalyzer.catalog.scan import content_fingerprint
     from imganalyzer.decode.jobs import run_decode_shard
     from imganalyzer.example.library import write_jpeg
     from imganalyzer.results import read_rows

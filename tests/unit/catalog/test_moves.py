@@ -10,17 +10,11 @@ from pathlib import Path
 import pytest
 import tantivy
 
-import imganalyzer.catalog.manifests as catalog_module
+import imganalyzer.catalog.scan as scan_module
 from imganalyzer.catalog.current import LibraryView
-from imganalyzer.catalog.manifests import (
-    FINGERPRINT_BYTES,
-    Catalog,
-    Entry,
-    content_fingerprint,
-    read_manifest,
-    read_moves,
-    write_manifest,
-)
+from imganalyzer.catalog.manifests import Entry, read_manifest, read_moves, write_manifest
+from imganalyzer.catalog.scan import FINGERPRINT_BYTES, content_fingerprint
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.search.index import index_dir_of, open_index, update_index
@@ -258,7 +252,7 @@ def test_only_new_files_of_a_vanished_size_are_read(setup, monkeypatch) -> None:
         opened.append(str(Path(path).relative_to(library)) if library in Path(path).parents else "")
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(catalog_module, "open", spy, raising=False)
+    monkeypatch.setattr(scan_module, "open", spy, raising=False)
     put(library / "brand_new.jpg", b"a new photo of another size")
     catalog.ingest(library, shard_size=100)
     assert [p for p in opened if p] == []  # nothing vanished: no file read

@@ -25,25 +25,9 @@ from imganalyzer.example.library import (
     write_png,
     write_tiff16,
 )
+from tests.support.exif_samples import X_T4
 
-FULL = ExifInfo(
-    make="FUJIFILM",
-    model="X-T4",
-    lens="XF16-80mmF4 R OIS WR",
-    datetime_original="2023:07:14 18:03:22",
-    offset="+02:00",
-    exposure_time=1 / 250,
-    f_number=5.6,
-    iso=400,
-    focal_length=23.0,
-    focal_length_35mm=35,
-    gps=(48.8583, 2.2945, 35.0),
-    orientation=1,
-    software="imganalyzer tests",
-    artist="Test Artist",
-    copyright="CC0",
-    rating=3,
-)
+FULL = X_T4
 EXPECTED = {
     "make": "FUJIFILM",
     "model": "X-T4",

@@ -18,7 +18,8 @@ from imganalyzer.decode.tiers import TierReader
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.batched import BatchedModel, RowBatch, RowFailure, TierBatches
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from tests.unit.conftest import DECODE_FAILURE, Shard, shard_images, write_shard
 
 JOB = "000001-00000-00000"

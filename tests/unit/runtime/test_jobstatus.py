@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from imganalyzer.catalog.manifests import IngestReport
+from imganalyzer.catalog.store import IngestReport
 from imganalyzer.runtime.jobstatus import (
     FAILED,
     failure_isolated,

@@ -19,21 +19,24 @@ from scipy.fftpack import dct
 from skimage import data
 
 import imganalyzer.steps.duplicates as duplicates
-from imganalyzer.catalog.manifests import Catalog, read_manifest
+import imganalyzer.steps.duplicates_exact as duplicates_exact
+import imganalyzer.steps.duplicates_groups as duplicates_groups
+import imganalyzer.steps.duplicates_hashes as duplicates_hashes
+from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.cli.duplicates import add_duplicates_parser
 from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
 from imganalyzer.example.library import write_dng, write_jpeg
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
-from imganalyzer.steps.duplicates import (
+from imganalyzer.steps.duplicates import find_duplicates, write_duplicates
+from imganalyzer.steps.duplicates_clip import cosine_pairs
+from imganalyzer.steps.duplicates_hashes import (
     band_layout,
-    cosine_pairs,
     dhash,
-    find_duplicates,
     hash_pairs,
     hash_pairs_brute_force,
     phash,
-    write_duplicates,
 )
 from tests.unit.conftest import TEST_TIERS
 
@@ -95,7 +98,7 @@ def analyse(library: Path, results: Path) -> list[str]:
         )  # fmt: skip
         run_metadata_shard(manifest, library, results / "metadata" / f"{shard}.jsonl")
         out = results / "duplicates" / f"{shard}.jsonl"
-        duplicates.shard_hashes(tiers, manifest, out, tier="clip", technical=technical)
+        duplicates_hashes.shard_hashes(tiers, manifest, out, tier="clip", technical=technical)
     return shards
 
 
@@ -178,7 +181,7 @@ def test_band_layout_covers_the_64_bits() -> None:
     for n, distance in [(500_000, 8), (10_000, 4), (10**6, 16), (5_000, 0)]:
         bands = band_layout(n, distance)
         assert sum(width for _, width in bands) == 64
-        assert all(width <= duplicates.MAX_BAND_BITS for _, width in bands)
+        assert all(width <= duplicates_hashes.MAX_BAND_BITS for _, width in bands)
         assert [shift for shift, _ in bands] == list(np.cumsum([0] + [w for _, w in bands[:-1]]))
 
 
@@ -195,7 +198,7 @@ def test_cosine_pairs_equal_the_full_matrix_and_cap_neighbours() -> None:
     same = np.repeat(vectors[:1], 10, axis=0)  # ten identical vectors: 45 pairs
     capped = cosine_pairs(same, 0.95, top_k=2, block=4)
     assert len(capped) <= 2 * 10
-    union = duplicates.UnionFind(10)
+    union = duplicates_groups.UnionFind(10)
     for i, j in capped:
         union.union(int(i), int(j))
     assert union.components(range(10)) == [list(range(10))]  # still one group
@@ -235,13 +238,13 @@ def test_exact_copies_only_among_size_collisions(
     shutil.copytree(analysed.results, results)
     (results / "duplicates" / "hashes.jsonl").unlink(missing_ok=True)  # another test's cache
     read: list[tuple[str, int | None]] = []
-    real_digest = duplicates.content_digest
+    real_digest = duplicates_exact.content_digest
 
     def counting(path: Path, limit: int | None = None) -> str:
         read.append((str(Path(path).relative_to(analysed.library)), limit))
         return real_digest(path, limit)
 
-    monkeypatch.setattr(duplicates, "content_digest", counting)
+    monkeypatch.setattr(duplicates_exact, "content_digest", counting)
     report = find_duplicates(results, analysed.library, use_clip=False)
     assert groups_of(report, "exact") == [{BASE, "backup/astronaut.jpg"}]
     sizes: dict[int, list[str]] = {}
@@ -270,10 +273,10 @@ def test_keeper_prefers_raw_over_a_larger_jpeg(analysed: Analysed) -> None:
 
 
 def test_keeper_order_of_rules() -> None:
-    def member(path: str, **fields) -> duplicates.Member:
+    def member(path: str, **fields) -> duplicates_groups.Member:
         values = {"size": 100, "width": 10, "height": 10, "sharpness": 1.0, "format": "jpeg"}
         values.update(fields)
-        return duplicates.Member(path, raw=values["format"] == "dng", **values)
+        return duplicates_groups.Member(path, raw=values["format"] == "dng", **values)
 
     cases = [
         ([member("b"), member("a", width=11)], "a", "most pixels"),
@@ -283,7 +286,7 @@ def test_keeper_order_of_rules() -> None:
         ([member("a", width=99), member("b", format="dng")], "b", "RAW"),
     ]
     for members, keeper, reason in cases:
-        chosen, why = duplicates.choose_keeper(members)
+        chosen, why = duplicates_groups.choose_keeper(members)
         assert chosen.path == keeper and why.startswith(reason)
 
 

@@ -12,17 +12,15 @@ import pytest
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
-from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
+from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.cli.main import build_parser
 from imganalyzer.cli.people import add_people_parser
 from imganalyzer.decode.tiers import TierWriter, make_tiers
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, write_rows
 from imganalyzer.steps.people import (
-    ClusterSettings,
-    Edits,
     face_id,
-    group_faces,
     load_people,
     merge_people,
     people_by_path,
@@ -30,6 +28,8 @@ from imganalyzer.steps.people import (
     split_person,
     update_people,
 )
+from imganalyzer.steps.people_clusters import ClusterSettings, group_faces
+from imganalyzer.steps.people_edits import Edits
 
 DIM = 512
 # Per-dimension noise giving two faces of one person a cosine similarity of ~0.7

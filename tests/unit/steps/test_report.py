@@ -1,7 +1,8 @@
 import json
 from pathlib import Path
 
-from imganalyzer.catalog.manifests import Catalog, Entry, write_manifest
+from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.steps.report import format_reports, job_shards, module_reports, write_time_plot
 

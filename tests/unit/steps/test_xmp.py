@@ -14,17 +14,16 @@ from typing import Any
 import pytest
 
 from imganalyzer.results import read_rows, write_rows
-from imganalyzer.steps import xmp
+from imganalyzer.steps import xmp, xmp_sidecar
 from imganalyzer.steps.xmp import (
     NamedFace,
-    XmpRecord,
     XmpSettings,
     image_record,
     sidecar_path,
     sidecar_paths,
-    write_sidecar,
     write_sidecars,
 )
+from imganalyzer.steps.xmp_sidecar import XmpRecord, write_sidecar
 from tests.support.results_library import ResultsLibrary, sample_photos
 
 needs_exiftool = pytest.mark.skipif(
@@ -153,7 +152,7 @@ def test_new_sidecar_holds_every_field(tmp_path: Path) -> None:
         for key, value in expected_area(face).items():
             assert region["Area"][key] == pytest.approx(value, abs=1e-6)
     assert tags["XMP-imganalyzer:Generator"] == "imganalyzer"
-    assert str(tags["XMP-imganalyzer:Version"]) == xmp.FORMAT_VERSION
+    assert str(tags["XMP-imganalyzer:Version"]) == xmp_sidecar.FORMAT_VERSION
     assert tags["XMP-imganalyzer:Caption"] == ROWS["captions"]["caption"]
     assert tags["XMP-imganalyzer:OCRText"] == ROWS["ocr"]["text"]
     assert tags["XMP-imganalyzer:AestheticScore"] == ROWS["aesthetic"]["aesthetic"]
