@@ -1,16 +1,21 @@
 """Progress inside a long job: images done / total, images/s and time left, logged at most
 once every ``IMGANALYZER_PROGRESS_S`` seconds (default 10) and once at the end.
 
-Records go to the ``imganalyzer.progress`` logger: the job's log file (``job_logging``),
-and stderr, which is the console for a local run and the scheduler's log on a cluster.
+Records go to the ``imganalyzer.progress`` logger: the job's log file (``job_logging``,
+which every rule's script runs in), and stderr, which is the console for a local run and
+the scheduler's log on a cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 log = logging.getLogger("imganalyzer.progress")
 DEFAULT_INTERVAL_S = 10.0
@@ -71,3 +76,27 @@ class Progress:
         percent = 100 * self.done / self.total if self.total else 100.0
         remaining = format_duration(left) if left == left else "?"
         return f"{text} ({percent:.0f}%), {remaining} left"
+
+
+@contextlib.contextmanager
+def job_logging(path: str | os.PathLike) -> Iterator[None]:
+    """Send this process's log records to a job's log file (and log a crash there)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # progress lines also on stderr: the console of a local run, the scheduler's log on a cluster
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    try:
+        yield
+    except BaseException:
+        logging.getLogger("imganalyzer.job").exception("job failed")
+        raise
+    finally:
+        root.removeHandler(handler)
+        log.removeHandler(console)
+        handler.close()

@@ -1,6 +1,7 @@
 """Snakemake adapter: decode one shard (tiers, thumbnails, technical results)."""
 
-from imganalyzer.decode.jobs import job_logging, run_decode_shard
+from imganalyzer.decode.jobs import run_decode_shard
+from imganalyzer.progress import job_logging
 
 
 def main(smk) -> None:

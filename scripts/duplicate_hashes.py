@@ -1,6 +1,6 @@
 """Snakemake adapter: perceptual hashes of one shard's images, from its stored tier."""
 
-from imganalyzer.decode.jobs import job_logging
+from imganalyzer.progress import job_logging
 from imganalyzer.steps.duplicates_hashes import shard_hashes
 
 

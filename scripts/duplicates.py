@@ -1,6 +1,6 @@
 """Snakemake adapter: the exact and near duplicate groups of the whole library."""
 
-from imganalyzer.decode.jobs import job_logging
+from imganalyzer.progress import job_logging
 from imganalyzer.steps.duplicates import write_duplicates
 
 
@@ -11,6 +11,7 @@ def main(smk) -> None:
             smk.params.library,
             smk.output[0],
             use_clip=smk.params.use_clip,
+            device=smk.params.device,
             view_file=smk.input.library_view,  # the run's one scan of the library
             **dict(smk.params.settings),
         )

@@ -1,6 +1,7 @@
 """Snakemake adapter: header-only metadata of one shard."""
 
-from imganalyzer.decode.jobs import job_logging, run_metadata_shard
+from imganalyzer.decode.jobs import run_metadata_shard
+from imganalyzer.progress import job_logging
 
 
 def main(smk) -> None:

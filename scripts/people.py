@@ -2,8 +2,8 @@
 
 import json
 
-from imganalyzer.decode.jobs import job_logging
 from imganalyzer.files import atomic_write_text
+from imganalyzer.progress import job_logging
 from imganalyzer.steps.people import update_people
 
 

@@ -1,7 +1,7 @@
 """Snakemake adapter: write or update the XMP sidecars, then the rule's marker."""
 
-from imganalyzer.decode.jobs import job_logging
 from imganalyzer.files import atomic_write_text
+from imganalyzer.progress import job_logging
 from imganalyzer.steps.people import named_faces
 from imganalyzer.steps.xmp import XmpSettings, write_sidecars
 

@@ -30,7 +30,6 @@ from imganalyzer.decode.technical import TECHNICAL_VERSION, analyze_technical
 from imganalyzer.decode.thumbnails import THUMBNAIL_LONG_EDGE, ThumbnailWriter
 from imganalyzer.decode.tiers import TIER_FORMAT_VERSION, Compression, TierWriter, make_tiers
 from imganalyzer.progress import Progress
-from imganalyzer.progress import log as progress_log
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.threadpool import ordered_map
 
@@ -257,27 +256,3 @@ def decoder_output_to_log() -> Iterator[None]:
             for line in captured.read().decode("utf-8", "replace").splitlines():
                 if line.strip():
                     log.info("decoder output: %s", line.strip())
-
-
-@contextlib.contextmanager
-def job_logging(path: str | os.PathLike) -> Iterator[None]:
-    """Send this process's log records to a job's log file (and log a crash there)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    # progress lines also on stderr: the console of a local run, the scheduler's log on a cluster
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    progress_log.addHandler(console)
-    try:
-        yield
-    except BaseException:
-        logging.getLogger(__name__).exception("job failed")
-        raise
-    finally:
-        root.removeHandler(handler)
-        progress_log.removeHandler(console)
-        handler.close()

@@ -27,6 +27,7 @@ from typing import Any
 
 from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
+from imganalyzer.progress import job_logging
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +221,6 @@ def _error_rows(path: Path) -> int:
 def model_job(smk: Any) -> Iterator[None]:
     """A model rule script's body: logged to the job's log and failure-isolated. ``smk``:
     the ``snakemake`` object (output[0] = the job summary, log[0], input)."""
-    from imganalyzer.decode.jobs import job_logging  # lazy: the Snakefile imports this module
-
     with (
         job_logging(smk.log[0]),
         failure_isolated(smk.output[0], smk.log[0], smk.input),

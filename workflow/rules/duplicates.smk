@@ -44,5 +44,6 @@ rule duplicates:
         library=config["library"],
         settings=config["duplicates"],
         use_clip="embedding" in config["modules"],
+        device=config["device"],  # the CLIP pair search runs on it
     script:
         "../../scripts/duplicates.py"
