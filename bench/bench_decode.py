@@ -53,7 +53,7 @@ from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
 from imganalyzer.decode.metadata import read_metadata
 from imganalyzer.decode.readers import decode_image
 from imganalyzer.decode.technical import analyze_technical
-from imganalyzer.example.library import ExifInfo, write_dng, write_jpeg
+from imganalyzer.example.writers import ExifInfo, write_dng, write_jpeg
 
 TIERS = default_config()["tiers"]
 MAX_PIXELS = 200_000_000

@@ -39,7 +39,7 @@ from imganalyzer.decode.exiftool import exiftool_fields
 from imganalyzer.decode.metadata import read_metadata
 from imganalyzer.decode.places import place_of
 from imganalyzer.decode.readers import decode_image
-from imganalyzer.example.library import write_dng, write_jpeg
+from imganalyzer.example.writers import write_dng, write_jpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.corpus_compare import CORPUS, compare  # noqa: E402

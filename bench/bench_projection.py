@@ -25,7 +25,7 @@ from skimage import data
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
-from imganalyzer.example.library import write_dng, write_heic, write_jpeg
+from imganalyzer.example.writers import write_dng, write_heic, write_jpeg
 
 LIBRARY = 500_000
 MIX = {"raw": 0.4, "jpeg": 0.5, "heic": 0.1}

@@ -27,7 +27,7 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
 def build_library(root: Path, count: int) -> None:
-    from imganalyzer.example.library import write_jpeg
+    from imganalyzer.example.writers import write_jpeg
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images = 200
-    from imganalyzer.example.library import write_jpeg
+    from imganalyzer.example.writers import write_jpeg
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

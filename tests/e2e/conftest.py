@@ -15,7 +15,7 @@ import yaml
 from PIL import Image, ImageFilter
 from skimage import data
 
-from imganalyzer.example.library import (
+from imganalyzer.example.writers import (
     ExifInfo,
     write_dng,
     write_heic,

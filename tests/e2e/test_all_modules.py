@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from imganalyzer.catalog.manifests import read_manifest
-from imganalyzer.example.library import write_jpeg
+from imganalyzer.example.writers import write_jpeg
 from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.results import read_rows
 from tests.support.fake_vision_api import FakeVisionApi

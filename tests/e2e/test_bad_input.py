@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data
 
 from imganalyzer.catalog.store import Catalog
-from imganalyzer.example.library import write_dng, write_heic, write_jpeg, write_png
+from imganalyzer.example.writers import write_dng, write_heic, write_jpeg, write_png
 from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows
 

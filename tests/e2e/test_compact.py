@@ -11,7 +11,7 @@ import pytest
 from skimage import data
 
 from imganalyzer.catalog.manifests import read_manifest
-from imganalyzer.example.library import write_jpeg
+from imganalyzer.example.writers import write_jpeg
 from imganalyzer.results import read_rows
 
 from .conftest import Workspace, make_workspace

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from imganalyzer.example.library import write_jpeg
+from imganalyzer.example.writers import write_jpeg
 
 from .conftest import REPO, SNAKEMAKE, Workspace, make_workspace
 

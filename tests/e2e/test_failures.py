@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from skimage import data
 
-from imganalyzer.example.library import write_jpeg
+from imganalyzer.example.writers import write_jpeg
 from imganalyzer.runlock import acquire_results_lock, release_results_lock
 from imganalyzer.runtime.jobstatus import read_failures
 

@@ -14,7 +14,7 @@ import pytest
 from skimage import data
 
 from imganalyzer.catalog.manifests import escape_path, read_manifest, unescape_path
-from imganalyzer.example.library import write_jpeg
+from imganalyzer.example.writers import write_jpeg
 from imganalyzer.results import read_rows
 
 from .conftest import _env, make_workspace

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from imganalyzer.example.library import write_jpeg
+from imganalyzer.example.writers import write_jpeg
 
 from .conftest import Workspace, make_workspace
 

@@ -62,7 +62,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict) -> Wor
     build_example_library(ws.library)
     shutil.copy2(ws.library / ORIGINAL, ws.library / COPY)
     shutil.copy2(ws.library / "2024/home/DSCF4410.JPG", ws.library / HOSTILE)
-    from imganalyzer.example.library import write_jpeg
+    from imganalyzer.example.writers import write_jpeg
 
     write_jpeg(ws.library / FACES, bright_cells())
     ws.snakemake()

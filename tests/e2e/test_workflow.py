@@ -16,7 +16,7 @@ from skimage import data
 from imganalyzer.catalog.manifests import read_manifest
 from imganalyzer.decode.thumbnails import read_thumbnail
 from imganalyzer.decode.tiers import TierReader
-from imganalyzer.example.library import write_jpeg
+from imganalyzer.example.writers import write_jpeg
 from imganalyzer.results import read_rows
 
 from .conftest import TEST_TIERS, Workspace

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from imganalyzer.example.library import ExifInfo
+from imganalyzer.example.writers import ExifInfo
 
 X_T4 = ExifInfo(
     make="FUJIFILM",

@@ -259,7 +259,7 @@ def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
 
     from imganalyzer.catalog.scan import content_fingerprint
     from imganalyzer.decode.jobs import run_decode_shard
-    from imganalyzer.example.library import write_jpeg
+    from imganalyzer.example.writers import write_jpeg
     from imganalyzer.results import read_rows
 
     library = tmp_path / "lib"

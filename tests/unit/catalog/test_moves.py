@@ -346,7 +346,7 @@ def test_moves_survive_a_real_compaction(tmp_path: Path) -> None:
 
     from imganalyzer.catalog.current import current_shards
     from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
-    from imganalyzer.example.library import write_jpeg
+    from imganalyzer.example.writers import write_jpeg
     from imganalyzer.steps.compact import compact
 
     library, results = tmp_path / "lib", tmp_path / "results"

@@ -13,7 +13,7 @@ from PIL import Image
 from imganalyzer.decode import exif_fields
 from imganalyzer.decode.exiftool import as_exiv2_tags, exiftool_fields
 from imganalyzer.decode.metadata import read_metadata
-from imganalyzer.example.library import ExifInfo, write_jpeg, write_tiff16
+from imganalyzer.example.writers import ExifInfo, write_jpeg, write_tiff16
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from imganalyzer.decode.metadata import FIELDS, MetadataError, _exposure_text, read_metadata
-from imganalyzer.example.library import (
+from imganalyzer.example.writers import (
     ExifInfo,
     write_dng,
     write_heic,
@@ -154,7 +154,7 @@ def test_png_sizes(tmp_path: Path, pixels: np.ndarray, size: tuple[int, int]) ->
 
 
 def test_webp_with_exif(tmp_path: Path) -> None:
-    from imganalyzer.example.library import exif_bytes
+    from imganalyzer.example.writers import exif_bytes
 
     path = tmp_path / "a.webp"
     Image.fromarray(rgb()).save(path, "WEBP", exif=exif_bytes(FULL))
@@ -174,7 +174,7 @@ def test_utf8_text_and_xmp_rating(tmp_path: Path) -> None:
 
 
 def test_exif_rating_wins_over_xmp(tmp_path: Path) -> None:
-    from imganalyzer.example.library import exif_bytes
+    from imganalyzer.example.writers import exif_bytes
 
     path = tmp_path / "a.jpg"
     xmp = b"<rdf:Description><xmp:Rating>1</xmp:Rating></rdf:Description>"

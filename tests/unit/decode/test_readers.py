@@ -817,7 +817,7 @@ def test_missing_file_is_vanished(tmp_path):
 
 def test_raw_without_image_data_is_refused_not_black(tmp_path):
     from imganalyzer.decode.metadata import read_metadata
-    from imganalyzer.example.library import write_dng
+    from imganalyzer.example.writers import write_dng
 
     path = write_dng(tmp_path / "stripped.dng", np.zeros((64, 96, 3), np.uint8), None, None)
     with pytest.raises(DecodeError) as caught:
@@ -827,7 +827,7 @@ def test_raw_without_image_data_is_refused_not_black(tmp_path):
 
 
 def test_raw_decode_is_deterministic(tmp_path):
-    from imganalyzer.example.library import write_dng
+    from imganalyzer.example.writers import write_dng
 
     path = write_dng(tmp_path / "a.dng", _photo(128, 192), None, None)
     first = decode_image(path, long_edge=96, max_pixels=MAX_PIXELS)
@@ -850,7 +850,7 @@ def test_a_raw_decode_is_judged_against_its_preview():
 
 
 def test_a_right_raw_decode_passes_the_check_against_its_small_preview(tmp_path):
-    from imganalyzer.example.library import write_dng as write_camera_dng
+    from imganalyzer.example.writers import write_dng as write_camera_dng
 
     path = write_camera_dng(tmp_path / "a.dng", _photo(256, 384), None, preview_long_edge=64)
     decoded = decode_image(path, long_edge=128, max_pixels=MAX_PIXELS)

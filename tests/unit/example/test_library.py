@@ -13,9 +13,9 @@ import rawpy
 from PIL import ExifTags, Image, ImageOps
 from PIL.TiffImagePlugin import IFDRational
 
-from imganalyzer.example.library import (
+from imganalyzer.example.library import build_example_library
+from imganalyzer.example.writers import (
     ExifInfo,
-    build_example_library,
     exif_bytes,
     write_dng,
     write_heic,

@@ -235,7 +235,7 @@ def test_unit_vector_helper_is_normalised() -> None:
 
 def test_place_from_gps_is_searchable_and_filters(tmp_path: Path, capsys) -> None:
     from imganalyzer.decode.metadata import read_metadata
-    from imganalyzer.example.library import ExifInfo, write_jpeg
+    from imganalyzer.example.writers import ExifInfo, write_jpeg
 
     photo = tmp_path / "lyon.jpg"
     write_jpeg(photo, np.zeros((32, 48, 3), np.uint8), ExifInfo(gps=(45.7597, 4.8422, None)))

@@ -26,7 +26,7 @@ from imganalyzer.catalog.manifests import read_manifest
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.cli.duplicates import add_duplicates_parser
 from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
-from imganalyzer.example.library import write_dng, write_jpeg
+from imganalyzer.example.writers import write_dng, write_jpeg
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.steps.duplicates import find_duplicates, write_duplicates
