@@ -36,7 +36,7 @@ from PIL import Image
 from skimage import data
 
 from imganalyzer.modules.captions import Captioner
-from imganalyzer.runtime.batched import RowBatch
+from imganalyzer.runtime.batches import RowBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpu.architectures import RealSizeCaptioner  # noqa: E402

@@ -49,7 +49,8 @@ from skimage import data
 from imganalyzer.config import default_config
 from imganalyzer.decode.tiers import TierReader, TierWriter
 from imganalyzer.modules.embedding import ClipEmbedder
-from imganalyzer.runtime.batched import RowBatch, RunStats, TierBatches
+from imganalyzer.runtime.batched import RunStats
+from imganalyzer.runtime.batches import RowBatch, TierBatches
 
 MODEL = "ViT-B-32"
 MODEL_PARAMS = 151e6

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.suppor
 
 from imganalyzer.decode.tiers import TierReader, TierWriter  # noqa: E402
 from imganalyzer.modules.objects import FP32_MODULES, ObjectDetector  # noqa: E402
-from imganalyzer.runtime.batched import RowBatch, TierBatches  # noqa: E402
+from imganalyzer.runtime.batches import RowBatch, TierBatches  # noqa: E402
 from tests.support.tiny_groundingdino import (  # noqa: E402
     ReplayedQuerySelection,
     build_tiny_groundingdino,

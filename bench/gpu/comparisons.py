@@ -14,7 +14,8 @@ import torch
 from gpu.measure import GpuSampler, RepeatedTierBatches, fixed_batch, peak_memory, synchronize
 
 from imganalyzer.decode.tiers import TierReader
-from imganalyzer.runtime.batched import ArrayBatches, BatchedModel
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import ArrayBatches
 
 # Images compared between precisions or decoding paths.
 COMPARED_IMAGES = 32

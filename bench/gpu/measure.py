@@ -24,7 +24,8 @@ from PIL import Image
 from skimage import data
 
 from imganalyzer.decode.tiers import TierReader, TierWriter, make_tiers
-from imganalyzer.runtime.batched import BatchedModel, RowBatch, TierBatches
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import RowBatch, TierBatches
 
 # Utilisation samples per second while a pipeline runs.
 SAMPLE_INTERVAL_S = 0.1

@@ -16,7 +16,8 @@ from torch import nn
 
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK
-from imganalyzer.runtime.batched import ArrayBatches, BatchedModel, RowBatch, RowFailure
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import ArrayBatches, RowBatch, RowFailure
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import (  # noqa: F401 (check_aesthetic_compatible: re-exported)

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from imganalyzer.layout import Layout
-from imganalyzer.runtime.batched import BatchedModel, RowBatch
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import RowBatch
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path

@@ -27,7 +27,8 @@ from imganalyzer.modules.cloud import CloudSettings, api_key
 from imganalyzer.modules.cloud_api import Client, Outcome, Sender, quiet_http_loggers
 from imganalyzer.modules.cloud_budget import SKIPPED_BUDGET, Budget, RateLimiter
 from imganalyzer.results import OK, read_rows
-from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure, TierBatches
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure, TierBatches
 from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import MODELS
 

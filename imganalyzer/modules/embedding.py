@@ -17,7 +17,8 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from imganalyzer.layout import Layout
-from imganalyzer.runtime.batched import BatchedModel, PaddedImages, RowBatch
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import PaddedImages, RowBatch
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, open_clip_arguments, open_clip_id

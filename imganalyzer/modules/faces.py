@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from imganalyzer.layout import Layout
-from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure, TierBatches
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure, TierBatches
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import (

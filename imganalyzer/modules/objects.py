@@ -35,7 +35,8 @@ import torch
 
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.layout import Layout
-from imganalyzer.runtime.batched import BatchedModel, RowBatch, TierBatches
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import RowBatch, TierBatches
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, downloads_allowed

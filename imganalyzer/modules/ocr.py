@@ -39,7 +39,8 @@ from imganalyzer.decode.readers import DecodedImage, DecodeError, decode_image
 from imganalyzer.layout import Layout
 from imganalyzer.modules.ocr_backends import OcrBackend, OcrLine, make_backend
 from imganalyzer.results import OK
-from imganalyzer.runtime.batched import BatchedModel, HostItems, RowBatch, RowFailure
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure
 from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import MODELS
 

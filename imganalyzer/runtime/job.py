@@ -33,7 +33,8 @@ from imganalyzer.decode.tiers import TierReader
 from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import ERROR, error_row, ok_row, read_rows, write_rows
-from imganalyzer.runtime.batched import NOT_DECODED, BatchedModel, ConcatenatedBatches, RowFailure
+from imganalyzer.runtime.batched import NOT_DECODED, BatchedModel
+from imganalyzer.runtime.batches import ConcatenatedBatches, RowFailure
 from imganalyzer.runtime.jobshard import JobShard
 
 log = logging.getLogger(__name__)

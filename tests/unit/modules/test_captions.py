@@ -17,7 +17,7 @@ from imganalyzer.modules.captions import (
     run_captions_job,
 )
 from imganalyzer.results import read_rows
-from imganalyzer.runtime.batched import RowBatch
+from imganalyzer.runtime.batches import RowBatch
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from tests.support.tiny_blip2 import build_tiny_blip2
 from tests.unit.conftest import DECODE_FAILURE, TEST_TIERS, shard_images, write_shard

@@ -13,7 +13,7 @@ from PIL import Image
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.modules.embedding import ClipEmbedder, run_embedding_job
 from imganalyzer.results import read_rows
-from imganalyzer.runtime.batched import RowBatch
+from imganalyzer.runtime.batches import RowBatch
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from tests.unit.conftest import (
     DECODE_FAILURE,

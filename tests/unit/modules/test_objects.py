@@ -21,7 +21,7 @@ from imganalyzer.modules.objects import (
     select_detections,
 )
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
-from imganalyzer.runtime.batched import RowBatch
+from imganalyzer.runtime.batches import RowBatch
 from imganalyzer.runtime.registry import ModelNotFoundError
 from tests.support.tiny_groundingdino import ReplayedQuerySelection, build_tiny_groundingdino
 from tests.unit.conftest import DECODE_FAILURE, SHARD_ID, TEST_TIERS, shard_images, write_shard

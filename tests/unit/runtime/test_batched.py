@@ -18,16 +18,13 @@ from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.runtime.batched import (
     CPU_AUTO_BATCH_SIZE,
     NOT_DECODED,
-    ArrayBatches,
     BatchedModel,
-    PaddedImages,
-    RowBatch,
-    TierBatches,
     choose_device,
     choose_dtype,
     decode_failures,
     initial_batch_size,
 )
+from imganalyzer.runtime.batches import ArrayBatches, PaddedImages, RowBatch, TierBatches
 
 FEATURES = 8
 

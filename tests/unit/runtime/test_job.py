@@ -17,7 +17,8 @@ from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
-from imganalyzer.runtime.batched import BatchedModel, RowBatch, RowFailure, TierBatches
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import RowBatch, RowFailure, TierBatches
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from tests.unit.conftest import DECODE_FAILURE, Shard, shard_images, write_shard
@@ -195,7 +196,8 @@ def test_the_layout_decides_where_a_job_writes(tmp_path: Path) -> None:
 HOST_JOB = """
 import sys
 from pathlib import Path
-from imganalyzer.runtime.batched import BatchedModel, HostItems
+from imganalyzer.runtime.batched import BatchedModel
+from imganalyzer.runtime.batches import HostItems
 from imganalyzer.runtime.job import run_model_job
 from tests.unit.conftest import shard_images, write_shard
 
