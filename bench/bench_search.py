@@ -40,8 +40,9 @@ from imganalyzer.catalog.manifests import read_manifest
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, write_rows
-from imganalyzer.search.index import index_dir_of, update_index, write_vectors
+from imganalyzer.search.index import index_dir_of, update_index
 from imganalyzer.search.query import Filters, SearchIndex
+from imganalyzer.search.vectors import write_vectors
 
 SHARD_SIZE = 1000
 DIM = 768

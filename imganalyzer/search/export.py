@@ -32,7 +32,9 @@ import pandas as pd
 from imganalyzer.catalog.current import CurrentView, current_shards
 from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.files import atomic_open
-from imganalyzer.search.index import gather_vectors, known_modules, shard_fields, valid_text
+from imganalyzer.search.documents import shard_fields, valid_text
+from imganalyzer.search.index import known_modules
+from imganalyzer.search.vectors import gather_vectors
 
 FORMATS = ("parquet", "csv")
 PATH_COLUMNS = ("path", "key", "folder")

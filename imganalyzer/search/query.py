@@ -24,7 +24,8 @@ from tantivy import FieldType, Occur, Query
 
 from imganalyzer.catalog.manifests import escape_path, unescape_path
 from imganalyzer.layout import IndexFiles, Layout
-from imganalyzer.search.index import SEARCHED_FIELDS, folder_facet, key_id, open_index
+from imganalyzer.search.documents import SEARCHED_FIELDS, folder_facet, key_id
+from imganalyzer.search.index import open_index
 from imganalyzer.search.query_input import (
     AESTHETIC,
     SHARPNESS,

@@ -19,7 +19,7 @@ from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import read_thumbnail
 from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows
-from imganalyzer.search.index import key_id
+from imganalyzer.search.documents import key_id
 from imganalyzer.search.query import SearchIndex
 from imganalyzer.steps.people import PeopleFile, load_people
 

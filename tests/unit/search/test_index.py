@@ -11,13 +11,8 @@ import tantivy
 import imganalyzer.search.index as index_module
 from imganalyzer.catalog.manifests import unescape_path
 from imganalyzer.results import ok_row, read_rows, write_rows
-from imganalyzer.search.index import (
-    image_fields,
-    index_dir_of,
-    key_id,
-    open_index,
-    update_index,
-)
+from imganalyzer.search.documents import image_fields, key_id
+from imganalyzer.search.index import index_dir_of, open_index, update_index
 from tests.support.results_library import Photo, ResultsLibrary, sample_photos, unit_vector
 
 
