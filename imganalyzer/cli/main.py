@@ -58,7 +58,8 @@ def cmd_example(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from imganalyzer.runtime.registry import configured_modules, format_table, locate
+    from imganalyzer.runtime.registry import configured_modules, format_table
+    from imganalyzer.runtime.weights import locate
 
     config = load_config(args, need_library=False)
     modules = configured_modules(config)
@@ -70,7 +71,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from imganalyzer.runtime.registry import ModelNotFoundError, configured_modules, fetch
+    from imganalyzer.runtime.registry import ModelNotFoundError, configured_modules
+    from imganalyzer.runtime.weights import fetch
 
     config = load_config(args, need_library=False)
     failed = 0

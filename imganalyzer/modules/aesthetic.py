@@ -23,9 +23,8 @@ from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import (  # noqa: F401 (check_aesthetic_compatible: re-exported)
     MODELS,
     check_aesthetic_compatible,
-    locate_weights_file,
-    weights_file,
 )
+from imganalyzer.runtime.weights import locate_weights_file, weights_file
 
 _SPEC = MODELS["aesthetic"]
 EMBEDDING_DIM = 768  # ViT-L/14's embedding size

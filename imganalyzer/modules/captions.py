@@ -28,7 +28,8 @@ from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import RowBatch
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
-from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path
+from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
+from imganalyzer.runtime.weights import hf_load_path
 
 _SPEC = MODELS["captions"]
 

@@ -21,7 +21,8 @@ from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import PaddedImages, RowBatch
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
-from imganalyzer.runtime.registry import MODELS, open_clip_arguments, open_clip_id
+from imganalyzer.runtime.registry import MODELS
+from imganalyzer.runtime.weights import open_clip_arguments, open_clip_id
 
 _SPEC = MODELS["embedding"]
 

@@ -31,12 +31,8 @@ from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure, TierBatches
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
-from imganalyzer.runtime.registry import (
-    MODELS,
-    ModelNotFoundError,
-    downloads_allowed,
-    locate_insightface,
-)
+from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
+from imganalyzer.runtime.weights import downloads_allowed, locate_insightface
 
 log = logging.getLogger(__name__)
 

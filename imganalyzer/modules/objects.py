@@ -39,7 +39,8 @@ from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import RowBatch, TierBatches
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
-from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, downloads_allowed
+from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
+from imganalyzer.runtime.weights import downloads_allowed
 
 log = logging.getLogger(__name__)
 

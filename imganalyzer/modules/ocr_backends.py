@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from imganalyzer.runtime.registry import MODELS, ModelNotFoundError, hf_load_path
+from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
+from imganalyzer.runtime.weights import hf_load_path
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ def _sequence_confidences(log_probs: Any, tokens: Any, eos_token_id: Any) -> lis
 
 def load_trocr(model: str) -> tuple[Any, Any]:
     """``(TrOCRProcessor, VisionEncoderDecoderModel)`` from a local folder or a Hugging Face id
-    (the cache first; downloads only when allowed, see ``models.downloads_allowed``)."""
+    (the cache first; downloads only when allowed, see ``weights.downloads_allowed``)."""
     from transformers import TrOCRProcessor, VisionEncoderDecoderModel
 
     source = hf_load_path("ocr", model)  # fetches it if allowed

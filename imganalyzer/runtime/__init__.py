@@ -1,3 +1,3 @@
-"""Running models: the batched model base, the model-job skeleton, the model registry and
-weights, job status and preflight.
+"""Running models: the batched model base, the model-job skeleton, the model registry,
+locating and fetching weights, job status and preflight.
 """

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from imganalyzer.config import ConfigError
 from imganalyzer.runtime import registry as models
+from imganalyzer.runtime import weights as model_weights
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelLocation
 
 CONNECT_TIMEOUT_S = 3.0
@@ -50,7 +51,7 @@ def missing_models(
 ) -> list[MissingModel]:
     found = []
     for module in models.configured_modules(config):
-        location = models.locate(module, config)
+        location = model_weights.locate(module, config)
         if location.present:
             continue
         host = download_host(module, config)
@@ -58,7 +59,7 @@ def missing_models(
             reason = "its API key variable is not set"
         elif host is None:
             reason = "not there, and it is not something that can be downloaded"
-        elif not models.downloads_allowed():
+        elif not model_weights.downloads_allowed():
             reason = "not in the cache, and HF_HUB_OFFLINE is set"
         elif not reachable(host):
             reason = f"not in the cache, and {host} cannot be reached"
@@ -98,16 +99,16 @@ def download_host(module: str, config: Mapping[str, Any]) -> str | None:
     hub = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
     if module == "embedding":
         name, pretrained = settings["model"], settings["pretrained"]
-        if not models._is_downloadable(name, pretrained):
+        if not model_weights._is_downloadable(name, pretrained):
             return None
         if name.startswith("hf-hub:"):
             return hub
-        tag = models._pretrained_tag_config(name, pretrained)
-        repo, _, url = models._tag_source(tag)
+        tag = model_weights._pretrained_tag_config(name, pretrained)
+        repo, _, url = model_weights._tag_source(tag)
         return hub if repo else urlparse(url).hostname
     if module == "aesthetic":
         weights = settings["weights"]
-        return urlparse(weights).hostname if models.is_url(weights) else None
+        return urlparse(weights).hostname if model_weights.is_url(weights) else None
     if module == "faces":
         return None if _is_local(settings["pack"]) else "github.com"
     if module == "cloud":

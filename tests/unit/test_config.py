@@ -360,8 +360,8 @@ CODE_CHECKS = {
     ("runtime/batched.py", "config key 'device' is , but no such device"),  # this machine
     ("modules/objects.py", "objects.prompts:  tokens, but"),  # the model's text length
     ("runtime/registry.py", "config key 'embedding': the aesthetic"),  # called by config.py
-    ("runtime/registry.py", "config key 'embedding.model'"),  # open_clip's own list
-    ("runtime/registry.py", "config key 'embedding.pretrained'"),  # open_clip's own list
+    ("runtime/weights.py", "config key 'embedding.model'"),  # open_clip's own list
+    ("runtime/weights.py", "config key 'embedding.pretrained'"),  # open_clip's own list
     ("steps/xmp.py", "xmp.dir: the mirror root"),  # no results folder given
     ("steps/xmp.py", "xmp.dir  lies inside the library"),  # the file system
 }

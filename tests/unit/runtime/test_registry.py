@@ -19,13 +19,10 @@ from imganalyzer.runtime.registry import (
     MODELS,
     ModelNotFoundError,
     configured_modules,
-    fetch,
     format_table,
-    locate,
-    locate_open_clip,
     model_settings,
-    open_clip_arguments,
 )
+from imganalyzer.runtime.weights import fetch, locate, locate_open_clip, open_clip_arguments
 from tests.unit.conftest import TINY_CLIP_CONFIG
 
 OPENAI_L14_REPO = "timm/vit_large_patch14_clip_224.openai"
@@ -175,7 +172,7 @@ def test_a_missing_local_folder_is_reported_not_downloaded(tmp_path: Path) -> No
 def test_transformers_models_are_found_in_a_folder_or_the_hub_cache(
     tmp_path: Path, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imganalyzer.runtime.registry import hf_load_path, locate_huggingface
+    from imganalyzer.runtime.weights import hf_load_path, locate_huggingface
 
     folder = tmp_path / "blip2"
     folder.mkdir()
