@@ -82,7 +82,8 @@ def job_paths(path_of):
 
 
 def results_folder(wildcards):
-    """The results folder, a model job's param: its scripts build the run's Layout from it.
+    """The results folder, a param of the model jobs and global steps: their scripts build
+    the run's Layout from it.
     A function, not the literal (Snakemake's lint flags a literal that prefixes outputs, for
     runs without a shared filesystem; every model job reads the shared results folder).
     """
@@ -91,14 +92,6 @@ def results_folder(wildcards):
 
 def job_shards(wildcards):
     return MODEL_JOBS[wildcards.job]
-
-
-def results_of(made):
-    """Params function of a global step: the results folder, found from the job's first
-    output, ``made`` (a LAYOUT path), as Snakemake names it (a plain path would be a
-    hard-coded prefix, wrong where a storage plugin places the outputs)."""
-    depth = len(made.relative_to(LAYOUT.root).parts)
-    return lambda wildcards, output: str(Path(output[0]).parents[depth - 1])
 
 
 def module_targets():

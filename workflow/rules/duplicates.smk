@@ -40,7 +40,7 @@ rule duplicates:
     resources:
         mem_mb=4000,
     params:
-        results=results_of(LAYOUT.duplicate_groups),
+        results=results_folder,
         library=config["library"],
         settings=config["duplicates"],
         use_clip="embedding" in config["modules"],

@@ -26,7 +26,7 @@ rule index:
         # streamed into a memory-mapped file.
         mem_mb=2000,
     params:
-        results=results_of(LAYOUT.index_marker),
+        results=results_folder,
         library=config["library"],
         modules=config["modules"],
         edits=PEOPLE_EDITS_DIGEST,  # names given to people are searchable

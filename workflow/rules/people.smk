@@ -23,7 +23,7 @@ rule people:
         # 512 float16 per face: 1M faces = 1 GB, plus the clustering's neighbour graph.
         mem_mb=4000,
     params:
-        results=results_of(LAYOUT.people_marker),
+        results=results_folder,
         library=config["library"],
         settings=config["people"],
         edits=PEOPLE_EDITS_DIGEST,

@@ -18,6 +18,6 @@ rule benchmark_report:
     conda:
         "../../envs/imganalyzer.yaml"
     params:
-        results=results_of(LAYOUT.report_table),
+        results=results_folder,
     script:
         "../../scripts/report.py"

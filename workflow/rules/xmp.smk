@@ -20,7 +20,7 @@ rule xmp:
     resources:
         mem_mb=1000,
     params:
-        results=results_of(LAYOUT.xmp_marker),
+        results=results_folder,
         library=config["library"],
         modules=config["modules"],
         settings=config["xmp"],
