@@ -199,14 +199,11 @@ class Layout:
         return self.root / "logs" / step / f"{name}.log"
 
     def benchmark(self, step: str, name: str) -> Path:
-        return self.root / "benchmarks" / step / f"{name}.tsv"
+        return self.benchmarks / step / f"{name}.tsv"
 
     @property
     def benchmarks(self) -> Path:
         return self.root / "benchmarks"
-
-    def step_benchmarks(self, step: str) -> Path:
-        return self.benchmarks / step
 
     # Duplicates
     @property
