@@ -84,8 +84,9 @@ def clear_stale_workflow_lock(results: str | os.PathLike, workdir: str | os.Path
     key = os.path.realpath(Layout(results).lock)
     if key not in _HELD:
         raise RuntimeError(f"the lock of {results} is not held by this process")
-    locks = Path(workdir) / ".snakemake" / "locks"
-    stale = workflow_locks_naming(locks, results, Path(workdir))
+    workdir = Path(workdir).absolute()
+    locks = workdir / ".snakemake" / "locks"
+    stale = workflow_locks_naming(locks, results, workdir)
     if not stale:
         return None
     holder = _PREVIOUS.get(key, {})
@@ -109,7 +110,7 @@ def workflow_locks_naming(locks: Path, results: Path, workdir: Path) -> list[Pat
         if not path.name.split(".")[0].isdigit() or not path.is_file():
             continue
         with path.open(encoding="utf-8", errors="replace") as lines:
-            named = (os.path.normpath(workdir / line.strip()) for line in lines if line.strip())
+            named = (os.path.normpath(workdir / line.rstrip("\n")) for line in lines)
             if any(name.startswith(prefixes) or name in roots for name in named):
                 found.append(path)
     return found
