@@ -1,5 +1,6 @@
-"""kill -9 of the whole run in the middle of decoding, then a re-run: results equal an
-uninterrupted run, no partial file is left, no row is duplicated."""
+"""kill -9 of the whole run in the middle of decoding (or of a model job), then the same
+command once more: it clears the lock Snakemake left, re-runs the cut-off jobs, and the
+results equal an uninterrupted run's, no partial file is left, no row is duplicated."""
 
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ def kill_when(ws: Workspace, started: Callable[[], bool], delay: float) -> None:
     process.wait()
 
 
+def rerun_after_kill(ws: Workspace) -> None:
+    """The plain command again, as a user would run it after a crash: no --unlock."""
+    locks = ws.root / ".snakemake" / "locks"
+    assert any(locks.glob("*.lock")), "the killed run left no Snakemake lock"
+    # Snakemake's markers of the jobs cut off: the profile's rerun-incomplete re-runs them
+    assert any((ws.root / ".snakemake" / "incomplete").iterdir())
+    output = ws.snakemake()  # fails if any job or the lock stops it
+    assert "imganalyzer: removed Snakemake's lock" in output.stdout + output.stderr
+    assert not any(locks.glob("*.lock"))
+
+
 def result_files(ws: Workspace, modules=("technical", "metadata")) -> dict[str, bytes]:
     files = {}
     for module in modules:
@@ -61,13 +73,18 @@ def test_kill_9_mid_decode_then_rerun_equals_an_uninterrupted_run(tmp_path: Path
     clean = make_workspace(tmp_path / "clean", shard_size=24)
     shutil.copytree(killed.library, clean.library)  # copy2 keeps mtimes: same versions
 
-    kill_when(killed, lambda: any((killed.results / "tiers").glob(".*.tmp")), delay=0.5)
+    def decoding() -> bool:
+        # both shards catalogued first: a kill before a catalog_shard job places its
+        # manifest leaves those images to the next run's new batch (other shard names)
+        shards = list((killed.results / "catalog/shards").glob("*.tsv"))
+        return len(shards) == 2 and any((killed.results / "tiers").glob(".*.tmp"))
+
+    kill_when(killed, decoding, delay=0.5)
     assert (
         not (killed.results / "technical").exists()
         or len(list((killed.results / "technical").glob("*.jsonl"))) < 2
     ), "the run finished before it could be killed"
-    killed.snakemake("--unlock")  # the lock a killed Snakemake leaves, as a user would
-    killed.snakemake()
+    rerun_after_kill(killed)
     clean.snakemake()
 
     assert result_files(killed) == result_files(clean)
@@ -89,8 +106,7 @@ def test_kill_9_mid_model_job_then_rerun_equals_an_uninterrupted_run(
     # the embedding job opens its log once torch and the model code are imported
     kill_when(killed, lambda: any((killed.results / "logs/embedding").glob("*.log")), delay=0.3)
     assert not (killed.results / "aesthetic/jobs").exists(), "finished before the kill"
-    killed.snakemake("--unlock")
-    killed.snakemake()
+    rerun_after_kill(killed)
     clean.snakemake()
 
     modules = ("technical", "metadata", "embedding", "aesthetic")

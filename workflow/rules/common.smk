@@ -18,7 +18,11 @@ from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.jobstatus import read_failures, retry_token, run_summary
 from imganalyzer.runtime.preflight import ModelsMissing, check_models
-from imganalyzer.runlock import ResultsLocked, acquire_results_lock
+from imganalyzer.runlock import (
+    ResultsLocked,
+    acquire_results_lock,
+    clear_stale_workflow_lock,
+)
 
 try:
     validate_config(config)
@@ -41,15 +45,6 @@ PLAN = None
 VIEW_TEXT = ""
 VIEW_DIGEST = ""
 if workflow.is_main_process:
-    # Every configured model, before any job (a dry-run too). Not while linting (Snakemake
-    # builds a lint's workflow with check_envvars=False): a lint checks the code, not what
-    # this machine has.
-    # IMGANALYZER_PREFLIGHT=0 skips it (planning on a machine without the models).
-    if workflow.check_envvars and os.environ.get("IMGANALYZER_PREFLIGHT") != "0":
-        try:
-            check_models(config)
-        except ModelsMissing as error:
-            raise SystemExit(f"imganalyzer: {error}") from None
     # One id per invocation: the cloud jobs of a run share one budget (a ledger by run id).
     os.environ.setdefault(
         "IMGANALYZER_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
@@ -58,6 +53,45 @@ if workflow.is_main_process:
     logger.info(PLAN.report.summary())
     VIEW_TEXT = LibraryView.of(PLAN.library_state()).text()
     VIEW_DIGEST = text_digest(VIEW_TEXT)
+
+
+def before_jobs(execute):
+    """Wraps ``workflow.execute``, the one entry of a run and a dry-run (never of --unlock,
+    --report, --lint, --list*, --summary, --dag, --cleanup-metadata...), which Snakemake
+    calls after this parse, knowing the mode, and before it takes its lock."""
+
+    def execute_checked(*args, **kwargs):
+        executor = kwargs["executor_plugin"] if "executor_plugin" in kwargs else args[0]
+        prepare_jobs(executor.common_settings)
+        return execute(*args, **kwargs)
+
+    return execute_checked
+
+
+def prepare_jobs(mode):
+    """Every configured model is found (a dry-run too, not --touch: it runs no job;
+    IMGANALYZER_PREFLIGHT=0 skips it, to plan on a machine without the models). A real run
+    then takes the results folder's lock and clears Snakemake's lock that a killed run
+    left (not with --nolock, where Snakemake ignores it)."""
+    if not mode.touch_exec and os.environ.get("IMGANALYZER_PREFLIGHT") != "0":
+        try:
+            check_models(config)
+        except ModelsMissing as error:
+            raise SystemExit(f"imganalyzer: {error}") from None
+    if mode.dryrun_exec:
+        return
+    try:
+        acquire_results_lock(RESULTS)
+        if workflow.execution_settings.lock:
+            cleared = clear_stale_workflow_lock(RESULTS, Path.cwd())
+            if cleared:
+                logger.info(f"imganalyzer: {cleared}")
+    except ResultsLocked as error:
+        raise SystemExit(f"imganalyzer: {error}") from None
+
+
+if workflow.is_main_process:
+    workflow.execute = before_jobs(workflow.execute)
 
 SHARDS = CATALOG.shard_ids() + (list(PLAN.shards) if PLAN else [])
 # Names, aliases, merges and splits made with `imganalyzer people`: a change re-runs the
@@ -165,8 +199,9 @@ def retry_param(module):
 
 def start_run():
     """onstart (a real run, never a dry-run): hold the results folder's lock for this
-    run, then record the planned moves and stage the new manifests (catalog_shard jobs
-    place them) and the library view (the library_view job places it)."""
+    run (prepare_jobs took it already, before Snakemake's lock), then record the planned
+    moves and stage the new manifests (catalog_shard jobs place them) and the library
+    view (the library_view job places it)."""
     if not workflow.is_main_process:
         return
     try:
