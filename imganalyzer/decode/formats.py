@@ -17,13 +17,16 @@ RAW_EXTENSIONS = frozenset(
     | {".fff", ".gpr", ".iiq", ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf"}
     | {".ori", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f"}
 )
-# Catalogued although no installed decoder reads them: they become ``unsupported_format`` rows.
-UNDECODABLE_EXTENSIONS = frozenset({".jxl"})
-IMAGE_EXTENSIONS = PILLOW_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS | UNDECODABLE_EXTENSIONS
+# JPEG XL, decoded by libjxl through imagecodecs.
+JXL_EXTENSIONS = frozenset({".jxl"})
+IMAGE_EXTENSIONS = PILLOW_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS | JXL_EXTENSIONS
 
 # Formats :func:`sniff` names that only LibRaw reads.
 RAW_FORMATS = frozenset({"cr2", "cr3", "crw", "raf", "x3f", "mrw", "orf", "rw2"})
 _AVIF_BRANDS = (b"avif", b"avis")
+# libheif's compact "mini" files (ISO/IEC 23008-12 amendment 2) have this major brand and name
+# their codec's brand ("heic", "avif") in the ftyp box's minor_version field.
+MINI_BRAND = b"mif3"
 _EXPECTED = {
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
@@ -60,7 +63,7 @@ def sniff(head: bytes) -> str:
     if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
         return "jxl"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
+        brand = head[12:16] if head[8:12] == MINI_BRAND else head[8:12]
         if brand == b"crx ":
             return "cr3"
         return "avif" if brand in _AVIF_BRANDS else "heif"
