@@ -41,6 +41,7 @@ from PIL import Image
 from imganalyzer.decode import exif_fields, formats, jxl
 from imganalyzer.decode.exiftool import exiftool_fields
 from imganalyzer.decode.failures import FileError, check_file, classify
+from imganalyzer.decode.names import camera_name
 from imganalyzer.decode.places import place_of
 from imganalyzer.decode.readers import PILLOW_ERRORS, open_pillow
 
@@ -537,7 +538,7 @@ def _fields(tags: Mapping[str, object], xmp: bytes | None) -> dict[str, object]:
     result.update(
         make=make,
         model=model,
-        camera=exif_fields.camera_name(make, model),
+        camera=camera_name(make, model),
         lens=_text(_tag(tags, "LensModel")),
         exposure_time=_positive(exposure),
         exposure_time_text=_exposure_text(exposure),
