@@ -52,8 +52,11 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_example(args: argparse.Namespace) -> int:
     from imganalyzer.example.library import build_example_library
 
-    paths = build_example_library(args.dest)
-    print(f"wrote {len(paths)} example photos to {args.dest}")
+    example = build_example_library(args.dest)
+    if example.written:
+        print(f"wrote {len(example.written)} example photos to {args.dest}")
+    else:
+        print(f"the {len(example.paths)} example photos in {args.dest} are up to date")
     return 0
 
 
