@@ -30,6 +30,9 @@ needs_mini_writer = pytest.mark.skipif(
         (b"\x00\x00\x00\x10ftypmif3avif", "avif"),  # mini, AV1
         (b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic", "heif"),
         (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00mif1avif", "avif"),
+        (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avif", "avif"),  # AV1 in generic HEIF
+        (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heic", "heif"),
+        (b"\x00\x00\x00\x14ftypmif1\x00\x00\x00\x00mif1avif", "heif"),  # avif past the box
         (b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom", "cr3"),
         (b"\x00\x00\x00\x0cJXL \r\n\x87\n\x00\x00\x00\x14ftypjxl ", "jxl"),
         (b"\xff\x0a\xfa\x7f", "jxl"),
