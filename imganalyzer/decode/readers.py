@@ -216,11 +216,24 @@ def _decode_with_pillow(path: str, fmt: str, long_edge: int, max_pixels: int) ->
     with open(path, "rb") as handle:
         try:
             image = open_pillow(handle, path)
-        except PILLOW_ERRORS:
-            if fmt == "tiff":  # e.g. float RGB TIFF, which Pillow cannot open
-                return _decode_with_tifffile(path, long_edge, max_pixels)
-            raise
+        except PILLOW_ERRORS as error:
+            if fmt != "tiff":
+                raise
+            return _tifffile_instead(path, long_edge, max_pixels, error)
         return _decode_opened(image, path, long_edge, max_pixels)
+
+
+def _tifffile_instead(
+    path: str, long_edge: int, max_pixels: int, pillow_error: BaseException
+) -> DecodedImage:
+    """A TIFF Pillow cannot open (float RGB, ...) through tifffile. Where tifffile fails too,
+    Pillow's error is the reason: the metadata job meets the same one (one kind per file)."""
+    try:
+        return _decode_with_tifffile(path, long_edge, max_pixels)
+    except (FileError, MemoryError):
+        raise
+    except Exception:  # noqa: BLE001 (tifffile's own error would tell a different story)
+        raise pillow_error from None
 
 
 def _decode_opened(image: Image.Image, path: str, long_edge: int, max_pixels: int) -> DecodedImage:
