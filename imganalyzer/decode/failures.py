@@ -34,7 +34,9 @@ _PARSE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 # The first box of ISO BMFF files: ftyp (HEIF, AVIF, CR3) or the JPEG XL signature box.
 _FIRST_BOXES = (b"ftyp", b"JXL ")
 # Words in a reader's message that say the data ended before the reader was done.
-_ENDS_EARLY = ("truncated", "end of file", "ends early", "need_more_input", "premature end")
+_ENDS_EARLY = ("truncated", "end of file", "ends early", "need_more_input", "premature end") + (
+    "failed to read",  # tifffile: "failed to read 30720 bytes, got 15224"
+)
 
 
 class FileError(Exception):

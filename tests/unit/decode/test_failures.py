@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rawpy
+import tifffile
 from PIL import Image
 from skimage import data
 
@@ -46,6 +47,9 @@ def bad_files(folder: Path) -> dict[str, tuple[str, bool]]:
     os.remove(folder / "source.jxl")
     garbage = np.random.default_rng(0).integers(0, 256, len(jxl), np.uint8).tobytes()
     jpeg = _jpeg(photo)
+    tifffile.imwrite(folder / "deep.tif", (photo.astype(np.uint16) * 257), photometric="rgb")
+    deep_tiff = (folder / "deep.tif").read_bytes()
+    os.remove(folder / "deep.tif")
     files = {
         "cut.jpg": (jpeg[: len(jpeg) // 2], "truncated", True),
         "notes.jpg": (b"shopping list: milk, eggs\n", "unsupported_format", False),
@@ -57,6 +61,7 @@ def bad_files(folder: Path) -> dict[str, tuple[str, bool]]:
         "noise.jpg": (b"\xff\xd8\xff\xe0" + garbage[:5000], "truncated", False),  # lengths too long
         "zeros.jpg": (b"\xff\xd8\xff" + bytes(5000), "corrupt", False),  # no JPEG marker
         "scan_garbage.jpg": (jpeg[:3000] + garbage[:3000] + jpeg[-2:], "corrupt", True),
+        "cut_deep.tif": (deep_tiff[: len(deep_tiff) // 2], "truncated", True),  # via tifffile
     }
     for name, (content, _, _) in files.items():
         (folder / name).write_bytes(content)
