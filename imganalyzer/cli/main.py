@@ -52,8 +52,11 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_example(args: argparse.Namespace) -> int:
     from imganalyzer.example.library import build_example_library
 
-    paths = build_example_library(args.dest)
-    print(f"wrote {len(paths)} example photos to {args.dest}")
+    example = build_example_library(args.dest)
+    if example.written:
+        print(f"wrote {len(example.written)} example photos to {args.dest}")
+    else:
+        print(f"the {len(example.paths)} example photos in {args.dest} are up to date")
     return 0
 
 
@@ -127,16 +130,14 @@ def _print_hits(hits: list[Hit], as_json: bool) -> None:
 @reported
 def cmd_search(args: argparse.Namespace) -> int:
     from imganalyzer.search.index import index_dir_of
-    from imganalyzer.search.query import SearchIndex, clip_text_encoder
+    from imganalyzer.search.query import SearchIndex, clip_text_encoder, runnable_mode
 
     config = load_config(args)
     filters = _search_filters(args)
     index = SearchIndex(index_dir_of(config["results"]))
-    mode = args.mode
-    if mode == "hybrid" and index.vectors is None:
-        reason = index.no_vectors_message("meaning search").replace("meaning search needs", "no")
-        print(f"imganalyzer: words only, {reason}", file=sys.stderr)
-        mode = "text"
+    mode, warning = runnable_mode(index, args.mode)
+    if warning is not None:
+        print(f"imganalyzer: {warning}", file=sys.stderr)
     encoder = clip_text_encoder(config) if mode != "text" else None
     hits = index.search(args.query, mode, filters, args.limit, encoder)
     _print_hits(hits, args.json)

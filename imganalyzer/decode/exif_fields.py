@@ -21,6 +21,8 @@ from typing import Any
 
 from pyexiv2 import exiv2api
 
+from imganalyzer.decode.names import camera_name
+
 # exiv2 prints warnings about odd files on stderr: mute it (the reason of a failure is raised).
 exiv2api.set_log_level(4)
 
@@ -37,11 +39,6 @@ _OFFSET = re.compile(r"^[+-]\d\d:\d\d$")
 _CANON_ISO_CODES = {16: 50, 17: 100, 18: 200, 19: 400, 20: 800}
 # Casio type-1 maker notes store ISO as a code.
 _CASIO_ISO_CODES = {3: 50, 4: 64, 6: 100, 9: 200}
-_CORPORATE_WORDS = re.compile(
-    r"[\s,]+(corporation|corp\.?|co\.?,?\s*ltd\.?|company|inc\.?|ltd\.?|imaging|optical|"
-    r"camera|digital|electric|photo|film)\b.*$",
-    re.IGNORECASE,
-)
 
 
 _STANDARD_GROUPS = frozenset(
@@ -372,20 +369,6 @@ def orientation(tags: Tags) -> int | None:
 def rating(tags: Tags) -> int | None:
     value = number(tags, "Exif.Image.Rating", "Xmp.xmp.Rating")
     return None if value is None else int(round(value))
-
-
-def camera_name(make: str | None, model: str | None) -> str | None:
-    """ "Canon" + "Canon EOS R5" -> "Canon EOS R5"; "NIKON CORPORATION" + "NIKON D90" ->
-    "NIKON D90"; "FUJIFILM" + "X-T4" -> "FUJIFILM X-T4"."""
-    brand = _CORPORATE_WORDS.sub("", make or "").strip(" ,.")
-    if not model:
-        return brand or None
-    if not brand:
-        return model
-    first_word = brand.split()[0].casefold()
-    if model.casefold().startswith(first_word):
-        return model
-    return f"{brand} {model}"
 
 
 def fields(tags: Tags) -> dict[str, object]:

@@ -17,13 +17,18 @@ RAW_EXTENSIONS = frozenset(
     | {".fff", ".gpr", ".iiq", ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf"}
     | {".ori", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f"}
 )
-# Catalogued although no installed decoder reads them: they become ``unsupported_format`` rows.
-UNDECODABLE_EXTENSIONS = frozenset({".jxl"})
-IMAGE_EXTENSIONS = PILLOW_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS | UNDECODABLE_EXTENSIONS
+# JPEG XL, decoded by libjxl through imagecodecs.
+JXL_EXTENSIONS = frozenset({".jxl"})
+IMAGE_EXTENSIONS = PILLOW_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS | JXL_EXTENSIONS
 
 # Formats :func:`sniff` names that only LibRaw reads.
 RAW_FORMATS = frozenset({"cr2", "cr3", "crw", "raf", "x3f", "mrw", "orf", "rw2"})
 _AVIF_BRANDS = (b"avif", b"avis")
+# HEIF brands that say nothing of the codec: the compatible brands tell HEVC from AV1.
+_GENERIC_HEIF_BRANDS = (b"mif1", b"msf1", b"mif2")
+# libheif's compact "mini" files (ISO/IEC 23008-12 amendment 2) have this major brand and name
+# their codec's brand ("heic", "avif") in the ftyp box's minor_version field.
+MINI_BRAND = b"mif3"
 _EXPECTED = {
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
@@ -60,10 +65,7 @@ def sniff(head: bytes) -> str:
     if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
         return "jxl"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand == b"crx ":
-            return "cr3"
-        return "avif" if brand in _AVIF_BRANDS else "heif"
+        return _iso_bmff_format(head)
     if head.startswith(b"FUJIFILMCCD-RAW"):
         return "raf"
     if head.startswith(b"FOVb"):
@@ -79,6 +81,22 @@ def sniff(head: bytes) -> str:
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "cr2" if head[8:10] == b"CR" else "tiff"
     return "unknown"
+
+
+def _iso_bmff_format(head: bytes) -> str:
+    """ "cr3", "avif" or "heif" from an ftyp box: its major brand, or for a "mini" file the
+    brand in its minor_version, or for a file of a generic HEIF brand ("mif1") an AVIF brand
+    among its compatible brands (as far as ``head`` holds them)."""
+    major = head[8:12]
+    if major == MINI_BRAND:
+        major = head[12:16]
+    if major == b"crx ":
+        return "cr3"
+    if major in _AVIF_BRANDS:
+        return "avif"
+    box_end = min(int.from_bytes(head[:4], "big"), len(head))
+    compatible = {head[i : i + 4] for i in range(16, box_end - 3, 4)}
+    return "avif" if major in _GENERIC_HEIF_BRANDS and compatible & set(_AVIF_BRANDS) else "heif"
 
 
 def is_raw(fmt: str, extension: str) -> bool:

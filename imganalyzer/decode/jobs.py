@@ -24,8 +24,9 @@ import numpy as np
 
 from imganalyzer.catalog.manifests import Entry, read_manifest
 from imganalyzer.catalog.scan import content_fingerprint
-from imganalyzer.decode.metadata import MetadataError, read_metadata
-from imganalyzer.decode.readers import DecodeError, decode_image
+from imganalyzer.decode.failures import FileError
+from imganalyzer.decode.metadata import read_metadata
+from imganalyzer.decode.readers import decode_image
 from imganalyzer.decode.technical import TECHNICAL_VERSION, analyze_technical
 from imganalyzer.decode.thumbnails import THUMBNAIL_LONG_EDGE, ThumbnailWriter
 from imganalyzer.decode.tiers import TIER_FORMAT_VERSION, Compression, TierWriter, make_tiers
@@ -83,9 +84,9 @@ def _guarded(entry: Entry, work: Callable[[], T]) -> T | Failure:
     _CURRENT_FILE.path = entry.path
     try:
         return work()
-    except (DecodeError, MetadataError, ImageSkipped) as error:
+    except (FileError, ImageSkipped) as error:
         return Failure(str(error), error.kind)
-    except OSError as error:
+    except OSError as error:  # the file's stat (the readers classify their own errors)
         log.info("%s: %s", entry.path, error)
         return Failure(f"cannot read file: {error.strerror or error}", "unreadable")
     except Exception as error:  # noqa: BLE001 (a decoder bug on this file: keep the details)

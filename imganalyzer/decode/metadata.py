@@ -25,10 +25,9 @@ import logging
 import math
 import os
 import re
-import struct
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -39,9 +38,12 @@ import pillow_heif
 import rawpy
 from PIL import Image
 
-from imganalyzer.decode import exif_fields, formats
+from imganalyzer.decode import exif_fields, formats, jxl
 from imganalyzer.decode.exiftool import exiftool_fields
+from imganalyzer.decode.failures import FileError, check_file, classify
+from imganalyzer.decode.names import camera_name
 from imganalyzer.decode.places import place_of
+from imganalyzer.decode.readers import PILLOW_ERRORS, open_pillow
 
 METADATA_VERSION = "2"
 
@@ -86,22 +88,12 @@ TIFF_RAW_EXTENSIONS = frozenset(
     + (".kdc", ".dcr", ".mef", ".mos", ".iiq", ".rwl", ".raw", ".orf", ".rw2")
 )
 HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
-HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2"})
+HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2", formats.MINI_BRAND})
 AVIF_BRANDS = frozenset({b"avif", b"avis"})
 # LibRaw ``flip`` -> EXIF orientation (inverse of dcraw's "50132467"[orientation]).
 LIBRAW_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 DNG_VERSION_TAG = "Image Tag 0xC612"
 XMP_RATING = re.compile(rb"xmp:Rating\s*(?:=\s*[\"']|>)\s*(-?\d+)")
-PILLOW_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    IndexError,
-    TypeError,
-    EOFError,
-    struct.error,
-    Image.DecompressionBombError,
-)
 # Without any of these, the primary reader's answer is completed from exifread's.
 EXIF_CORE_FIELDS = ("make", "model", "datetime_original", "exposure_time", "f_number")
 # Fields that cameras keep in maker notes: when exiv2 cannot decode a maker note and one of
@@ -109,13 +101,10 @@ EXIF_CORE_FIELDS = ("make", "model", "datetime_original", "exposure_time", "f_nu
 MAKER_NOTE_FIELDS = ("make", "iso", "lens")
 
 
-class MetadataError(Exception):
+class MetadataError(FileError):
     """One-line reason why a file's metadata cannot be read, and its ``kind`` (one of
-    :data:`imganalyzer.results.ERROR_KINDS`)."""
-
-    def __init__(self, reason: str, kind: str = "corrupt") -> None:
-        super().__init__(reason)
-        self.kind = kind
+    :data:`imganalyzer.results.ERROR_KINDS`), as :func:`imganalyzer.decode.failures.classify`
+    gives it: the decode job gives the same file the same kind."""
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -130,14 +119,14 @@ def read_metadata(path: str | os.PathLike) -> dict[str, object]:
     corrupt EXIF block only leaves the EXIF fields None.
     """
     path = Path(path)
-    _check_file(path)
     try:
+        check_file(path)
         with open(path, "rb") as fh:
             result = _read(path, fh)
     except MetadataError:
         raise
-    except OSError as error:
-        raise MetadataError(f"cannot read file: {error.strerror or error}", "unreadable") from None
+    except (FileError, OSError) as error:
+        raise MetadataError(*classify(error, path)) from None
     result = {key: result.get(key) for key in FIELDS}
     # The readers give each coordinate as a float or None (exif_fields.coordinate, _coordinate).
     latitude = cast("float | None", result["gps_latitude"])
@@ -148,32 +137,21 @@ def read_metadata(path: str | os.PathLike) -> dict[str, object]:
     return result
 
 
-def _check_file(path: Path) -> None:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise MetadataError("file not found", "vanished") from None
-    except OSError as error:
-        raise MetadataError(f"cannot stat file: {error.strerror or error}", "unreadable") from None
-    if not path.is_file():
-        raise MetadataError("not a regular file", "unreadable")
-    if stat.st_size == 0:
-        raise MetadataError("empty file (0 bytes)", "empty")
-
-
 def _read(path: Path, fh: BinaryIO) -> dict[str, object]:
     head = fh.read(64)
     container = _sniff(head)
     tags, exif = _primary_exif(path)
     if container == "heif":
-        return _read_heif(fh, head, tags, exif)
+        return _read_heif(path, fh, head, tags, exif)
+    if container == "jxl":
+        return _read_jxl(path, fh, exif)
     if container == "raw":  # RAW formats exifread cannot parse (CR3, RAF, CRW, ...)
         return _read_raw(path, head, exif, is_dng=False)
     fallback_tags = _exif_from_file(fh) if _incomplete(exif) else {}
     is_dng = "Exif.Image.DNGVersion" in tags or DNG_VERSION_TAG in fallback_tags
     if container == "tiff" and _is_tiff_raw(head, path, is_dng):
         return _read_raw(path, head, _completed(exif, fallback_tags, None), is_dng=is_dng)
-    return _read_pillow(fh, exif, fallback_tags)
+    return _read_pillow(path, fh, exif, fallback_tags)
 
 
 def _primary_exif(path: Path) -> tuple[dict[str, object], dict[str, object]]:
@@ -217,7 +195,10 @@ def _completed(
 
 
 def _sniff(head: bytes) -> str:
-    """Which reader handles the file: "heif", "tiff", "raw" (LibRaw only), or "other" (Pillow)."""
+    """Which reader handles the file: "heif", "jxl", "tiff", "raw" (LibRaw only), or "other"
+    (Pillow)."""
+    if formats.sniff(head) == "jxl":
+        return "jxl"
     if head[4:8] == b"ftyp":
         return "raw" if head[8:12] == b"crx " else "heif"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00"):
@@ -255,6 +236,8 @@ _SNIFFED_RAW = frozenset({"cr2", "cr3", "crw", "raf", "x3f", "mrw", "orf", "rw2"
 def _heif_format(head: bytes) -> str:
     box_size = int.from_bytes(head[:4], "big")
     brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(box_size, len(head)), 4)}
+    if head[8:12] == formats.MINI_BRAND:  # a "mini" file names its codec brand in minor_version
+        brands.add(head[12:16])
     if head[8:12] in AVIF_BRANDS or (head[8:12] in HEIF_BRANDS and brands & AVIF_BRANDS):
         return "avif"
     if brands & HEIC_BRANDS:
@@ -263,14 +246,14 @@ def _heif_format(head: bytes) -> str:
 
 
 def _read_pillow(
-    fh: BinaryIO, exif: Mapping[str, object], tags: Mapping[str, object]
+    path: Path, fh: BinaryIO, exif: Mapping[str, object], tags: Mapping[str, object]
 ) -> dict[str, object]:
     try:
-        image = _open_header(fh)
+        image = _open_header(path, fh)
     except MetadataError:
         if _incomplete(exif):
             raise
-        fh.seek(0)  # exiv2 read the metadata of a file Pillow cannot open (JPEG XL, ...)
+        fh.seek(0)  # exiv2 read the metadata of a file Pillow cannot open
         return {**_header_unreadable(exif), "format": formats.sniff(fh.read(32))}
     image_format = (image.format or "").lower()  # Image.open always sets it
     fmt = {"mpo": "jpeg"}.get(image_format, image_format)
@@ -294,7 +277,11 @@ def _header_unreadable(exif: Mapping[str, object]) -> dict[str, object]:
 
 
 def _read_heif(
-    fh: BinaryIO, head: bytes, tags: Mapping[str, object], primary: Mapping[str, object]
+    path: Path,
+    fh: BinaryIO,
+    head: bytes,
+    tags: Mapping[str, object],
+    primary: Mapping[str, object],
 ) -> dict[str, object]:
     fh.seek(0)
     try:
@@ -303,10 +290,10 @@ def _read_heif(
         size, info = image.size, image.info
     except (OSError, ValueError, RuntimeError, SyntaxError, EOFError) as error:
         if head[8:12] in AVIF_BRANDS:  # pillow-heif has no AVIF decoder here; Pillow may
-            return _read_pillow(fh, primary, {})
+            return _read_pillow(path, fh, primary, {})
         if not _incomplete(primary):
             return {**_header_unreadable(primary), "format": _heif_format(head)}
-        raise MetadataError(f"cannot parse HEIF container: {_one_line(error)}") from None
+        raise MetadataError(*classify(error, path)) from None
     exif = info.get("exif")
     if isinstance(exif, bytes):  # the primary image's EXIF (a file may hold one per image)
         primary = _filled(_primary_image_fields(exif, tags), primary)
@@ -328,6 +315,22 @@ def _primary_image_fields(block: bytes, file_tags: Mapping[str, object]) -> dict
     return exif_fields.fields({**xmp, **block_tags})
 
 
+def _read_jxl(path: Path, fh: BinaryIO, exif: Mapping[str, object]) -> dict[str, object]:
+    """JPEG XL: the EXIF exiv2 read from its Exif box; size and orientation from the codestream
+    header (the orientation libjxl displays it with: it ignores the one in the Exif box)."""
+    try:
+        header = jxl.read_header(fh)
+    except (OSError, ValueError, EOFError) as error:
+        if not _incomplete(exif):
+            return {**_header_unreadable(exif), "format": "jxl"}
+        raise MetadataError(*classify(error, path)) from None
+    result = {key: exif.get(key) for key in FIELDS}
+    result["orientation"] = header.orientation
+    _set_size(result, header.displayed_size, swap=False)
+    result["format"] = "jxl"
+    return result
+
+
 def _read_raw(
     path: Path, head: bytes, exif: Mapping[str, object], *, is_dng: bool
 ) -> dict[str, object]:
@@ -336,19 +339,9 @@ def _read_raw(
         with rawpy.imread(os.fspath(path)) as raw:  # parses headers; raw data is not unpacked
             sizes = raw.sizes
     except (rawpy.LibRawError, OSError, ValueError) as error:
-        reason = error.args[0] if error.args else error
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
         if not _incomplete(exif):  # e.g. a RAW whose pixel data was stripped: metadata is fine
             return {**_header_unreadable(exif), "format": _raw_format(head, path, is_dng)}
-        kind = "corrupt"
-        if isinstance(error, rawpy.LibRawFileUnsupportedError):
-            kind = "unsupported_format"
-        elif isinstance(error, rawpy.LibRawIOError):
-            kind, reason = "truncated", "the file ends early (truncated)"
-        raise MetadataError(
-            f"LibRaw cannot open this RAW file: {_one_line(reason)}", kind
-        ) from None
+        raise MetadataError(*classify(error, path)) from None
     width, height = sizes.width, sizes.height
     if sizes.pixel_aspect > 1.0001:  # LibRaw stretches non-square pixels when it develops
         width = round(width * sizes.pixel_aspect)
@@ -361,41 +354,14 @@ def _read_raw(
     return result
 
 
-def _open_header(fh: BinaryIO) -> Image.Image:
-    """Pillow's ``Image.open`` without its decompression-bomb check: reads the header only.
-
-    Plugins that recognise the first bytes are tried first; if one of them fails, its error is
-    the reason. Plugins without a signature check (TGA, ...) are tried last.
-    """
-    fh.seek(0)
-    prefix = fh.read(16)
-    Image.init()
-    plugins = [(name, *Image.OPEN[name]) for name in list(Image.ID)]
-    matching = [
-        (name, factory) for name, factory, accept in plugins if accept and _accepts(accept, prefix)
-    ]
-    for name, factory in matching or [(n, f) for n, f, accept in plugins if accept is None]:
-        fh.seek(0)
-        try:
-            with _WARNINGS_LOCK, warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # e.g. "Truncated File Read": we raise instead
-                return factory(fh, "")
-        except PILLOW_ERRORS as error:
-            if matching:
-                reason = _one_line(error)
-                kind = "truncated" if "truncated" in reason.lower() else "corrupt"
-                raise MetadataError(f"cannot parse {name} header: {reason}", kind) from None
-    raise MetadataError(
-        f"not a recognised image format (starts with {prefix[:8]!r})", "unsupported_format"
-    )
-
-
-def _accepts(accept: Callable[[bytes], object], prefix: bytes) -> bool:
+def _open_header(path: Path, fh: BinaryIO) -> Image.Image:
+    """The file's header, opened by Pillow the way the decoder opens it (no pixels read)."""
     try:
-        result = accept(prefix)
-    except PILLOW_ERRORS:  # some signature checks fail on very short files
-        return False
-    return bool(result) and not isinstance(result, str)  # a str is a warning: not accepted
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Truncated File Read": we raise instead
+            return open_pillow(fh)
+    except PILLOW_ERRORS as error:
+        raise MetadataError(*classify(error, path)) from None
 
 
 def _stored_size(image: Image.Image) -> tuple[int, int]:
@@ -572,7 +538,7 @@ def _fields(tags: Mapping[str, object], xmp: bytes | None) -> dict[str, object]:
     result.update(
         make=make,
         model=model,
-        camera=exif_fields.camera_name(make, model),
+        camera=camera_name(make, model),
         lens=_text(_tag(tags, "LensModel")),
         exposure_time=_positive(exposure),
         exposure_time_text=_exposure_text(exposure),

@@ -4,10 +4,11 @@ Every supported format ends as one ``(H, W, 3)`` uint8 sRGB array, oriented as d
 long edge is at most the requested ``long_edge``. JPEGs are decoded with DCT scaling
 (``Image.draft``), HEIF files from an embedded thumbnail when one is large enough, RAW files from
 their embedded preview when it is large enough (else a half-size demosaic, checked against
-the preview: black or noise is replaced by the preview or refused). The decoder is chosen by the
-file's first bytes, not its name. Width x height x samples x bytes per sample are checked
-against ``max_pixels`` before anything is allocated. Any failure raises :class:`DecodeError`
-with a one-line reason and an error kind.
+the preview: black or noise is replaced by the preview or refused), JPEG XL through libjxl
+(imagecodecs). The decoder is chosen by the file's first bytes, not its name. Width x height x
+samples x bytes per sample are checked against ``max_pixels`` before anything is allocated.
+Any failure raises :class:`DecodeError` with a one-line reason and the error kind that
+:mod:`imganalyzer.decode.failures` gives the file.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 import io
 import logging
 import os
-import stat
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import pillow_heif
@@ -24,7 +27,8 @@ import rawpy
 import tifffile
 from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
-from imganalyzer.decode import formats
+from imganalyzer.decode import formats, jxl
+from imganalyzer.decode.failures import FileError, check_file, classify
 
 log = logging.getLogger(__name__)
 pillow_heif.register_heif_opener()
@@ -47,7 +51,15 @@ STRIPPED_BYTES_PER_PIXEL = 0.01
 # every decoder's declared width x height x samples x bytes per sample must stay under.
 BYTES_PER_PIXEL_BUDGET = 8
 
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# Pillow plugins by the format formats.sniff() names from the content.
+_SNIFFED_PLUGINS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP"} | {
+    "tiff": "TIFF", "heif": "HEIF", "avif": "AVIF"
+}  # fmt: skip
+# What Pillow's plugins raise on a file they cannot parse.
+PILLOW_ERRORS = (
+    OSError, SyntaxError, ValueError, IndexError, TypeError, EOFError, struct.error,
+    Image.DecompressionBombError,
+)  # fmt: skip
 _ORIENTATION_TRANSPOSES = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -68,13 +80,9 @@ _SIXTEEN_BIT_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ROWS_PER_CHUNK = 512
 
 
-class DecodeError(Exception):
+class DecodeError(FileError):
     """A one-line, human-readable reason why an image could not be decoded, and its ``kind``
     (one of :data:`imganalyzer.results.ERROR_KINDS`)."""
-
-    def __init__(self, reason: str, kind: str = "corrupt") -> None:
-        super().__init__(reason)
-        self.kind = kind
 
 
 @dataclass
@@ -84,7 +92,7 @@ class DecodedImage:
     ``rgb`` is a read-only ``(H, W, 3)`` uint8 sRGB array, oriented as displayed, with its long
     edge at most the requested ``long_edge`` (never upscaled). ``original_size`` is the
     ``(width, height)`` of the full-resolution image as displayed (after EXIF orientation).
-    ``method`` names the decode path: "jpeg-draft", "pillow", "heif", "raw-preview",
+    ``method`` names the decode path: "jpeg-draft", "pillow", "heif", "jpegxl", "raw-preview",
     "raw-half-size" or "tifffile". ``note`` says when the content is not what the file's
     extension claims ("content is JPEG, not .nef").
     """
@@ -98,7 +106,8 @@ class DecodedImage:
 def decode_image(path: str | os.PathLike, long_edge: int, max_pixels: int) -> DecodedImage:
     """Decode ``path`` once into a :class:`DecodedImage` whose long edge is at most ``long_edge``.
 
-    Raises :class:`DecodeError` (with a one-line reason) for any file that cannot be decoded,
+    Raises :class:`DecodeError` (with a one-line reason and the file's error kind, from
+    :func:`imganalyzer.decode.failures.classify`) for any file that cannot be decoded,
     including one whose header declares more than ``max_pixels`` pixels; that check runs before
     any pixel is decoded. Safe to call from several threads at once.
     """
@@ -106,15 +115,15 @@ def decode_image(path: str | os.PathLike, long_edge: int, max_pixels: int) -> De
         raise ValueError(f"long_edge must be positive, got {long_edge}")
     path = os.fspath(path)
     try:
-        _check_is_nonempty_file(path)
+        check_file(path)
         with open(path, "rb") as handle:
             fmt = formats.sniff(handle.read(32))
         extension = os.path.splitext(path)[1].lower()
         decoded = _decode_by_content(path, fmt, extension, long_edge, max_pixels)
-    except (DecodeError, MemoryError):  # out of memory is the machine's state, not the file's
+    except MemoryError:  # out of memory is the machine's state, not the file's
         raise
     except Exception as error:
-        raise DecodeError(*_describe(error)) from error
+        raise DecodeError(*classify(error, path)) from error
     decoded.note = formats.mismatch_note(fmt, extension)
     return decoded
 
@@ -124,11 +133,11 @@ def _decode_by_content(
 ) -> DecodedImage:
     if formats.is_raw(fmt, extension):
         return _decode_raw(path, long_edge, max_pixels)
-    if fmt == "jxl" and not _pillow_reads("JXL"):
-        raise DecodeError("JPEG XL: no JPEG XL decoder is installed", "unsupported_format")
+    if fmt == "jxl":
+        return _decode_jxl(path, long_edge, max_pixels)
     if fmt == "avif" and not (_pillow_reads("AVIF") or pillow_heif.libheif_info().get("AVIF")):
         raise DecodeError("AVIF: no AVIF decoder is installed", "unsupported_format")
-    return _decode_with_pillow(path, long_edge, max_pixels)
+    return _decode_with_pillow(path, fmt, long_edge, max_pixels)
 
 
 def _pillow_reads(format_name: str) -> bool:
@@ -136,61 +145,41 @@ def _pillow_reads(format_name: str) -> bool:
     return format_name in Image.OPEN
 
 
-def _check_is_nonempty_file(path: str) -> None:
-    status = os.stat(path)
-    if stat.S_ISDIR(status.st_mode):
-        raise DecodeError("is a directory, not an image file", "unreadable")
-    if not stat.S_ISREG(status.st_mode):  # a FIFO or device would block or never end
-        raise DecodeError("not a regular file", "unreadable")
-    if status.st_size == 0:
-        raise DecodeError("empty file (0 bytes)", "empty")
+def open_pillow(fh: BinaryIO, filename: str = "") -> Image.Image:
+    """The image in ``fh`` opened by Pillow: its header read, no pixel decoded, and no
+    decompression-bomb check (callers check sizes themselves).
+
+    The content picks the plugin: the one for the format :func:`formats.sniff` names (so that
+    libheif's compact "mini" HEIF files, which pillow-heif's signature check turns away, reach
+    libheif), else the plugins whose signature check accepts the first bytes, else the plugins
+    without one (TGA, ...). The error of the first plugin that claims the file is raised as it
+    is, so that a damaged JPEG fails as a JPEG; ``UnidentifiedImageError`` where none claims it.
+    Every module that opens images with Pillow opens them here, and so meets the same error.
+    """
+    fh.seek(0)
+    prefix = fh.read(32)
+    Image.init()
+    plugin = _SNIFFED_PLUGINS.get(formats.sniff(prefix), "")
+    plugins = [(name, *Image.OPEN[name]) for name in list(Image.ID)]
+    claiming = [factory for name, factory, _ in plugins if name == plugin] or [
+        factory for _, factory, accept in plugins if accept and _accepts(accept, prefix)
+    ]
+    for factory in claiming or [factory for _, factory, accept in plugins if accept is None]:
+        fh.seek(0)
+        try:
+            return factory(fh, filename)
+        except PILLOW_ERRORS:
+            if claiming:
+                raise
+    raise UnidentifiedImageError(f"cannot identify image file (starts with {prefix[:8]!r})")
 
 
-def _describe(error: Exception) -> tuple[str, str]:
-    """Turn an exception from the decoders into a one-line reason and an error kind."""
-    message = " ".join(str(error).split())
-    if message.startswith(("b'", 'b"')):  # rawpy puts LibRaw's bytes message through repr()
-        message = message[2:-1]
-    message = message or type(error).__name__
-    if isinstance(error, FileNotFoundError):
-        return "file not found (deleted after it was catalogued)", "vanished"
-    if isinstance(error, PermissionError):
-        return "permission denied", "unreadable"
-    if isinstance(error, UnidentifiedImageError):
-        return "not an image (cannot identify image file)", "unsupported_format"
-    if isinstance(error, Image.DecompressionBombError):
-        return f"image too large: {message}", "too_large"
-    if isinstance(error, rawpy.LibRawError):
-        return _describe_libraw(error, message)
-    if _is_heif_codec_error(error, message):
-        return f"HEIF image in a codec this libheif build cannot decode ({message})", (
-            "unsupported_codec"
-        )
-    if isinstance(error, EOFError) or "truncated" in message.lower() or "end of file" in message:
-        return f"truncated image (the file ends early): {message}", "truncated"
-    if isinstance(error, OSError | SyntaxError | ValueError | tifffile.TiffFileError):
-        return f"corrupt image: {message}", "corrupt"
-    return f"cannot decode image: {type(error).__name__}: {message}", "corrupt"
-
-
-def _describe_libraw(error: Exception, message: str) -> tuple[str, str]:
-    if isinstance(error, rawpy.LibRawFileUnsupportedError):
-        return f"RAW format LibRaw cannot read: {message}", "unsupported_format"
-    if isinstance(error, rawpy.LibRawIOError):  # LibRaw reads past the end of the file
-        return "truncated RAW file (its data ends early)", "truncated"
-    if isinstance(error, rawpy.LibRawRequestForNonexistentImageError):
-        return "RAW file without image data", "no_image_data"
-    if isinstance(error, rawpy.LibRawTooBigError):
-        return f"RAW image too large: {message}", "too_large"
-    return f"corrupt RAW file: {message}", "corrupt"
-
-
-def _is_heif_codec_error(error: Exception, message: str) -> bool:
-    lowered = message.lower()
-    return "invalid image index" in lowered or (
-        isinstance(error, RuntimeError | ValueError | OSError)
-        and ("no decoding plugin" in lowered or "unsupported codec" in lowered)
-    )
+def _accepts(accept: Callable[[bytes], object], prefix: bytes) -> bool:
+    try:
+        result = accept(prefix)
+    except PILLOW_ERRORS:  # some signature checks fail on very short files
+        return False
+    return bool(result) and not isinstance(result, str)  # a str is a warning: not accepted
 
 
 def _check_pixel_limit(
@@ -223,13 +212,31 @@ def _pillow_sample_layout(image: Image.Image) -> tuple[int, int]:
     return samples, 4 if image.mode in ("I", "F") else 2 if wide else 1
 
 
-def _decode_with_pillow(path: str, long_edge: int, max_pixels: int) -> DecodedImage:
+def _decode_with_pillow(path: str, fmt: str, long_edge: int, max_pixels: int) -> DecodedImage:
+    with open(path, "rb") as handle:
+        try:
+            image = open_pillow(handle, path)
+        except PILLOW_ERRORS as error:
+            if fmt != "tiff":
+                raise
+            return _tifffile_instead(path, long_edge, max_pixels, error)
+        return _decode_opened(image, path, long_edge, max_pixels)
+
+
+def _tifffile_instead(
+    path: str, long_edge: int, max_pixels: int, pillow_error: BaseException
+) -> DecodedImage:
+    """A TIFF Pillow cannot open (float RGB, ...) through tifffile. Where tifffile fails too,
+    Pillow's error is the reason: the metadata job meets the same one (one kind per file)."""
     try:
-        image = Image.open(path)
-    except UnidentifiedImageError:
-        if _has_tiff_magic(path):  # e.g. float RGB TIFF, which Pillow cannot open
-            return _decode_with_tifffile(path, long_edge, max_pixels)
+        return _decode_with_tifffile(path, long_edge, max_pixels)
+    except (FileError, MemoryError):
         raise
+    except Exception:  # noqa: BLE001 (tifffile's own error would tell a different story)
+        raise pillow_error from None
+
+
+def _decode_opened(image: Image.Image, path: str, long_edge: int, max_pixels: int) -> DecodedImage:
     with image:
         stored_size = image.size
         _check_pixel_limit(stored_size, max_pixels, *_pillow_sample_layout(image))
@@ -261,11 +268,6 @@ def _refuse_stripped(path: str, stored_size: tuple[int, int], rgb: Image.Image) 
             f"{os.path.getsize(path)}-byte file decodes to black",
             "no_image_data",
         )
-
-
-def _has_tiff_magic(path: str) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(4) in _TIFF_MAGICS
 
 
 def _is_high_depth_colour_tiff(image: Image.Image) -> bool:
@@ -430,7 +432,7 @@ def _decode_with_tifffile(path: str, long_edge: int, max_pixels: int) -> Decoded
         icc_profile = page.tags.valueof(34675)
         orientation = page.tags.valueof(274, 1)
         is_min_is_white = page.photometric == tifffile.PHOTOMETRIC.MINISWHITE
-    eight_bit = _tiff_samples_to_uint8(samples, invert=is_min_is_white)
+    eight_bit = _samples_to_uint8(samples, invert=is_min_is_white)
     if is_cmyk:  # deep CMYK (print files): 8-bit CMYK, then the usual conversion to sRGB
         cmyk = np.ascontiguousarray(eight_bit[:, :, :4])
         image = Image.frombytes("CMYK", (cmyk.shape[1], cmyk.shape[0]), cmyk.tobytes())
@@ -458,7 +460,7 @@ def _samples_last(pixels: np.ndarray, axes: str) -> np.ndarray:
     return pixels
 
 
-def _tiff_samples_to_uint8(samples: np.ndarray, invert: bool) -> np.ndarray:
+def _samples_to_uint8(samples: np.ndarray, invert: bool) -> np.ndarray:
     """``(H, W[, S])`` samples of any dtype -> uint8 grey, grey+alpha, RGB or RGBA."""
     if samples.ndim == 3 and samples.shape[2] > 4:
         samples = samples[:, :, :4]
@@ -473,6 +475,21 @@ def _tiff_samples_to_uint8(samples: np.ndarray, invert: bool) -> np.ndarray:
     else:
         raise DecodeError(f"unsupported TIFF sample type {samples.dtype}")
     return 255 - scaled if invert else scaled
+
+
+def _decode_jxl(path: str, long_edge: int, max_pixels: int) -> DecodedImage:
+    """A JPEG XL file through libjxl (imagecodecs), which applies its orientation. Its pixels
+    are taken as sRGB: libjxl hands lossy files back in their own colour space, which is sRGB
+    for the files cameras and converters write."""
+    with open(path, "rb") as handle:
+        header = jxl.read_header(handle)
+        _check_pixel_limit(header.displayed_size, max_pixels, 4, 2)
+        handle.seek(0)
+        data = handle.read()
+    pixels = jxl.decode(data)
+    image = Image.fromarray(_samples_to_uint8(pixels, invert=False))
+    rgb = _to_small_srgb(image, long_edge, None)
+    return _decoded(rgb, (pixels.shape[1], pixels.shape[0]), 1, "jpegxl")
 
 
 def _decode_raw(path: str, long_edge: int, max_pixels: int) -> DecodedImage:

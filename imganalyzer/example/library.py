@@ -4,8 +4,11 @@ photo library (several cameras, GPS, a rotated portrait, PNG, TIFF, HEIC, DNG), 
 
 from __future__ import annotations
 
+import filecmp
 import os
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -196,17 +199,45 @@ def _write_example(path: Path, pixels: np.ndarray, exif: ExifInfo | None) -> Pat
     return write_jpeg(path, pixels, exif)
 
 
-def build_example_library(dest: str | os.PathLike) -> list[Path]:
+@dataclass
+class ExampleLibrary:
+    """The files of the example library (``paths``) and those written this time (``written``:
+    missing or different; the others were left as they were, mtime included)."""
+
+    paths: list[Path]
+    written: list[Path]
+
+
+def build_example_library(dest: str | os.PathLike) -> ExampleLibrary:
     """Write a small, realistic photo library (14 files, deterministic) under ``dest``.
 
     Real photos shipped with scikit-image, in ``2023/holiday``, ``2024/home`` and ``scans``:
     JPEGs from several cameras with varied EXIF (:data:`EXAMPLE_EXIF`: GPS north/south/east/
     west and below sea level, one stored rotated with orientation 6), two greyscale JPEGs, an
     RGBA PNG, a 16-bit greyscale PNG, a 16-bit RGB TIFF, a small HEIC, a DNG with a JPEG
-    preview and one without. Takes about a second. Returns the written paths.
+    preview and one without. Takes about a second.
+
+    Idempotent: each file is made in a hidden folder under ``dest`` (which the catalog does not
+    scan) and moved into place only where it is missing or its bytes differ, so building an
+    unchanged library again touches nothing and the next run has nothing to do.
     """
     root = Path(dest)
-    return [
-        _write_example(root / name, pixels, EXAMPLE_EXIF.get(name))
-        for name, pixels in _example_pixels().items()
-    ]
+    root.mkdir(parents=True, exist_ok=True)
+    paths, written = [], []
+    with tempfile.TemporaryDirectory(dir=root, prefix=".imganalyzer-example-") as scratch:
+        for name, pixels in _example_pixels().items():
+            made = _write_example(Path(scratch) / name, pixels, EXAMPLE_EXIF.get(name))
+            path = root / name
+            if not _same_bytes(made, path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(made, path)
+                written.append(path)
+            paths.append(path)
+    return ExampleLibrary(paths, written)
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    try:
+        return second.is_file() and filecmp.cmp(first, second, shallow=False)
+    except OSError:
+        return False

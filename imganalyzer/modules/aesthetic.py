@@ -92,7 +92,7 @@ class AestheticScorer(BatchedModel):
 
     def decide(self, shard: JobShard, row: int) -> RowFailure | None:
         embedded = shard.rows["embedding"][row]
-        return None if embedded["status"] == OK else RowFailure(embedded.get("error", NO_VECTOR))
+        return None if embedded["status"] == OK else RowFailure.passed_on(embedded, NO_VECTOR)
 
     def source(self, shard: JobShard, rows: np.ndarray) -> ArrayBatches:
         vectors = shard.arrays["embedding"]

@@ -203,7 +203,7 @@ class FaceAnalyzer(BatchedModel):
         if failed is not None or objects is None:
             return failed
         if objects[row]["status"] != "ok":
-            return RowFailure(f"objects: {objects[row].get('error', 'failed')}")
+            return RowFailure.passed_on(objects[row], "failed", "objects: ")
         if not objects[row].get("has_person", True):
             return {"model": self.pack, "skipped": SKIPPED_NO_PERSON, "n_faces": 0, "faces": []}
         return None

@@ -203,7 +203,7 @@ class OcrReader(BatchedModel):
         objects_row = shard.rows["objects"][row]
         if objects_row.get("status") != OK:
             self.counts.errors += 1
-            return RowFailure(f"objects: {objects_row.get('error', 'failed')}")
+            return RowFailure.passed_on(objects_row, "failed", "objects: ")
         if not objects_row.get("has_text", False):
             self.counts.skipped += 1
             return skipped_fields(self.name)
@@ -239,12 +239,12 @@ class OcrReader(BatchedModel):
 
 
 def _recognise(
-    entry: Entry, decoded: DecodedImage | str, reader: OcrBackend, min_confidence: float
+    entry: Entry, decoded: DecodedImage | RowFailure, reader: OcrBackend, min_confidence: float
 ) -> dict[str, Any] | RowFailure:
     """The fields of one image's ok row, or why it failed (one image never fails the shard)."""
-    if isinstance(decoded, str):
-        log.warning("%s: %s", entry.path, decoded)
-        return RowFailure(decoded)
+    if isinstance(decoded, RowFailure):
+        log.warning("%s: %s", entry.path, decoded.reason)
+        return decoded
     try:
         lines = reader.read(decoded.rgb)
     except Exception as error:  # noqa: BLE001 (one image never fails the shard)
@@ -291,17 +291,20 @@ def _images_at_once(backend: str, threads: int) -> int:
     return max(1, min(threads, RAPIDOCR_MAX_IMAGES_AT_ONCE))
 
 
-def _decode(entry: Entry, library: Path, max_side: int, max_pixels: int) -> DecodedImage | str:
-    """The image read at most ``max_side`` on its long edge, or why it could not be."""
+def _decode(
+    entry: Entry, library: Path, max_side: int, max_pixels: int
+) -> DecodedImage | RowFailure:
+    """The image read at most ``max_side`` on its long edge, or why it could not be (with the
+    error kind the decode job gives the same file)."""
     path = library / entry.path
     try:
         check_version(path, entry)
         return decode_image(path, max_side, max_pixels)
     except (DecodeError, ImageSkipped) as error:
-        return str(error)
+        return RowFailure(str(error), error.kind)
     except Exception as error:  # noqa: BLE001 (one image never fails the shard)
         log.exception("internal error decoding %s", entry.path)
-        return f"internal error: {type(error).__name__}: {error}"
+        return RowFailure(f"internal error: {type(error).__name__}: {error}")
 
 
 def _log_counts(reader: OcrReader) -> None:

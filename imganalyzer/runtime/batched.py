@@ -232,7 +232,7 @@ class BatchedModel(ABC):
         failure, or None to run the model on it. By default: a failed decode."""
         technical = shard.rows.get("technical")
         if technical is not None and technical[row]["status"] != "ok":
-            return RowFailure(technical[row].get("error", NOT_DECODED))
+            return RowFailure.passed_on(technical[row], NOT_DECODED)
         return None
 
     @property
@@ -428,12 +428,16 @@ class BatchedModel(ABC):
         )  # fmt: skip
 
 
-def decode_failures(technical: str | None, n_rows: int) -> dict[int, str]:
-    """Row -> reason for the rows whose decode failed, from the decode job's technical rows
-    (manifest order); empty if there is no technical file."""
+def decode_failures(technical: str | None, n_rows: int) -> dict[int, RowFailure]:
+    """Row -> failure (reason and error kind) for the rows whose decode failed, from the decode
+    job's technical rows (manifest order); empty if there is no technical file."""
     if technical is None:
         return {}
     rows = list(read_rows(technical))
     if len(rows) != n_rows:
         raise ValueError(f"{technical}: {len(rows)} rows, expected {n_rows} (manifest rows)")
-    return {i: row.get("error", NOT_DECODED) for i, row in enumerate(rows) if row["status"] != "ok"}
+    return {
+        i: RowFailure.passed_on(row, NOT_DECODED)
+        for i, row in enumerate(rows)
+        if row["status"] != "ok"
+    }

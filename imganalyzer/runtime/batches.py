@@ -113,9 +113,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RowFailure:
-    """A result (or decision) that makes an image's row an error row with ``reason``."""
+    """A result (or decision) that makes an image's row an error row with ``reason`` and,
+    where known, its ``error_kind``."""
 
     reason: str
+    kind: str | None = None
+
+    @classmethod
+    def passed_on(cls, row: dict[str, Any], default: str, prefix: str = "") -> RowFailure:
+        """The failure an upstream error row (the decode job's, objects') passes on: its reason
+        (after ``prefix``; ``default`` where it has none) and its kind, so that one bad file
+        has one ``error_kind`` in every module."""
+        return cls(prefix + str(row.get("error", default)), row.get("error_kind"))
 
 
 class BatchSource(Protocol):

@@ -164,14 +164,18 @@ def _shard_rows(
         zip(shard.entries, plan.decided, by_row, strict=True)
     ):
         if decided is None and result is None:
-            reason = technical[row].get("error", NOT_DECODED) if technical else NOT_DECODED
-            decided = RowFailure(reason) if not_done is None else not_done(row)
+            if not_done is not None:
+                decided = not_done(row)
+            elif technical:
+                decided = RowFailure.passed_on(technical[row], NOT_DECODED)
+            else:
+                decided = RowFailure(NOT_DECODED)
         if isinstance(decided, RowFailure):
-            rows.append(error_row(entry, decided.reason))
+            rows.append(error_row(entry, decided.reason, decided.kind))
         elif decided is not None:
             rows.append(ok_row(entry, decided))
         elif isinstance(result, RowFailure):
-            rows.append(error_row(entry, result.reason))
+            rows.append(error_row(entry, result.reason, result.kind))
         else:
             rows.append(ok_row(entry, model.row_fields(result, shard, row)))
     return rows, array

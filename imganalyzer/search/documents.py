@@ -8,7 +8,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ import tantivy
 
 from imganalyzer.catalog.current import CurrentView
 from imganalyzer.catalog.manifests import escape_path
+from imganalyzer.decode.names import display_names
 from imganalyzer.results import ERROR
 from imganalyzer.steps.people import people_by_path
 
@@ -58,9 +59,9 @@ INDEX_FIELDS: dict[str, IndexField] = {
     "answers": IndexField(TEXT, boost=2.0),
     "labels": IndexField(TEXT, boost=2.0),
     "people": IndexField(TEXT, boost=2.0),
-    "camera": IndexField(TEXT, boost=1.0),  # make and model
+    "camera": IndexField(TEXT, boost=1.0),  # make and model, as names.camera_name joins them
     "lens": IndexField(TEXT, boost=1.0),
-    "place": IndexField(TEXT, boost=1.5),  # town, region and country from GPS
+    "place": IndexField(TEXT, boost=1.5),  # town, region and country from GPS (names.place_name)
     "artist": IndexField(TEXT, boost=1.0),
     "format": IndexField(KEYWORD),
     "date": IndexField(DATE),  # capture time, wall clock of the camera (no time zone)
@@ -91,12 +92,9 @@ INDEX_FIELDS: dict[str, IndexField] = {
 # single-valued field, the first wins (metadata's displayed size before technical's).
 MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "metadata": (
-        ("make", "camera"),
-        ("model", "camera"),
+        ("camera", "camera"),  # the display names (DISPLAYED_FIELDS)
         ("lens", "lens"),
         ("place", "place"),
-        ("region", "place"),
-        ("country", "place"),
         ("artist", "artist"),
         ("format", "format"),
         ("datetime_original", "date"),
@@ -134,6 +132,12 @@ MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("text_seen", "ocr_text"),
     ),
     "faces": (("people", "people"),),  # names and aliases from people.json (shard_fields)
+}
+
+# Fields a module's row is given before MODULE_FIELDS maps it: the display names of the camera
+# and the place ("Canon EOS R5", "Lisbon, Portugal"), made by the one function that makes them.
+DISPLAYED_FIELDS: dict[str, Callable[[dict[str, Any]], dict[str, str | None]]] = {
+    "metadata": display_names,
 }
 
 SEARCHED_FIELDS = {name: f.boost for name, f in INDEX_FIELDS.items() if f.boost > 0}
@@ -191,6 +195,8 @@ def image_fields(path: str, shard: str, rows: dict[str, dict[str, Any] | None]) 
         if row.get("status") == ERROR:
             errors.append(f"{module}: {row.get('error', 'error')}")
             continue
+        if module in DISPLAYED_FIELDS:
+            row = {**row, **DISPLAYED_FIELDS[module](row)}
         for source, target in MODULE_FIELDS.get(module, ()):
             value = _field_value(INDEX_FIELDS[target].kind, row.get(source))
             if value is None:

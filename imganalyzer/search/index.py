@@ -46,7 +46,7 @@ from imganalyzer.search.vectors import vector_files, write_vectors
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "2"  # 2: keys and folders in the text form of paths
+INDEX_VERSION = "3"  # 2: keys and folders in the text form of paths; 3: display names
 # Tantivy's indexing memory: segments are flushed when it fills.
 WRITER_HEAP_BYTES = 256_000_000
 

@@ -498,6 +498,21 @@ def within_km(fields: dict[str, Any], latitude: float, longitude: float, km: flo
     return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(a))) <= km
 
 
+def runnable_mode(index: SearchIndex, mode: str) -> tuple[str, str | None]:
+    """The mode a search runs in, and the one warning to give about it (None: none), decided
+    before any model loads: text search never warns; hybrid search without image embeddings
+    runs on words only and says why, once; semantic search without them fails at once
+    (ModuleNotRunError) instead of after loading the CLIP text tower for nothing."""
+    if mode not in MODES:
+        raise SearchInputError(f"search mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "text" or index.vectors is not None:
+        return mode, None
+    if mode == "semantic":
+        raise ModuleNotRunError(index.no_vectors_message("semantic search"))
+    reason = index.no_vectors_message("meaning search").replace("meaning search needs", "no")
+    return "text", f"words only, {reason}"
+
+
 def clip_text_encoder(config: dict[str, Any]) -> TextEncoder:
     """The configured CLIP model's text tower (the model that made the image vectors)."""
     from imganalyzer.modules.embedding import ClipEmbedder

@@ -17,6 +17,7 @@ from imganalyzer.catalog.manifests import read_manifest
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.runtime.batched import NOT_DECODED, decode_failures
+from imganalyzer.runtime.batches import RowFailure
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ def shard_hashes(
         for offset, (image, (height, width)) in enumerate(zip(images, sizes, strict=True)):
             index, entry = start + offset, entries[start + offset]
             if not ok[offset]:
-                rows.append(error_row(entry, failures.get(index, NOT_DECODED)))
+                failure = failures.get(index) or RowFailure(NOT_DECODED)
+                rows.append(error_row(entry, failure.reason, failure.kind))
                 continue
             rgb = image[:height, :width]
             fields = {"phash": hash_hex(phash(rgb)), "dhash": hash_hex(dhash(rgb)), "tier": tier}

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from imganalyzer.decode.names import display_names
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.pages_search import hit_card
 from imganalyzer.web.security import inside
@@ -21,8 +22,9 @@ from imganalyzer.web.view import data_of, not_found, render
 # new address, so browsers may keep what they fetched for good.
 IMMUTABLE = "public, max-age=31536000, immutable"
 SIMILAR = 12
+# camera and place: their display names (decode.names), as search results show them.
 METADATA_SHOWN = (
-    "make", "model", "lens", "datetime_original", "offset_time", "exposure_time", "f_number",
+    "camera", "lens", "datetime_original", "offset_time", "exposure_time", "f_number",
     "iso", "focal_length", "focal_length_35mm", "gps_latitude", "gps_longitude",
     "gps_altitude", "place", "width", "height", "format", "artist", "copyright", "rating",
 )  # fmt: skip
@@ -50,7 +52,7 @@ def image_details(data: ResultsData, path: str) -> dict[str, Any] | None:
         "tier": f"/tier/{location.shard}/{location.row}" if location else None,
         "width": width,
         "height": height,
-        "metadata": _shown(metadata, METADATA_SHOWN),
+        "metadata": _shown({**metadata, **display_names(metadata)}, METADATA_SHOWN),
         "technical": _shown(technical, TECHNICAL_SHOWN),
         "aesthetic": rows.get("aesthetic", {}).get("aesthetic"),
         "caption": captions.get("caption") or doc.get("caption"),

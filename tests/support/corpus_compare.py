@@ -1,6 +1,7 @@
 """Compare imganalyzer's metadata rows with ExifTool's reading of the real-file corpus.
 
-The corpus (``../shared/corpus`` from the project root) holds real files and ``exiftool.json``
+The corpus (``../shared/corpus`` from the project root, or the folder ``IMGANALYZER_CORPUS``
+names: a git worktree elsewhere) holds real files and ``exiftool.json``
 (``exiftool -json -n``). ExifTool's ``-n`` values are compared with judgement:
 
 * raw maker codes are decoded: Nikon's ISO "0 200" means 200, Pentax's ISO index 6 means 100;
@@ -17,11 +18,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
+CORPUS = Path(
+    os.environ.get("IMGANALYZER_CORPUS")
+    or Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
+)
 COMPARED_FIELDS = (
     "make",
     "model",

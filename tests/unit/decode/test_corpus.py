@@ -1,4 +1,5 @@
-"""The metadata and decode jobs over real files from public projects (``../shared/corpus``).
+"""The metadata and decode jobs over real files from public projects (``../shared/corpus``, or
+``IMGANALYZER_CORPUS``).
 
 Prints per-field agreement with ExifTool and every miss; the metadata job must agree on at
 least 99% of the values ExifTool reports for each compared field, and both jobs must give every
@@ -69,20 +70,28 @@ def test_metadata_agrees_with_exiftool(
     assert all("internal error" not in error for error in errors)
 
 
-@pytest.mark.slow
-def test_decode_job_gives_every_file_a_row(tmp_path: Path, corpus) -> None:
+@pytest.fixture(scope="module")
+def decode_rows(tmp_path_factory: pytest.TempPathFactory, corpus) -> dict[str, dict]:
+    """The decode job's technical rows over the corpus, by path."""
     files, readings = corpus
-    technical = tmp_path / "technical.jsonl"
+    folder = tmp_path_factory.mktemp("decode")
+    technical = folder / "technical.jsonl"
     run_decode_shard(
-        _manifest(tmp_path, files, list(readings)),
+        _manifest(folder, files, list(readings)),
         files,
-        tmp_path / "tiers.zarr",
+        folder / "tiers.zarr",
         technical,
-        tmp_path / "thumbnails",
+        folder / "thumbnails",
         tiers={"small": 256},
         threads=2,
     )
-    rows = {row["path"]: row for row in read_rows(technical)}
+    return {row["path"]: row for row in read_rows(technical)}
+
+
+@pytest.mark.slow
+def test_decode_job_gives_every_file_a_row(decode_rows: dict[str, dict], corpus) -> None:
+    _, readings = corpus
+    rows = decode_rows
     assert set(rows) == set(readings)
     errors = {path: row for path, row in rows.items() if row["status"] != "ok"}
     print(f"{len(rows) - len(errors)} decoded, {len(errors)} error rows:")
@@ -95,6 +104,29 @@ def test_decode_job_gives_every_file_a_row(tmp_path: Path, corpus) -> None:
     notes = {path: row["note"] for path, row in rows.items() if row.get("note")}
     print("notes:", notes)
     assert notes["metadata-extractor-images/nef/Issue_247-2.nef"] == "content is JPEG, not .nef"
+    for path in (p for p in readings if p.lower().endswith(".jxl")):  # JPEG XL is decoded
+        assert rows[path]["status"] == "ok" and rows[path]["decoder"] == "jpegxl", path
+        reading = readings[path]
+        assert (rows[path]["width"], rows[path]["height"]) == (
+            reading["ImageWidth"], reading["ImageHeight"]
+        )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_file_both_jobs_fail_has_one_error_kind(
+    tmp_path: Path, decode_rows: dict[str, dict], corpus
+) -> None:
+    files, readings = corpus
+    output = tmp_path / "metadata.jsonl"
+    run_metadata_shard(_manifest(tmp_path, files, list(readings)), files, output, threads=2)
+    both_failed = 0
+    for row in read_rows(output):
+        decoded = decode_rows[row["path"]]
+        if row["status"] != "ok" and decoded["status"] != "ok":
+            assert row["error_kind"] == decoded["error_kind"], (row, decoded)
+            both_failed += 1
+    print(f"{both_failed} files fail in both jobs, each with one error kind")
+    assert both_failed >= 10
 
 
 @pytest.mark.slow

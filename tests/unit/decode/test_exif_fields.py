@@ -38,24 +38,6 @@ def test_iso_from_exif_or_maker_notes(tags: dict, iso: int | None) -> None:
     assert exif_fields.iso(tags) == iso
 
 
-@pytest.mark.parametrize(
-    ("make", "model", "camera"),
-    [
-        ("Canon", "Canon EOS R5", "Canon EOS R5"),
-        ("NIKON CORPORATION", "NIKON D90", "NIKON D90"),
-        ("FUJIFILM", "X-T4", "FUJIFILM X-T4"),
-        ("OLYMPUS IMAGING CORP.", "E-M5", "OLYMPUS E-M5"),
-        ("SONY", "ILCE-7M3", "SONY ILCE-7M3"),
-        ("Apple", "iPhone 13", "Apple iPhone 13"),
-        (None, "D30CC", "D30CC"),
-        ("Leaf", None, "Leaf"),
-        (None, None, None),
-    ],
-)
-def test_camera_name_does_not_repeat_the_make(make, model, camera) -> None:
-    assert exif_fields.camera_name(make, model) == camera
-
-
 def test_xmp_date_with_offset_gps_and_lens() -> None:
     tags = {
         "Xmp.exif.DateTimeOriginal": "2023-07-14T18:03:22.50+02:00",

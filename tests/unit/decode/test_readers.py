@@ -15,6 +15,7 @@ import tifffile
 from PIL import Image, ImageCms, JpegImagePlugin
 from skimage import data
 
+from imganalyzer.decode import readers
 from imganalyzer.decode.readers import RAW_EXTENSIONS, DecodedImage, DecodeError, decode_image
 
 MAX_PIXELS = 50_000_000
@@ -584,7 +585,7 @@ def test_truncated_jpeg_raises_decode_error(tmp_path):
     path = tmp_path / "truncated.jpg"
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
 
-    assert_one_line_decode_error(path, "truncated image")
+    assert_one_line_decode_error(path, "truncated JPEG file (it ends early)")
 
 
 def test_truncated_png_raises_decode_error(tmp_path):
@@ -593,7 +594,7 @@ def test_truncated_png_raises_decode_error(tmp_path):
     path = tmp_path / "truncated.png"
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
 
-    assert_one_line_decode_error(path, "truncated image")
+    assert_one_line_decode_error(path, "truncated PNG file (it ends early)")
 
 
 def test_zero_byte_file_raises_decode_error(tmp_path):
@@ -607,14 +608,14 @@ def test_random_bytes_named_jpg_raise_decode_error(tmp_path):
     path = tmp_path / "noise.jpg"
     path.write_bytes(np.random.default_rng(0).bytes(5000))
 
-    assert_one_line_decode_error(path, "not an image (cannot identify image file)")
+    assert_one_line_decode_error(path, "not an image: its content is no format")
 
 
 def test_text_file_named_png_raises_decode_error(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("shopping list: milk, eggs\n")
 
-    assert_one_line_decode_error(path, "not an image (cannot identify image file)")
+    assert_one_line_decode_error(path, "not an image: its content is no format")
 
 
 def test_missing_file_raises_decode_error(tmp_path):
@@ -715,7 +716,7 @@ def test_permission_error_while_opening_is_reported_as_permission_denied(tmp_pat
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(Image, "open", refuse)
+    monkeypatch.setattr(readers, "open_pillow", refuse)
 
     assert_one_line_decode_error(path, "permission denied")
 
@@ -727,9 +728,9 @@ def test_unexpected_decoder_exception_is_wrapped_with_its_type(tmp_path, monkeyp
     def explode(*args, **kwargs):
         raise RuntimeError("decoder\nexploded")
 
-    monkeypatch.setattr(Image, "open", explode)
+    monkeypatch.setattr(readers, "open_pillow", explode)
 
-    assert_one_line_decode_error(path, "cannot decode image: RuntimeError: decoder exploded")
+    assert_one_line_decode_error(path, "corrupt JPEG file: RuntimeError: decoder exploded")
 
 
 def test_memory_error_is_not_swallowed(tmp_path, monkeypatch):
@@ -739,7 +740,7 @@ def test_memory_error_is_not_swallowed(tmp_path, monkeypatch):
     def exhaust(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(Image, "open", exhaust)
+    monkeypatch.setattr(readers, "open_pillow", exhaust)
 
     with pytest.raises(MemoryError):
         decode_image(path, long_edge=64, max_pixels=MAX_PIXELS)
@@ -792,7 +793,7 @@ def test_pixel_limit_error_kind_is_too_large(tmp_path):
     [
         ("empty.jpg", b"", "empty"),
         ("noise.jpg", b"not an image at all" * 50, "unsupported_format"),
-        ("future.jxl", b"\xff\x0a" + bytes(200), "unsupported_format"),
+        ("zeros.jxl", b"\xff\x0a" + bytes(200), "corrupt"),
         ("cut.jpg", None, "truncated"),
     ],
 )

@@ -201,7 +201,7 @@ def _open_any(path: Path) -> tuple[int, int]:
 def example_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], float]:
     root = tmp_path_factory.mktemp("example")
     start = time.perf_counter()
-    paths = build_example_library(root)
+    paths = build_example_library(root).paths
     return root, paths, time.perf_counter() - start
 
 
@@ -253,7 +253,32 @@ def test_example_rotated_photo_displays_upright(example_library) -> None:
 
 def test_example_library_is_deterministic(example_library, tmp_path: Path) -> None:
     root, paths, _ = example_library
-    again = build_example_library(tmp_path)
+    again = build_example_library(tmp_path).paths
     for first, second in zip(paths, again, strict=True):
         assert first.relative_to(root) == second.relative_to(tmp_path)
         assert first.read_bytes() == second.read_bytes(), first.name
+
+
+def test_building_an_unchanged_library_again_touches_no_file(example_library, tmp_path) -> None:
+    reference = example_library[0]
+    first = build_example_library(tmp_path)
+    assert first.written == first.paths
+
+    def versions() -> dict[str, tuple[int, int, int]]:
+        return {
+            str(p.relative_to(tmp_path)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
+            for p in tmp_path.rglob("*")
+        }
+
+    before = versions()
+    again = build_example_library(tmp_path)
+    assert again.written == [] and again.paths == first.paths
+    assert versions() == before  # no file rewritten, no scratch folder left behind
+    changed, missing = first.paths[0], first.paths[1]
+    changed.write_bytes(b"edited")
+    missing.unlink()
+    repaired = build_example_library(tmp_path)
+    assert repaired.written == [changed, missing]
+    for path in (changed, missing):
+        assert path.read_bytes() == (reference / path.relative_to(tmp_path)).read_bytes()
+    assert {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")} == set(before)

@@ -24,7 +24,13 @@ from imganalyzer.runtime.batched import (
     decode_failures,
     initial_batch_size,
 )
-from imganalyzer.runtime.batches import ArrayBatches, PaddedImages, RowBatch, TierBatches
+from imganalyzer.runtime.batches import (
+    ArrayBatches,
+    PaddedImages,
+    RowBatch,
+    RowFailure,
+    TierBatches,
+)
 
 FEATURES = 8
 
@@ -200,9 +206,16 @@ def test_decode_failures_come_from_the_technical_rows(tmp_path: Path) -> None:
         decode_failures(technical, 3)
     write_rows(
         technical,
-        [ok_row(entries[0], {}), error_row(entries[1], "truncated"), ok_row(entries[2], {})],
+        [
+            ok_row(entries[0], {}),
+            error_row(entries[1], "truncated", "truncated"),
+            error_row(entries[2], "an old row without a kind"),
+        ],
     )
-    assert decode_failures(technical, 3) == {1: "truncated"}
+    assert decode_failures(technical, 3) == {
+        1: RowFailure("truncated", "truncated"),
+        2: RowFailure("an old row without a kind"),
+    }
     assert decode_failures(None, 3) == {}
     assert NOT_DECODED == "not decoded"
 

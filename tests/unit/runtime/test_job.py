@@ -77,6 +77,11 @@ class FailingRows(MeanColour):
         return [RowFailure("too blue") for _ in outputs]
 
 
+class DecidesNothing(MeanColour):
+    def decide(self, shard: JobShard, row: int) -> None:
+        return None
+
+
 def rows_of(shard: Shard, module: str = "colour") -> list[dict]:
     return list(read_rows(shard.layout.rows(module, shard.id)))
 
@@ -122,6 +127,17 @@ def test_gated_rows_are_never_read_and_failed_results_are_error_rows(tmp_path: P
     run_model_job(FailingRows(), shard.layout, JOB, [shard.id])
     rows = rows_of(shard)
     assert [row["error"] for row in rows] == ["too blue"] * 2 + [DECODE_FAILURE] + ["too blue"] * 4
+
+
+def test_a_failed_decode_passes_its_error_kind_on(tmp_path: Path) -> None:
+    shard = write_shard(tmp_path, shard_images())
+    technical = list(read_rows(shard.technical))
+    technical[FAILED_ROW] = error_row(shard.entries[FAILED_ROW], "truncated JPEG", "truncated")
+    write_rows(shard.technical, technical)
+    run_model_job(MeanColour(), shard.layout, JOB, [shard.id])  # decided from the decode row
+    assert rows_of(shard)[FAILED_ROW] == technical[FAILED_ROW]
+    run_model_job(DecidesNothing(), shard.layout, JOB, [shard.id])  # found missing in the tiers
+    assert rows_of(shard)[FAILED_ROW] == technical[FAILED_ROW]
 
 
 def test_without_technical_rows_the_tier_store_tells_the_failed_decode(tmp_path: Path) -> None:

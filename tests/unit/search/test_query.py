@@ -12,10 +12,12 @@ from imganalyzer.cli.main import main
 from imganalyzer.search.index import index_dir_of, update_index
 from imganalyzer.search.query import (
     Filters,
+    ModuleNotRunError,
     SearchIndex,
     parse_date_bound,
     parse_near,
     reciprocal_rank_fusion,
+    runnable_mode,
 )
 from tests.support.results_library import Photo, ResultsLibrary, sample_photos, unit_vector
 
@@ -255,3 +257,53 @@ def test_place_from_gps_is_searchable_and_filters(tmp_path: Path, capsys) -> Non
     args = ["--config", str(config), "--mode", "text"]
     assert main(["search", "", "--place", "Lyon", "--json", *args]) == 0
     assert [hit["path"] for hit in json.loads(capsys.readouterr().out)] == ["2023/trip/IMG_1.jpg"]
+
+
+@pytest.fixture(scope="module")
+def words_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[ResultsLibrary, Path]:
+    """A library indexed without embeddings (the embedding module never ran), and its config."""
+    root = tmp_path_factory.mktemp("words_only")
+    lib = ResultsLibrary(root)
+    lib.add_shard(sample_photos())
+    for leftover in (lib.results / "embedding").glob("*"):
+        leftover.unlink()
+    update_index(lib.results, lib.library, ["metadata", "captions"])
+    config = root / "config.yaml"
+    config.write_text(f"library: {lib.library}\nresults: {lib.results}\nmodules: [metadata]\n")
+    return lib, config
+
+
+def test_runnable_mode_decides_before_any_model_loads(index: SearchIndex, words_only) -> None:
+    without = SearchIndex(index_dir_of(words_only[0].results))
+    assert runnable_mode(index, "hybrid") == ("hybrid", None)
+    assert runnable_mode(index, "semantic") == ("semantic", None)
+    assert runnable_mode(without, "text") == ("text", None)
+    mode, warning = runnable_mode(without, "hybrid")
+    assert mode == "text" and warning.startswith("words only, no image embeddings")
+    with pytest.raises(ModuleNotRunError, match="semantic search needs image embeddings"):
+        runnable_mode(without, "semantic")
+    with pytest.raises(ValueError, match="choose one of"):
+        runnable_mode(without, "fuzzy")
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "warnings"),
+    [
+        ("text", 0, []),
+        ("hybrid", 0, ["imganalyzer: words only, no image embeddings: the embedding module"]),
+        ("semantic", 1, ["imganalyzer: semantic search needs image embeddings: the embedding"]),
+    ],
+)
+def test_cli_search_without_embeddings_warns_once_and_only_where_they_are_needed(
+    words_only, capsys, monkeypatch, mode: str, code: int, warnings: list[str]
+) -> None:
+    def no_model(config):
+        pytest.fail("the CLIP text tower was loaded")
+
+    monkeypatch.setattr(search_module, "clip_text_encoder", no_model)
+    assert main(["search", "eiffel", "--mode", mode, "--config", str(words_only[1])]) == code
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == len(warnings)
+    assert all(line.startswith(w) for line, w in zip(lines, warnings, strict=True))
+    assert (EIFFEL in captured.out) == (code == 0)

@@ -145,7 +145,13 @@ def test_shard_rows_hold_hashes_of_the_tier_and_decode_errors(analysed: Analysed
     assert set(rows) == {
         str(p.relative_to(analysed.library)) for p in analysed.library.rglob("*.*")
     }
-    assert rows[CORRUPT]["status"] == "error" and "cannot" in rows[CORRUPT]["error"]
+    assert rows[CORRUPT]["status"] == "error" and "not an image" in rows[CORRUPT]["error"]
+    technical = {
+        row["path"]: row
+        for shard in analysed.shards
+        for row in read_rows(analysed.results / "technical" / f"{shard}.jsonl")
+    }
+    assert rows[CORRUPT]["error_kind"] == technical[CORRUPT]["error_kind"] == "unsupported_format"
     ok = [r for r in rows.values() if r["status"] == "ok"]
     assert all(len(r["phash"]) == 16 and r["tier"] == "clip" for r in ok)
     # Byte-identical files have the same tier, so the same hashes.
