@@ -75,6 +75,15 @@ class IndexFiles:
     def vector_files(self) -> tuple[Path, Path, Path]:
         return (self.vectors, self.vector_ids, self.vector_keys)
 
+    @property
+    def browse(self) -> Path:
+        """The browse table: every current image in timeline order (search/browse.py)."""
+        return self.folder / "browse.npz"
+
+    def browse_part(self, shard: str) -> Path:
+        """One shard's rows of the browse table, kept to merge the table from."""
+        return self.folder / "browse" / f"{shard}.json"
+
 
 def as_layout(results: str | os.PathLike | Layout) -> Layout:
     """``results`` as a Layout (a results folder's path, or a Layout already)."""
