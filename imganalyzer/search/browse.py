@@ -5,6 +5,7 @@ binary search on (date, key id) and read as a slice, so it costs the same at any
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,8 +48,7 @@ class BrowseTable:
     """The arrays of ``browse.npz`` in memory (a few tens of bytes per image)."""
 
     def __init__(self, path: Path) -> None:
-        with np.load(path) as stored:
-            self.arrays = {name: stored[name] for name in stored.files}
+        self.arrays = LazyArrays(path)
         if int(self.arrays["version"][0]) != BROWSE_VERSION:
             raise LookupError(f"{path}: an older browse table: run `imganalyzer index`")
         self.date: np.ndarray = self.arrays["date"]
@@ -142,6 +142,25 @@ class BrowseTable:
             (int(codes[s]) // 12 + 1970, int(codes[s]) % 12 + 1, int(c), int(s))
             for s, c in zip(starts, counts, strict=True)
         ]
+
+
+class LazyArrays:
+    """The arrays of an ``.npz`` file, each read on first use (a search that filters by two
+    columns reads two columns, not the whole table)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = np.load(path)
+        self._lock = threading.Lock()
+        self._loaded: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        found = self._loaded.get(name)
+        if found is None:
+            with self._lock:
+                found = self._loaded.get(name)
+                if found is None:
+                    found = self._loaded[name] = self._file[name]
+        return found
 
 
 def seconds(when: datetime) -> int:

@@ -234,8 +234,12 @@ def table_arrays(records: list[dict]) -> dict[str, np.ndarray]:
         "aspect": np.fromiter((r["aspect"] for r in records), np.float32, n),
         "has_text": np.fromiter((r["has_text"] for r in records), bool, n),
         "search_date": np.fromiter(
-            (r["search_date"] if r["search_date"] is not None else np.iinfo(np.int64).min
-             for r in records), np.int64, n,
+            (
+                r["search_date"] if r["search_date"] is not None else np.iinfo(np.int64).min
+                for r in records
+            ),
+            np.int64,
+            n,
         ),  # fmt: skip
     }
     for name in NUMBERS:

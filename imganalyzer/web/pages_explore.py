@@ -80,7 +80,9 @@ def _count(table: BrowseTable, column: str) -> list[tuple[str, int, int]]:
     if column == "year":
         codes = (table.date // 86400).astype("timedelta64[D]") + np.datetime64("1970-01-01")
         years = codes.astype("M8[Y]").astype(np.int64) + 1970
-        names = [str(y) for y in range(int(years.min()), int(years.max()) + 1)] if len(years) else []
+        names = (
+            [str(y) for y in range(int(years.min()), int(years.max()) + 1)] if len(years) else []
+        )
         values = years - (int(years.min()) if len(years) else 0)
     else:
         names = table.table(column)
@@ -105,7 +107,10 @@ def _first_and_count(
 
 
 def _entries(
-    data: ResultsData, table: BrowseTable, rows: list[tuple[str, int, int]], param: str,
+    data: ResultsData,
+    table: BrowseTable,
+    rows: list[tuple[str, int, int]],
+    param: str,
     limit: int | None,
 ) -> list[dict[str, Any]]:
     rows = rows[:limit]
@@ -164,8 +169,13 @@ def explore_page(request: Request) -> Response:
     }
     wanted = [section] if section in lists else list(lists)
     sections = [
-        {"id": name, "title": SECTIONS[name], "entries": lists[name](),
-         "total": len(facets.of(table, COLUMNS[name])), "all": section == name}
+        {
+            "id": name,
+            "title": SECTIONS[name],
+            "entries": lists[name](),
+            "total": len(facets.of(table, COLUMNS[name])),
+            "all": section == name,
+        }
         for name in wanted
     ]
     people = people_entries(data) if section in (None, "people") else []

@@ -76,7 +76,9 @@ def face_crop(request: Request) -> Response:
     jpeg = crops.jpeg(record) if record is not None else None
     if jpeg is None:
         return Response("no face crop", status_code=404, media_type="text/plain")
-    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
+    return Response(
+        jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"}
+    )
 
 
 def _apply_person_edit(results: str, action: str, form: dict[str, list[str]]) -> str:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from imganalyzer.search.browse import FAILED, FILE_TIME, BrowseTable, wall_clock
+from imganalyzer.search.browse import FAILED, FILE_TIME, NO_THUMBNAIL, BrowseTable, wall_clock
 from imganalyzer.search.documents import key_id
 from imganalyzer.web import facts
 from imganalyzer.web.pages_images import image_details
@@ -41,6 +41,11 @@ def viewer_page(request: Request) -> Response:
         return not_found(request, f"{path!r} is not in the index")
     table = browse_of(request).table()
     info = _info(data, details, table)
+    location = details["location"]
+    if info.get("no_thumbnail") or location is None:
+        details["tier"] = None  # never decoded: no stored image to show
+    elif not data.layout.tiers(location.shard).is_dir():
+        details["tier"] = data.thumbnail_url(location)
     if params.get("from") == "search":
         nav = _search_neighbours(request, params, path)
     else:
@@ -73,6 +78,7 @@ def _info(data: Any, details: dict[str, Any], table: BrowseTable | None) -> dict
         wall = wall_clock(int(table.date[position]))
         info["when"] = facts.capture_time(wall, offset, bool(flags & FILE_TIME))
         info["month"] = f"{wall:%Y-%m}"
+        info["no_thumbnail"] = bool(flags & NO_THUMBNAIL)
         if flags & FAILED:
             info["error_kind"] = table.value("error", position)
     return info

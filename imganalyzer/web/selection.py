@@ -225,9 +225,9 @@ def cards(
                 "path": path,
                 "id": f"{int(table.key_id[position]):x}",
                 "thumbnail": thumbnail,
-                "aspect": "r100" if thumbnail is None else aspect_class(
-                    float(table.column("aspect")[position])
-                ),
+                "aspect": "r100"
+                if thumbnail is None
+                else aspect_class(float(table.column("aspect")[position])),
                 "error": table.value("error", position) if flags & FAILED else None,
                 "file_time": bool(flags & FILE_TIME),
                 "when": when,
