@@ -34,16 +34,16 @@ from imganalyzer.catalog.current import CurrentView, current_shards, file_versio
 from imganalyzer.catalog.manifests import escape_path, read_manifest
 from imganalyzer.files import atomic_directory, atomic_write_text, share_like_umask
 from imganalyzer.layout import IndexFiles, Layout
+from imganalyzer.search.browse_write import PartWriter, part_stamp, write_browse
 from imganalyzer.search.documents import (
     INDEX_FIELDS,
     MODULE_FIELDS,
     build_schema,
-    named_people,
     image_fields,
+    named_people,
     shard_images,
     to_document,
 )
-from imganalyzer.search.browse_write import PartWriter, part_stamp, write_browse
 from imganalyzer.search.vectors import vector_files, write_vectors
 
 log = logging.getLogger(__name__)

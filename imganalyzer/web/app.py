@@ -31,8 +31,8 @@ from imganalyzer.web.faces import FaceCrops
 from imganalyzer.web.pages_explore import Facets
 from imganalyzer.web.pages_map import ProjectedPoints
 from imganalyzer.web.pages_search import SearchCache, TextEncoders
-from imganalyzer.web.selection import BrowseSource
 from imganalyzer.web.security import AccessGuard, is_loopback, new_token
+from imganalyzer.web.selection import BrowseSource
 
 HERE = Path(__file__).parent
 # Scripts and styles come only from this server; nothing is inlined, nothing is framed.

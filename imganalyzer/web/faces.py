@@ -36,9 +36,10 @@ class FaceCrops:
         scale = image.width / original
         x0, y0, x1, y1 = (v * scale for v in record.box)
         margin = MARGIN * max(x1 - x0, y1 - y0)
+        right, bottom = int(np.ceil(x1 + margin)), int(np.ceil(y1 + margin))
         box = (
             max(0, int(x0 - margin)), max(0, int(y0 - margin)),
-            min(image.width, int(np.ceil(x1 + margin))), min(image.height, int(np.ceil(y1 + margin))),
+            min(image.width, right), min(image.height, bottom),
         )  # fmt: skip
         crop = image.crop(box) if box[2] > box[0] and box[3] > box[1] else image
         crop.thumbnail((SIDE, SIDE), Image.Resampling.LANCZOS)

@@ -4,7 +4,7 @@ the capture time on the camera's clock with its UTC offset, sizes in megapixels.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from imganalyzer.search.browse import NO_OFFSET
@@ -36,8 +36,8 @@ def exposure_line(metadata: dict[str, Any]) -> str | None:
     focal = _number(metadata.get("focal_length"))
     if focal:
         equivalent = _number(metadata.get("focal_length_35mm"))
-        same = equivalent is None or abs(equivalent - focal) < 0.5
-        parts.append(f"{_trim(focal)} mm" + ("" if same else f" ({_trim(equivalent)} mm equiv.)"))
+        other = "" if equivalent is None or abs(equivalent - focal) < 0.5 else _trim(equivalent)
+        parts.append(f"{_trim(focal)} mm" + (f" ({other} mm equiv.)" if other else ""))
     if _number(metadata.get("iso")):
         parts.append(f"ISO {int(metadata['iso'])}")
     return " · ".join(parts) or None
@@ -103,7 +103,3 @@ def size_line(width: Any, height: Any, size_bytes: Any) -> str | None:
     if isinstance(size_bytes, int) and size_bytes > 0:
         parts.append(f"{size_bytes / 1e6:.1f} MB" if size_bytes >= 1e5 else f"{size_bytes} B")
     return " · ".join(parts) or None
-
-
-def duration(seconds: float) -> timedelta:
-    return timedelta(seconds=seconds)

@@ -41,7 +41,7 @@ class Facets:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._table: BrowseTable | None = None
-        self._found: dict[str, list[tuple[str, int, int]]] = {}
+        self._found: dict[str, list[Any]] = {}
 
     def of(self, table: BrowseTable, column: str) -> list[Any]:
         with self._lock:
@@ -103,7 +103,7 @@ def _first_and_count(
     for mask in (known, known & has_thumb):  # the second pass wins where it finds one
         codes, at = np.unique(values[mask], return_index=True)
         first[codes] = np.flatnonzero(mask)[at]
-    return [(c, int(counts[c]), int(first[c])) for c in np.flatnonzero(counts)]
+    return [(int(c), int(counts[c]), int(first[c])) for c in np.flatnonzero(counts)]
 
 
 def _entries(

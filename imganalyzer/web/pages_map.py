@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from markupsafe import Markup
 
 from imganalyzer.search.browse import BrowseTable
 from imganalyzer.web.pages_timeline import browse_of, params_of
@@ -111,8 +111,9 @@ def map_page(request: Request) -> Response:
     x0, y1 = project(west, south)
     x1, y0 = project(east, north)
     frame = (float(x0), float(y0), float(x1), float(y1))
+    view_box = (frame[0], frame[1], frame[2] - frame[0], frame[3] - frame[1])
     context: dict[str, Any] = {
-        "view": f"{frame[0]:.3f} {frame[1]:.3f} {frame[2] - frame[0]:.3f} {frame[3] - frame[1]:.3f}",
+        "view": " ".join(f"{v:.3f}" for v in view_box),
         "size": SIZE,
         "area": f"{west:.5f},{south:.5f},{east:.5f},{north:.5f}",
         "world": (west, south, east, north) == WORLD_BOX,

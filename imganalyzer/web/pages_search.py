@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from imganalyzer.search.query import MODES, Filters, Hit, TextEncoder, parse_date_bound
 from imganalyzer.search.documents import key_id
+from imganalyzer.search.query import MODES, Filters, Hit, TextEncoder, parse_date_bound
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.selection import aspect_class
 from imganalyzer.web.view import render
@@ -173,8 +173,8 @@ def hit_card(data: ResultsData, hit: Hit, context: str = "") -> dict[str, Any]:
     location = data.locate(hit.key, hit.fields.get("shard"))
     width, height = hit.fields.get("width"), hit.fields.get("height")
     failed = hit.fields.get("status") == "error"
-    thumbnail = data.thumbnail_url(location) if location is not None else None
-    if thumbnail is not None and failed and data.thumbnail(location.shard, location.row) is None:
+    thumbnail = data.thumbnail_url(location)
+    if location is not None and failed and data.thumbnail(location.shard, location.row) is None:
         thumbnail = None
     error = str(hit.fields.get("errors", "")).split(":", 1)[0] if failed else None
     return {

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from imganalyzer.search.browse import BrowseTable, Cursor, seconds
+from imganalyzer.search.browse import BrowseTable, Cursor
 from imganalyzer.web.selection import BrowseSource, GridFilter, cards
 from imganalyzer.web.view import data_of, render
 
@@ -122,8 +122,8 @@ def scrubber(
         link = "/?" + urlencode(query + [("month", f"{year:04d}-{month:02d}")])
         years[-1]["months"].append({"label": MONTHS[month - 1][:3], "count": count, "href": link})
         years[-1]["count"] += count
-    for year in years:
-        year["href"] = year["months"][0]["href"]
+    for entry in years:
+        entry["href"] = entry["months"][0]["href"]
     return years
 
 
@@ -146,12 +146,6 @@ def timeline_page(request: Request) -> Response:
 
         return RedirectResponse(f"/search?{request.url.query}", status_code=307)
     return render(request, "timeline.html", **timeline_context(request))
-
-
-def month_bounds(year: int, month: int) -> tuple[int, int]:
-    """Seconds of the month's first instant and of the next month's."""
-    following = (year + month // 12, month % 12 + 1)
-    return seconds(datetime(year, month, 1)), seconds(datetime(*following, 1))
 
 
 def routes() -> list[Route]:
