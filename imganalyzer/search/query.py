@@ -56,6 +56,9 @@ FUSION_DEPTH = 100
 # (reading this many key ids from Tantivy costs about as much as one matrix pass).
 FILTER_ROWS_MAX = 50_000
 KM_PER_DEGREE = 111.32
+# Above this share of the rows passing a filter, all vectors are scored and the others
+# dropped: copying the passing rows out of the matrix would cost more than the product.
+GATHER_SHARE = 0.35
 
 TextEncoder = Callable[[str], np.ndarray]
 # The modules a filter needs (any one of them): without their results it matches nothing.
@@ -237,10 +240,17 @@ class SearchIndex:
             raise ModuleNotRunError(self.no_vectors_message("semantic search"))
         condition = self.filter_query(filters)
         passing = None if condition is None else self._column_rows(filters)
-        if passing is not None:  # filter first, then score only the rows that pass
+        if passing is not None and len(passing) <= len(self.vectors.ids) * GATHER_SHARE:
+            # filter first, then score only the rows that pass
             scores = self.vectors.scores(vector, passing)
             best = top_rows(scores, limit)[:limit]
             return [(int(self.vectors.ids[passing[b]]), float(scores[b])) for b in best]
+        if passing is not None:  # most rows pass: scoring all of them costs less than a gather
+            scores = self.vectors.scores(vector)
+            kept = np.full(len(scores), -np.inf, np.float32)
+            kept[passing] = scores[passing]
+            best = top_rows(kept, min(limit, len(passing)))
+            return [(int(self.vectors.ids[r]), float(scores[r])) for r in best]
         scores = self.vectors.scores(vector)
         if condition is None:
             rows = top_rows(scores, limit)

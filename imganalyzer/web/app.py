@@ -33,6 +33,7 @@ from imganalyzer.web.pages_map import ProjectedPoints
 from imganalyzer.web.pages_search import SearchCache, TextEncoders
 from imganalyzer.web.security import AccessGuard, is_loopback, new_token
 from imganalyzer.web.selection import BrowseSource
+from imganalyzer.web.thumbnails import ThumbnailZips
 
 HERE = Path(__file__).parent
 # Scripts and styles come only from this server; nothing is inlined, nothing is framed.
@@ -81,6 +82,7 @@ def create_app(config: dict[str, Any], token: str | None = None) -> Starlette:
     app.state.facets = Facets()
     app.state.map_points = ProjectedPoints()
     app.state.face_crops = FaceCrops(data)
+    app.state.thumbnail_zips = ThumbnailZips()
     app.state.csrf = secrets.token_urlsafe(24)
     app.state.encoders = TextEncoders()
     app.state.templates = Jinja2Templates(directory=HERE / "templates")

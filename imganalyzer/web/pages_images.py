@@ -141,7 +141,9 @@ def _shard_row(request: Request) -> tuple[str, int]:
 
 
 def thumbnail(request: Request) -> Response:
-    jpeg = data_of(request).thumbnail(*_shard_row(request))
+    shard, row = _shard_row(request)
+    zipped = data_of(request).thumbnail_file(shard)
+    jpeg = request.app.state.thumbnail_zips.read(zipped, row) if zipped is not None else None
     if jpeg is None:
         return Response("no thumbnail", status_code=404, media_type="text/plain")
     return _cached_bytes(request, jpeg, "image/jpeg")
