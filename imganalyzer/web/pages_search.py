@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from imganalyzer.search.browse import FAILED, NO_THUMBNAIL, BrowseTable
 from imganalyzer.search.documents import key_id
 from imganalyzer.search.query import MODES, Filters, Hit, TextEncoder, parse_date_bound
 from imganalyzer.web.data import ResultsData
@@ -117,6 +118,7 @@ def run_search(
     params: dict[str, str],
     cache: SearchCache | None = None,
     context: bool = True,
+    table: BrowseTable | None = None,
 ) -> SearchResult:
     query = params.get("q", "")
     mode = params.get("mode", "hybrid")
@@ -162,28 +164,37 @@ def run_search(
     result.paths = [hit.key for hit in hits]
     carried = [("from", "search")] + [(k, v) for k, v in sorted(params.items()) if v]
     viewer_query = urlencode(carried) if context else ""
-    result.hits = [hit_card(data, hit, viewer_query) for hit in window]
+    result.hits = [hit_card(data, hit, viewer_query, table) for hit in window]
     return result
 
 
-def hit_card(data: ResultsData, hit: Hit, context: str = "") -> dict[str, Any]:
+def hit_card(
+    data: ResultsData, hit: Hit, context: str = "", table: BrowseTable | None = None
+) -> dict[str, Any]:
     """What a grid cell shows: the path, a thumbnail address (None for an image that could
-    not be decoded: the grid shows its error instead), a caption and the date."""
+    not be decoded: the grid shows its error kind instead), a caption and the date."""
     fields = hit.as_dict()
     location = data.locate(hit.key, hit.fields.get("shard"))
     width, height = hit.fields.get("width"), hit.fields.get("height")
     failed = hit.fields.get("status") == "error"
     thumbnail = data.thumbnail_url(location)
-    if location is not None and failed and data.thumbnail(location.shard, location.row) is None:
-        thumbnail = None
-    error = str(hit.fields.get("errors", "")).split(":", 1)[0] if failed else None
+    error = None
+    position = table.position_of(key_id(hit.key)) if table is not None else None
+    if table is not None and position is not None:
+        flags = int(table.flags[position])
+        error = table.value("error", position) if flags & FAILED else None
+        thumbnail = None if flags & NO_THUMBNAIL else thumbnail
+    elif failed:
+        error = str(hit.fields.get("errors", "")).split(":", 1)[0] + " failed"
+        if location is not None and data.thumbnail(location.shard, location.row) is None:
+            thumbnail = None
     return {
         "path": hit.key,
         "id": f"{key_id(hit.key):x}",
         "score": round(hit.score, 4),
         "thumbnail": thumbnail,
         "aspect": aspect_class(width / height) if width and height and thumbnail else "r100",
-        "error": f"{error} failed" if error else None,
+        "error": error,
         "file_time": False,
         "href": f"/view?{urlencode([('path', hit.key)])}" + (f"&{context}" if context else ""),
         "caption": fields.get("caption") or fields.get("description"),
@@ -195,7 +206,8 @@ def hit_card(data: ResultsData, hit: Hit, context: str = "") -> dict[str, Any]:
 def search_paths(request: Request, params: dict[str, str]) -> list[str]:
     """The paths of the search's ranking (as far as its page reaches), from the cache."""
     state = request.app.state
-    return run_search(state.data, state.encoders, params, state.search_cache, False).paths
+    cache = state.search_cache
+    return run_search(state.data, state.encoders, params, cache, False, state.browse.table()).paths
 
 
 def _params(request: Request) -> dict[str, str]:
@@ -205,7 +217,9 @@ def _params(request: Request) -> dict[str, str]:
 def search_page(request: Request) -> Response:
     params = _params(request)
     state = request.app.state
-    result = run_search(state.data, state.encoders, params, state.search_cache)
+    result = run_search(
+        state.data, state.encoders, params, state.search_cache, True, state.browse.table()
+    )
     return render(
         request,
         "search.html",
