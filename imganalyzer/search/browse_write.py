@@ -49,6 +49,12 @@ CODED = (
     "camera_text", "lens_text", "place_text", "people_text",
 )  # fmt: skip
 NUMBERS = ("lat", "lon", "aesthetic", "sharpness")
+# The fields of a record (image_record), as stored in the parts.
+RECORD_FIELDS = (
+    "key", "key_id", "row", "date", "offset", "flags", "aspect", "camera", "lens", "town",
+    "country", "error", "labels", "lat", "lon", "aesthetic", "sharpness", "has_text",
+    "search_date", "folder", "camera_text", "lens_text", "place_text", "people_text",
+)  # fmt: skip
 
 
 def image_record(image: ShardImage, fields: dict[str, Any], thumbs: set[int] | None) -> dict:
@@ -195,7 +201,7 @@ def write_browse(
     """Merge the parts of the current shards (making missing or outdated ones) into
     ``browse.npz``; remove the parts of shards that are gone. Returns the image count."""
     files = IndexFiles(index_dir)
-    records: list[dict] = []
+    columns: dict[str, list] = {name: [] for name in (*RECORD_FIELDS, "shard")}
     for shard, fingerprint in fingerprints.items():
         stamp = part_stamp(view, shard, fingerprint)
         found = _load_part(files.browse_part(shard), stamp)
@@ -205,53 +211,57 @@ def write_browse(
                 writer.add(image, image_fields(image.entry.path, shard, image.rows))
             writer.save()
             found = writer.records
-        records.extend({**record, "shard": shard} for record in found)
+        for name in RECORD_FIELDS:  # by column: a million small dicts would not fit
+            columns[name].extend(record[name] for record in found)
+        columns["shard"].extend([shard] * len(found))
     parts = files.browse_part("x").parent
     if parts.is_dir():
         for stale in parts.glob("*.json"):
             if stale.stem not in fingerprints:
                 stale.unlink()
-    arrays = table_arrays(records)
+    arrays = table_arrays(columns)
     with atomic_open(files.browse, "wb") as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]
-    return len(records)
+    return len(columns["key"])
 
 
-def table_arrays(records: list[dict]) -> dict[str, np.ndarray]:
-    """The records as the arrays of ``browse.npz``, rows in timeline order."""
-    n = len(records)
-    date = np.fromiter((r["date"] for r in records), np.int64, n)
-    key_id = np.fromiter((r["key_id"] for r in records), np.uint64, n)
+def table_arrays(columns: dict[str, list]) -> dict[str, np.ndarray]:
+    """The columns of the records as the arrays of ``browse.npz``, in timeline order."""
+    date = np.array(columns["date"], np.int64)
+    key_id = np.array(columns["key_id"], np.uint64)
     order = np.lexsort((key_id, -date))  # newest first; ties by key id
-    records = [records[i] for i in order]
+
+    def sorted_list(name: str) -> list:
+        values = columns[name]
+        return [values[i] for i in order.tolist()]
+
+    def array(name: str, dtype: Any) -> np.ndarray:
+        return np.array(columns[name], dtype)[order]
+
+    no_date = np.iinfo(np.int64).min
     arrays: dict[str, np.ndarray] = {
         "version": np.array([BROWSE_VERSION]),
         "date": date[order],
         "key_id": key_id[order],
-        "row": np.fromiter((r["row"] for r in records), np.int32, n),
-        "offset": np.fromiter((r["offset"] for r in records), np.int16, n),
-        "flags": np.fromiter((r["flags"] for r in records), np.uint8, n),
-        "aspect": np.fromiter((r["aspect"] for r in records), np.float32, n),
-        "has_text": np.fromiter((r["has_text"] for r in records), bool, n),
-        "search_date": np.fromiter(
-            (
-                r["search_date"] if r["search_date"] is not None else np.iinfo(np.int64).min
-                for r in records
-            ),
-            np.int64,
-            n,
-        ),  # fmt: skip
+        "row": array("row", np.int32),
+        "offset": array("offset", np.int16),
+        "flags": array("flags", np.uint8),
+        "aspect": array("aspect", np.float32),
+        "has_text": array("has_text", bool),
+        "search_date": np.array(
+            [no_date if d is None else d for d in columns["search_date"]], np.int64
+        )[order],
     }
     for name in NUMBERS:
-        arrays[name] = np.fromiter(
-            (math.nan if r[name] is None else r[name] for r in records), np.float64, n
-        )
-    arrays.update(strings("key", (r["key"] for r in records)))
+        arrays[name] = np.array([math.nan if v is None else v for v in columns[name]], np.float64)[
+            order
+        ]
+    arrays.update(strings("key", sorted_list("key")))
     for name in CODED:
-        codes, table = _coded(r[name] for r in records)
-        arrays[f"{name}_code"] = codes
+        codes, table = _coded(columns[name])
+        arrays[f"{name}_code"] = codes[order]
         arrays.update(strings(name, table))
-    arrays.update(_labels(records))
+    arrays.update(_labels(sorted_list("labels")))
     return arrays
 
 
@@ -271,11 +281,11 @@ def _coded(values: Iterable[str | None]) -> tuple[np.ndarray, list[str]]:
     return np.array(codes, np.int32), list(table)
 
 
-def _labels(records: list[dict]) -> dict[str, np.ndarray]:
+def _labels(labels: list[list[str]]) -> dict[str, np.ndarray]:
     """Object labels: per label (a table) the sorted rows that have it (CSR)."""
     rows_of: dict[str, list[int]] = {}
-    for position, record in enumerate(records):
-        for label in record["labels"]:
+    for position, own in enumerate(labels):
+        for label in own:
             rows_of.setdefault(label, []).append(position)
     names = sorted(rows_of)
     start = np.zeros(len(names) + 1, np.int64)

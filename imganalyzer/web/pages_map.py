@@ -85,23 +85,24 @@ def clusters(
     cell = max((x1 - x0), (y1 - y0)) / CELLS
     cx = np.floor((px - x0) / cell).astype(np.int64)
     cy = np.floor((py - y0) / cell).astype(np.int64)
-    ids = cy * (CELLS * 4) + cx
+    width = CELLS * 4  # cells across (a frame wider than tall has more than CELLS)
+    ids = np.clip(cy, 0, width - 1) * width + np.clip(cx, 0, width - 1)
     found = []
-    if len(ids):
-        codes, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
-        sx = np.bincount(inverse, weights=px) / counts
-        sy = np.bincount(inverse, weights=py) / counts
-        for code, count, mx, my in zip(codes, counts, sx, sy, strict=True):
-            gx, gy = int(code) % (CELLS * 4), int(code) // (CELLS * 4)
-            west, north = unproject(x0 + gx * cell, y0 + gy * cell)
-            east, south = unproject(x0 + (gx + 1) * cell, y0 + (gy + 1) * cell)
-            box = f"{west:.5f},{south:.5f},{east:.5f},{north:.5f}"
-            found.append(
-                {"x": round(float(mx), 2), "y": round(float(my), 2), "count": int(count),
-                 "r": round(cell * min(0.45, 0.12 + 0.05 * np.log10(count) * 2), 2),
-                 "zoom": "/map?" + urlencode({"box": box}), "grid": "/?" + urlencode({"box": box})}
-            )  # fmt: skip
-    return found, np.sort(positions[inside])
+    counts = np.bincount(ids, minlength=width * width)  # one pass: no sort of the points
+    sum_x = np.bincount(ids, weights=px, minlength=width * width)
+    sum_y = np.bincount(ids, weights=py, minlength=width * width)
+    for code in np.flatnonzero(counts):
+        count, mx, my = int(counts[code]), sum_x[code] / counts[code], sum_y[code] / counts[code]
+        gx, gy = int(code) % width, int(code) // width
+        west, north = unproject(x0 + gx * cell, y0 + gy * cell)
+        east, south = unproject(x0 + (gx + 1) * cell, y0 + (gy + 1) * cell)
+        box = f"{west:.5f},{south:.5f},{east:.5f},{north:.5f}"
+        found.append(
+            {"x": round(float(mx), 2), "y": round(float(my), 2), "count": count,
+             "r": round(cell * min(0.45, 0.12 + 0.1 * np.log10(count)), 2),
+             "zoom": "/map?" + urlencode({"box": box}), "grid": "/?" + urlencode({"box": box})}
+        )  # fmt: skip
+    return found, positions[inside]  # ascending, as ``positions`` is
 
 
 def map_page(request: Request) -> Response:
