@@ -99,7 +99,7 @@ def clusters(
         box = f"{west:.5f},{south:.5f},{east:.5f},{north:.5f}"
         found.append(
             {"x": round(float(mx), 2), "y": round(float(my), 2), "count": count,
-             "r": round(cell * min(0.45, 0.12 + 0.1 * np.log10(count)), 2),
+             "r": round(cell * min(0.5, 0.22 + 0.1 * np.log10(count)), 2),
              "zoom": "/map?" + urlencode({"box": box}), "grid": "/?" + urlencode({"box": box})}
         )  # fmt: skip
     return found, positions[inside]  # ascending, as ``positions`` is
