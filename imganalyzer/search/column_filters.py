@@ -85,7 +85,7 @@ class FilterColumns:
                 matching = self._matching_codes(column, words)
                 if matching is None:
                     return None
-                mask &= np.isin(table.codes(column), matching)
+                mask &= self._among(column, matching)
         if getattr(filters, "has_text", False):
             mask &= table.column("has_text")
         for name, column in (("min_aesthetic", "aesthetic"), ("min_sharpness", "sharpness")):
@@ -100,8 +100,14 @@ class FilterColumns:
             found = self._folders(folder)
             if found is None:
                 return None
-            mask &= np.isin(table.codes("folder"), found)
+            mask &= self._among("folder", found)
         return mask
+
+    def _among(self, column: str, codes: np.ndarray) -> np.ndarray:
+        """Whether each image's code in ``column`` is one of ``codes`` (-1, none: no)."""
+        allowed = np.zeros(len(self.table.table(column)) + 1, bool)  # the last: code -1
+        allowed[codes] = True
+        return allowed[self.table.codes(column)]
 
     def _matching_codes(self, column: str, words: str) -> np.ndarray | None:
         phrase = tokens(words.replace("\\", " ").replace('"', " "))

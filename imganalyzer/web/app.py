@@ -29,7 +29,7 @@ from imganalyzer.web import (
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.faces import FaceCrops
 from imganalyzer.web.pages_explore import Facets
-from imganalyzer.web.pages_map import ProjectedPoints
+from imganalyzer.web.pages_map import ProjectedPoints, world_frame
 from imganalyzer.web.pages_search import SearchCache, TextEncoders
 from imganalyzer.web.security import AccessGuard, is_loopback, new_token
 from imganalyzer.web.selection import BrowseSource
@@ -99,10 +99,19 @@ def _warming(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         threading.Thread(target=data.warm, name="warm-manifests", daemon=True).start()
-        threading.Thread(target=app.state.browse.warm, name="warm-browse", daemon=True).start()
+        threading.Thread(target=_warm_browse, args=(app,), name="warm-browse", daemon=True).start()
         yield
 
     return lifespan
+
+
+def _warm_browse(app: Starlette) -> None:
+    """Load the browse table and count what explore and the map show, as the server starts
+    (a second or two per million images), so that no first visitor waits for it."""
+    table = app.state.browse.warm()
+    if table is not None:
+        app.state.facets.warm(table)
+        app.state.map_points.clusters(table, world_frame())
 
 
 def serve(config: dict[str, Any], host: str, port: int, token: str | None) -> None:

@@ -52,6 +52,10 @@ class Facets:
                 self._found[column] = count(table, column)
             return self._found[column]
 
+    def warm(self, table: BrowseTable) -> None:
+        for column in (*COLUMNS.values(), "towns"):
+            self.of(table, column)
+
 
 def _towns(table: BrowseTable, _column: str) -> list[tuple[int, int, int]]:
     """(country code, town code, images) of every town, most images first."""

@@ -125,12 +125,13 @@ class BrowseSource:
                 self._selections.clear()
             return self._table
 
-    def warm(self) -> None:
+    def warm(self) -> BrowseTable | None:
         """Load the table now (as the server starts), so that the first page does not wait."""
         table = self.table()
         if table is not None:
             table.months  # noqa: B018 - computed once per index version
             table.positions_of([0])
+        return table
 
     def select(self, table: BrowseTable, grid: GridFilter) -> np.ndarray | None:
         """Sorted positions of the images ``grid`` selects; None: all of them."""

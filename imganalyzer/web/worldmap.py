@@ -13,10 +13,10 @@ clipped to ±:data:`MAX_LAT` degrees.
 
 from __future__ import annotations
 
-import math
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,10 +37,10 @@ def project(lon: np.ndarray | float, lat: np.ndarray | float) -> tuple[np.ndarra
     return x, y
 
 
-def unproject(x: float, y: float) -> tuple[float, float]:
-    """Map units -> (longitude, latitude) in degrees."""
-    lon = x / SIZE * 360.0 - 180.0
-    lat = math.degrees(2 * math.atan(math.exp((1.0 - 2.0 * y / SIZE) * math.pi)) - math.pi / 2)
+def unproject(x: Any, y: Any) -> tuple[Any, Any]:
+    """Map units -> (longitude, latitude) in degrees (numbers or arrays)."""
+    lon = np.asarray(x, dtype=np.float64) / SIZE * 360.0 - 180.0
+    lat = np.degrees(2 * np.arctan(np.exp((1.0 - 2.0 * np.asarray(y) / SIZE) * np.pi)) - np.pi / 2)
     return lon, lat
 
 
