@@ -29,6 +29,7 @@ results/
   xmp/state.json, sidecars/, WRITTEN
   index/tantivy/, state.json     Tantivy index and what it holds; index/BUILT
   index/vectors.npy, vector_ids.npy, vector_keys.txt   the CLIP matrix of current images
+  index/browse.npz, browse/<shard>.json   every current image in timeline order (web, filters)
   report/modules.json, module_times.svg
   .imganalyzer-run.lock          held by a running workflow
   logs/<step>/<name>.log         one log per job; benchmarks/<step>/<name>.tsv alike
