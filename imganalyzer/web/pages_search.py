@@ -17,7 +17,14 @@ from starlette.routing import Route
 
 from imganalyzer.search.browse import FAILED, NO_THUMBNAIL, BrowseTable
 from imganalyzer.search.documents import key_id
-from imganalyzer.search.query import MODES, Filters, Hit, TextEncoder, parse_date_bound
+from imganalyzer.search.query import (
+    MODES,
+    Filters,
+    Hit,
+    SearchIndex,
+    TextEncoder,
+    parse_date_bound,
+)
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.selection import aspect_class
 from imganalyzer.web.view import render
@@ -92,21 +99,23 @@ class TextEncoders:
 
 class SearchCache:
     """The rankings of the last searches (the viewer walks through them with its arrow keys
-    without searching again)."""
+    without searching again), each kept with the index it came from: a reopened index (a run
+    or `imganalyzer index` changed it) answers afresh."""
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._hits: OrderedDict[tuple, list[Hit]] = OrderedDict()
+        self._hits: OrderedDict[tuple, tuple[SearchIndex, list[Hit]]] = OrderedDict()
 
-    def get(self, key: tuple, compute: Callable[[], list[Hit]]) -> list[Hit]:
+    def get(self, index: SearchIndex, key: tuple, compute: Callable[[], list[Hit]]) -> list[Hit]:
         with self._lock:
-            if key in self._hits:
+            found = self._hits.get(key)
+            if found is not None and found[0] is index:
                 self._hits.move_to_end(key)
-                return self._hits[key]
+                return found[1]
         hits = compute()
         with self._lock:
-            self._hits[key] = hits
+            self._hits[key] = (index, hits)
             while len(self._hits) > self.size:
                 self._hits.popitem(last=False)
         return hits
@@ -146,14 +155,14 @@ def run_search(
             result.mode = "text"
         limit = page * PER_PAGE + 1
         similar = params.get("similar", "")
-        key = (id(index), query, result.mode, similar, repr(filters), limit)
+        key = (query, result.mode, similar, repr(filters), limit)
 
         def compute() -> list[Hit]:
             if similar:
                 return index.similar(similar, filters, limit)
             return index.search(query, result.mode, filters, limit, encoder)
 
-        hits = cache.get(key, compute) if cache is not None else compute()
+        hits = cache.get(index, key, compute) if cache is not None else compute()
         if result.mode == "text" and not similar:
             result.total = index.count(query, filters)
     except (ValueError, LookupError) as error:  # bad input; a filter whose module never ran
