@@ -154,3 +154,17 @@ def test_face_crops_and_people_grid(client: TestClient) -> None:
     assert person.count('<input type="checkbox" name="faces"') == 4
     people = client.get("/people").text
     assert "Who are they?" in people and 'src="/faces/face0.jpg"' in people
+
+
+def test_viewer_walks_through_a_search(client: TestClient) -> None:
+    page = client.get("/search", params={"q": "fujifilm", "mode": "text"}).text
+    first = html.unescape(
+        re.search(r'<a href="(/view\?path=[^"]+from=search[^"]*)"', page).group(1)
+    )
+    viewer = client.get(first).text
+    assert "1 / 2" in viewer and 'id="prev"' not in viewer
+    following = html.unescape(re.search(r'id="next" rel="next" href="([^"]+)"', viewer).group(1))
+    second = client.get(following).text
+    assert "2 / 2" in second and 'id="next"' not in second
+    back = html.unescape(re.search(r'id="back" href="([^"]+)"', second).group(1))
+    assert back.startswith("/search?") and "q=fujifilm" in back
