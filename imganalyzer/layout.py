@@ -29,6 +29,7 @@ results/
   xmp/state.json, sidecars/, WRITTEN
   index/tantivy/, state.json     Tantivy index and what it holds; index/BUILT
   index/vectors.npy, vector_ids.npy, vector_keys.txt   the CLIP matrix of current images
+  index/browse.npz, browse/<shard>.json   every current image in timeline order (web, filters)
   report/modules.json, module_times.svg
   .imganalyzer-run.lock          held by a running workflow
   logs/<step>/<name>.log         one log per job; benchmarks/<step>/<name>.tsv alike
@@ -74,6 +75,15 @@ class IndexFiles:
     @property
     def vector_files(self) -> tuple[Path, Path, Path]:
         return (self.vectors, self.vector_ids, self.vector_keys)
+
+    @property
+    def browse(self) -> Path:
+        """The browse table: every current image in timeline order (search/browse.py)."""
+        return self.folder / "browse.npz"
+
+    def browse_part(self, shard: str) -> Path:
+        """One shard's rows of the browse table, kept to merge the table from."""
+        return self.folder / "browse" / f"{shard}.json"
 
 
 def as_layout(results: str | os.PathLike | Layout) -> Layout:

@@ -46,12 +46,21 @@ def place_name(place: str | None, region: str | None, country: str | None) -> st
     """Town, region and country, each once: "Lisbon", "Lisbon", "Portugal" -> "Lisbon,
     Portugal"; "Paris", "Île-de-France", "France" -> "Paris, Île-de-France, France"; None when
     all are missing."""
-    parts: list[str] = []
+    return ", ".join(part for part in place_parts(place, region, country) if part) or None
+
+
+def place_parts(
+    place: str | None, region: str | None, country: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """Town, region and country with a repeated name left out (None): "Lisbon", "Lisbon",
+    "Portugal" -> ("Lisbon", None, "Portugal"), for pages that show each part on its own."""
+    seen: set[str] = set()
+    parts: list[str | None] = []
     for part in (place, region, country):
         part = (part or "").strip()
-        if part and part.casefold() not in {seen.casefold() for seen in parts}:
-            parts.append(part)
-    return ", ".join(parts) or None
+        parts.append(part if part and part.casefold() not in seen else None)
+        seen.add(part.casefold())
+    return parts[0], parts[1], parts[2]
 
 
 def display_names(metadata: Mapping[str, object]) -> dict[str, str | None]:

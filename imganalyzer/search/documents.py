@@ -17,7 +17,7 @@ from typing import Any
 import tantivy
 
 from imganalyzer.catalog.current import CurrentView
-from imganalyzer.catalog.manifests import escape_path
+from imganalyzer.catalog.manifests import Entry, escape_path, read_manifest
 from imganalyzer.decode.names import display_names
 from imganalyzer.results import ERROR
 from imganalyzer.steps.people import people_by_path
@@ -320,14 +320,32 @@ def _people_names(
     return people_by_path(results)
 
 
-def shard_fields(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """:func:`image_fields` of every current image of ``shard``, in manifest order."""
+@dataclass(frozen=True)
+class ShardImage:
+    """A current image of a shard: its entry, its manifest row and ``{module: row or None}``."""
+
+    entry: Entry
+    row: int
+    rows: dict[str, dict[str, Any] | None]
+
+
+def shard_images(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[ShardImage]:
+    """Every current image of ``shard`` with its rows, in manifest order."""
     by_module = {module: view.rows(module, shard) for module in modules}
     people = named_people(view) if "faces" in modules else {}
+    moved = view.moved(shard)
+    manifest_rows = {e.path: n for n, e in enumerate(read_manifest(view.layout.manifest(shard)))}
     for entry in view.shards[shard].entries:
         rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
         faces = rows.get("faces")
         if people.get(entry.path) and faces:
             # names live in people.json (users edit them), not in the faces rows
             rows["faces"] = {**faces, "people": people[entry.path]}
-        yield image_fields(entry.path, shard, rows)
+        row = manifest_rows.get(moved.get(entry.path, entry.path), -1)
+        yield ShardImage(entry, row, rows)
+
+
+def shard_fields(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """:func:`image_fields` of every current image of ``shard``, in manifest order."""
+    for image in shard_images(view, shard, modules):
+        yield image_fields(image.entry.path, shard, image.rows)

@@ -34,12 +34,14 @@ from imganalyzer.catalog.current import CurrentView, current_shards, file_versio
 from imganalyzer.catalog.manifests import escape_path, read_manifest
 from imganalyzer.files import atomic_directory, atomic_write_text, share_like_umask
 from imganalyzer.layout import IndexFiles, Layout
+from imganalyzer.search.browse_write import PartWriter, part_stamp, write_browse
 from imganalyzer.search.documents import (
     INDEX_FIELDS,
     MODULE_FIELDS,
     build_schema,
+    image_fields,
     named_people,
-    shard_fields,
+    shard_images,
     to_document,
 )
 from imganalyzer.search.vectors import vector_files, write_vectors
@@ -66,6 +68,7 @@ class IndexState:
     shards: dict[str, list[str]] = field(default_factory=dict)  # shard -> [files, paths]
     vectors: str = ""
     documents: int = 0
+    browse: str = ""  # what the browse table was merged from
 
     @classmethod
     def load(cls, index_dir: Path) -> IndexState:
@@ -215,17 +218,20 @@ def _apply(
     plan = plan_update(view, modules, previous)
     added = 0
     if plan.changed or fresh:
-        added = _commit(IndexFiles(index_dir).tantivy, view, modules, plan, threads)
+        added = _commit(index_dir, view, modules, plan, threads)
     vectors_fp = _digest([[s, fp[1], vector_files(view, s)] for s, fp in plan.fingerprints.items()])
     vectors = None
     if vectors_fp != previous.vectors or fresh:
         vectors = write_vectors(index_dir, view)
+    browse_fp = _digest([part_stamp(view, s, fp) for s, fp in plan.fingerprints.items()])
+    if browse_fp != previous.browse or fresh or not IndexFiles(index_dir).browse.is_file():
+        write_browse(index_dir, view, modules, plan.fingerprints)
     share_like_umask(IndexFiles(index_dir).tantivy)  # readable by others as the umask says
     documents = open_index(index_dir).searcher().num_docs
-    if plan.changed or fresh or vectors is not None:
-        IndexState(SCHEMA_FINGERPRINT, modules, plan.fingerprints, vectors_fp, documents).save(
-            index_dir
-        )
+    if plan.changed or fresh or vectors is not None or browse_fp != previous.browse:
+        IndexState(
+            SCHEMA_FINGERPRINT, modules, plan.fingerprints, vectors_fp, documents, browse_fp
+        ).save(index_dir)
     return IndexReport(
         documents=documents,
         reindexed_shards=len(plan.reindex),
@@ -240,9 +246,11 @@ def _apply(
 
 
 def _commit(
-    tantivy_dir: Path, view: CurrentView, modules: list[str], plan: UpdatePlan, threads: int
+    index_dir: Path, view: CurrentView, modules: list[str], plan: UpdatePlan, threads: int
 ) -> int:
-    """Apply the plan in one commit. Returns the number of documents added."""
+    """Apply the plan in one commit, and write the browse parts of the shards it re-adds
+    (see :mod:`.browse_write`). Returns the number of documents added."""
+    tantivy_dir = IndexFiles(index_dir).tantivy
     tantivy_dir.mkdir(parents=True, exist_ok=True)
     index = tantivy.Index(build_schema(), path=str(tantivy_dir), reuse=True)
     writer = index.writer(WRITER_HEAP_BYTES, max(1, threads))
@@ -253,9 +261,14 @@ def _commit(
         for key in plan.drop_keys:
             writer.delete_documents_by_term("key", escape_path(key))
         for shard in plan.reindex:
-            for fields in shard_fields(view, shard, modules):
+            stamp = part_stamp(view, shard, plan.fingerprints[shard])
+            part = PartWriter(index_dir, view, shard, stamp)
+            for image in shard_images(view, shard, modules):
+                fields = image_fields(image.entry.path, shard, image.rows)
                 writer.add_document(to_document(fields))
+                part.add(image, fields)
                 added += 1
+            part.save()  # kept by its stamp, so a part written before a failed commit is right
         writer.commit()
     except BaseException:
         writer.rollback()

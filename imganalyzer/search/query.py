@@ -2,13 +2,16 @@
 by reciprocal rank fusion, with the same filters applied to every ranking.
 
 Semantic search is exact: one float16 matrix-vector product over all vectors (torch, which
-runs it ~60x faster than numpy's float16 matmul), then the filters. A filter that matches
-few images is resolved to vector rows first; a broad one checks the best candidates in
-growing batches, so the cost stays near one matrix-vector product either way.
+runs it ~60x faster than numpy's float16 matmul), then the filters. With filters, the browse
+table's columns (:mod:`.column_filters`) give the vector rows that pass them in a few
+milliseconds, and only those rows are scored. Without a browse table, a filter that matches
+few images is resolved to vector rows through Tantivy; a broad one checks the best
+candidates in growing batches.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -24,6 +27,8 @@ from tantivy import FieldType, Occur, Query
 
 from imganalyzer.catalog.manifests import escape_path, unescape_path
 from imganalyzer.layout import IndexFiles, Layout
+from imganalyzer.search.browse import BrowseTable
+from imganalyzer.search.column_filters import FilterColumns
 from imganalyzer.search.documents import SEARCHED_FIELDS, folder_facet, key_id
 from imganalyzer.search.index import open_index
 from imganalyzer.search.query_input import (
@@ -51,6 +56,9 @@ FUSION_DEPTH = 100
 # (reading this many key ids from Tantivy costs about as much as one matrix pass).
 FILTER_ROWS_MAX = 50_000
 KM_PER_DEGREE = 111.32
+# Above this share of the rows passing a filter, all vectors are scored and the others
+# dropped: copying the passing rows out of the matrix would cost more than the product.
+GATHER_SHARE = 0.35
 
 TextEncoder = Callable[[str], np.ndarray]
 # The modules a filter needs (any one of them): without their results it matches nothing.
@@ -146,14 +154,16 @@ class VectorMatrix:
         rows = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
         return rows[self.ids[rows] == ids]
 
-    def scores(self, query: np.ndarray) -> np.ndarray:
-        """Cosine similarity of the (dim,) query with every row: (n,) float32."""
+    def scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity of the (dim,) query with every row (or with the given rows):
+        (n,) float32."""
         import torch
 
         with warnings.catch_warnings():
             # torch warns that the memory map is read-only; it only reads it here
             warnings.simplefilter("ignore", UserWarning)
-            matrix = torch.from_numpy(np.asarray(self.matrix))
+            block = np.asarray(self.matrix) if rows is None else self.matrix[rows]
+            matrix = torch.from_numpy(block)
         vector = torch.from_numpy(np.asarray(query, dtype=np.float16))
         return (matrix @ vector).float().numpy()
 
@@ -228,13 +238,41 @@ class SearchIndex:
         """(key_id, cosine similarity) best first, among images that pass the filters."""
         if self.vectors is None:
             raise ModuleNotRunError(self.no_vectors_message("semantic search"))
-        scores = self.vectors.scores(vector)
         condition = self.filter_query(filters)
+        passing = None if condition is None else self._column_rows(filters)
+        if passing is not None and len(passing) <= len(self.vectors.ids) * GATHER_SHARE:
+            # filter first, then score only the rows that pass
+            scores = self.vectors.scores(vector, passing)
+            best = top_rows(scores, limit)[:limit]
+            return [(int(self.vectors.ids[passing[b]]), float(scores[b])) for b in best]
+        if passing is not None:  # most rows pass: scoring all of them costs less than a gather
+            scores = self.vectors.scores(vector)
+            kept = np.full(len(scores), -np.inf, np.float32)
+            kept[passing] = scores[passing]
+            best = top_rows(kept, min(limit, len(passing)))
+            return [(int(self.vectors.ids[r]), float(scores[r])) for r in best]
+        scores = self.vectors.scores(vector)
         if condition is None:
             rows = top_rows(scores, limit)
         else:
             rows = self._filtered_rows(self.vectors, scores, condition, limit)
         return [(int(self.vectors.ids[r]), float(scores[r])) for r in rows]
+
+    def _column_rows(self, filters: Filters) -> np.ndarray | None:
+        """The vector rows that pass ``filters``, from the browse table's columns (None
+        without a browse table, or for a filter only Tantivy answers)."""
+        columns = self.filter_columns
+        return columns.vector_rows(filters) if columns is not None else None
+
+    @functools.cached_property
+    def filter_columns(self) -> FilterColumns | None:
+        path = IndexFiles(self.index_dir).browse
+        if self.vectors is None or not path.is_file():
+            return None
+        try:
+            return FilterColumns(BrowseTable(path), self.vectors.ids)
+        except (LookupError, KeyError, OSError, ValueError):  # an older or unreadable table
+            return None
 
     def _filtered_rows(
         self, vectors: VectorMatrix, scores: np.ndarray, condition: Query, limit: int

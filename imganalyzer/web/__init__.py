@@ -1,5 +1,6 @@
-"""`imganalyzer serve`: a local web application over a results folder (search, image
-details, people, duplicates, status). Everything it serves ships in this package."""
+"""`imganalyzer serve`: a local photo browser over a results folder (timeline, viewer,
+explore, map, people, search, duplicates, status). Everything it serves ships in this
+package, the world map's outlines included."""
 
 from imganalyzer.web.app import create_app
 

@@ -17,10 +17,23 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imganalyzer.config import validate_config
-from imganalyzer.web import pages_images, pages_library, pages_search
+from imganalyzer.web import (
+    pages_explore,
+    pages_images,
+    pages_library,
+    pages_map,
+    pages_search,
+    pages_timeline,
+    pages_viewer,
+)
 from imganalyzer.web.data import ResultsData
-from imganalyzer.web.pages_search import TextEncoders
+from imganalyzer.web.faces import FaceCrops
+from imganalyzer.web.pages_explore import Facets
+from imganalyzer.web.pages_map import ProjectedPoints, world_frame
+from imganalyzer.web.pages_search import SearchCache, TextEncoders
 from imganalyzer.web.security import AccessGuard, is_loopback, new_token
+from imganalyzer.web.selection import BrowseSource
+from imganalyzer.web.thumbnails import ThumbnailZips
 
 HERE = Path(__file__).parent
 # Scripts and styles come only from this server; nothing is inlined, nothing is framed.
@@ -52,6 +65,10 @@ def create_app(config: dict[str, Any], token: str | None = None) -> Starlette:
     its defaults filled) here too: a hand-built one gets the checks a loaded one had."""
     validate_config(config, check_paths=False)
     routes = [
+        *pages_timeline.routes(),
+        *pages_viewer.routes(),
+        *pages_explore.routes(),
+        *pages_map.routes(),
         *pages_search.routes(),
         *pages_images.routes(),
         *pages_library.routes(),
@@ -60,6 +77,12 @@ def create_app(config: dict[str, Any], token: str | None = None) -> Starlette:
     data = ResultsData(config)
     app = Starlette(routes=routes, lifespan=_warming(data))
     app.state.data = data
+    app.state.browse = BrowseSource(data)
+    app.state.search_cache = SearchCache()
+    app.state.facets = Facets()
+    app.state.map_points = ProjectedPoints()
+    app.state.face_crops = FaceCrops(data)
+    app.state.thumbnail_zips = ThumbnailZips()
     app.state.csrf = secrets.token_urlsafe(24)
     app.state.encoders = TextEncoders()
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
@@ -74,11 +97,21 @@ def _warming(
     """A lifespan that reads the manifests in a background thread as the server starts."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         threading.Thread(target=data.warm, name="warm-manifests", daemon=True).start()
+        threading.Thread(target=_warm_browse, args=(app,), name="warm-browse", daemon=True).start()
         yield
 
     return lifespan
+
+
+def _warm_browse(app: Starlette) -> None:
+    """Load the browse table and count what explore and the map show, as the server starts
+    (a second or two per million images), so that no first visitor waits for it."""
+    table = app.state.browse.warm()
+    if table is not None:
+        app.state.facets.warm(table)
+        app.state.map_points.clusters(table, world_frame())
 
 
 def serve(config: dict[str, Any], host: str, port: int, token: str | None) -> None:

@@ -16,7 +16,7 @@ from imganalyzer.decode.names import display_names
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.pages_search import hit_card
 from imganalyzer.web.security import inside
-from imganalyzer.web.view import data_of, not_found, render
+from imganalyzer.web.view import data_of
 
 # Thumbnail and tier addresses carry the shard file's version (?v=): a new version is a
 # new address, so browsers may keep what they fetched for good.
@@ -34,8 +34,9 @@ TECHNICAL_SHOWN = (
 )  # fmt: skip
 
 
-def image_details(data: ResultsData, path: str) -> dict[str, Any] | None:
-    """Everything the image page shows, or None when the image is not in the index."""
+def image_details(data: ResultsData, path: str, similar: bool = True) -> dict[str, Any] | None:
+    """Everything the viewer shows, or None when the image is not in the index.
+    ``similar``: also the most similar images (a pass over every vector)."""
     doc = data.document(path)
     if doc is None:
         return None
@@ -54,6 +55,9 @@ def image_details(data: ResultsData, path: str) -> dict[str, Any] | None:
         "height": height,
         "metadata": _shown({**metadata, **display_names(metadata)}, METADATA_SHOWN),
         "technical": _shown(technical, TECHNICAL_SHOWN),
+        "metadata_row": metadata,
+        "technical_row": technical,
+        "file_size": next((r.get("size") for r in rows.values() if r.get("size")), None),
         "aesthetic": rows.get("aesthetic", {}).get("aesthetic"),
         "caption": captions.get("caption") or doc.get("caption"),
         "answers": captions.get("answers") or {},
@@ -64,7 +68,7 @@ def image_details(data: ResultsData, path: str) -> dict[str, Any] | None:
         "ocr": [line.get("text", "") for line in rows.get("ocr", {}).get("lines", [])],
         "errors": [e for e in str(doc.get("errors", "")).splitlines() if e],
         "group": _duplicate_group(data, path),
-        "similar": _similar(data, path),
+        "similar": _similar(data, path) if similar else [],
         "original": data.original(path) is not None,
     }
 
@@ -113,17 +117,6 @@ def _similar(data: ResultsData, path: str) -> list[dict[str, Any]]:
         return []
 
 
-def image_page(request: Request) -> Response:
-    path = request.query_params.get("path", "")
-    try:
-        details = image_details(data_of(request), path)
-    except LookupError as error:
-        return not_found(request, str(error))
-    if details is None:
-        return not_found(request, f"{path!r} is not in the index")
-    return render(request, "image.html", image=details)
-
-
 def image_api(request: Request) -> Response:
     path = request.query_params.get("path", "")
     details = image_details(data_of(request), path)
@@ -131,6 +124,8 @@ def image_api(request: Request) -> Response:
         return JSONResponse({"error": f"{path!r} is not in the index"}, status_code=404)
     location = details.pop("location")
     details["shard"], details["row"] = (location.shard, location.row) if location else (None, None)
+    for internal in ("metadata_row", "technical_row"):
+        details.pop(internal)
     return JSONResponse(details)
 
 
@@ -148,7 +143,9 @@ def _shard_row(request: Request) -> tuple[str, int]:
 
 
 def thumbnail(request: Request) -> Response:
-    jpeg = data_of(request).thumbnail(*_shard_row(request))
+    shard, row = _shard_row(request)
+    zipped = data_of(request).thumbnail_file(shard)
+    jpeg = request.app.state.thumbnail_zips.read(zipped, row) if zipped is not None else None
     if jpeg is None:
         return Response("no thumbnail", status_code=404, media_type="text/plain")
     return _cached_bytes(request, jpeg, "image/jpeg")
@@ -183,7 +180,6 @@ def face_crop(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/image", image_page),
         Route("/api/image", image_api),
         Route("/thumbnail/{shard}/{row:int}", thumbnail),
         Route("/tier/{shard}/{row:int}", tier_image),

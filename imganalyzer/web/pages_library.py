@@ -22,6 +22,12 @@ from imganalyzer.web.view import data_of, form_of, not_found, render
 # ---------------------------------------------------------------- people
 
 
+# Face crops shown on a person's card in the people list.
+FACES_ON_CARD = 6
+# Faces shown on a person's page (the split form lists these).
+FACES_ON_PAGE = 600
+
+
 def people_rows(data: ResultsData) -> list[dict[str, Any]]:
     people = data.people()
     rows: list[dict[str, Any]] = []
@@ -30,7 +36,7 @@ def people_rows(data: ResultsData) -> list[dict[str, Any]]:
         rows.append(
             {"id": person.id, "name": person.name, "label": person.label,
              "aliases": person.aliases, "faces": len(person.faces), "images": len(images),
-             "crop": bool(person.crop)}
+             "crop": bool(person.crop), "samples": person.faces[:FACES_ON_CARD]}
         )  # fmt: skip
     rows.sort(key=lambda r: (r["name"] is None, -r["faces"], r["id"]))
     return rows
@@ -39,9 +45,11 @@ def people_rows(data: ResultsData) -> list[dict[str, Any]]:
 def people_page(request: Request) -> Response:
     data = data_of(request)
     message = request.query_params.get("message")
+    rows = people_rows(data)
     return render(
-        request, "people.html", people=people_rows(data),
-        unassigned=len(data.people().unassigned), message=message,
+        request, "people.html", people=rows, named=[r for r in rows if r["name"]],
+        unnamed=[r for r in rows if not r["name"]], unassigned=len(data.people().unassigned),
+        message=message,
     )  # fmt: skip
 
 
@@ -51,11 +59,26 @@ def person_page(request: Request) -> Response:
     person = people.people.get(request.path_params["person"])
     if person is None:
         return not_found(request, f"no person {request.path_params['person']}")
-    faces = [{"id": f, **people.faces[f].__dict__} for f in person.faces]
-    for face in faces:
-        location = data.locate(face["path"], face["shard"])
-        face["thumbnail"] = data.thumbnail_url(location)
-    return render(request, "person.html", person=person, faces=faces)
+    faces = [{"id": f, **people.faces[f].__dict__} for f in person.faces[:FACES_ON_PAGE]]
+    message = request.query_params.get("message")
+    return render(
+        request, "person.html", person=person, faces=faces, total=len(person.faces),
+        message=message,
+    )  # fmt: skip
+
+
+def face_crop(request: Request) -> Response:
+    """One face, cut from its image's thumbnail."""
+    from imganalyzer.web.faces import FaceCrops
+
+    record = data_of(request).people().faces.get(request.path_params["face"])
+    crops: FaceCrops = request.app.state.face_crops
+    jpeg = crops.jpeg(record) if record is not None else None
+    if jpeg is None:
+        return Response("no face crop", status_code=404, media_type="text/plain")
+    return Response(
+        jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"}
+    )
 
 
 def _apply_person_edit(results: str, action: str, form: dict[str, list[str]]) -> str:
@@ -91,7 +114,9 @@ async def people_edit(request: Request) -> Response:
         )
     except (ValueError, LookupError) as error:
         message = f"not done: {error}"
-    return RedirectResponse(f"/people?{_query(message=message)}", status_code=303)
+    back = form.get("back", [""])[0]
+    target = back if back.startswith("/people") and "//" not in back else "/people"
+    return RedirectResponse(f"{target.split('?')[0]}?{_query(message=message)}", status_code=303)
 
 
 def _query(**values: str) -> str:
@@ -212,6 +237,7 @@ def routes() -> list[Route]:
         Route("/people", people_page),
         Route("/people/{person:int}", person_page),
         Route("/people/{action:str}", people_edit, methods=["POST"]),
+        Route("/faces/{face:str}.jpg", face_crop),
         Route("/duplicates", duplicates_page),
         Route("/duplicates/keeper", pick_keeper, methods=["POST"]),
         Route("/duplicates/delete-list.{fmt:str}", delete_list),

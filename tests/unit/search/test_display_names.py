@@ -81,7 +81,9 @@ def test_the_api_and_the_image_page_show_the_display_names(lib: ResultsLibrary) 
             path: camera for path, (camera, _) in EXPECTED.items()
         }
         for path, (camera, place) in EXPECTED.items():
-            page = html.unescape(client.get("/image", params={"path": path}).text)
-            assert f"<dt>camera</dt><dd>{camera}</dd>" in page
-            assert (f"<dt>place</dt><dd>{place}</dd>" in page) == (place is not None)
+            page = html.unescape(client.get("/view", params={"path": path}).text)
+            assert f">{camera}</a>" in page.split('<p class="camera">')[1].split("</p>")[0]
+            shown = page.split('<p class="place">')[1].split("</p>")[0] if place else ""
+            for part in place.split(", ") if place else []:  # each part of the place once
+                assert shown.count(f">{part}<") == 1
             assert "Canon Canon" not in page and "NIKON CORPORATION" not in page

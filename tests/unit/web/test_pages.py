@@ -20,7 +20,7 @@ def shown_paths(page: str) -> list[str]:
 
 
 def test_search_by_an_exif_word_shows_the_matching_thumbnails(client: TestClient) -> None:
-    page = client.get("/", params={"q": "fujifilm", "mode": "text"})
+    page = client.get("/search", params={"q": "fujifilm", "mode": "text"})
     assert page.status_code == 200
     assert sorted(shown_paths(page.text)) == PARIS
     assert "2 images match" in page.text
@@ -39,7 +39,7 @@ def test_search_api_takes_the_cli_filters(client: TestClient) -> None:
 
 
 def test_semantic_modes_are_disabled_with_the_reason(client: TestClient) -> None:
-    page = client.get("/", params={"q": "cat", "mode": "hybrid"})
+    page = client.get("/search", params={"q": "cat", "mode": "hybrid"})
     assert "semantic and hybrid off: the CLIP model could not be loaded" in page.text
     assert re.search(r'value="semantic"\s+disabled', page.text)
     assert "cat.jpg" in page.text  # fell back to text search
@@ -63,9 +63,10 @@ def test_thumbnails_carry_caching_headers(client: TestClient) -> None:
     assert client.get("/thumbnail/..%2F..%2Fetc/1").status_code == 404
 
 
-def test_image_page_shows_metadata_boxes_and_people(client: TestClient) -> None:
-    page = client.get("/image", params={"path": PARIS[0]}).text
-    assert "FUJIFILM" in page and "XF23mmF2 R WR" in page and "48.8584" in page
+def test_viewer_shows_metadata_boxes_and_people(client: TestClient) -> None:
+    page = client.get("/view", params={"path": PARIS[0]}).text
+    assert "X-T4" in page and "XF23mmF2 R WR" in page and "48.85840, 2.29450" in page
+    assert "Saturday 5 June 2021, 18:30:00" in page and "UTC+02:00" in page
     assert 'viewBox="0 0 600 400"' in page
     x0, y0, x1, y1 = FACE_BOX
     assert f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}"' in page
@@ -76,13 +77,16 @@ def test_image_page_shows_metadata_boxes_and_people(client: TestClient) -> None:
     assert {b["kind"] for b in details["boxes"]} == {"object", "face"}
     tier = client.get(details["tier"])
     assert tier.status_code == 200 and tier.content[:2] == b"\xff\xd8"
-    assert client.get("/image", params={"path": "nope.jpg"}).status_code == 404
+    assert client.get("/view", params={"path": "nope.jpg"}).status_code == 404
+    old = client.get("/image", params={"path": PARIS[0]}, follow_redirects=False)
+    assert old.status_code == 307 and old.headers["location"].startswith("/view?path=")
 
 
 def test_hostile_file_name_is_shown_as_text(client: TestClient) -> None:
     for page in (
-        client.get("/", params={"q": "hostile", "mode": "text"}).text,
-        client.get("/image", params={"path": HOSTILE}).text,
+        client.get("/search", params={"q": "hostile", "mode": "text"}).text,
+        client.get("/view", params={"path": HOSTILE}).text,
+        client.get("/").text,
     ):
         assert "<img src=x" not in page
         assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in page
@@ -107,7 +111,7 @@ def test_people_edits_need_the_csrf_token(client: TestClient, site: ResultsLibra
 
 def test_duplicates_keeper_and_delete_list(client: TestClient, site: ResultsLibrary) -> None:
     page = client.get("/duplicates").text
-    assert re.search(r'card keeper">\s*<a href="/image\?path=2021/paris/IMG_0001.jpg"', page)
+    assert re.search(r'card keeper">\s*<a href="/view\?path=2021/paris/IMG_0001.jpg"', page)
     assert client.get("/duplicates/delete-list.txt").text == PARIS[1] + "\n"
     group = re.search(r'name="group" value="([0-9a-f]+)"', page).group(1)
     picked = client.post(
