@@ -35,7 +35,7 @@ from common import Row, bench_parser, machine_description, measure, publish
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import ThumbnailWriter
 from imganalyzer.layout import Layout
-from imganalyzer.search.index import index_dir_of, update_index
+from imganalyzer.search.index import update_index
 from imganalyzer.search.query import SearchIndex
 from imganalyzer.web import create_app
 
@@ -123,7 +123,7 @@ def run(n_images: int) -> list[Row]:
         write_thumbnails(results, first, 1000)
         built = time.perf_counter() - start
         log(f"  {built:.0f} s; building the index ...")
-        index_build = measure(lambda: update_index(results, library, threads=2), 1)
+        index_build = measure(lambda: update_index(Layout(results), library, threads=2), 1)
         port = free_port()
         server = start_server(results, library, port)
         time.sleep(STARTUP_WAIT_S)
@@ -160,7 +160,7 @@ def measured(client: httpx.Client, texts: list[str], shard: str) -> list[Row]:
 def library_calls(results: Path, texts: list[str]) -> list[Row]:
     """The same searches through ``SearchIndex.search`` in this process, no server: what the
     ranking itself costs on this machine now (the server's share is the difference)."""
-    index = SearchIndex(index_dir_of(results))
+    index = SearchIndex(Layout(results))
     vectors = np.random.default_rng(2).standard_normal((len(texts), DIM), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     rows = []

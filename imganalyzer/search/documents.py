@@ -8,7 +8,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +16,11 @@ from typing import Any
 
 import tantivy
 
-from imganalyzer.catalog.current import CurrentView
 from imganalyzer.catalog.manifests import escape_path
+from imganalyzer.layout import Layout
 from imganalyzer.results import ERROR
 from imganalyzer.steps.people import people_by_path
+from imganalyzer.store import ShardResults
 
 TEXT, KEYWORD, FLOAT, INT, BOOL, DATE, FACET, UNSIGNED = (
     "text",
@@ -289,14 +290,14 @@ def to_document(fields: dict[str, Any]) -> tantivy.Document:
     return doc
 
 
-def named_people(view: CurrentView) -> dict[str, list[str]]:
+def named_people(layout: Layout) -> dict[str, list[str]]:
     """Current path -> names and aliases of the named people in the image (from
     ``faces/people.json`` with the user's edits; empty before the people step ran), read
-    once per version of those files: every shard asks."""
-    versions = tuple(_version(p) for p in (view.layout.people, view.layout.people_edits))
+    once per version of those files."""
+    versions = tuple(_version(p) for p in (layout.people, layout.people_edits))
     if versions[0] is None:
         return {}
-    return _people_names(str(view.results), versions)
+    return _people_names(layout, versions)
 
 
 def _version(path: Path) -> tuple[int, int] | None:
@@ -309,19 +310,19 @@ def _version(path: Path) -> tuple[int, int] | None:
 
 @functools.lru_cache(maxsize=4)
 def _people_names(
-    results: str, versions: tuple[tuple[int, int] | None, ...]
+    layout: Layout, versions: tuple[tuple[int, int] | None, ...]
 ) -> dict[str, list[str]]:
-    return people_by_path(results)
+    return people_by_path(layout)
 
 
-def shard_fields(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """:func:`image_fields` of every current image of ``shard``, in manifest order."""
-    by_module = {module: view.rows(module, shard) for module in modules}
-    people = named_people(view) if "faces" in modules else {}
-    for entry in view.shards[shard].entries:
+def shard_fields(results: ShardResults, people: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+    """:func:`image_fields` of every current image of a shard, in manifest order, from its
+    rows (``results``) and the named people in each image (``people``: named_people)."""
+    by_module = {module: results.rows(module) for module in results.numbered}
+    for entry in results.shard.entries:
         rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
         faces = rows.get("faces")
         if people.get(entry.path) and faces:
             # names live in people.json (users edit them), not in the faces rows
             rows["faces"] = {**faces, "people": people[entry.path]}
-        yield image_fields(entry.path, shard, rows)
+        yield image_fields(entry.path, results.shard.id, rows)

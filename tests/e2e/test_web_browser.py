@@ -18,6 +18,7 @@ import uvicorn
 
 from imganalyzer.config import load_run_config
 from imganalyzer.example.library import EXAMPLE_EXIF, build_example_library
+from imganalyzer.layout import Layout
 from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.steps import people as people_module
 from imganalyzer.web import create_app
@@ -135,7 +136,7 @@ def test_image_page_shows_metadata_and_boxes(watched, server: str) -> None:
 
 
 def test_named_person_is_found_after_index(watched, server: str, analysed: Workspace) -> None:
-    people = people_module.load_people(analysed.results)
+    people = people_module.load_people(Layout(analysed.results))
     person = next(
         p for p in people.people.values() if FACES in {people.faces[f].path for f in p.faces}
     )

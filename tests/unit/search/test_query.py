@@ -9,7 +9,7 @@ import pytest
 
 import imganalyzer.search.query as search_module
 from imganalyzer.cli.main import main
-from imganalyzer.search.index import index_dir_of, update_index
+from imganalyzer.search.index import update_index
 from imganalyzer.search.query import (
     Filters,
     SearchIndex,
@@ -29,13 +29,13 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> ResultsLibrary:
     photos = sample_photos()
     lib.add_shard(photos[:3])
     lib.add_shard(photos[3:])
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     return lib
 
 
 @pytest.fixture(scope="module")
 def index(library: ResultsLibrary) -> SearchIndex:
-    return SearchIndex(index_dir_of(library.results))
+    return SearchIndex(library.layout)
 
 
 def paths(hits) -> list[str]:
@@ -130,8 +130,8 @@ def test_semantic_search_with_the_clip_text_tower(tmp_path: Path, tiny_clip_weig
         photo.vector = encode(photo.caption).astype(np.float16)
     lib = ResultsLibrary(tmp_path)
     lib.add_shard(photos)
-    update_index(lib.results, lib.library)
-    index = SearchIndex(index_dir_of(lib.results))
+    update_index(lib.layout, lib.library)
+    index = SearchIndex(lib.layout)
     for photo in photos:
         assert paths(index.search(photo.caption, "semantic", encode_text=encode))[0] == photo.path
 
@@ -243,8 +243,8 @@ def test_place_from_gps_is_searchable_and_filters(tmp_path: Path, capsys) -> Non
     assert (metadata["place"], metadata["country"]) == ("Lyon", "France")
     lib = ResultsLibrary(tmp_path / "lib")
     lib.add_shard([Photo("2023/trip/IMG_1.jpg", metadata=metadata), *sample_photos()[2:4]])
-    update_index(lib.results, lib.library)
-    index = SearchIndex(index_dir_of(lib.results))
+    update_index(lib.layout, lib.library)
+    index = SearchIndex(lib.layout)
     assert paths(index.search("lyon", mode="text")) == ["2023/trip/IMG_1.jpg"]
     assert paths(index.search("", mode="text", filters=Filters(place="france"))) == [
         "2023/trip/IMG_1.jpg"
