@@ -1,5 +1,7 @@
-"""The results store: the one place that reads and writes what the jobs leave under a
-results folder (where each file lies: :class:`~imganalyzer.layout.Layout`).
+"""The results store: what the jobs leave under a results folder, read and written by
+module and shard (or job) in one place (where each file lies:
+:class:`~imganalyzer.layout.Layout`; the decode jobs write their declared output files
+with :mod:`imganalyzer.results` directly).
 
 - *rows*: ``<module>/<shard>.jsonl``, one row per manifest row, in manifest order (the
   row format: :mod:`imganalyzer.results`);

@@ -62,8 +62,7 @@ def export_tables(
         table = module_table(store, view, module)
         if table is not None:
             written.append(_write(table, out / f"{module}.{fmt}", fmt))
-    summary = summary_table(store, view, modules)
-    written.append(_write(summary, out / f"images.{fmt}", fmt))
+    written.append(_write(summary_table(store, view, modules), out / f"images.{fmt}", fmt))
     gathered = gather_vectors(store, view, out / "embeddings.npy")
     if gathered is not None:
         keys, ids = gathered
