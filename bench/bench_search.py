@@ -40,9 +40,10 @@ from imganalyzer.catalog.manifests import read_manifest
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, write_rows
-from imganalyzer.search.index import index_dir_of, update_index
+from imganalyzer.search.index import update_index
 from imganalyzer.search.query import Filters, SearchIndex
 from imganalyzer.search.vectors import write_vectors
+from imganalyzer.store import ResultsStore
 
 SHARD_SIZE = 1000
 DIM = 768
@@ -206,7 +207,8 @@ def run(n_images: int) -> list[Row]:
     words = Words(20_000, rng)
     with tempfile.TemporaryDirectory(prefix="imganalyzer-bench-search-") as tmp:
         library, results = Path(tmp) / "library", Path(tmp) / "results"
-        catalog = Catalog(Layout(results))
+        layout = Layout(results)
+        catalog = Catalog(layout)
         log(f"creating {n_images:,} files and their results ...")
         start = time.perf_counter()
         make_library(library, n_images)
@@ -214,8 +216,8 @@ def run(n_images: int) -> list[Row]:
         log(f"  {shards} shards in {time.perf_counter() - start:.1f} s")
 
         log("building the index ...")
-        build = measure(lambda: update_index(results, library, threads=2), 1)
-        index_dir = index_dir_of(results)
+        build = measure(lambda: update_index(layout, library, threads=2), 1)
+        index_dir = layout.index
         tantivy_bytes = sum(p.stat().st_size for p in (index_dir / "tantivy").rglob("*"))
         matrix_bytes = (index_dir / "vectors.npy").stat().st_size
 
@@ -226,16 +228,16 @@ def run(n_images: int) -> list[Row]:
                 handle.write(b"!")
         ingest_and_write(library, results, catalog, words, seed=10**6)
         reports = []
-        update = measure(lambda: reports.append(update_index(results, library, threads=2)), 1)
+        update = measure(lambda: reports.append(update_index(layout, library, threads=2)), 1)
         report = reports[-1]
-        view = current_shards(results, library)
-        vectors_only = measure(lambda: write_vectors(index_dir, view), 1)
-        nothing = measure(lambda: reports.append(update_index(results, library)), 1)
+        view = current_shards(layout, library)
+        vectors_only = measure(lambda: write_vectors(index_dir, ResultsStore(layout), view), 1)
+        nothing = measure(lambda: reports.append(update_index(layout, library)), 1)
         if reports[-1].committed or reports[-1].vectors is not None:
             raise RuntimeError("the no-change update wrote something")
 
         log("querying ...")
-        index = SearchIndex(index_dir)
+        index = SearchIndex(layout)
         rows = query_rows(index, words, rng)
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -45,7 +45,7 @@ from imganalyzer.decode.exif_fields import camera_name
 from imganalyzer.decode.thumbnails import ThumbnailWriter
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, read_rows, write_rows
-from imganalyzer.search.index import index_dir_of, update_index
+from imganalyzer.search.index import update_index
 from imganalyzer.search.query import SearchIndex
 from imganalyzer.web import create_app
 
@@ -188,7 +188,7 @@ def build(workdir: Path, n_images: int) -> tuple[float, float]:
                 log(f"  {done_jobs}/{len(jobs)} shards written")
     write_s = time.perf_counter() - start
     log(f"  {write_s:.0f} s; building the index ...")
-    index_s = measure(lambda: update_index(results, library, threads=2), 1).best
+    index_s = measure(lambda: update_index(Layout(results), library, threads=2), 1).best
     done.write_text(json.dumps({"images": n_images, "write_s": write_s, "index_s": index_s}))
     return write_s, index_s
 
@@ -281,7 +281,7 @@ def library_calls(results: Path, texts: list[str]) -> list[Row]:
     ranking itself costs on this machine now (the server's share is the difference)."""
     from imganalyzer.search.query import Filters, checked_filters, parse_date_bound
 
-    index = SearchIndex(index_dir_of(results))
+    index = SearchIndex(Layout(results))
     vectors = np.random.default_rng(2).standard_normal((len(texts), DIM), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     broad = Filters(camera="X-T4", after=parse_date_bound("2021"), min_aesthetic=4.0)

@@ -2,6 +2,8 @@
 
 The workflow's rules, the scripts, the runtime, compaction, the index, the CLI and the web
 page ask a :class:`Layout` for their paths; nobody else joins path strings under results.
+Each entry point (a script, a CLI command, the web app) builds the Layout once and hands it
+on; what lies in the files is read and written by :mod:`imganalyzer.store`.
 The methods take ids (a shard ``000001-00000``, a model job ``000001-00000-00003``) and
 return paths; a Snakemake wildcard such as ``"{shard}"`` passes through unchanged, so the
 rules build their patterns with the same methods.
@@ -86,11 +88,6 @@ class IndexFiles:
         return self.folder / "browse" / f"{shard}.json"
 
 
-def as_layout(results: str | os.PathLike | Layout) -> Layout:
-    """``results`` as a Layout (a results folder's path, or a Layout already)."""
-    return results if isinstance(results, Layout) else Layout(results)
-
-
 class Layout:
     """The paths of one results folder (``root``)."""
 
@@ -99,6 +96,12 @@ class Layout:
 
     def __repr__(self) -> str:
         return f"Layout({str(self.root)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
 
     # The run
     @property

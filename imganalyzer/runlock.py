@@ -37,12 +37,11 @@ class ResultsLocked(RuntimeError):
     """Another run holds the results folder."""
 
 
-def acquire_results_lock(results: str | os.PathLike, wait_s: float = 0.0) -> Path:
-    """Take the lock of ``results`` for this process (until it exits), waiting up to
-    ``wait_s`` seconds for another holder; raise ResultsLocked naming the holder."""
-    results = Path(results)
-    results.mkdir(parents=True, exist_ok=True)
-    path = Layout(results).lock
+def acquire_results_lock(layout: Layout, wait_s: float = 0.0) -> Path:
+    """Take the lock of the results folder for this process (until it exits), waiting up
+    to ``wait_s`` seconds for another holder; raise ResultsLocked naming the holder."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    path = layout.lock
     key = os.path.realpath(path)
     if key in _HELD:
         return path
@@ -56,7 +55,7 @@ def acquire_results_lock(results: str | os.PathLike, wait_s: float = 0.0) -> Pat
             if time.monotonic() >= deadline:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise ResultsLocked(_busy_message(results, holder)) from None
+                raise ResultsLocked(_busy_message(layout.root, holder)) from None
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
     _PREVIOUS[key] = _read_holder(fd)
     os.ftruncate(fd, 0)
@@ -66,22 +65,22 @@ def acquire_results_lock(results: str | os.PathLike, wait_s: float = 0.0) -> Pat
     return path
 
 
-def release_results_lock(results: str | os.PathLike) -> None:
+def release_results_lock(layout: Layout) -> None:
     """Release the lock early (it is released anyway when the process exits)."""
-    key = os.path.realpath(Layout(results).lock)
+    key = os.path.realpath(layout.lock)
     fd = _HELD.pop(key, None)
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
-def clear_stale_workflow_lock(results: str | os.PathLike, workdir: str | os.PathLike) -> str | None:
+def clear_stale_workflow_lock(layout: Layout, workdir: str | os.PathLike) -> str | None:
     """Remove the lock files in ``workdir``'s ``.snakemake/locks`` that name files under
-    ``results`` when the run that wrote them is surely dead; this process must hold the
+    the results folder when the run that wrote them is surely dead; this process must hold the
     results lock. Returns the line to log (None: no such lock). Raises ResultsLocked
     naming that run when it may still be alive."""
-    results = Path(results)
-    key = os.path.realpath(Layout(results).lock)
+    results = layout.root
+    key = os.path.realpath(layout.lock)
     if key not in _HELD:
         raise RuntimeError(f"the lock of {results} is not held by this process")
     workdir = Path(workdir).absolute()

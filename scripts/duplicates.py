@@ -1,5 +1,6 @@
 """Snakemake adapter: the exact and near duplicate groups of the whole library."""
 
+from imganalyzer.layout import Layout
 from imganalyzer.progress import job_logging
 from imganalyzer.steps.duplicates import write_duplicates
 
@@ -7,7 +8,7 @@ from imganalyzer.steps.duplicates import write_duplicates
 def main(smk) -> None:
     with job_logging(smk.log[0]):
         write_duplicates(
-            smk.params.results,
+            Layout(smk.params.results),
             smk.params.library,
             smk.output[0],
             use_clip=smk.params.use_clip,

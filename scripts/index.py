@@ -3,6 +3,7 @@
 import json
 
 from imganalyzer.files import atomic_write_text
+from imganalyzer.layout import Layout
 from imganalyzer.progress import job_logging
 from imganalyzer.search.index import update_index
 
@@ -10,9 +11,9 @@ from imganalyzer.search.index import update_index
 def main(smk) -> None:
     with job_logging(smk.log[0]):
         report = update_index(
-            results=smk.params.results,
-            library=smk.params.library,
-            modules=smk.params.modules,
+            Layout(smk.params.results),
+            smk.params.library,
+            smk.params.modules,
             threads=smk.threads,
             view_file=smk.input.library_view,  # the run's one scan of the library
         )

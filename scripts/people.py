@@ -3,6 +3,7 @@
 import json
 
 from imganalyzer.files import atomic_write_text
+from imganalyzer.layout import Layout
 from imganalyzer.progress import job_logging
 from imganalyzer.steps.people import update_people
 
@@ -10,7 +11,7 @@ from imganalyzer.steps.people import update_people
 def main(smk) -> None:
     with job_logging(smk.log[0]):
         report = update_people(
-            smk.params.results,
+            Layout(smk.params.results),
             smk.params.library,
             threads=smk.threads,
             view_file=smk.input.library_view,  # the run's one scan of the library

@@ -1,6 +1,7 @@
 """Snakemake adapter: write or update the XMP sidecars, then the rule's marker."""
 
 from imganalyzer.files import atomic_write_text
+from imganalyzer.layout import Layout
 from imganalyzer.progress import job_logging
 from imganalyzer.steps.people import named_faces
 from imganalyzer.steps.xmp import XmpSettings, write_sidecars
@@ -8,10 +9,11 @@ from imganalyzer.steps.xmp import XmpSettings, write_sidecars
 
 def main(smk) -> None:
     with job_logging(smk.log[0]):
+        layout = Layout(smk.params.results)
         settings = XmpSettings.from_config(smk.params.settings)
-        faces = named_faces(smk.params.results) if "faces" in smk.params.modules else None
+        faces = named_faces(layout) if "faces" in smk.params.modules else None
         report = write_sidecars(
-            smk.params.results,
+            layout,
             smk.params.library,
             settings,
             smk.params.modules,

@@ -1,14 +1,10 @@
-"""The current state of the library, shard by shard, and the module results of those images.
+"""The current state of the library, shard by shard: which catalogued entries are current.
 
 The index and the export read only current entries (the newest catalogued version of each
 path whose file still has that size and mtime): superseded, removed and outdated entries are
-left out. Per-shard result files hold one row per manifest entry, in manifest order.
-
-A moved file is current at its new path and keeps the rows of the entry it was moved from:
-:meth:`CurrentView.rows` gives them with ``path`` set to the current path and the catalogued
-path kept in ``catalog_path``. Their ``size`` and ``mtime_ns`` stay those of the catalogued
-version, so :func:`row_identity` (catalogued path, size, mtime) names a file's content the
-same way before and after a move: faces and people use it to keep names across moves.
+left out. A moved file is current at its new path through the entry it was moved from
+(:attr:`CurrentShard.catalogued`); the results store (:mod:`imganalyzer.store`) joins the
+module results to these entries.
 
 One scan per workflow run: the run's catalog plan computes the :class:`LibraryView` (which
 files are current, in which shard, moved from where) and the workflow records it in
@@ -22,30 +18,31 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from imganalyzer.catalog.manifests import Entry, Move, escape_path, unescape_path
 from imganalyzer.catalog.state import LibraryState
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.files import atomic_open
-from imganalyzer.layout import Layout, as_layout
-from imganalyzer.results import OK, read_rows
+from imganalyzer.layout import Layout
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class CurrentShard:
-    """The current entries of one shard, in manifest order: each file's path and its
-    version on disk (for a moved file, its new path)."""
+    """The current entries of shard ``id``, in manifest order: each file's path and its
+    version on disk (for a moved file, its new path); ``catalogued``: the catalogued
+    version (path, size, mtime_ns) of each -> its current path."""
 
-    shard: str
+    id: str
     entries: list[Entry]
+    catalogued: dict[tuple[str, int, int], str]
+
+    def moved(self) -> dict[str, str]:
+        """{current path: catalogued path} of the shard's moved files."""
+        return {now: key[0] for key, now in self.catalogued.items() if now != key[0]}
 
 
 # The library view file (``Layout.library_view``): one line per current file, in manifest
@@ -150,9 +147,7 @@ def stage_view(layout: Layout, text: str, digest: str) -> Path:
 
 
 def current_shards(
-    results: str | os.PathLike | Layout,
-    library: str | os.PathLike,
-    view_file: str | os.PathLike | None = None,
+    layout: Layout, library: str | os.PathLike, view_file: str | os.PathLike | None = None
 ) -> CurrentView:
     """The library's current entries grouped by shard (stat only, no results read).
 
@@ -160,98 +155,25 @@ def current_shards(
     own): read, the library is not scanned. Without it the library is scanned; when the
     library is not mounted, the last run's recorded view is used, else the catalog's last
     catalogued state."""
-    layout = as_layout(results)
     if view_file is not None:
-        return CurrentView(layout, LibraryView.read(view_file))
+        return CurrentView(LibraryView.read(view_file))
     if not Path(library).is_dir() and layout.library_view.is_file():
         log.warning("library %s not found: using the last run's view of it", library)
-        return CurrentView(layout, LibraryView.read(layout.library_view))
+        return CurrentView(LibraryView.read(layout.library_view))
     state = Catalog(layout).state(library, exclude=[layout.root])
-    return CurrentView(layout, LibraryView.of(state))
-
-
-def row_identity(row: dict[str, Any]) -> tuple[str, int, int]:
-    """The catalogued version a result row describes: (path, size, mtime_ns), the same
-    before and after the file is moved."""
-    return (row.get("catalog_path", row["path"]), row["size"], row["mtime_ns"])
+    return CurrentView(LibraryView.of(state))
 
 
 class CurrentView:
-    """The library's current entries and where their per-shard results lie."""
+    """The library's current entries, shard by shard (``shards``, in shard order), and
+    ``current[path] = (shard, catalogued entry)`` as in :class:`LibraryView`."""
 
-    def __init__(self, results: str | os.PathLike | Layout, view: LibraryView) -> None:
-        self.layout = as_layout(results)
-        self.results = self.layout.root
+    def __init__(self, view: LibraryView) -> None:
         self.current = view.current
         by_shard: dict[str, list[Entry]] = {}
-        # per shard: catalogued (path, size, mtime_ns) -> the current entry it backs
-        self._backs: dict[str, dict[tuple[str, int, int], Entry]] = {}
-        for path, (shard, catalogued) in view.current.items():
+        catalogued: dict[str, dict[tuple[str, int, int], str]] = {}
+        for path, (shard, entry) in view.current.items():
             move = view.moved.get(path)
-            entry = move.entry if move is not None else catalogued
-            by_shard.setdefault(shard, []).append(entry)
-            key = (catalogued.path, catalogued.size, catalogued.mtime_ns)
-            self._backs.setdefault(shard, {})[key] = entry
-        self.shards = {s: CurrentShard(s, by_shard[s]) for s in sorted(by_shard)}
-
-    def result_file(self, module: str, shard: str, suffix: str = ".jsonl") -> Path:
-        if suffix == ".jsonl":
-            return self.layout.rows(module, shard)
-        return self.layout.array(module, shard)
-
-    def moved(self, shard: str) -> dict[str, str]:
-        """{current path: catalogued path} of the moved files of ``shard``."""
-        return {
-            entry.path: key[0]
-            for key, entry in self._backs.get(shard, {}).items()
-            if entry.path != key[0]
-        }
-
-    def numbered_rows(self, module: str, shard: str) -> list[tuple[int, dict[str, Any]]]:
-        """(row number in the result file, row) of the module's rows that describe a current
-        entry of ``shard``, paths rewritten as in :meth:`rows` (empty without a result file)."""
-        path = self.result_file(module, shard)
-        if not path.is_file():
-            return []
-        backs = self._backs.get(shard, {})
-        found = []
-        for number, row in enumerate(read_rows(path)):
-            entry = backs.get((row["path"], row["size"], row["mtime_ns"]))
-            if entry is None:
-                continue
-            if entry.path != row["path"]:
-                row = {**row, "path": entry.path, "catalog_path": row["path"]}
-            found.append((number, row))
-        return found
-
-    def rows(self, module: str, shard: str) -> dict[str, dict[str, Any]]:
-        """``{current path: row}`` of the module's rows that describe a current entry of
-        ``shard`` (empty when the module has no result file for the shard). A moved file's
-        row has its current ``path`` and its catalogued one in ``catalog_path``."""
-        return {row["path"]: row for _, row in self.numbered_rows(module, shard)}
-
-    def vectors(self, shard: str) -> tuple[list[str], np.ndarray] | None:
-        """The current, successfully embedded images of ``shard`` (current paths) and their
-        rows of ``embedding/<shard>.npy``: (paths, (n,) row indices), or None without
-        embeddings."""
-        npy = self.result_file("embedding", shard, ".npy")
-        if not (npy.is_file() and self.result_file("embedding", shard).is_file()):
-            return None
-        ok = [
-            (n, r["path"]) for n, r in self.numbered_rows("embedding", shard) if r["status"] == OK
-        ]
-        return [p for _, p in ok], np.array([n for n, _ in ok], dtype=np.int64)
-
-
-def file_versions(paths: Iterable[Path]) -> list[tuple[str, int, int] | None]:
-    """(name, size, mtime_ns) of each file, None where it does not exist: a cheap
-    fingerprint of a job's inputs (result files are only ever replaced, never edited)."""
-    versions: list[tuple[str, int, int] | None] = []
-    for path in paths:
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            versions.append(None)
-            continue
-        versions.append((path.name, st.st_size, st.st_mtime_ns))
-    return versions
+            by_shard.setdefault(shard, []).append(move.entry if move is not None else entry)
+            catalogued.setdefault(shard, {})[(entry.path, entry.size, entry.mtime_ns)] = path
+        self.shards = {s: CurrentShard(s, by_shard[s], catalogued[s]) for s in sorted(by_shard)}

@@ -20,7 +20,8 @@ from pathlib import Path
 from imganalyzer.catalog.manifests import Entry, Move, version_key
 from imganalyzer.catalog.scan import content_fingerprint
 from imganalyzer.layout import Layout
-from imganalyzer.results import OK, read_rows
+from imganalyzer.results import OK
+from imganalyzer.store import ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,11 @@ def _recorded_fingerprints(
     for entry in wanted:
         by_shard.setdefault(shard_of[version_key(entry)], set()).add(entry)
     found: dict[tuple[int, str], list[Entry]] = {}
+    store = ResultsStore(layout)
     for shard, entries in sorted(by_shard.items()):
-        rows_file = layout.technical(shard)
-        if not rows_file.is_file():
+        if not store.has_rows("technical", shard):
             continue
-        for row in read_rows(rows_file):
+        for row in store.rows("technical", shard):
             entry = Entry(row["path"], row["size"], row["mtime_ns"])
             if entry in entries and row.get("status") == OK and row.get("fingerprint"):
                 found.setdefault((entry.size, row["fingerprint"]), []).append(entry)

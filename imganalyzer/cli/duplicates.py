@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
-from imganalyzer.catalog.manifests import SHARD_ID_PATTERN
 from imganalyzer.cli.options import add_config_arguments, load_config, reported
 from imganalyzer.layout import Layout
+from imganalyzer.store import ResultsStore
 
 NOT_RUN = (
     "near duplicates need the perceptual hashes of the duplicates module, which has not "
@@ -22,23 +21,17 @@ NOT_RUN = (
 )
 
 
-def hashes_computed(results: str) -> bool:
-    """Whether the duplicates module has written the hash rows of any shard."""
-    shard_file = re.compile(rf"{SHARD_ID_PATTERN}\.jsonl")
-    folder = Layout(results).module_dir("duplicates")
-    return folder.is_dir() and any(shard_file.fullmatch(p.name) for p in folder.iterdir())
-
-
 @reported
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from imganalyzer.steps.duplicates import current_report, format_groups
 
     config = load_config(args)
-    if args.kind != "exact" and not hashes_computed(config["results"]):
+    layout = Layout(config["results"])
+    if args.kind != "exact" and not ResultsStore(layout).has_results("duplicates"):
         raise LookupError(NOT_RUN)
     settings = config["duplicates"]  # validated: every key is there
     report = current_report(
-        config["results"],
+        layout,
         config["library"],
         near_threshold=settings["near_threshold"],
         hash_distance=settings["hash_distance"],

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from imganalyzer.cli.options import add_config_arguments, load_config, reported
 from imganalyzer.config import ConfigError
+from imganalyzer.layout import Layout
 
 if TYPE_CHECKING:
     from imganalyzer.search.query import Filters, Hit
@@ -23,7 +24,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from imganalyzer.search.status import library_status
 
     config = load_config(args)
-    report = library_status(config["library"], config["results"], config["modules"])
+    report = library_status(Layout(config["results"]), config["library"], config["modules"])
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text(args.errors))
     return 0
 
@@ -32,7 +33,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from imganalyzer.steps.report import format_reports, module_reports, write_time_plot
 
     config = load_config(args)
-    reports = module_reports(config["results"])
+    reports = module_reports(Layout(config["results"]))
     if args.json:
         print(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
@@ -45,7 +46,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     from imganalyzer.steps.compact import compact
 
-    print(compact(load_config(args, need_library=True)).summary())
+    config = load_config(args, need_library=True)
+    print(compact(Layout(config["results"]), config).summary())
     return 0
 
 
@@ -94,9 +96,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     from imganalyzer.search.index import update_index
 
     config = load_config(args)
-    report = update_index(
-        config["results"], config["library"], config["modules"], args.rebuild, args.threads
-    )
+    layout = Layout(config["results"])
+    report = update_index(layout, config["library"], config["modules"], args.rebuild, args.threads)
     print(report.summary())
     return 0
 
@@ -129,12 +130,11 @@ def _print_hits(hits: list[Hit], as_json: bool) -> None:
 
 @reported
 def cmd_search(args: argparse.Namespace) -> int:
-    from imganalyzer.search.index import index_dir_of
     from imganalyzer.search.query import SearchIndex, clip_text_encoder, runnable_mode
 
     config = load_config(args)
     filters = _search_filters(args)
-    index = SearchIndex(index_dir_of(config["results"]))
+    index = SearchIndex(Layout(config["results"]))
     mode, warning = runnable_mode(index, args.mode)
     if warning is not None:
         print(f"imganalyzer: {warning}", file=sys.stderr)
@@ -146,12 +146,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 @reported
 def cmd_similar(args: argparse.Namespace) -> int:
-    from imganalyzer.search.index import index_dir_of
     from imganalyzer.search.query import SearchIndex
 
     config = load_config(args)
     filters = _search_filters(args)
-    index = SearchIndex(index_dir_of(config["results"]))
+    index = SearchIndex(Layout(config["results"]))
     path = _library_relative(args.path, config["library"])
     _print_hits(index.similar(path, filters, args.limit), args.json)
     return 0
@@ -175,9 +174,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config = load_config(args)
     _check_export_folder(args.out, config)
-    written = export_tables(
-        config["results"], config["library"], args.out, args.format, config["modules"]
-    )
+    layout = Layout(config["results"])
+    written = export_tables(layout, config["library"], args.out, args.format, config["modules"])
     for path in written:
         print(path)
     return 0

@@ -12,11 +12,12 @@ from typing import Any
 
 from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.cli.options import Command, add_config_arguments, load_config, reported
+from imganalyzer.layout import Layout
 from imganalyzer.steps import people as people_module
 
 
-def _results(args: argparse.Namespace) -> str:
-    return load_config(args)["results"]
+def _layout(args: argparse.Namespace) -> Layout:
+    return Layout(load_config(args)["results"])
 
 
 def _person_dict(person: people_module.Person, people: people_module.PeopleFile) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def _person_dict(person: people_module.Person, people: people_module.PeopleFile)
 
 
 def cmd_people_list(args: argparse.Namespace) -> int:
-    people = people_module.load_people(_results(args))
+    people = people_module.load_people(_layout(args))
     rows = [_person_dict(p, people) for p in people.people.values()]
     rows.sort(key=lambda r: (r["name"] is None, -r["n_faces"], r["id"]))
     if args.json:
@@ -47,9 +48,9 @@ def cmd_people_list(args: argparse.Namespace) -> int:
 
 
 def cmd_people_show(args: argparse.Namespace) -> int:
-    results = _results(args)
-    people = people_module.load_people(results)
-    pid = people_module.load_edits(results).resolve(args.id)
+    layout = _layout(args)
+    people = people_module.load_people(layout)
+    pid = people_module.load_edits(layout).resolve(args.id)
     if pid not in people.people:
         raise LookupError(f"no person {args.id} (see `imganalyzer people list`)")
     person = people.people[pid]
@@ -76,24 +77,24 @@ def _print_person(person: people_module.Person) -> None:
 
 
 def cmd_people_name(args: argparse.Namespace) -> int:
-    _print_person(people_module.set_name(_results(args), args.id, args.name))
+    _print_person(people_module.set_name(_layout(args), args.id, args.name))
     return 0
 
 
 def cmd_people_alias(args: argparse.Namespace) -> int:
-    _print_person(people_module.add_alias(_results(args), args.id, args.alias))
+    _print_person(people_module.add_alias(_layout(args), args.id, args.alias))
     return 0
 
 
 def cmd_people_merge(args: argparse.Namespace) -> int:
-    _print_person(people_module.merge_people(_results(args), args.ids))
+    _print_person(people_module.merge_people(_layout(args), args.ids))
     return 0
 
 
 def cmd_people_split(args: argparse.Namespace) -> int:
     if not args.faces and not args.images:
         raise ValueError("split needs --faces FACE_ID... or --images PATH...")
-    person = people_module.split_person(_results(args), args.id, args.faces, args.images)
+    person = people_module.split_person(_layout(args), args.id, args.faces, args.images)
     _print_person(person)
     return 0
 
@@ -102,7 +103,7 @@ def cmd_people_update(args: argparse.Namespace) -> int:
     config = load_config(args)
     settings = config["people"]  # validated: every key is there
     report = people_module.update_people(
-        config["results"], config["library"],
+        Layout(config["results"]), config["library"],
         match_distance=settings["match_distance"],
         min_cluster_size=settings["min_cluster_size"],
         cluster_distance=settings["cluster_distance"],

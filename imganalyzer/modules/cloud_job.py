@@ -26,11 +26,12 @@ from imganalyzer.layout import Layout
 from imganalyzer.modules.cloud import CloudSettings, api_key
 from imganalyzer.modules.cloud_api import Client, Outcome, Sender, quiet_http_loggers
 from imganalyzer.modules.cloud_budget import SKIPPED_BUDGET, Budget, RateLimiter
-from imganalyzer.results import OK, read_rows
+from imganalyzer.results import OK
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure, TierBatches
 from imganalyzer.runtime.job import JobShard, run_model_job
 from imganalyzer.runtime.registry import MODELS
+from imganalyzer.store import ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,9 @@ class CloudDescriber(BatchedModel):
         if failed is not None:
             return failed
         if shard.id not in self._cached:
-            previous = self.layout.rows(self.module, shard.id)
+            store = ResultsStore(self.layout)
+            has = store.has_rows(self.module, shard.id)
+            previous = store.rows(self.module, shard.id) if has else []
             self._cached[shard.id] = _cached_rows(previous, shard.entries, self.settings)
         cached = self._cached[shard.id].get(row)
         if cached is None:
@@ -229,13 +232,12 @@ def choose_tier(tiers: Mapping[str, int], max_long_edge: int) -> str:
 
 
 def _cached_rows(
-    out_jsonl: str | os.PathLike, entries: list[Entry], settings: CloudSettings
+    rows: list[dict[str, Any]], entries: list[Entry], settings: CloudSettings
 ) -> dict[int, dict[str, Any]]:
-    """Row index -> previous ok row of the same file version, provider and model."""
-    if not os.path.exists(out_jsonl):
-        return {}
+    """Row index -> previous ok row (of ``rows``) of the same file version, provider and
+    model."""
     previous = {}
-    for row in read_rows(out_jsonl):
+    for row in rows:
         reusable = row.get("status") == OK and "skipped" not in row and "description" in row
         same_model = (row.get("provider"), row.get("model")) == (
             settings.provider,

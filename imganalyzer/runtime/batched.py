@@ -45,6 +45,7 @@ from imganalyzer.runtime.batches import (
     TierBatches,
 )
 from imganalyzer.runtime.registry import ModelSpec
+from imganalyzer.store import check_row_count
 
 if TYPE_CHECKING:  # torch is imported where it runs: a host model's job never loads it
     import torch
@@ -434,8 +435,7 @@ def decode_failures(technical: str | None, n_rows: int) -> dict[int, RowFailure]
     if technical is None:
         return {}
     rows = list(read_rows(technical))
-    if len(rows) != n_rows:
-        raise ValueError(f"{technical}: {len(rows)} rows, expected {n_rows} (manifest rows)")
+    check_row_count(technical, len(rows), n_rows)
     return {
         i: RowFailure.passed_on(row, NOT_DECODED)
         for i, row in enumerate(rows)

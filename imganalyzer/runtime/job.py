@@ -7,8 +7,8 @@ how a result becomes a row). For each shard of the job it:
 
 1. reads the manifest, the rows of the modules the model reads (``model.inputs``: the
    decode job's technical rows, objects' has_text/has_person, embedding's rows), their
-   arrays (``model.input_arrays``) and, for a model with a tier, the tier store; and checks
-   that each holds one row per manifest row, for the same files;
+   arrays (``model.input_arrays``) through the results store and, for a model with a tier,
+   the tier store; and checks that each holds one row per manifest row, for the same files;
 2. settles the rows that need no model (``model.decide``: a failed decode, a gate);
 3. runs the model once over the other rows of every shard as one stream
    (``ConcatenatedBatches``: one model load per job, prefetching across shard boundaries);
@@ -18,24 +18,21 @@ how a result becomes a row). For each shard of the job it:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Entry, read_manifest
+from imganalyzer.catalog.manifests import read_manifest
 from imganalyzer.decode.tiers import TierReader
-from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import Layout
-from imganalyzer.results import ERROR, error_row, ok_row, read_rows, write_rows
+from imganalyzer.results import ERROR, error_row, ok_row
 from imganalyzer.runtime.batched import NOT_DECODED, BatchedModel
 from imganalyzer.runtime.batches import ConcatenatedBatches, RowFailure
 from imganalyzer.runtime.jobshard import JobShard
+from imganalyzer.store import ResultsStore
 
 log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BatchedModel)
@@ -43,23 +40,17 @@ Model = TypeVar("Model", bound=BatchedModel)
 TECHNICAL = "technical"
 
 
-def read_job_shard(layout: Layout, model: BatchedModel, shard: str) -> JobShard:
+def read_job_shard(store: ResultsStore, model: BatchedModel, shard: str) -> JobShard:
     """A shard's manifest and the inputs ``model`` reads, checked against the manifest."""
+    layout = store.layout
     entries = read_manifest(layout.manifest(shard))
     job_shard = JobShard(shard, entries)
     for module in model.inputs:
-        path = layout.rows(module, shard)
-        if module == TECHNICAL and not path.exists():
+        if module == TECHNICAL and not store.has_rows(module, shard):
             continue
-        rows = list(read_rows(path))
-        check_row_count(path, len(rows), len(entries))
-        if module != TECHNICAL:
-            check_same_files(path, rows, entries)
-        job_shard.rows[module] = rows
+        job_shard.rows[module] = store.checked_rows(module, shard, entries, module != TECHNICAL)
     for module in model.input_arrays:
-        path = layout.array(module, shard)
-        job_shard.arrays[module] = array = np.load(path)
-        check_row_count(path, len(array), len(entries))
+        job_shard.arrays[module] = store.array(module, shard, n_rows=len(entries))
     if model.tier is not None:
         job_shard.tiers = TierReader(layout.tiers(shard))
         if job_shard.tiers.n_images != len(entries):
@@ -68,22 +59,6 @@ def read_job_shard(layout: Layout, model: BatchedModel, shard: str) -> JobShard:
                 f"manifest has {len(entries)}"
             )
     return job_shard
-
-
-def check_row_count(path: str | os.PathLike, n_rows: int, n_manifest: int) -> None:
-    if n_rows != n_manifest:
-        raise ValueError(f"{path}: {n_rows} rows, expected {n_manifest} (manifest rows)")
-
-
-def check_same_files(path: str | os.PathLike, rows: list[dict], entries: list[Entry]) -> None:
-    """Each row describes the file version of its manifest row."""
-    for row, entry in zip(rows, entries, strict=True):
-        if (row.get("path"), row.get("size"), row.get("mtime_ns")) != (
-            entry.path,
-            entry.size,
-            entry.mtime_ns,
-        ):
-            raise ValueError(f"{path}: row of {row.get('path')!r} is not {entry.path!r}")
 
 
 @dataclass
@@ -108,14 +83,15 @@ def run_model_job(
     and last the job's summary (``layout.job_summary``). ``threads``: CPU threads of the
     job (``model.use_threads``). Returns the model, whose ``stats`` hold the timings."""
     loader_threads = model.use_threads(threads)
-    plans = [_plan(model, read_job_shard(layout, model, shard)) for shard in shards]
+    store = ResultsStore(layout)
+    plans = [_plan(model, read_job_shard(store, model, shard)) for shard in shards]
     model.load()
     sources = [model.source(plan.shard, plan.todo) for plan in plans]
     stream = ConcatenatedBatches(sources)
     for plan, offset in zip(plans, stream.offsets, strict=False):
         plan.offset = int(offset)
     results: list[Any] = [None] * stream.n_rows
-    checkpoint = _Checkpoint(model, layout, plans, results)
+    checkpoint = _Checkpoint(model, store, plans, results)
 
     def deliver(indices: np.ndarray, batch_results: Sequence[Any]) -> None:
         for index, result in zip(indices.tolist(), batch_results, strict=True):
@@ -127,8 +103,8 @@ def run_model_job(
     except BaseException:
         checkpoint.save_partial()
         raise
-    model.stats.errors = sum(_write_shard(model, layout, plan, results) for plan in plans)
-    write_job_summary(layout.job_summary(model.module, job), model, shards)
+    model.stats.errors = sum(_write_shard(model, store, plan, results) for plan in plans)
+    store.write_summary(model.module, job, job_summary(model, shards))
     return model
 
 
@@ -181,13 +157,12 @@ def _shard_rows(
     return rows, array
 
 
-def _write_shard(model: BatchedModel, layout: Layout, plan: _Plan, results: list[Any]) -> int:
+def _write_shard(model: BatchedModel, store: ResultsStore, plan: _Plan, results: list[Any]) -> int:
     """Write a shard's array, then its rows; returns its error rows."""
     rows, array = _shard_rows(model, plan, results)
     if array is not None:
-        with atomic_open(layout.array(model.module, plan.shard.id), "wb") as handle:
-            np.save(handle, array)
-    write_rows(layout.rows(model.module, plan.shard.id), rows)
+        store.write_array(model.module, plan.shard.id, array)
+    store.write_rows(model.module, plan.shard.id, rows)
     return sum(row["status"] == ERROR for row in rows)
 
 
@@ -197,9 +172,9 @@ class _Checkpoint:
     job killed mid-shard keeps what it paid for; rows not reached get ``not_done_reason``."""
 
     def __init__(
-        self, model: BatchedModel, layout: Layout, plans: list[_Plan], results: list[Any]
+        self, model: BatchedModel, store: ResultsStore, plans: list[_Plan], results: list[Any]
     ) -> None:
-        self.model, self.layout, self.plans, self.results = model, layout, plans, results
+        self.model, self.store, self.plans, self.results = model, store, plans, results
         self.every = model.checkpoint_every
         self.unsaved, self.reached = 0, -1
 
@@ -221,13 +196,13 @@ class _Checkpoint:
             if plan.offset > self.reached:
                 break
             rows, _ = _shard_rows(self.model, plan, self.results, lambda _row: reason)
-            write_rows(self.layout.rows(self.model.module, plan.shard.id), rows)
+            self.store.write_rows(self.model.module, plan.shard.id, rows)
         self.unsaved = 0
 
 
-def write_job_summary(path: str | os.PathLike, model: BatchedModel, shards: Sequence[str]) -> None:
+def job_summary(model: BatchedModel, shards: Sequence[str]) -> dict[str, Any]:
     """The marker a model job writes last: its shards, model, timings and error rows
-    (``stats``) and the model's own ``summary_fields`` (JSON)."""
+    (``stats``) and the model's own ``summary_fields``."""
     summary: dict[str, Any] = {
         "module": model.module,
         "model": model.model_id,
@@ -235,4 +210,4 @@ def write_job_summary(path: str | os.PathLike, model: BatchedModel, shards: Sequ
     }
     summary.update(dataclasses.asdict(model.stats))
     summary.update(model.summary_fields())
-    atomic_write_text(Path(path), json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -11,12 +11,13 @@ a new failure changes it, so the next run re-runs exactly the failed jobs (Snake
 params trigger). A job that then succeeds keeps its record, marked ``retried``, so the
 param stays the same afterwards. The record is not a declared output: Snakemake never
 deletes it before a job runs, so the param reads the same before and after the job.
+Records and summaries are read and written through the results store
+(:class:`~imganalyzer.store.ResultsStore`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -25,14 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.progress import job_logging
+from imganalyzer.store import FAILED, ResultsStore, read_record
 
 log = logging.getLogger(__name__)
 
 OK = "ok"
-FAILED = "failed"
 RETRIED = "retried"  # a failure record whose job has since succeeded
 
 
@@ -40,32 +40,19 @@ class UpstreamFailed(RuntimeError):
     """A job this one reads (objects for ocr, embedding for aesthetic) failed."""
 
 
-def failure_record_path(summary: str | os.PathLike) -> Path:
-    """``results/<module>/failed/<job>.json`` of the job whose summary is ``summary``."""
-    layout, module, job = _summary_parts(summary)
-    return layout.job_failure(module, job)
-
-
-def _summary_parts(summary: str | os.PathLike) -> tuple[Layout, str, str]:
+def _summary_parts(summary: str | os.PathLike) -> tuple[ResultsStore, str, str]:
+    """(store, module, job) of the job whose summary (a job's declared output) is ``summary``."""
     parts = Layout.of_job_summary(summary)
     if parts is None:
         raise ValueError(f"{summary}: not a model job's summary (<module>/jobs/<job>.json)")
-    return parts
+    layout, module, job = parts
+    return ResultsStore(layout), module, job
 
 
-def read_summary(path: str | os.PathLike) -> dict[str, Any] | None:
-    """A job summary, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def retry_token(summary: str | os.PathLike) -> str:
-    """The ``retry`` param of the model job whose summary is ``summary``: the id of its
-    last failure ("" if it never failed); a new failure changes it, a success does not."""
-    record = read_summary(failure_record_path(summary)) or {}
+def retry_token(layout: Layout, module: str, job: str) -> str:
+    """The ``retry`` param of a model job: the id of its last failure ("" if it never
+    failed); a new failure changes it, a success does not."""
+    record = ResultsStore(layout).failure(module, job) or {}
     return str(record.get("failure_id", ""))
 
 
@@ -81,24 +68,22 @@ def failure_isolated(
     ``inputs``: its inputs; when this job fails and one of them is the summary of a job
     that failed (embedding for aesthetic), the record names that job as the reason.
     """
-    summary = Path(summary)
-    record = failure_record_path(summary)
-    _, module, job = _summary_parts(summary)
+    store, module, job = _summary_parts(summary)
     try:
         yield
     except Exception as error:  # noqa: BLE001 (any failure of one job must not stop the run)
         log.exception("%s job %s failed", module, job)
-        failure = _failure(summary, log_file, _upstream_failure(inputs) or error)
-        atomic_write_text(record, json.dumps(failure, indent=1) + "\n")
-        atomic_write_text(summary, json.dumps(failure, indent=1) + "\n")
+        failure = _failure(module, job, log_file, _upstream_failure(inputs) or error)
+        store.write_failure(module, job, failure)
+        store.write_summary(module, job, failure)
         return
-    data = read_summary(summary) or {"module": module, "job": job}
+    data = store.summary(module, job) or {"module": module, "job": job}
     data["status"] = OK
-    atomic_write_text(summary, json.dumps(data, indent=2) + "\n")
-    previous = read_summary(record)
+    store.write_summary(module, job, data)
+    previous = store.failure(module, job)
     if previous and previous.get("status") == FAILED:
         previous.update(status=RETRIED, retried=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        atomic_write_text(record, json.dumps(previous, indent=1) + "\n")
+        store.write_failure(module, job, previous)
 
 
 def _upstream_failure(inputs: Iterable[str | os.PathLike]) -> UpstreamFailed | None:
@@ -106,20 +91,20 @@ def _upstream_failure(inputs: Iterable[str | os.PathLike]) -> UpstreamFailed | N
     for path in inputs:
         parts = Layout.of_job_summary(path)
         if parts is not None:
-            data = read_summary(path) or {}
+            layout, module, job = parts
+            data = ResultsStore(layout).summary(module, job) or {}
             if data.get("status") == FAILED:
                 return UpstreamFailed(
-                    f"needs the {parts[1]} job {parts[2]}, which failed "
-                    f"(see {data.get('log', 'its log')})"
+                    f"needs the {module} job {job}, which failed (see {data.get('log', 'its log')})"
                 )
     return None
 
 
-def _failure(summary: Path, log_file: str | os.PathLike, error: Exception) -> dict[str, Any]:
+def _failure(module: str, job: str, log_file: str | os.PathLike, error: Exception) -> dict:
     message = str(error).strip().splitlines()
     return {
-        "module": _summary_parts(summary)[1],
-        "job": _summary_parts(summary)[2],
+        "module": module,
+        "job": job,
         "status": FAILED,
         "failure_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
         "error_type": type(error).__name__,
@@ -127,24 +112,6 @@ def _failure(summary: Path, log_file: str | os.PathLike, error: Exception) -> di
         "log": str(log_file),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def read_failures(
-    results: str | os.PathLike, modules: Sequence[str] | None = None
-) -> list[dict[str, Any]]:
-    """Every model job whose last run failed: its module, job, error and log path (the
-    records ``results/<module>/failed/<job>.json``), optionally only of ``modules``.
-    For ``imganalyzer status`` and the end-of-run summary."""
-    failures = []
-    for path in Layout(results).failure_records():
-        data = read_summary(path)
-        if (
-            data
-            and data.get("status") == FAILED
-            and (modules is None or data.get("module") in modules)
-        ):
-            failures.append(data)
-    return failures
 
 
 @dataclass
@@ -155,7 +122,7 @@ class ModuleOutcome:
 
 
 def run_summary(
-    results: str | os.PathLike,
+    layout: Layout,
     ingest: Any,
     modules: Sequence[str],
     outputs: dict[str, list[str]],
@@ -165,12 +132,11 @@ def run_summary(
     the jobs done in this run, image errors in them and failed jobs with their logs; wall
     time. ``outputs``: module -> the output files of its jobs (written by this run when
     newer than ``started``)."""
-    results = Path(results)
     lines = [
         f"imganalyzer: {ingest.new_entries} new or changed, {ingest.moved} moved, "
         f"{ingest.removed} removed images; {time.time() - started:.1f} s"
     ]
-    failures = {(f["module"], f["job"]): f for f in read_failures(results, modules)}
+    failures = {(f["module"], f["job"]): f for f in ResultsStore(layout).failures(modules)}
     for module in modules:
         outcome = _outcome(module, outputs.get(module, []), started, failures)
         text = f"  {module:<11} {outcome.done} done, {outcome.image_errors} image errors"
@@ -197,7 +163,7 @@ def _outcome(
             if output.stat().st_mtime < started - 1:
                 continue
             if output.suffix == ".json":
-                data = read_summary(output) or {}
+                data = read_record(output) or {}
                 if data.get("status") == FAILED:
                     continue
                 outcome.image_errors += int(data.get("errors", 0) or 0)

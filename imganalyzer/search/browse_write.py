@@ -20,19 +20,18 @@ import json
 import logging
 import math
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imganalyzer.catalog.current import CurrentView
 from imganalyzer.decode.names import display_names
 from imganalyzer.files import atomic_open, atomic_write_text
-from imganalyzer.layout import IndexFiles
+from imganalyzer.layout import IndexFiles, Layout
 from imganalyzer.results import ERROR
-from imganalyzer.search.documents import ShardImage, image_fields, shard_images, valid_text
+from imganalyzer.search.documents import ShardImage, image_fields, valid_text
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +154,9 @@ def thumbnail_rows(zipped: Path) -> set[int] | None:
     return {int(name.removesuffix(".jpg")) for name in names if name[:-4].isdigit()}
 
 
-def _thumbnail_version(view: CurrentView, shard: str) -> list[int] | None:
+def _thumbnail_version(layout: Layout, shard: str) -> list[int] | None:
     try:
-        stat = view.layout.thumbnails(shard).stat()
+        stat = layout.thumbnails(shard).stat()
     except FileNotFoundError:
         return None
     return [stat.st_size, stat.st_mtime_ns]
@@ -166,10 +165,10 @@ def _thumbnail_version(view: CurrentView, shard: str) -> list[int] | None:
 class PartWriter:
     """Collects one shard's records while the index reads the shard, then saves them."""
 
-    def __init__(self, index_dir: Path, view: CurrentView, shard: str, stamp: list) -> None:
+    def __init__(self, index_dir: Path, layout: Layout, shard: str, stamp: list) -> None:
         self.path = IndexFiles(index_dir).browse_part(shard)
-        self.view, self.shard, self.stamp = view, shard, stamp
-        self.thumbs = thumbnail_rows(view.layout.thumbnails(shard))
+        self.shard, self.stamp = shard, stamp
+        self.thumbs = thumbnail_rows(layout.thumbnails(shard))
         self.records: list[dict] = []
 
     def add(self, image: ShardImage, fields: dict[str, Any]) -> None:
@@ -180,9 +179,9 @@ class PartWriter:
         atomic_write_text(self.path, json.dumps(part, allow_nan=False))
 
 
-def part_stamp(view: CurrentView, shard: str, fingerprint: Sequence[str]) -> list:
+def part_stamp(layout: Layout, shard: str, fingerprint: Sequence[str]) -> list:
     """What a part was made from: the shard's index fingerprint and its thumbnail file."""
-    return [BROWSE_VERSION, *fingerprint, _thumbnail_version(view, shard)]
+    return [BROWSE_VERSION, *fingerprint, _thumbnail_version(layout, shard)]
 
 
 def _load_part(path: Path, stamp: list) -> list[dict] | None:
@@ -195,20 +194,21 @@ def _load_part(path: Path, stamp: list) -> list[dict] | None:
 
 def write_browse(
     index_dir: Path,
-    view: CurrentView,
-    modules: Sequence[str],
+    layout: Layout,
+    images: Callable[[str], Iterable[ShardImage]],
     fingerprints: dict[str, list[str]],
 ) -> int:
-    """Merge the parts of the current shards (making missing or outdated ones) into
-    ``browse.npz``; remove the parts of shards that are gone. Returns the image count."""
+    """Merge the parts of the current shards (making missing or outdated ones from
+    ``images(shard)``, the shard's current images) into ``browse.npz``; remove the parts of
+    shards that are gone. Returns the image count."""
     files = IndexFiles(index_dir)
     columns: dict[str, list] = {name: [] for name in (*RECORD_FIELDS, "shard")}
     for shard, fingerprint in fingerprints.items():
-        stamp = part_stamp(view, shard, fingerprint)
+        stamp = part_stamp(layout, shard, fingerprint)
         found = _load_part(files.browse_part(shard), stamp)
         if found is None:
-            writer = PartWriter(index_dir, view, shard, stamp)
-            for image in shard_images(view, shard, modules):
+            writer = PartWriter(index_dir, layout, shard, stamp)
+            for image in images(shard):
                 writer.add(image, image_fields(image.entry.path, shard, image.rows))
             writer.save()
             found = writer.records

@@ -8,7 +8,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,11 +16,12 @@ from typing import Any
 
 import tantivy
 
-from imganalyzer.catalog.current import CurrentView
-from imganalyzer.catalog.manifests import Entry, escape_path, read_manifest
+from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.decode.names import display_names
-from imganalyzer.results import ERROR
+from imganalyzer.layout import Layout
+from imganalyzer.results import ERROR, FileVersion
 from imganalyzer.steps.people import people_by_path
+from imganalyzer.store import ShardResults
 
 TEXT, KEYWORD, FLOAT, INT, BOOL, DATE, FACET, UNSIGNED = (
     "text",
@@ -295,14 +296,14 @@ def to_document(fields: dict[str, Any]) -> tantivy.Document:
     return doc
 
 
-def named_people(view: CurrentView) -> dict[str, list[str]]:
+def named_people(layout: Layout) -> dict[str, list[str]]:
     """Current path -> names and aliases of the named people in the image (from
     ``faces/people.json`` with the user's edits; empty before the people step ran), read
-    once per version of those files: every shard asks."""
-    versions = tuple(_version(p) for p in (view.layout.people, view.layout.people_edits))
+    once per version of those files."""
+    versions = tuple(_version(p) for p in (layout.people, layout.people_edits))
     if versions[0] is None:
         return {}
-    return _people_names(str(view.results), versions)
+    return _people_names(layout, versions)
 
 
 def _version(path: Path) -> tuple[int, int] | None:
@@ -315,37 +316,35 @@ def _version(path: Path) -> tuple[int, int] | None:
 
 @functools.lru_cache(maxsize=4)
 def _people_names(
-    results: str, versions: tuple[tuple[int, int] | None, ...]
+    layout: Layout, versions: tuple[tuple[int, int] | None, ...]
 ) -> dict[str, list[str]]:
-    return people_by_path(results)
+    return people_by_path(layout)
 
 
 @dataclass(frozen=True)
 class ShardImage:
     """A current image of a shard: its entry, its manifest row and ``{module: row or None}``."""
 
-    entry: Entry
+    entry: FileVersion
     row: int
     rows: dict[str, dict[str, Any] | None]
 
 
-def shard_images(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[ShardImage]:
-    """Every current image of ``shard`` with its rows, in manifest order."""
-    by_module = {module: view.rows(module, shard) for module in modules}
-    people = named_people(view) if "faces" in modules else {}
-    moved = view.moved(shard)
-    manifest_rows = {e.path: n for n, e in enumerate(read_manifest(view.layout.manifest(shard)))}
-    for entry in view.shards[shard].entries:
+def shard_images(results: ShardResults, people: dict[str, list[str]]) -> Iterator[ShardImage]:
+    """Every current image of a shard with its rows (``results``) and the named people in it
+    (``people``: named_people), in manifest order."""
+    by_module = {module: results.rows(module) for module in results.numbered}
+    manifest_rows = {row["path"]: n for found in results.numbered.values() for n, row in found}
+    for entry in results.shard.entries:
         rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
         faces = rows.get("faces")
         if people.get(entry.path) and faces:
             # names live in people.json (users edit them), not in the faces rows
             rows["faces"] = {**faces, "people": people[entry.path]}
-        row = manifest_rows.get(moved.get(entry.path, entry.path), -1)
-        yield ShardImage(entry, row, rows)
+        yield ShardImage(entry, manifest_rows.get(entry.path, -1), rows)
 
 
-def shard_fields(view: CurrentView, shard: str, modules: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """:func:`image_fields` of every current image of ``shard``, in manifest order."""
-    for image in shard_images(view, shard, modules):
-        yield image_fields(image.entry.path, shard, image.rows)
+def shard_fields(results: ShardResults, people: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+    """:func:`image_fields` of every current image of a shard, in manifest order."""
+    for image in shard_images(results, people):
+        yield image_fields(image.entry.path, results.shard.id, image.rows)

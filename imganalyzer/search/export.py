@@ -32,16 +32,18 @@ import pandas as pd
 from imganalyzer.catalog.current import CurrentView, current_shards
 from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.files import atomic_open
-from imganalyzer.search.documents import shard_fields, valid_text
+from imganalyzer.layout import Layout
+from imganalyzer.search.documents import named_people, shard_fields, valid_text
 from imganalyzer.search.index import known_modules
 from imganalyzer.search.vectors import gather_vectors
+from imganalyzer.store import ResultsStore
 
 FORMATS = ("parquet", "csv")
 PATH_COLUMNS = ("path", "key", "folder")
 
 
 def export_tables(
-    results: str | os.PathLike,
+    layout: Layout,
     library: str | os.PathLike,
     out: str | os.PathLike,
     fmt: str = "parquet",
@@ -52,15 +54,16 @@ def export_tables(
         raise ValueError(f"export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    view = current_shards(results, library)
+    view = current_shards(layout, library)
+    store = ResultsStore(layout)
     modules = known_modules(modules)
     written = []
     for module in modules:
-        table = module_table(view, module)
+        table = module_table(store, view, module)
         if table is not None:
             written.append(_write(table, out / f"{module}.{fmt}", fmt))
-    written.append(_write(summary_table(view, modules), out / f"images.{fmt}", fmt))
-    gathered = gather_vectors(view, out / "embeddings.npy")
+    written.append(_write(summary_table(store, view, modules), out / f"images.{fmt}", fmt))
+    gathered = gather_vectors(store, view, out / "embeddings.npy")
     if gathered is not None:
         keys, ids = gathered
         paths = [escape_path(key) for key in keys]
@@ -69,20 +72,23 @@ def export_tables(
     return written
 
 
-def module_table(view: CurrentView, module: str) -> pd.DataFrame | None:
+def module_table(store: ResultsStore, view: CurrentView, module: str) -> pd.DataFrame | None:
     """One row per current image with a result row of ``module`` (None: no results)."""
     frames = []
-    for shard in view.shards:
-        rows = [text_row(row) for row in view.rows(module, shard).values()]
+    for shard, current in view.shards.items():
+        rows = [text_row(row) for row in store.current_rows(module, current).values()]
         if rows:
             frames.append(pd.DataFrame(rows).assign(shard=shard))
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def summary_table(view: CurrentView, modules: list[str]) -> pd.DataFrame:
+def summary_table(store: ResultsStore, view: CurrentView, modules: list[str]) -> pd.DataFrame:
     """One row per current image: the modules joined, as the index sees them."""
+    people = named_people(store.layout) if "faces" in modules else {}
     rows = [
-        text_row(fields) for shard in view.shards for fields in shard_fields(view, shard, modules)
+        text_row(fields)
+        for current in view.shards.values()
+        for fields in shard_fields(store.shard_results(current, modules), people)
     ]
     table = pd.DataFrame(rows).rename(columns={"key": "path"})
     return table.drop(columns=["path_text"], errors="ignore")

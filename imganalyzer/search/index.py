@@ -23,14 +23,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tantivy
 
-from imganalyzer.catalog.current import CurrentView, current_shards, file_versions
+from imganalyzer.catalog.current import CurrentShard, CurrentView, current_shards
 from imganalyzer.catalog.manifests import escape_path, read_manifest
 from imganalyzer.files import atomic_directory, atomic_write_text, share_like_umask
 from imganalyzer.layout import IndexFiles, Layout
@@ -38,13 +38,15 @@ from imganalyzer.search.browse_write import PartWriter, part_stamp, write_browse
 from imganalyzer.search.documents import (
     INDEX_FIELDS,
     MODULE_FIELDS,
+    ShardImage,
     build_schema,
     image_fields,
     named_people,
     shard_images,
     to_document,
 )
-from imganalyzer.search.vectors import vector_files, write_vectors
+from imganalyzer.search.vectors import Known, write_vectors
+from imganalyzer.store import EMBEDDING, ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -97,47 +99,6 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value).encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
-def shard_fingerprint(view: CurrentView, shard: str, modules: Sequence[str]) -> list[str]:
-    """[fingerprint of the shard's result files and moved files, fingerprint of its current
-    entries]. A move changes no result file but re-adds the shard's documents under their
-    new keys (the documents at the old keys go with the shard's delete)."""
-    files = file_versions(view.result_file(m, shard) for m in modules)
-    moved = sorted(view.moved(shard).items())
-    entries = [(e.path, e.size, e.mtime_ns) for e in view.shards[shard].entries]
-    inputs = [list(modules), files, moved] if moved else [list(modules), files]
-    if "faces" in modules:  # naming a person re-indexes only the shards with their faces
-        people = named_people(view)
-        names = [(e.path, people[e.path]) for e in view.shards[shard].entries if e.path in people]
-        if names:
-            inputs.append(names)
-    return [_digest(inputs), _digest(entries)]
-
-
-def plan_update(view: CurrentView, modules: Sequence[str], previous: IndexState) -> UpdatePlan:
-    fingerprints = {s: shard_fingerprint(view, s, modules) for s in view.shards}
-    old = previous.shards
-    reindex = [s for s, fp in fingerprints.items() if s not in old or old[s][0] != fp[0]]
-    drop_shards = [s for s in old if s not in fingerprints]
-    reindexed = set(reindex)
-    drop_keys = []
-    for shard, fp in fingerprints.items():
-        if shard in old and shard not in reindexed and old[shard][1] != fp[1]:
-            drop_keys += _keys_gone(view, shard, reindexed)
-    return UpdatePlan(reindex, drop_shards, drop_keys, fingerprints)
-
-
-def _keys_gone(view: CurrentView, shard: str, reindexed: set[str]) -> list[str]:
-    """Keys of ``shard``'s manifest that are no longer current there. A key now current in
-    another shard is deleted only if that shard is re-added in the same commit (deletes
-    apply to the documents added before them)."""
-    keys = []
-    for entry in read_manifest(view.layout.manifest(shard)):
-        now = view.current.get(entry.path)
-        if now is None or (now[0] != shard and now[0] in reindexed):
-            keys.append(entry.path)
-    return keys
-
-
 # ---------------------------------------------------------------- update
 
 
@@ -165,10 +126,6 @@ class IndexReport:
         )
 
 
-def index_dir_of(results: str | os.PathLike) -> Path:
-    return Layout(results).index
-
-
 def open_index(index_dir: str | os.PathLike) -> tantivy.Index:
     return tantivy.Index.open(str(IndexFiles(index_dir).tantivy))
 
@@ -180,14 +137,15 @@ def known_modules(modules: Iterable[str] | None) -> list[str]:
 
 
 def update_index(
-    results: str | os.PathLike,
+    layout: Layout,
     library: str | os.PathLike,
     modules: Iterable[str] | None = None,
     rebuild: bool = False,
     threads: int = 2,
     view_file: str | os.PathLike | None = None,
 ) -> IndexReport:
-    """Bring ``results/index/`` up to date with the library's current state.
+    """Bring the results folder's index (``layout.index``) up to date with the library's
+    current state.
 
     ``modules``: the modules whose results are indexed (default: every known module; a
     module without result files adds nothing). ``rebuild``: build from scratch in a new
@@ -195,43 +153,45 @@ def update_index(
     ``view_file``: the run's recorded library view (else the library is scanned).
     """
     started = time.perf_counter()
-    view = current_shards(results, library, view_file)
     modules = known_modules(modules)
-    index_dir = view.layout.index
-    previous = IndexState.load(index_dir)
-    missing = not IndexFiles(index_dir).tantivy.is_dir()
+    people = named_people(layout) if "faces" in modules else {}
+    update = _Update(
+        current_shards(layout, library, view_file), ResultsStore(layout), modules, people
+    )
+    previous = IndexState.load(layout.index)
+    missing = not layout.index_files.tantivy.is_dir()
     if rebuild or previous.schema != SCHEMA_FINGERPRINT or missing:
-        with atomic_directory(index_dir) as fresh:
-            report = _apply(fresh, view, modules, IndexState(), threads)
+        with atomic_directory(layout.index) as fresh:
+            report = _apply(fresh, update, IndexState(), threads)
     else:
-        report = _apply(index_dir, view, modules, previous, threads)
+        report = _apply(layout.index, update, previous, threads)
     report.rebuilt = report.rebuilt or rebuild
     report.seconds = time.perf_counter() - started
     log.info(report.summary())
     return report
 
 
-def _apply(
-    index_dir: Path, view: CurrentView, modules: list[str], previous: IndexState, threads: int
-) -> IndexReport:
+def _apply(index_dir: Path, update: _Update, previous: IndexState, threads: int) -> IndexReport:
     fresh = not previous.schema
-    plan = plan_update(view, modules, previous)
+    plan = update.plan(previous)
     added = 0
     if plan.changed or fresh:
-        added = _commit(index_dir, view, modules, plan, threads)
-    vectors_fp = _digest([[s, fp[1], vector_files(view, s)] for s, fp in plan.fingerprints.items()])
+        added = update.commit(index_dir, plan, threads)
+    embeddings = update.store.embedding_versions
+    vectors_fp = _digest([[s, fp[1], embeddings(s)] for s, fp in plan.fingerprints.items()])
     vectors = None
     if vectors_fp != previous.vectors or fresh:
-        vectors = write_vectors(index_dir, view)
-    browse_fp = _digest([part_stamp(view, s, fp) for s, fp in plan.fingerprints.items()])
+        vectors = write_vectors(index_dir, update.store, update.view, update.vectors)
+    layout = update.store.layout
+    browse_fp = _digest([part_stamp(layout, s, fp) for s, fp in plan.fingerprints.items()])
     if browse_fp != previous.browse or fresh or not IndexFiles(index_dir).browse.is_file():
-        write_browse(index_dir, view, modules, plan.fingerprints)
+        write_browse(index_dir, layout, update.images, plan.fingerprints)
     share_like_umask(IndexFiles(index_dir).tantivy)  # readable by others as the umask says
     documents = open_index(index_dir).searcher().num_docs
     if plan.changed or fresh or vectors is not None or browse_fp != previous.browse:
-        IndexState(
-            SCHEMA_FINGERPRINT, modules, plan.fingerprints, vectors_fp, documents, browse_fp
-        ).save(index_dir)
+        state = IndexState(SCHEMA_FINGERPRINT, update.modules, plan.fingerprints, vectors_fp)
+        state.documents, state.browse = documents, browse_fp
+        state.save(index_dir)
     return IndexReport(
         documents=documents,
         reindexed_shards=len(plan.reindex),
@@ -245,34 +205,90 @@ def _apply(
     )
 
 
-def _commit(
-    index_dir: Path, view: CurrentView, modules: list[str], plan: UpdatePlan, threads: int
-) -> int:
-    """Apply the plan in one commit, and write the browse parts of the shards it re-adds
-    (see :mod:`.browse_write`). Returns the number of documents added."""
-    tantivy_dir = IndexFiles(index_dir).tantivy
-    tantivy_dir.mkdir(parents=True, exist_ok=True)
-    index = tantivy.Index(build_schema(), path=str(tantivy_dir), reuse=True)
-    writer = index.writer(WRITER_HEAP_BYTES, max(1, threads))
-    added = 0
-    try:
-        for shard in plan.drop_shards + plan.reindex:
-            writer.delete_documents_by_term("shard", shard)
-        for key in plan.drop_keys:
-            writer.delete_documents_by_term("key", escape_path(key))
-        for shard in plan.reindex:
-            stamp = part_stamp(view, shard, plan.fingerprints[shard])
-            part = PartWriter(index_dir, view, shard, stamp)
-            for image in shard_images(view, shard, modules):
-                fields = image_fields(image.entry.path, shard, image.rows)
-                writer.add_document(to_document(fields))
-                part.add(image, fields)
-                added += 1
-            part.save()  # kept by its stamp, so a part written before a failed commit is right
-        writer.commit()
-    except BaseException:
-        writer.rollback()
-        raise
-    finally:
-        writer.wait_merging_threads()  # also releases the index's writer lock
-    return added
+@dataclass
+class _Update:
+    """One update of the index, from the library's current ``view`` and the results
+    ``store``: ``people`` holds the names of the people in each image (named_people); each
+    re-added shard's module results are read once, and its ``vectors`` are kept for
+    ``write_vectors``."""
+
+    view: CurrentView
+    store: ResultsStore
+    modules: list[str]
+    people: dict[str, list[str]]
+    vectors: Known = field(default_factory=dict)
+
+    def fingerprint(self, current: CurrentShard) -> list[str]:
+        """[fingerprint of the shard's result files and moved files, fingerprint of its
+        current entries]. A move changes no result file but re-adds the shard's documents
+        under their new keys (the documents at the old keys go with the shard's delete);
+        naming a person re-indexes only the shards with their faces."""
+        files = self.store.versions(self.modules, current.id)
+        moved = sorted(current.moved().items())
+        entries = [(e.path, e.size, e.mtime_ns) for e in current.entries]
+        inputs = [self.modules, files, moved] if moved else [self.modules, files]
+        names = [(e.path, self.people[e.path]) for e in current.entries if e.path in self.people]
+        if names:
+            inputs.append(names)
+        return [_digest(inputs), _digest(entries)]
+
+    def plan(self, previous: IndexState) -> UpdatePlan:
+        fingerprints = {s: self.fingerprint(current) for s, current in self.view.shards.items()}
+        old = previous.shards
+        reindex = [s for s, fp in fingerprints.items() if s not in old or old[s][0] != fp[0]]
+        drop_shards = [s for s in old if s not in fingerprints]
+        reindexed = set(reindex)
+        drop_keys = []
+        for shard, fp in fingerprints.items():
+            if shard in old and shard not in reindexed and old[shard][1] != fp[1]:
+                drop_keys += self._keys_gone(shard, reindexed)
+        return UpdatePlan(reindex, drop_shards, drop_keys, fingerprints)
+
+    def _keys_gone(self, shard: str, reindexed: set[str]) -> list[str]:
+        """Keys of ``shard``'s manifest that are no longer current there. A key now current
+        in another shard is deleted only if that shard is re-added in the same commit
+        (deletes apply to the documents added before them)."""
+        keys = []
+        for entry in read_manifest(self.store.layout.manifest(shard)):
+            now = self.view.current.get(entry.path)
+            if now is None or (now[0] != shard and now[0] in reindexed):
+                keys.append(entry.path)
+        return keys
+
+    def commit(self, index_dir: Path, plan: UpdatePlan, threads: int) -> int:
+        """Apply the plan in one commit, and write the browse parts of the shards it re-adds
+        (see :mod:`.browse_write`). Returns the number of documents added."""
+        tantivy_dir = IndexFiles(index_dir).tantivy
+        tantivy_dir.mkdir(parents=True, exist_ok=True)
+        index = tantivy.Index(build_schema(), path=str(tantivy_dir), reuse=True)
+        writer = index.writer(WRITER_HEAP_BYTES, max(1, threads))
+        added = 0
+        try:
+            for shard in plan.drop_shards + plan.reindex:
+                writer.delete_documents_by_term("shard", shard)
+            for key in plan.drop_keys:
+                writer.delete_documents_by_term("key", escape_path(key))
+            for shard in plan.reindex:
+                stamp = part_stamp(self.store.layout, shard, plan.fingerprints[shard])
+                part = PartWriter(index_dir, self.store.layout, shard, stamp)
+                for image in self.images(shard):
+                    fields = image_fields(image.entry.path, shard, image.rows)
+                    writer.add_document(to_document(fields))
+                    part.add(image, fields)
+                    added += 1
+                part.save()  # kept by its stamp, so a part written before a failed commit is right
+            writer.commit()
+        except BaseException:
+            writer.rollback()
+            raise
+        finally:
+            writer.wait_merging_threads()  # also releases the index's writer lock
+        return added
+
+    def images(self, shard: str) -> Iterator[ShardImage]:
+        """The shard's current images with their rows (each result file read once); keeps
+        the shard's vectors for ``write_vectors``."""
+        results = self.store.shard_results(self.view.shards[shard], self.modules)
+        yield from shard_images(results, self.people)
+        if EMBEDDING in self.modules and self.store.has_vectors(shard):
+            self.vectors[shard] = results.vectors()

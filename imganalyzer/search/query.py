@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from imganalyzer.search.query_input import (
 )
 from imganalyzer.search.query_input import parse_date_bound as parse_date_bound
 from imganalyzer.search.query_input import parse_near as parse_near
+from imganalyzer.store import ResultsStore
 
 MODES = ("text", "semantic", "hybrid")
 # Reciprocal rank fusion constant (Cormack et al. 2009): damps the weight of the top ranks.
@@ -186,8 +186,11 @@ def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 class SearchIndex:
-    def __init__(self, index_dir: str | os.PathLike) -> None:
-        self.index_dir = Path(index_dir)
+    """The search index of a results folder (``layout.index``)."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.store = ResultsStore(layout)
+        self.index_dir = layout.index
         if not IndexFiles(self.index_dir).tantivy.is_dir():
             raise LookupError(f"no index in {self.index_dir}: run snakemake or imganalyzer index")
         self.index = open_index(self.index_dir)
@@ -420,7 +423,7 @@ class SearchIndex:
 
     def has_run(self, module: str) -> bool:
         """Whether ``module`` has written results (the index lies in ``results/index``)."""
-        return any(Layout(self.index_dir.parent).module_dir(module).glob("*.jsonl"))
+        return self.store.has_results(module)
 
     def require_modules(self, filters: Filters) -> Filters:
         """``filters``, or :class:`ModuleNotRunError` naming the module a filter needs."""

@@ -16,7 +16,7 @@ from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import ERROR
-from imganalyzer.runtime.jobstatus import read_failures
+from imganalyzer.store import ResultsStore
 
 EXAMPLES = 3  # example paths shown per error group
 # Kinds of error reasons, first match wins: (pattern of the reason, kind).
@@ -159,12 +159,11 @@ class StatusReport:
         return lines
 
 
-def library_status(
-    library: str | os.PathLike, results: str | os.PathLike, modules: list[str]
-) -> StatusReport:
-    """Derive the library's state from the catalog and a stat-only scan."""
-    layout = Layout(results)
+def library_status(layout: Layout, library: str | os.PathLike, modules: list[str]) -> StatusReport:
+    """Derive the library's state from the catalog and a stat-only scan; the module results
+    and failed jobs from the results store."""
     catalog = Catalog(layout)
+    store = ResultsStore(layout)
     state = catalog.state(library, exclude=[layout.root])
     report = StatusReport(
         shards=len(catalog.shard_ids()),
@@ -179,12 +178,12 @@ def library_status(
         uncatalogued=len(state.uncatalogued),
         passed_over=state.passed_over,
     )
-    report.failed_jobs = read_failures(results, modules)
-    view = CurrentView(layout, LibraryView.of(state))  # moved files' rows at their new path
+    report.failed_jobs = store.failures(modules)
+    view = CurrentView(LibraryView.of(state))  # moved files' rows at their new path
     for module in modules:
         counts = report.modules[module] = ModuleCounts()
-        for shard, current in view.shards.items():
-            rows = view.rows(module, shard)
+        for current in view.shards.values():
+            rows = store.current_rows(module, current)
             counts.pending += len(current.entries) - len(rows)
             for row in rows.values():
                 if row["status"] == ERROR:

@@ -8,25 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
-from imganalyzer.catalog.current import CurrentView, file_versions
+from imganalyzer.catalog.current import CurrentView
 from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.files import atomic_open, temporary_file
 from imganalyzer.layout import IndexFiles
 from imganalyzer.search.documents import key_id
+from imganalyzer.store import EMBEDDING, ResultsStore
+
+Known = dict[str, tuple[list[str], np.ndarray]]  # shard -> (current paths, array rows)
 
 
-def vector_files(view: CurrentView, shard: str) -> list[tuple[str, int, int] | None]:
-    """The versions of ``shard``'s embedding result files: what its vectors come from."""
-    suffixes = (".npy", ".jsonl")
-    return file_versions(view.result_file("embedding", shard, s) for s in suffixes)
-
-
-def write_vectors(out_dir: Path, view: CurrentView) -> int:
+def write_vectors(
+    out_dir: Path, store: ResultsStore, view: CurrentView, known: Known | None = None
+) -> int:
     """Gather the embeddings of every current image into ``out_dir/vectors.npy`` with
-    ``vector_ids.npy`` and ``vector_keys.txt``. Returns the number of rows; with no
-    embeddings at all the three files are removed."""
+    ``vector_ids.npy`` and ``vector_keys.txt`` (``known``: see gather_vectors). Returns the
+    number of rows; with no embeddings at all the three files are removed."""
     files = IndexFiles(out_dir)
-    gathered = gather_vectors(view, files.vectors)
+    gathered = gather_vectors(store, view, files.vectors, known)
     if gathered is None:
         for path in files.vector_files:
             path.unlink(missing_ok=True)
@@ -41,14 +40,23 @@ def write_vectors(out_dir: Path, view: CurrentView) -> int:
     return len(keys)
 
 
-def gather_vectors(view: CurrentView, matrix_path: Path) -> tuple[list[str], np.ndarray] | None:
+def gather_vectors(
+    store: ResultsStore, view: CurrentView, matrix_path: Path, known: Known | None = None
+) -> tuple[list[str], np.ndarray] | None:
     """Write the embeddings of every current image to ``matrix_path`` (float16 (n, dim),
     L2-normalised, rows sorted by key_id), atomically. Returns (the path of each row, the
     uint64 key_id of each row), or None (nothing written) when no image has an embedding.
+    ``known``: shard -> its vectors (``ShardResults.vectors``) where the caller read its
+    rows already; the other shards' are read here.
 
     Streams shard by shard into a memory-mapped file: memory stays small at any size.
     """
-    parts = [(shard, found) for shard in view.shards if (found := view.vectors(shard))]
+    known = known or {}
+    parts = [
+        (shard, found)
+        for shard, current in view.shards.items()
+        if (found := known.get(shard) or store.current_vectors(current))
+    ]
     keys = [path for _, (paths, _) in parts for path in paths]
     if not keys:
         return None
@@ -58,14 +66,14 @@ def gather_vectors(view: CurrentView, matrix_path: Path) -> tuple[list[str], np.
         raise ValueError("two current paths share a 64-bit key id (a hash collision)")
     position = np.empty_like(order)
     position[order] = np.arange(len(order))
-    dim = np.load(view.result_file("embedding", parts[0][0], ".npy"), mmap_mode="r").shape[1]
+    dim = store.array(EMBEDDING, parts[0][0], mmap=True).shape[1]
     matrix_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_file(matrix_path)  # umask permissions, not mkstemp's 0600
     try:
         matrix = np.lib.format.open_memmap(tmp, "w+", np.float16, (len(keys), dim))
         offset = 0
         for shard, (paths, rows) in parts:
-            source = np.load(view.result_file("embedding", shard, ".npy"), mmap_mode="r")
+            source = store.array(EMBEDDING, shard, mmap=True)
             if source.shape[1] != dim:
                 raise ValueError(f"embedding/{shard}.npy: {source.shape[1]}-d vectors, not {dim}")
             matrix[position[offset : offset + len(paths)]] = source[rows]

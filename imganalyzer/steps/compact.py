@@ -15,7 +15,6 @@ concurrent scan).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,10 +27,9 @@ from imganalyzer.catalog.manifests import Entry, group_shards, write_manifest
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import ThumbnailWriter, read_thumbnail
 from imganalyzer.decode.tiers import TierReader, TierWriter
-from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import ARRAY_SUFFIXES, Layout
-from imganalyzer.results import read_rows, write_rows
 from imganalyzer.runtime.registry import MODELS
+from imganalyzer.store import ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +57,8 @@ class _Source:
     entry: Entry
 
 
-def compact(config: dict) -> CompactionReport:
-    """Compact the small batches of the catalog under ``config['results']``."""
-    layout = Layout(config["results"])
+def compact(layout: Layout, config: dict) -> CompactionReport:
+    """Compact the small batches of the catalog of ``layout`` (``config``: the run's)."""
     catalog = Catalog(layout)
     modules = [m for m in config["modules"] if m != "technical"]
     with catalog.locked():
@@ -119,54 +116,50 @@ def _small_batches(
 def _write_new_batch(
     catalog: Catalog, modules: list[str], sources: list[_Source], config: dict
 ) -> list[str]:
-    layout = catalog.layout
+    layout, store = catalog.layout, ResultsStore(catalog.layout)
     new_shards = catalog.reserve_batch(len(sources), config["shard_size"])
     for index, shard in enumerate(new_shards):
         part = sources[index * config["shard_size"] : (index + 1) * config["shard_size"]]
         write_manifest(catalog.manifest_path(shard), [s.entry for s in part])
-        _copy_rows(layout, "technical", part, shard)
+        _copy_rows(store, "technical", part, shard)
         for module in modules:
             if module == "faces":  # one array row per face, not per image
-                _copy_faces(layout, part, shard)
+                _copy_faces(store, part, shard)
                 continue
-            _copy_rows(layout, module, part, shard)
+            _copy_rows(store, module, part, shard)
             if module in ARRAY_SUFFIXES:
-                _copy_array(layout, module, part, shard)
+                _copy_array(store, module, part, shard)
         _copy_tiers(layout, part, shard, config)
         _copy_thumbnails(layout, part, shard)
     for module in (m for m in modules if m in MODELS):
         for job, shards in group_shards(new_shards, config["shards_per_model_job"]).items():
             marker = {"module": module, "shards": shards, "compacted": True}
-            atomic_write_text(layout.job_summary(module, job), json.dumps(marker, indent=2) + "\n")
+            store.write_summary(module, job, marker)
     return new_shards
 
 
-def _copy_rows(layout: Layout, module: str, part: list[_Source], shard: str) -> None:
-    rows_of: dict[str, list[dict]] = {}
-    for source in part:
-        if source.shard not in rows_of:
-            rows_of[source.shard] = list(read_rows(layout.rows(module, source.shard)))
-    write_rows(layout.rows(module, shard), (rows_of[s.shard][s.row] for s in part))
+def _copy_rows(store: ResultsStore, module: str, part: list[_Source], shard: str) -> None:
+    rows_of = {old: store.rows(module, old) for old in dict.fromkeys(s.shard for s in part)}
+    store.write_rows(module, shard, (rows_of[s.shard][s.row] for s in part))
 
 
-def _copy_array(layout: Layout, module: str, part: list[_Source], shard: str) -> None:
-    arrays = {s.shard: np.load(layout.array(module, s.shard), mmap_mode="r") for s in part}
+def _copy_array(store: ResultsStore, module: str, part: list[_Source], shard: str) -> None:
+    arrays = {s.shard: store.array(module, s.shard, mmap=True) for s in part}
     width = next(iter(arrays.values())).shape[1:] if arrays else (0,)
     merged = np.zeros((len(part), *width), dtype=np.float16)
     for row, source in enumerate(part):
         merged[row] = arrays[source.shard][source.row]
-    with atomic_open(layout.array(module, shard), "wb") as handle:
-        np.save(handle, merged)
+    store.write_array(module, shard, merged)
 
 
-def _copy_faces(layout: Layout, part: list[_Source], shard: str) -> None:
+def _copy_faces(store: ResultsStore, part: list[_Source], shard: str) -> None:
     """Face rows and their embeddings, renumbering each face's row of the new array."""
     rows_of: dict[str, list[dict]] = {}
     arrays = {}
     for source in part:
         if source.shard not in rows_of:
-            rows_of[source.shard] = list(read_rows(layout.rows("faces", source.shard)))
-            arrays[source.shard] = np.load(layout.array("faces", source.shard), mmap_mode="r")
+            rows_of[source.shard] = store.rows("faces", source.shard)
+            arrays[source.shard] = store.array("faces", source.shard, mmap=True)
     rows, vectors = [], []
     for source in part:
         row = rows_of[source.shard][source.row]
@@ -177,9 +170,8 @@ def _copy_faces(layout: Layout, part: list[_Source], shard: str) -> None:
         rows.append({**row, "faces": faces} if "faces" in row else row)
     width = next(iter(arrays.values())).shape[1:] if arrays else (0,)
     merged = np.stack(vectors).astype(np.float16) if vectors else np.zeros((0, *width), np.float16)
-    with atomic_open(layout.array("faces", shard), "wb") as handle:
-        np.save(handle, merged)
-    write_rows(layout.rows("faces", shard), rows)
+    store.write_array("faces", shard, merged)
+    store.write_rows("faces", shard, rows)
 
 
 def _copy_tiers(layout: Layout, part: list[_Source], shard: str, config: dict) -> None:

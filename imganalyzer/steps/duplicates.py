@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from imganalyzer.catalog.current import CurrentView, current_shards, file_versions
+from imganalyzer.catalog.current import CurrentShard, CurrentView, current_shards
 from imganalyzer.catalog.manifests import Entry
 from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
@@ -63,6 +63,7 @@ from imganalyzer.steps.duplicates_hashes import (
     hash_pairs,
     sorted_pairs,
 )
+from imganalyzer.store import ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +89,14 @@ class Images:
     has_vector: np.ndarray  # (n,) bool
 
 
-def load_images(view: CurrentView, use_clip: bool) -> Images:
+def load_images(store: ResultsStore, view: CurrentView, use_clip: bool) -> Images:
     entries: list[Entry] = []
     shards: list[str] = []
     phashes: list[int] = []
     dhashes: list[int] = []
     vectors: list[tuple[np.ndarray, np.ndarray] | None] = []
     for shard, current in view.shards.items():
-        rows = view.rows("duplicates", shard)
+        rows = store.current_rows("duplicates", current)
         base = len(entries)
         for entry in current.entries:
             row = rows.get(entry.path)
@@ -108,7 +109,7 @@ def load_images(view: CurrentView, use_clip: bool) -> Images:
                 phashes.append(-1)
                 dhashes.append(0)
         if use_clip:
-            vectors.append(_shard_vectors(view, shard, current.entries, base))
+            vectors.append(_shard_vectors(store, current, base))
     n = len(entries)
     has_hash = np.array([h >= 0 for h in phashes], dtype=bool)
     hashes = np.array([max(h, 0) for h in phashes], dtype=np.uint64)
@@ -119,15 +120,15 @@ def load_images(view: CurrentView, use_clip: bool) -> Images:
 
 
 def _shard_vectors(
-    view: CurrentView, shard: str, entries: list[Entry], base: int
+    store: ResultsStore, current: CurrentShard, base: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(global indices, float16 rows) of a shard's current embedded images."""
-    found = view.vectors(shard)
+    found = store.current_vectors(current)
     if found is None:
         return None
     paths, rows = found
-    position = {entry.path: base + i for i, entry in enumerate(entries)}
-    matrix = np.load(view.result_file("embedding", shard, ".npy"), mmap_mode="r")
+    position = {entry.path: base + i for i, entry in enumerate(current.entries)}
+    matrix = store.array("embedding", current.id, mmap=True)
     indices = np.array([position[p] for p in paths], dtype=np.int64)
     return indices, np.asarray(matrix[rows], dtype=np.float16)
 
@@ -148,13 +149,13 @@ def _stack_vectors(
 class _ShardRows:
     """Technical and metadata rows, read only for the shards holding group members."""
 
-    def __init__(self, view: CurrentView) -> None:
-        self.view = view
+    def __init__(self, store: ResultsStore, view: CurrentView) -> None:
+        self.store, self.view = store, view
         self._rows: dict[tuple[str, str], dict[str, dict]] = {}
 
     def row(self, module: str, shard: str, path: str) -> dict[str, Any] | None:
         if (module, shard) not in self._rows:
-            self._rows[module, shard] = self.view.rows(module, shard)
+            self._rows[module, shard] = self.store.current_rows(module, self.view.shards[shard])
         return self._rows[module, shard].get(path)
 
 
@@ -191,7 +192,7 @@ def _group(
 
 # --- The global step -----------------------------------------------------------------------------
 def find_duplicates(
-    results: str | os.PathLike,
+    layout: Layout,
     library: str | os.PathLike,
     near_threshold: float = NEAR_THRESHOLD,
     hash_distance: int = HASH_DISTANCE,
@@ -205,21 +206,22 @@ def find_duplicates(
     ``view_file``: the run's recorded library view (else the library is scanned)."""
     started = time.perf_counter()
     library = Path(library)
-    view = current_shards(results, library, view_file)
+    view = current_shards(layout, library, view_file)
+    store = ResultsStore(layout)
     settings = _settings(near_threshold, hash_distance, use_clip)
-    images = load_images(view, use_clip)
-    cache = DigestCache(view.layout.duplicate_hashes)
+    images = load_images(store, view, use_clip)
+    cache = DigestCache(layout.duplicate_hashes)
     exact_stats = ExactStats()
     digests = exact_digests(images.entries, library, cache, exact_stats)
     cache.save(images.entries)
     torch_device = str(choose_device(device)) if use_clip else "cpu"
     by_clip, searched = None, 0
     if images.vectors is not None:
-        path_pairs, searched = shard_clip_pairs(view, near_threshold, torch_device)
+        path_pairs, searched = shard_clip_pairs(store, view, near_threshold, torch_device)
         by_clip = _index_pairs(images, path_pairs)
     pairs, near_stats = near_pairs(images, hash_distance, by_clip)
     near_stats["clip_shards_searched"] = searched
-    rows = _ShardRows(view)
+    rows = _ShardRows(store, view)
     groups = _exact_groups(images, digests, rows) + _near_groups(images, pairs, digests, rows)
     stats = {
         "images": len(images.entries),
@@ -229,7 +231,7 @@ def find_duplicates(
         **near_stats,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    report = DuplicateReport(groups, settings, fingerprint(view, settings), stats)
+    report = DuplicateReport(groups, settings, fingerprint(store, view, settings), stats)
     log.info("%s (%s)", report.summary(), stats)
     return report
 
@@ -316,7 +318,7 @@ def _near_groups(
 
 
 # --- groups.json ---------------------------------------------------------------------------------
-def fingerprint(view: CurrentView, settings: dict[str, Any]) -> str:
+def fingerprint(store: ResultsStore, view: CurrentView, settings: dict[str, Any]) -> str:
     """A digest of the current entries, the result files the groups read and the settings."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps([DUPLICATES_VERSION, settings], sort_keys=True).encode())
@@ -325,30 +327,26 @@ def fingerprint(view: CurrentView, settings: dict[str, Any]) -> str:
             digest.update(
                 f"{entry.path}\0{entry.size}\0{entry.mtime_ns}\n".encode("utf-8", "replace")
             )
-        files = [view.result_file(m, shard) for m in ("duplicates", "technical", "metadata")]
-        files += [view.result_file("embedding", shard, s) for s in (".jsonl", ".npy")]
-        digest.update(json.dumps(file_versions(files)).encode())
+        modules = ("duplicates", "technical", "metadata", "embedding")
+        files = store.versions(modules, shard, arrays=["embedding"])
+        digest.update(json.dumps(files).encode())
     return digest.hexdigest()
 
 
 def write_duplicates(
-    results: str | os.PathLike,
+    layout: Layout,
     library: str | os.PathLike,
     out_json: str | os.PathLike,
     **settings: Any,
 ) -> DuplicateReport:
     """``find_duplicates`` and write ``groups.json`` (atomically)."""
-    report = find_duplicates(results, library, **settings)
+    report = find_duplicates(layout, library, **settings)
     atomic_write_text(out_json, json.dumps(report.as_dict(), indent=1) + "\n")
     return report
 
 
-def groups_path(results: str | os.PathLike) -> Path:
-    return Layout(results).duplicate_groups
-
-
 def current_report(
-    results: str | os.PathLike,
+    layout: Layout,
     library: str | os.PathLike,
     near_threshold: float = NEAR_THRESHOLD,
     hash_distance: int = HASH_DISTANCE,
@@ -357,16 +355,15 @@ def current_report(
 ) -> DuplicateReport:
     """``groups.json`` when it describes the current library with these settings, else the
     groups computed now (``groups.json`` is left as it is)."""
-    stored = groups_path(results)
+    stored = layout.duplicate_groups
     settings = _settings(near_threshold, hash_distance, use_clip)
     if stored.is_file():
         data = json.loads(stored.read_text(encoding="utf-8"))
-        view = current_shards(results, library)
-        if data.get("version") == DUPLICATES_VERSION and data.get("fingerprint") == fingerprint(
-            view, settings
-        ):
+        view = current_shards(layout, library)
+        current = fingerprint(ResultsStore(layout), view, settings)
+        if data.get("version") == DUPLICATES_VERSION and data.get("fingerprint") == current:
             return DuplicateReport.from_dict(data)
-    return find_duplicates(results, library, near_threshold, hash_distance, use_clip, device)
+    return find_duplicates(layout, library, near_threshold, hash_distance, use_clip, device)
 
 
 def format_groups(groups: list[Group]) -> str:

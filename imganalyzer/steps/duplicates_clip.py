@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imganalyzer.catalog.current import CurrentView, file_versions
+from imganalyzer.catalog.current import CurrentView
 from imganalyzer.files import atomic_write_text
-from imganalyzer.results import OK, read_rows
+from imganalyzer.results import OK
 from imganalyzer.steps.duplicates_hashes import DUPLICATES_VERSION, sorted_pairs
+from imganalyzer.store import ResultsStore
 
 if TYPE_CHECKING:
     import torch  # imported where used: the model-free steps never load it
@@ -116,7 +117,7 @@ def pair_cosines(vectors: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 # --- CLIP pairs, shard by shard, cached -----------------------------------------------------------
 def shard_clip_pairs(
-    view: CurrentView, threshold: float, device: str = "cpu"
+    store: ResultsStore, view: CurrentView, threshold: float, device: str = "cpu"
 ) -> tuple[list[tuple[Version, Version]], int]:
     """File version pairs whose CLIP cosine reaches ``threshold``, and how many shards were
     searched.
@@ -127,21 +128,20 @@ def shard_clip_pairs(
     the current ones). A new import searches only its shards against the library, not the
     whole library against itself again.
     """
-    shards = [s for s in view.shards if view.result_file("embedding", s, ".npy").is_file()]
+    shards = [s for s in view.shards if store.has_array("embedding", s)]
     keys, digest = (
         {},
         hashlib.blake2b(json.dumps([DUPLICATES_VERSION, threshold, CLIP_TOP_K]).encode()),
     )
     for shard in shards:
-        files = [view.result_file("embedding", shard, suffix) for suffix in (".npy", ".jsonl")]
-        digest.update(json.dumps([shard, file_versions(files)]).encode())
+        digest.update(json.dumps([shard, store.embedding_versions(shard)]).encode())
         keys[shard] = digest.hexdigest()
-    cache = view.layout.duplicate_pair_cache
+    cache = store.layout.duplicate_pair_cache
     pairs = {shard: _read_pair_cache(cache(shard), keys[shard]) for shard in shards}
     stale = [shard for shard in shards if pairs[shard] is None]
     if stale:
         needed = shards[: shards.index(stale[-1]) + 1]
-        paths, matrix, offsets = _embedded_rows(view, needed)
+        paths, matrix, offsets = _embedded_rows(store, needed)
         targets = _on_device(matrix, device)
         for index, shard in enumerate(needed):
             if pairs[shard] is not None:
@@ -162,7 +162,7 @@ def shard_clip_pairs(
 
 
 def _embedded_rows(
-    view: CurrentView, shards: list[str]
+    store: ResultsStore, shards: list[str]
 ) -> tuple[list[Version], np.ndarray, list[int]]:
     """File versions (path, size, mtime_ns) and float16 vectors of every embedded row of
     ``shards``, and each shard's first row."""
@@ -170,10 +170,10 @@ def _embedded_rows(
     for shard in shards:
         rows = [
             (index, (row["path"], row["size"], row["mtime_ns"]))
-            for index, row in enumerate(read_rows(view.result_file("embedding", shard)))
+            for index, row in enumerate(store.rows("embedding", shard))
             if row["status"] == OK
         ]
-        matrix = np.load(view.result_file("embedding", shard, ".npy"), mmap_mode="r")
+        matrix = store.array("embedding", shard, mmap=True)
         matrices.append(np.asarray(matrix[[index for index, _ in rows]], dtype=np.float16))
         paths += [path for _, path in rows]
         offsets.append(len(paths))

@@ -32,15 +32,14 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imganalyzer.catalog.current import CurrentView, current_shards, row_identity
+from imganalyzer.catalog.current import CurrentView, current_shards
 from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import Layout
-from imganalyzer.results import OK, read_rows
+from imganalyzer.results import OK
 from imganalyzer.steps.people_clusters import (
     DEFAULT_CLUSTER_DISTANCE,
     DEFAULT_MATCH_DISTANCE,
@@ -49,6 +48,7 @@ from imganalyzer.steps.people_clusters import (
     group_faces,
 )
 from imganalyzer.steps.people_edits import FORMAT_VERSION, Edits, apply_edits, named_people
+from imganalyzer.store import ResultsStore, row_identity
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ class PeopleFile:
         }
 
 
-def load_people(results: str | os.PathLike) -> PeopleFile:
+def load_people(layout: Layout) -> PeopleFile:
     """The people file (empty if there is none yet), with the user's edits applied."""
-    path = Layout(results).people
+    path = layout.people
     people = PeopleFile()
     if path.is_file():
         # a path's undecodable byte is written as itself (atomic_write_text): read it back
@@ -123,32 +123,32 @@ def load_people(results: str | os.PathLike) -> PeopleFile:
             unassigned=list(data["unassigned"]),
             next_id=int(data["next_id"]),
         )
-    centroids = Layout(results).people_centroids
+    centroids = layout.people_centroids
     if centroids.is_file():
         with np.load(centroids) as stored:
             people.centroids = dict(zip(stored["ids"].tolist(), stored["centroids"], strict=True))
-    _apply_to_file(people, load_edits(results))
+    _apply_to_file(people, load_edits(layout))
     return people
 
 
-def load_edits(results: str | os.PathLike) -> Edits:
-    path = Layout(results).people_edits
+def load_edits(layout: Layout) -> Edits:
+    path = layout.people_edits
     if not path.is_file():
         return Edits()
     return Edits.from_json(json.loads(path.read_text(encoding="utf-8", errors="surrogateescape")))
 
 
-def save_edits(results: str | os.PathLike, edits: Edits) -> None:
+def save_edits(layout: Layout, edits: Edits) -> None:
     text = json.dumps(edits.as_json(), indent=2, ensure_ascii=False)
-    atomic_write_text(Layout(results).people_edits, text + "\n")
+    atomic_write_text(layout.people_edits, text + "\n")
 
 
-def save_people(results: str | os.PathLike, people: PeopleFile) -> None:
+def save_people(layout: Layout, people: PeopleFile) -> None:
     ids = sorted(people.centroids)
-    with atomic_open(Layout(results).people_centroids, "wb") as handle:
+    with atomic_open(layout.people_centroids, "wb") as handle:
         stacked = np.stack([people.centroids[p] for p in ids]) if ids else np.zeros((0, 0))
         np.savez(handle, ids=np.array(ids, dtype=np.int64), centroids=stacked.astype(np.float32))
-    atomic_write_text(Layout(results).people, json.dumps(people.as_json(), ensure_ascii=False))
+    atomic_write_text(layout.people, json.dumps(people.as_json(), ensure_ascii=False))
 
 
 def _apply_to_file(people: PeopleFile, edits: Edits) -> None:
@@ -174,12 +174,10 @@ def _apply_to_file(people: PeopleFile, edits: Edits) -> None:
     people.next_id = max(people.next_id, edits.max_id + 1)
 
 
-def people_by_path(
-    results: str | os.PathLike, include_unnamed: bool = False
-) -> dict[str, list[str]]:
+def people_by_path(layout: Layout, include_unnamed: bool = False) -> dict[str, list[str]]:
     """Image path -> names and aliases of the named people in it (and ``person <id>`` of
     unnamed ones if ``include_unnamed``), for the search index."""
-    people = load_people(results)
+    people = load_people(layout)
     labels: dict[str, list[str]] = {}
     for person in people.people.values():
         if person.name is None and not include_unnamed:
@@ -191,10 +189,10 @@ def people_by_path(
     return labels
 
 
-def named_faces(results: str | os.PathLike) -> dict[str, list[tuple[str, list[float]]]]:
+def named_faces(layout: Layout) -> dict[str, list[tuple[str, list[float]]]]:
     """Image path -> (name, box in original pixels) of every face of a named person (for
     XMP face regions)."""
-    people = load_people(results)
+    people = load_people(layout)
     found: dict[str, list[tuple[str, list[float]]]] = {}
     for person in people.people.values():
         if person.name is None:
@@ -228,7 +226,7 @@ class PeopleReport:
 
 
 def update_people(
-    results: str | os.PathLike,
+    layout: Layout,
     library: str | os.PathLike,
     match_distance: float = DEFAULT_MATCH_DISTANCE,
     min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
@@ -239,11 +237,12 @@ def update_people(
 ) -> PeopleReport:
     """Update ``faces/people.json`` from the faces of the library's current images
     (``view_file``: the run's recorded library view, else the library is scanned)."""
-    view = current_shards(results, library, view_file)
-    records, vectors = gather_faces(view)
+    view = current_shards(layout, library, view_file)
+    store = ResultsStore(layout)
+    records, vectors = gather_faces(store, view)
     ids = list(records)
-    previous = load_people(results)
-    edits = load_edits(results)
+    previous = load_people(layout)
+    edits = load_edits(layout)
     settings = ClusterSettings(match_distance, cluster_distance, min_cluster_size, threads)
     grouping = group_faces(
         ids, vectors, {p: person.faces for p, person in previous.people.items()}, edits,
@@ -261,12 +260,10 @@ def update_people(
         centroid = grouping.centroids.get(pid)
         person.representative = _representative(faces, vectors, index, centroid)
         if person.representative is not None:
-            person.crop, written = _crop(
-                Path(results), person, records[person.representative], before
-            )
+            person.crop, written = _crop(store, person, records[person.representative], before)
             crops += written
         people.people[pid] = person
-    save_people(results, people)
+    save_people(layout, people)
     report = PeopleReport(
         faces=len(ids), people=len(people.people),
         named=sum(1 for p in people.people.values() if p.name), kept=grouping.kept,
@@ -278,19 +275,20 @@ def update_people(
     return report
 
 
-def gather_faces(view: CurrentView) -> tuple[dict[str, FaceRecord], np.ndarray]:
+def gather_faces(
+    store: ResultsStore, view: CurrentView
+) -> tuple[dict[str, FaceRecord], np.ndarray]:
     """Every face of the current images: id -> record, and (n, d) float32 embeddings."""
     records: dict[str, FaceRecord] = {}
     blocks: list[np.ndarray] = []
-    for shard in view.shards:
-        jsonl, npy = view.result_file("faces", shard), view.result_file("faces", shard, ".npy")
-        if not (jsonl.is_file() and npy.is_file()):
+    for shard, current in view.shards.items():
+        if not (store.has_rows("faces", shard) and store.has_array("faces", shard)):
             continue
-        matrix = np.load(npy, mmap_mode="r")
+        matrix = store.array("faces", shard, mmap=True)
         rows = []
         # current rows only, at the file's current path; a face's id comes from the
         # catalogued identity, so that a moved file keeps its faces' names
-        for manifest_row, row in view.numbered_rows("faces", shard):
+        for manifest_row, row in store.numbered_rows("faces", current):
             if row["status"] != OK:
                 continue
             for k, face in enumerate(row.get("faces", ())):
@@ -317,15 +315,15 @@ def _representative(
 
 
 def _crop(
-    results: Path, person: Person, record: FaceRecord, before: Person | None
+    store: ResultsStore, person: Person, record: FaceRecord, before: Person | None
 ) -> tuple[str | None, int]:
     """The person's crop file (relative to faces/) and 1 if it was (re)written now."""
-    layout = Layout(results)
+    layout = store.layout
     target = layout.face_crop(str(person.id))
     relative = target.relative_to(layout.module_dir("faces")).as_posix()
     if before and before.representative == person.representative and target.is_file():
         return relative, 0
-    image = _source_image(results, record)
+    image = _source_image(store, record)
     if image is None:
         log.debug("people: no tier or thumbnail for %s: no crop", record.path)
         return None, 0
@@ -346,10 +344,11 @@ def _crop(
     return relative, 1
 
 
-def _source_image(results: Path, record: FaceRecord) -> tuple[np.ndarray, float] | None:
+def _source_image(store: ResultsStore, record: FaceRecord) -> tuple[np.ndarray, float] | None:
     """The face's image from the detect tier (else the thumbnail) and tier px per original px."""
-    original_width = _original_width(results, record)
-    tiers = Layout(results).tiers(record.shard)
+    technical = store.image_rows(record.shard, record.row, ["technical"]).get("technical", {})
+    original_width = technical.get("width")
+    tiers = store.layout.tiers(record.shard)
     rgb = None
     if tiers.is_dir():
         from imganalyzer.decode.tiers import TierReader
@@ -360,7 +359,7 @@ def _source_image(results: Path, record: FaceRecord) -> tuple[np.ndarray, float]
     if rgb is None:
         from imganalyzer.decode.thumbnails import read_thumbnail
 
-        thumbnails = Layout(results).thumbnails(record.shard)
+        thumbnails = store.layout.thumbnails(record.shard)
         jpeg = read_thumbnail(thumbnails, record.row) if thumbnails.is_file() else None
         if jpeg is None:
             return None
@@ -370,22 +369,12 @@ def _source_image(results: Path, record: FaceRecord) -> tuple[np.ndarray, float]
     return rgb, rgb.shape[1] / (original_width or rgb.shape[1])
 
 
-def _original_width(results: Path, record: FaceRecord) -> int | None:
-    technical = Layout(results).technical(record.shard)
-    if not technical.is_file():
-        return None
-    for row_number, row in enumerate(read_rows(technical)):
-        if row_number == record.row:
-            return row.get("width")
-    return None
-
-
-def set_name(results: str | os.PathLike, person_id: int, name: str) -> Person:
+def set_name(layout: Layout, person_id: int, name: str) -> Person:
     """Name a person (``people name``); the name survives every later run."""
-    return _edit(results, person_id, lambda edits, pid: edits.names.__setitem__(pid, name))
+    return _edit(layout, person_id, lambda edits, pid: edits.names.__setitem__(pid, name))
 
 
-def add_alias(results: str | os.PathLike, person_id: int, alias: str) -> Person:
+def add_alias(layout: Layout, person_id: int, alias: str) -> Person:
     """Give a person another name that search also finds (``people alias``)."""
 
     def change(edits: Edits, pid: int) -> None:
@@ -393,12 +382,12 @@ def add_alias(results: str | os.PathLike, person_id: int, alias: str) -> Person:
         if alias not in aliases:
             aliases.append(alias)
 
-    return _edit(results, person_id, change)
+    return _edit(layout, person_id, change)
 
 
-def merge_people(results: str | os.PathLike, person_ids: Sequence[int]) -> Person:
+def merge_people(layout: Layout, person_ids: Sequence[int]) -> Person:
     """Merge people into the one with the smallest id; the others' names become aliases."""
-    people, edits = load_people(results), load_edits(results)
+    people, edits = load_people(layout), load_edits(layout)
     ids = sorted({_existing(people, edits, pid) for pid in person_ids})
     if len(ids) < 2:
         raise ValueError("merge needs at least two different people")
@@ -427,18 +416,18 @@ def merge_people(results: str | os.PathLike, person_ids: Sequence[int]) -> Perso
                 edits.cannot_link[face] = left
             else:
                 del edits.cannot_link[face]
-    return _save_edit(results, people, edits, target)
+    return _save_edit(layout, people, edits, target)
 
 
 def split_person(
-    results: str | os.PathLike,
+    layout: Layout,
     person_id: int,
     face_ids: Sequence[str] = (),
     paths: Sequence[str] = (),
 ) -> Person:
     """Move faces (by id, or all of the person's faces in the given images) to a new person
     that re-clustering never joins back to this one."""
-    people, edits = load_people(results), load_edits(results)
+    people, edits = load_people(layout), load_edits(layout)
     pid = _existing(people, edits, person_id)
     own = people.people[pid].faces
     chosen = [f for f in own if f in set(face_ids) or people.faces[f].path in set(paths)]
@@ -454,16 +443,14 @@ def split_person(
         edits.cannot_link.setdefault(face, [])
         if pid not in edits.cannot_link[face]:
             edits.cannot_link[face].append(pid)
-    return _save_edit(results, people, edits, new)
+    return _save_edit(layout, people, edits, new)
 
 
-def _edit(
-    results: str | os.PathLike, person_id: int, change: Callable[[Edits, int], None]
-) -> Person:
-    people, edits = load_people(results), load_edits(results)
+def _edit(layout: Layout, person_id: int, change: Callable[[Edits, int], None]) -> Person:
+    people, edits = load_people(layout), load_edits(layout)
     pid = _existing(people, edits, person_id)
     change(edits, pid)
-    return _save_edit(results, people, edits, pid)
+    return _save_edit(layout, people, edits, pid)
 
 
 def _existing(people: PeopleFile, edits: Edits, person_id: int) -> int:
@@ -473,8 +460,8 @@ def _existing(people: PeopleFile, edits: Edits, person_id: int) -> int:
     return pid
 
 
-def _save_edit(results: str | os.PathLike, people: PeopleFile, edits: Edits, pid: int) -> Person:
-    save_edits(results, edits)
+def _save_edit(layout: Layout, people: PeopleFile, edits: Edits, pid: int) -> Person:
+    save_edits(layout, edits)
     _apply_to_file(people, edits)
-    save_people(results, people)
+    save_people(layout, people)
     return people.people[pid]

@@ -53,8 +53,7 @@ def job_shards(job: str, shard_ids: list[str]) -> list[str]:
     return [s for s in shard_ids if s.startswith(f"{batch}-") and first <= s[7:] <= last]
 
 
-def module_reports(results: str | os.PathLike) -> list[ModuleReport]:
-    layout = Layout(results)
+def module_reports(layout: Layout) -> list[ModuleReport]:
     catalog = Catalog(layout)
     shard_ids = catalog.shard_ids()
     sizes: dict[str, int] = {}

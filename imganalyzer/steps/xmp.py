@@ -36,6 +36,7 @@ from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK
 from imganalyzer.steps.xmp_sidecar import Region, XmpRecord, write_sidecar
+from imganalyzer.store import ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class XmpReport:
 
 
 def sidecar_root(
-    library: str | os.PathLike, settings: XmpSettings, results: str | os.PathLike | None = None
+    library: str | os.PathLike, settings: XmpSettings, layout: Layout | None = None
 ) -> Path:
     """The root under which sidecars mirror the library's tree: the library itself (beside),
     ``xmp.dir``, or by default ``<results>/xmp/sidecars``. A mirror inside the library is
@@ -115,14 +116,12 @@ def sidecar_root(
         return library
     if settings.dir is not None:
         root = Path(settings.dir)
-    elif results is not None:
-        root = Layout(results).xmp_sidecars
+    elif layout is not None:
+        root = layout.xmp_sidecars
     else:
         raise ValueError("xmp.dir: the mirror root is not set")
     inside = root.resolve().is_relative_to(library.resolve())
-    if inside and not (
-        results is not None and root.resolve().is_relative_to(Path(results).resolve())
-    ):
+    if inside and not (layout is not None and root.resolve().is_relative_to(layout.root.resolve())):
         raise ValueError(
             f"xmp.dir {root} lies inside the library {library}: mode mirror never writes "
             "there (use mode: beside to write next to the originals)"
@@ -142,22 +141,22 @@ def sidecar_path(
     library: str | os.PathLike,
     rel_path: str,
     settings: XmpSettings,
-    results: str | os.PathLike | None = None,
+    layout: Layout | None = None,
 ) -> Path:
     """The sidecar of one image, by the naming convention alone (see :func:`sidecar_paths`
     for Lightroom names shared by several files)."""
-    return sidecar_root(library, settings, results) / sidecar_name(rel_path, settings.naming)
+    return sidecar_root(library, settings, layout) / sidecar_name(rel_path, settings.naming)
 
 
 def sidecar_paths(
     library: str | os.PathLike,
     rel_paths: Iterable[str],
     settings: XmpSettings,
-    results: str | os.PathLike | None = None,
+    layout: Layout | None = None,
 ) -> dict[str, Path]:
     """The sidecar of each image; under Lightroom naming, of files sharing a folder and stem
     only one gets the short name (a raw file first, then by name), the others darktable's."""
-    root = sidecar_root(library, settings, results)
+    root = sidecar_root(library, settings, layout)
     paths = sorted(rel_paths)
     names = {p: sidecar_name(p, "darktable") for p in paths}
     if settings.naming == "lightroom":
@@ -285,7 +284,7 @@ def _regions(faces: Sequence[NamedFace]) -> tuple[tuple[Region, ...], tuple[int,
 
 
 def write_sidecars(
-    results: str | os.PathLike,
+    layout: Layout,
     library: str | os.PathLike,
     settings: XmpSettings,
     modules: Sequence[str],
@@ -300,18 +299,19 @@ def write_sidecars(
     if not settings.enabled:
         log.info("xmp: not enabled, no sidecars written")
         return XmpReport()
-    results, library = Path(results), Path(library)
-    view = current_shards(results, library, view_file)
+    library = Path(library)
+    view = current_shards(layout, library, view_file)
+    store = ResultsStore(layout)
     paths = (e.path for s in view.shards.values() for e in s.entries)
-    targets = sidecar_paths(library, paths, settings, results)
-    state_file = view.layout.xmp_state
+    targets = sidecar_paths(library, paths, settings, layout)
+    state_file = layout.xmp_state
     previous, state = _load_state(state_file), {}
     used = [m for m in RECORD_MODULES if m in modules or m == "technical"]
     report = XmpReport()
     named_faces = named_faces or {}
-    for shard in view.shards:
-        by_module = {module: view.rows(module, shard) for module in used}
-        for entry in view.shards[shard].entries:
+    for current in view.shards.values():
+        by_module = {module: store.current_rows(module, current) for module in used}
+        for entry in current.entries:
             rows = {module: rows.get(entry.path) for module, rows in by_module.items()}
             faces = _with_image_size(
                 named_faces.get(entry.path, ()), rows.get("technical"), rows.get("metadata")

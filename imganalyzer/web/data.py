@@ -18,10 +18,10 @@ from imganalyzer.catalog.manifests import SHARD_ID_PATTERN, read_manifest
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import read_thumbnail
 from imganalyzer.layout import Layout
-from imganalyzer.results import read_rows
 from imganalyzer.search.documents import key_id
 from imganalyzer.search.query import SearchIndex
 from imganalyzer.steps.people import PeopleFile, load_people
+from imganalyzer.store import ResultsStore
 
 SHARD_ID = re.compile(rf"^{SHARD_ID_PATTERN}$")
 # Modules whose rows the image page shows, in the order it shows them.
@@ -46,6 +46,7 @@ class ResultsData:
         self.config = config
         self.results = Path(config["results"]).resolve()
         self.layout = Layout(self.results)
+        self.store = ResultsStore(self.layout)
         self.library = Path(config["library"])
         self.catalog = Catalog(self.layout)
         self._lock = threading.Lock()
@@ -74,7 +75,7 @@ class ResultsData:
         stamp = state.stat().st_mtime_ns if state.is_file() else None
         with self._lock:
             if self._index is None or stamp != self._index_stamp:
-                self._index = SearchIndex(self.layout.index)
+                self._index = SearchIndex(self.layout)
                 self._index_stamp = stamp
             return self._index
 
@@ -175,16 +176,7 @@ class ResultsData:
 
     def rows(self, location: Location) -> dict[str, dict[str, Any]]:
         """{module: the image's row} for the modules that have one."""
-        found = {}
-        for module in DETAIL_MODULES:
-            path = self.layout.rows(module, location.shard)
-            if not path.is_file():
-                continue
-            for number, row in enumerate(read_rows(path)):
-                if number == location.row:
-                    found[module] = row
-                    break
-        return found
+        return self.store.image_rows(location.shard, location.row, DETAIL_MODULES)
 
     def duplicate_groups(self) -> list[dict[str, Any]] | None:
         """The groups of the last run's duplicates step, or None when it has not run."""
@@ -204,7 +196,7 @@ class ResultsData:
         return self._people.get()[1].get(path, {})
 
     def _read_people(self) -> tuple[PeopleFile, dict[str, dict[int, tuple[int, str]]]]:
-        people = load_people(self.results)
+        people = load_people(self.layout)
         by_path: dict[str, dict[int, tuple[int, str]]] = {}
         for person in people.people.values():
             for face in person.faces:

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from imganalyzer.files import atomic_write_text
+from imganalyzer.layout import Layout
 from imganalyzer.steps import people as people_module
 from imganalyzer.web.data import ResultsData
 from imganalyzer.web.view import data_of, form_of, not_found, render
@@ -81,20 +82,20 @@ def face_crop(request: Request) -> Response:
     )
 
 
-def _apply_person_edit(results: str, action: str, form: dict[str, list[str]]) -> str:
+def _apply_person_edit(layout: Layout, action: str, form: dict[str, list[str]]) -> str:
     """One edit as `imganalyzer people <action>` makes it; returns what was done."""
     person_id = int(form.get("id", ["0"])[0])
     value = form.get("value", [""])[0].strip()
     if action in ("name", "alias") and not value:
         raise ValueError(f"{action}: give a name")
     if action == "name":
-        person = people_module.set_name(results, person_id, value)
+        person = people_module.set_name(layout, person_id, value)
     elif action == "alias":
-        person = people_module.add_alias(results, person_id, value)
+        person = people_module.add_alias(layout, person_id, value)
     elif action == "merge":
-        person = people_module.merge_people(results, [int(i) for i in form.get("ids", [])])
+        person = people_module.merge_people(layout, [int(i) for i in form.get("ids", [])])
     elif action == "split":
-        person = people_module.split_person(results, person_id, form.get("faces", []))
+        person = people_module.split_person(layout, person_id, form.get("faces", []))
     else:
         raise ValueError(f"unknown action {action!r}")
     return (
@@ -109,9 +110,7 @@ async def people_edit(request: Request) -> Response:
     except PermissionError as error:
         return Response(str(error), status_code=403, media_type="text/plain")
     try:
-        message = _apply_person_edit(
-            str(data_of(request).results), request.path_params["action"], form
-        )
+        message = _apply_person_edit(data_of(request).layout, request.path_params["action"], form)
     except (ValueError, LookupError) as error:
         message = f"not done: {error}"
     back = form.get("back", [""])[0]
@@ -215,7 +214,7 @@ def status_data(data: ResultsData) -> dict[str, Any]:
     from imganalyzer.search.status import library_status
 
     config = data.config
-    report = library_status(config["library"], str(data.results), config["modules"])
+    report = library_status(data.layout, config["library"], config["modules"])
     groups = [  # the groups `imganalyzer status` prints: by module and kind of error
         {"module": g.module, "error": g.kind, "count": g.count, "paths": g.examples}
         for g in report.error_groups()

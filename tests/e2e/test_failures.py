@@ -16,8 +16,9 @@ import pytest
 from skimage import data
 
 from imganalyzer.example.writers import write_jpeg
+from imganalyzer.layout import Layout
 from imganalyzer.runlock import acquire_results_lock, release_results_lock
-from imganalyzer.runtime.jobstatus import read_failures
+from imganalyzer.store import ResultsStore
 
 from .conftest import GPS_EXIF, Workspace, make_workspace
 
@@ -85,7 +86,7 @@ def test_an_unloadable_model_fails_only_its_module_and_is_retried_alone(
     ran = third.stdout + third.stderr
     assert "rule decode" not in ran and "rule metadata" not in ran
     assert files_under(ws.results / "technical") == decoded
-    assert read_failures(ws.results) == []  # the records say "retried"
+    assert ResultsStore(Layout(ws.results)).failures() == []  # the records say "retried"
     assert (ws.results / "embedding/000002-00000.npy").is_file()
     # progress inside the jobs, in their logs: images done / total and the rate
     embedding_log = (ws.results / "logs/embedding/000002-00000-00000.log").read_text()
@@ -155,11 +156,11 @@ def test_a_second_run_on_the_same_results_stops_naming_the_first(tmp_path: Path)
     small_library(ws)
     elsewhere = tmp_path / "elsewhere"  # another working folder, the same results folder
     elsewhere.mkdir()
-    acquire_results_lock(ws.results)
+    acquire_results_lock(Layout(ws.results))
     try:
         blocked = Workspace(elsewhere, ws.library, ws.results, ws.config).snakemake(check=False)
     finally:
-        release_results_lock(ws.results)
+        release_results_lock(Layout(ws.results))
     output = blocked.stdout + blocked.stderr
     assert blocked.returncode != 0
     assert "in use by another run" in output and f"pid {os.getpid()}" in output

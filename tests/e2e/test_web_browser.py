@@ -21,6 +21,7 @@ import uvicorn
 
 from imganalyzer.config import load_run_config
 from imganalyzer.example.library import EXAMPLE_EXIF, build_example_library
+from imganalyzer.layout import Layout
 from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.steps import people as people_module
 from imganalyzer.web import create_app
@@ -308,7 +309,7 @@ def test_search_by_exif_word_shows_the_right_thumbnails(watched, server: str) ->
 
 
 def test_named_person_is_found_after_index(watched, server: str, analysed: Workspace) -> None:
-    people = people_module.load_people(analysed.results)
+    people = people_module.load_people(Layout(analysed.results))
     person = next(
         p for p in people.people.values() if FACES in {people.faces[f].path for f in p.faces}
     )

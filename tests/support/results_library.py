@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.catalog.scan import content_fingerprint
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
-from imganalyzer.results import error_row, ok_row, write_rows
+from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 
 DIM = 8
 
@@ -40,7 +41,8 @@ class ResultsLibrary:
     def __init__(self, root: Path) -> None:
         self.library = root / "library"
         self.results = root / "results"
-        self.catalog = Catalog(Layout(self.results))
+        self.layout = Layout(self.results)
+        self.catalog = Catalog(self.layout)
         self.library.mkdir(parents=True)
         self._mtime = 1_600_000_000 * 10**9
 
@@ -78,6 +80,23 @@ class ResultsLibrary:
 
     def delete(self, path: str) -> None:
         (self.library / path).unlink()
+
+    def add_fingerprints(self, shard: str) -> None:
+        """Content fingerprints in the shard's technical rows, as the decode job writes
+        them: a moved file is then recognised."""
+        rows = [
+            row | {"fingerprint": content_fingerprint(self.library / row["path"])}
+            for row in read_rows(self.layout.technical(shard))
+        ]
+        write_rows(self.layout.technical(shard), rows)
+
+    def move(self, old: str, new: str, mtime_ns: int) -> None:
+        """Move a file the way a copy that does not keep the mtime does, and catalog it."""
+        target = self.library / new
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self.library / old, target)
+        os.utime(target, ns=(mtime_ns, mtime_ns))
+        assert self.catalog.ingest(self.library, shard_size=100).moved == 1
 
     def _write_file(self, photo: Photo) -> Entry:
         file = self.library / photo.path

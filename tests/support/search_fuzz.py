@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import imganalyzer.search.query as search_module
 from imganalyzer.cli.main import main
-from imganalyzer.search.index import index_dir_of
+from imganalyzer.layout import Layout
 from imganalyzer.search.query import Filters, Hit, ModuleNotRunError, SearchIndex, SearchInputError
 
 SYNTAX = list('()[]{}"\':+-^~*\\/!<>=&|?., \t\n') + [
@@ -128,7 +128,7 @@ def encode_text(text: str) -> np.ndarray:
 
 class Fuzz:
     def __init__(self, results: Path, config: Path, examples: int, last_input: Path) -> None:
-        self.index = SearchIndex(index_dir_of(results))
+        self.index = SearchIndex(Layout(results))
         self.config = config
         self.examples = examples
         self.last_input = last_input

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from imganalyzer import layout as layout_module
-from imganalyzer.layout import ARRAY_SUFFIXES, IndexFiles, Layout, as_layout
+from imganalyzer.layout import ARRAY_SUFFIXES, IndexFiles, Layout
 from imganalyzer.runtime.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,10 +135,9 @@ def test_an_index_folder_anywhere_has_the_same_files(tmp_path: Path) -> None:
     ]
 
 
-def test_as_layout_takes_a_folder_or_a_layout() -> None:
-    layout = Layout("/r")
-    assert as_layout(layout) is layout
-    assert as_layout("/r").root == layout.root
+def test_layouts_of_one_folder_are_equal() -> None:
+    assert Layout("/r") == Layout(Path("/r")) and hash(Layout("/r")) == hash(Layout("/r/"))
+    assert Layout("/r") != Layout("/s")
 
 
 def test_the_docstring_tree_names_every_folder_and_file() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from imganalyzer.layout import Layout
 from imganalyzer.runlock import (
     BOOT_ID,
     ResultsLocked,
@@ -23,8 +24,9 @@ from imganalyzer.runlock import (
 
 HOLD = """
 import sys, time
+from imganalyzer.layout import Layout
 from imganalyzer.runlock import acquire_results_lock
-acquire_results_lock(sys.argv[1])
+acquire_results_lock(Layout(sys.argv[1]))
 print("held", flush=True)
 time.sleep(60)
 """
@@ -40,16 +42,16 @@ def test_a_second_holder_is_refused_with_the_first_named(tmp_path: Path) -> None
         try:
             assert holder.stdout.readline().strip() == "held"
             with pytest.raises(ResultsLocked) as raised:
-                acquire_results_lock(results, wait_s=0.3)
+                acquire_results_lock(Layout(results), wait_s=0.3)
             message = str(raised.value)
             assert f"pid {holder.pid}" in message and str(tmp_path) in message
             assert str(results) in message
         finally:
             holder.kill()
     # its process is gone: the lock is free (no stale lock after kill -9)
-    acquire_results_lock(results)
-    acquire_results_lock(results)  # the same process again: already held
-    release_results_lock(results)
+    acquire_results_lock(Layout(results))
+    acquire_results_lock(Layout(results))  # the same process again: already held
+    release_results_lock(Layout(results))
 
 
 def snakemake_lock(workdir: Path, name: str, *paths: str) -> Path:
@@ -81,11 +83,11 @@ def test_the_lock_a_killed_run_left_is_removed_and_others_are_kept(tmp_path: Pat
         holder.kill()  # as kill -9 leaves it: the flock is gone, Snakemake's lock is not
     # another run in the same working folder writes another results folder: its lock stays
     theirs = snakemake_lock(workdir, "1.output.lock", str(tmp_path / "results2/tiers/a.zarr"))
-    acquire_results_lock(results)
+    acquire_results_lock(Layout(results))
     try:
-        message = clear_stale_workflow_lock(results, workdir)
+        message = clear_stale_workflow_lock(Layout(results), workdir)
     finally:
-        release_results_lock(results)
+        release_results_lock(Layout(results))
     assert message is not None and f"pid {holder.pid}" in message
     assert not any(path.exists() for path in ours)
     assert theirs.exists()
@@ -93,15 +95,15 @@ def test_the_lock_a_killed_run_left_is_removed_and_others_are_kept(tmp_path: Pat
 
 def test_nothing_to_clear_without_a_lock_naming_the_results(tmp_path: Path) -> None:
     results, workdir = tmp_path / "results", tmp_path / "work"
-    acquire_results_lock(results)
+    acquire_results_lock(Layout(results))
     try:
-        assert clear_stale_workflow_lock(results, workdir) is None
+        assert clear_stale_workflow_lock(Layout(results), workdir) is None
         snakemake_lock(workdir, "0.output.lock", str(tmp_path / "results-old/a"))
-        assert clear_stale_workflow_lock(results, workdir) is None
+        assert clear_stale_workflow_lock(Layout(results), workdir) is None
     finally:
-        release_results_lock(results)
+        release_results_lock(Layout(results))
     with pytest.raises(RuntimeError):  # only while holding the results lock
-        clear_stale_workflow_lock(results, workdir)
+        clear_stale_workflow_lock(Layout(results), workdir)
 
 
 def live_holder(process: subprocess.Popen) -> dict:
@@ -126,11 +128,11 @@ def test_a_lock_whose_run_may_be_alive_is_refused_naming_the_run(tmp_path: Path,
             if case == "other host":  # a shared folder: its pid cannot be checked here
                 holder |= {"host": "node-17.cluster", "pid": 4242}
             record_holder(results, **(holder if case != "no record" else {}))
-            acquire_results_lock(results)
+            acquire_results_lock(Layout(results))
             with pytest.raises(ResultsLocked) as raised:
-                clear_stale_workflow_lock(results, workdir)
+                clear_stale_workflow_lock(Layout(results), workdir)
         finally:
-            release_results_lock(results)
+            release_results_lock(Layout(results))
             sleeper.kill()
     message = str(raised.value)
     assert lock.exists() and str(results) in message

@@ -2,7 +2,6 @@
 # and list the shards. Everything real happens in the imganalyzer package.
 import os
 import time
-from pathlib import Path
 
 from imganalyzer.catalog.current import LibraryView, stage_view, text_digest
 from imganalyzer.catalog.manifests import (
@@ -16,21 +15,21 @@ from imganalyzer.runtime.registry import MODELS
 from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
-from imganalyzer.runtime.jobstatus import read_failures, retry_token, run_summary
+from imganalyzer.runtime.jobstatus import retry_token, run_summary
 from imganalyzer.runtime.preflight import ModelsMissing, check_models
 from imganalyzer.runlock import (
     ResultsLocked,
     acquire_results_lock,
     clear_stale_workflow_lock,
 )
+from imganalyzer.store import ResultsStore
 
 try:
     validate_config(config)
 except ConfigError as error:  # one line naming the key, no traceback
     raise SystemExit(f"imganalyzer: {error}") from None
 
-RESULTS = Path(config["results"])
-LAYOUT = Layout(RESULTS)  # every path under results (imganalyzer/layout.py)
+LAYOUT = Layout(config["results"])  # every path under results (imganalyzer/layout.py)
 CATALOG = Catalog(LAYOUT)
 STARTED = time.time()
 SMALL_SHARD_IMAGES_PER_THREAD = 50  # a pool thread per this many images of a new shard
@@ -49,7 +48,7 @@ if workflow.is_main_process:
     os.environ.setdefault(
         "IMGANALYZER_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     )
-    PLAN = CATALOG.plan(config["library"], config["shard_size"], exclude=[RESULTS])
+    PLAN = CATALOG.plan(config["library"], config["shard_size"], exclude=[LAYOUT.root])
     logger.info(PLAN.report.summary())
     VIEW_TEXT = LibraryView.of(PLAN.library_state()).text()
     VIEW_DIGEST = text_digest(VIEW_TEXT)
@@ -81,9 +80,9 @@ def prepare_jobs(mode):
     if mode.dryrun_exec:
         return
     try:
-        acquire_results_lock(RESULTS)
+        acquire_results_lock(LAYOUT)
         if workflow.execution_settings.lock:
-            cleared = clear_stale_workflow_lock(RESULTS, Path.cwd())
+            cleared = clear_stale_workflow_lock(LAYOUT, Path.cwd())
             if cleared:
                 logger.info(f"imganalyzer: {cleared}")
     except ResultsLocked as error:
@@ -194,7 +193,7 @@ def retry_param(module):
     """A model job's ``retry`` param: changes after the job failed, so the next run re-runs
     exactly the failed jobs (see imganalyzer.runtime.jobstatus). From the wildcards only: Snakemake
     leaves params derived from input or output files out of its params trigger."""
-    return lambda wildcards: retry_token(LAYOUT.job_summary(module, wildcards.job))
+    return lambda wildcards: retry_token(LAYOUT, module, wildcards.job)
 
 
 def start_run():
@@ -205,7 +204,7 @@ def start_run():
     if not workflow.is_main_process:
         return
     try:
-        acquire_results_lock(RESULTS)
+        acquire_results_lock(LAYOUT)
     except ResultsLocked as error:
         raise SystemExit(f"imganalyzer: {error}") from None
     if PLAN is not None and (PLAN.shards or PLAN.moves):
@@ -236,8 +235,8 @@ def finish_run(failed=False):
     if not workflow.is_main_process or PLAN is None:
         return
     summary = run_summary(
-        RESULTS, PLAN.report, config["modules"], module_outputs(), STARTED
+        LAYOUT, PLAN.report, config["modules"], module_outputs(), STARTED
     )
     logger.info(summary)
-    if not failed and read_failures(RESULTS, config["modules"]):
+    if not failed and ResultsStore(LAYOUT).failures(config["modules"]):
         raise SystemExit(1)

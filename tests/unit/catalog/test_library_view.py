@@ -123,7 +123,7 @@ def test_an_unmounted_library_is_seen_as_the_last_run_saw_it(
     LibraryView.of(Catalog(layout).state(lib)).write(layout.library_view)
     os.rename(lib, lib.with_name("unmounted"))
 
-    view = current_shards(layout.root, lib)
+    view = current_shards(layout, lib)
 
     assert "trip/b.jpg" not in view.current  # the catalog alone would still list it
     assert "trip/a.jpg" in view.current

@@ -67,7 +67,7 @@ def test_status_reports_the_files_passed_over(library: Path, tmp_path: Path) -> 
 
     touch(library / "movie.mp4")
     touch(library / "notes.txt")
-    report = library_status(library, tmp_path / "results", [])
+    report = library_status(Layout(tmp_path / "results"), library, [])
     assert report.passed_over == {".mp4": 1, ".txt": 1}
     assert "passed over:  2 files of other types (.mp4 1, .txt 1)" in report.as_text()
 

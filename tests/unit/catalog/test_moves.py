@@ -17,7 +17,8 @@ from imganalyzer.catalog.scan import FINGERPRINT_BYTES, content_fingerprint
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
-from imganalyzer.search.index import index_dir_of, open_index, update_index
+from imganalyzer.search.index import open_index, update_index
+from imganalyzer.store import ResultsStore
 from tests.support.results_library import ResultsLibrary, sample_photos
 
 MTIME = 1_600_000_000 * 10**9
@@ -318,14 +319,14 @@ def test_index_follows_moves_in_one_update(tmp_path: Path) -> None:
     decode_rows = read_rows(lib.results / "technical" / f"{first}.jsonl")
     rows = [r | {"fingerprint": content_fingerprint(lib.library / r["path"])} for r in decode_rows]
     write_rows(lib.results / "technical" / f"{first}.jsonl", rows)
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     move(lib.library, "2021/paris/IMG_0001.jpg", "travel/france/eiffel.jpg")
     report = lib.catalog.ingest(lib.library, shard_size=100)
     assert report.moved == 1
 
-    updated = update_index(lib.results, lib.library)
+    updated = update_index(lib.layout, lib.library)
     assert updated.documents == 5 and updated.reindexed_shards == 1 and updated.vectors == 4
-    index = open_index(index_dir_of(lib.results))
+    index = open_index(lib.layout.index)
     searcher = index.searcher()
     keys = [
         searcher.doc(a)["key"][0] for _, a in searcher.search(tantivy.Query.all_query(), 10).hits
@@ -333,11 +334,11 @@ def test_index_follows_moves_in_one_update(tmp_path: Path) -> None:
     assert "travel/france/eiffel.jpg" in keys and "2021/paris/IMG_0001.jpg" not in keys
     hits = searcher.search(index.parse_query("eiffel", ["caption"]), 10).hits
     assert [searcher.doc(a)["key"][0] for _, a in hits] == ["travel/france/eiffel.jpg"]
-    vector_keys = (index_dir_of(lib.results) / "vector_keys.txt").read_text().split("\n")
+    vector_keys = (lib.layout.index / "vector_keys.txt").read_text().split("\n")
     assert (
         "travel/france/eiffel.jpg" in vector_keys and "2021/paris/IMG_0001.jpg" not in vector_keys
     )
-    assert not update_index(lib.results, lib.library).committed
+    assert not update_index(lib.layout, lib.library).committed
     assert read_manifest(lib.catalog.manifest_path(first))[0].path == "2021/paris/IMG_0001.jpg"
 
 
@@ -386,12 +387,17 @@ def test_moves_survive_a_real_compaction(tmp_path: Path) -> None:
     assert workflow_run() == 3
 
     def current_rows() -> dict[str, dict]:
-        view = current_shards(results, library)
-        return {p: r for s in view.shards for p, r in view.rows("technical", s).items()}
+        layout = Layout(results)
+        store, view = ResultsStore(layout), current_shards(layout, library)
+        return {
+            p: r
+            for s in view.shards.values()
+            for p, r in store.current_rows("technical", s).items()
+        }
 
     before = current_rows()
     assert sorted(before) == ["b/new.jpg", "c/0.jpg", "c/1.jpg", "c/2.jpg"]
-    assert compact(config).new_shards == ["000004-00000"]
+    assert compact(Layout(results), config).new_shards == ["000004-00000"]
     assert catalog.shard_ids() == ["000004-00000"]
     assert current_rows() == before
     state = catalog.state(library, exclude=[results])

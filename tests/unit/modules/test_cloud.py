@@ -27,7 +27,7 @@ from imganalyzer.modules.cloud_api import MalformedReply, parse_reply
 from imganalyzer.modules.cloud_budget import RateLimiter, budget_skipped
 from imganalyzer.modules.cloud_job import RUN_ID_ENV, CloudStats, choose_tier, run_cloud_job
 from imganalyzer.results import read_rows
-from imganalyzer.runtime import job as job_module
+from imganalyzer.store import ResultsStore
 from tests.support.fake_vision_api import (
     USAGE,
     FakeVisionApi,
@@ -406,7 +406,9 @@ def test_the_output_is_checkpointed_while_a_shard_runs(
 ) -> None:
     writes = []
     monkeypatch.setattr(cloud_job, "CHECKPOINT_EVERY", 2)
-    monkeypatch.setattr(job_module, "write_rows", lambda path, rows: writes.append(list(rows)))
+    monkeypatch.setattr(
+        ResultsStore, "write_rows", lambda _store, _module, _shard, rows: writes.append(list(rows))
+    )
     describe(shard, settings_for(api))
     described = [sum("description" in row for row in rows) for rows in writes]
     assert described == [2, 4, 6, 6]  # three checkpoints, then the final write

@@ -19,8 +19,8 @@ from imganalyzer.layout import Layout
 from imganalyzer.modules.ocr import reading_order, run_ocr_job, to_original
 from imganalyzer.modules.ocr_backends import OcrLine, TextRegion, load_trocr, strongest_regions
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
-from imganalyzer.runtime.jobstatus import read_summary
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
+from imganalyzer.store import ResultsStore
 from tests.support.tiny_trocr import WORDS, build_tiny_trocr
 
 SIGN_LINES = ("IMGANALYZER TEST 2024", "HELLO WORLD")
@@ -231,7 +231,7 @@ def test_rows_follow_the_manifest_and_the_job_counts_them(library: Library) -> N
     rows = [row for shard in library.shards for row in rows_of(shard)]
     assert len(rows) == 7 and library.job.stats.images == 5  # opened: 3 read, 2 errors
     assert counts.lines == sum(len(row.get("lines", ())) for row in rows) >= 5
-    summary = read_summary(library.shards[0].layout.job_summary("ocr", JOB))
+    summary = ResultsStore(library.shards[0].layout).summary("ocr", JOB)
     assert summary and (summary["read"], summary["errors"], summary["lines"]) == (
         3, 3, counts.lines,
     )  # fmt: skip

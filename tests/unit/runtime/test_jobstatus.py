@@ -10,19 +10,15 @@ from types import SimpleNamespace
 import pytest
 
 from imganalyzer.catalog.store import IngestReport
-from imganalyzer.runtime.jobstatus import (
-    FAILED,
-    failure_isolated,
-    model_job,
-    read_failures,
-    read_summary,
-    retry_token,
-    run_summary,
-)
+from imganalyzer.layout import Layout
+from imganalyzer.runtime.jobstatus import failure_isolated, model_job, retry_token, run_summary
+from imganalyzer.store import FAILED, ResultsStore, read_record
+
+JOB = "000001-00000-00000"
 
 
-def summary_of(results: Path, module: str, job: str = "000001-00000-00000") -> Path:
-    return results / module / "jobs" / f"{job}.json"
+def summary_of(results: Path, module: str, job: str = JOB) -> Path:
+    return Layout(results).job_summary(module, job)
 
 
 def run_job(summary: Path, fail: bool, inputs=()) -> None:
@@ -36,31 +32,33 @@ def run_job(summary: Path, fail: bool, inputs=()) -> None:
 def test_a_failed_job_is_recorded_and_does_not_raise(tmp_path: Path) -> None:
     summary = summary_of(tmp_path, "embedding")
     run_job(summary, fail=True)
-    data = read_summary(summary)
+    store = ResultsStore(Layout(tmp_path))
+    data = store.summary("embedding", JOB)
     assert data["status"] == FAILED and data["error"] == "CUDA error: device-side assert"
-    (failure,) = read_failures(tmp_path)
-    assert failure["module"] == "embedding" and failure["job"] == "000001-00000-00000"
+    (failure,) = store.failures()
+    assert failure["module"] == "embedding" and failure["job"] == JOB
     assert failure["log"].endswith("job.log") and failure["error_type"] == "RuntimeError"
-    assert read_failures(tmp_path, modules=["objects"]) == []
+    assert store.failures(modules=["objects"]) == []
 
 
 def test_the_retry_token_changes_with_each_failure_and_not_on_success(tmp_path: Path) -> None:
     """The param differs from the one the failed job ran with, and stays put after the
     retry succeeds: exactly the failed jobs re-run, once."""
+    layout = Layout(tmp_path)
     summary = summary_of(tmp_path, "embedding")
-    assert retry_token(summary) == ""  # never ran
+    assert retry_token(layout, "embedding", JOB) == ""  # never ran
     run_job(summary, fail=True)
-    token = retry_token(summary)
+    token = retry_token(layout, "embedding", JOB)
     assert token != ""
     summary.unlink()  # Snakemake removes a job's output before running it again
-    assert retry_token(summary) == token  # the param reads the same during the job
+    assert retry_token(layout, "embedding", JOB) == token  # the param reads the same in the job
     run_job(summary, fail=False)
-    assert retry_token(summary) == token  # unchanged: no further re-run
-    assert read_failures(tmp_path) == []
-    assert read_summary(summary)["status"] == "ok" and read_summary(summary)["images"] == 3
+    assert retry_token(layout, "embedding", JOB) == token  # unchanged: no further re-run
+    assert ResultsStore(layout).failures() == []
+    assert read_record(summary)["status"] == "ok" and read_record(summary)["images"] == 3
     time.sleep(1.1)  # a new failure id (seconds resolution)
     run_job(summary, fail=True)
-    assert retry_token(summary) not in ("", token)
+    assert retry_token(layout, "embedding", JOB) not in ("", token)
 
 
 def test_a_job_whose_upstream_failed_fails_naming_it(tmp_path: Path) -> None:
@@ -69,8 +67,11 @@ def test_a_job_whose_upstream_failed_fails_naming_it(tmp_path: Path) -> None:
     aesthetic = summary_of(tmp_path, "aesthetic")
     with failure_isolated(aesthetic, tmp_path / "a.log", [str(upstream)]):
         raise FileNotFoundError("embedding/000001-00000.npy")
-    assert "needs the embedding job 000001-00000-00000" in read_summary(aesthetic)["error"]
-    assert {f["module"] for f in read_failures(tmp_path)} == {"embedding", "aesthetic"}
+    assert "needs the embedding job 000001-00000-00000" in read_record(aesthetic)["error"]
+    assert {f["module"] for f in ResultsStore(Layout(tmp_path)).failures()} == {
+        "embedding",
+        "aesthetic",
+    }
 
 
 def test_interrupts_are_not_swallowed(tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_run_summary_counts_this_runs_jobs_and_lists_failures(tmp_path: Path) ->
         scanned=10, new_entries=5, new_shards=["000002-00000"], moved=1, removed=2
     )
     text = run_summary(
-        tmp_path, report, ["technical", "embedding"],
+        Layout(tmp_path), report, ["technical", "embedding"],
         {"technical": [str(technical)], "embedding": [str(ok), str(bad)]}, started,
     )  # fmt: skip
     assert "5 new or changed, 1 moved, 2 removed images" in text

@@ -21,7 +21,7 @@ from tests.support.results_library import Photo, ResultsLibrary, sample_photos
 def lib(tmp_path: Path) -> ResultsLibrary:
     lib = ResultsLibrary(tmp_path)
     lib.add_shard(sample_photos())
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     return lib
 
 
@@ -63,7 +63,7 @@ def test_a_cursor_finds_the_next_page_in_constant_steps(lib: ResultsLibrary) -> 
 def test_the_table_follows_edits_and_deletions(lib: ResultsLibrary) -> None:
     lib.add_shard([Photo("new/one.jpg", metadata={"datetime_original": "2030-01-01T00:00:00"})])
     lib.delete("2022/home/cat.jpg")
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     found = keys(table_of(lib))
     assert found[0] == "new/one.jpg" and "2022/home/cat.jpg" not in found and len(found) == 5
 
@@ -76,6 +76,6 @@ def test_an_index_without_a_table_gets_one_on_its_next_update(lib: ResultsLibrar
     state = json.loads(files.state.read_text())
     del state["browse"]  # a state file written before the browse table existed
     files.state.write_text(json.dumps(state))
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
     assert not report.committed  # Tantivy untouched: the table is made from the rows
     assert table_of(lib).n == 5 and int(table_of(lib).column("version")[0]) == BROWSE_VERSION

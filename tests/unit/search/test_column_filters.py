@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from imganalyzer.search.column_filters import has_phrase, tokens
-from imganalyzer.search.index import index_dir_of, update_index
+from imganalyzer.search.index import update_index
 from imganalyzer.search.query import Filters, SearchIndex, checked_filters
 from tests.support.results_library import Photo, ResultsLibrary, sample_photos, unit_vector
 
@@ -54,8 +54,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> SearchIndex:
     lib = ResultsLibrary(Path(tmp_path_factory.mktemp("columns")))
     lib.add_shard(sample_photos())
     lib.add_shard(random_photos(240))
-    update_index(lib.results, lib.library)
-    return SearchIndex(index_dir_of(lib.results))
+    update_index(lib.layout, lib.library)
+    return SearchIndex(lib.layout)
 
 
 FILTERS = [

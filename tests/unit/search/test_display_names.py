@@ -46,7 +46,7 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ResultsLibrary:
         for i, (name, metadata) in enumerate(METADATA.items())
     ]
     lib.add_shard(photos)
-    update_index(lib.results, lib.library, ["metadata", "captions", "embedding"])
+    update_index(lib.layout, lib.library, ["metadata", "captions", "embedding"])
     return lib
 
 
@@ -63,7 +63,7 @@ def test_search_json_shows_the_display_names(
 def test_the_export_images_table_shows_the_display_names(
     lib: ResultsLibrary, tmp_path: Path
 ) -> None:
-    export_tables(lib.results, lib.library, tmp_path / "export")
+    export_tables(lib.layout, lib.library, tmp_path / "export")
     images = pd.read_parquet(tmp_path / "export" / "images.parquet").set_index("path")
     found = {
         path: (row["camera"], None if pd.isna(row["place"]) else row["place"])

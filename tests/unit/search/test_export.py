@@ -31,7 +31,7 @@ CURRENT = sorted(set(PHOTOS) - {"2021/paris/IMG_0002.jpg"})
 
 def test_parquet_tables_hold_the_current_images_only(lib: ResultsLibrary, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    written = export_tables(lib.results, lib.library, out, "parquet")
+    written = export_tables(lib.layout, lib.library, out, "parquet")
 
     names = {p.name for p in written}
     assert {"metadata.parquet", "technical.parquet", "captions.parquet", "images.parquet"} <= names
@@ -48,7 +48,7 @@ def test_parquet_tables_hold_the_current_images_only(lib: ResultsLibrary, tmp_pa
 
 def test_embeddings_come_with_their_keys(lib: ResultsLibrary, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    export_tables(lib.results, lib.library, out, "parquet")
+    export_tables(lib.layout, lib.library, out, "parquet")
 
     matrix = np.load(out / "embeddings.npy")
     keys = pd.read_parquet(out / "embedding_keys.parquet")
@@ -65,7 +65,7 @@ def test_csv_export_writes_nested_values_as_json(lib: ResultsLibrary, tmp_path: 
         line["dominant_colors"] = [{"hex": "#ffffff", "fraction": 1.0}]
     rows.write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = tmp_path / "export"
-    export_tables(lib.results, lib.library, out, "csv", modules=["technical"])
+    export_tables(lib.layout, lib.library, out, "csv", modules=["technical"])
 
     technical = pd.read_csv(out / "technical.csv").set_index("path")
     colors = technical.loc["2021/paris/IMG_0001.jpg", "dominant_colors"]
@@ -76,7 +76,7 @@ def test_csv_export_writes_nested_values_as_json(lib: ResultsLibrary, tmp_path: 
 def test_duckdb_reads_the_export(lib: ResultsLibrary, tmp_path: Path) -> None:
     duckdb = pytest.importorskip("duckdb")
     out = tmp_path / "export"
-    export_tables(lib.results, lib.library, out, "parquet")
+    export_tables(lib.layout, lib.library, out, "parquet")
     query = (
         f"SELECT i.path, c.caption FROM '{out / 'images.parquet'}' i "
         f"JOIN '{out / 'captions.parquet'}' c USING (path) WHERE i.camera LIKE '%FUJIFILM%'"

@@ -12,7 +12,7 @@ import imganalyzer.search.index as index_module
 from imganalyzer.catalog.manifests import unescape_path
 from imganalyzer.results import ok_row, read_rows, write_rows
 from imganalyzer.search.documents import image_fields, key_id
-from imganalyzer.search.index import index_dir_of, open_index, update_index
+from imganalyzer.search.index import open_index, update_index
 from tests.support.results_library import Photo, ResultsLibrary, sample_photos, unit_vector
 
 
@@ -26,19 +26,19 @@ def lib(tmp_path: Path) -> ResultsLibrary:
 
 
 def indexed_keys(lib: ResultsLibrary) -> list[str]:
-    index = open_index(index_dir_of(lib.results))
+    index = open_index(lib.layout.index)
     searcher = index.searcher()
     hits = searcher.search(tantivy.Query.all_query(), 100).hits
     return sorted(searcher.doc(address)["key"][0] for _, address in hits)
 
 
 def count(lib: ResultsLibrary, query: str, field: str = "caption") -> int:
-    index = open_index(index_dir_of(lib.results))
+    index = open_index(lib.layout.index)
     return index.searcher().search(index.parse_query(query, [field]), 10).count
 
 
 def index_files(lib: ResultsLibrary) -> dict[str, int]:
-    folder = index_dir_of(lib.results)
+    folder = lib.layout.index
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
@@ -89,11 +89,11 @@ def test_capture_date_keeps_the_camera_wall_clock() -> None:
 
 
 def test_build_indexes_every_current_image_and_its_vectors(lib: ResultsLibrary) -> None:
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
 
     assert report.documents == 5 and report.added == 5 and report.rebuilt
     assert indexed_keys(lib) == sorted(p.path for p in sample_photos())
-    folder = index_dir_of(lib.results)
+    folder = lib.layout.index
     matrix = np.load(folder / "vectors.npy", mmap_mode="r")
     ids = np.load(folder / "vector_ids.npy")
     keys = [unescape_path(k) for k in (folder / "vector_keys.txt").read_text().splitlines()]
@@ -106,39 +106,39 @@ def test_build_indexes_every_current_image_and_its_vectors(lib: ResultsLibrary) 
 
 
 def test_no_change_update_writes_nothing(lib: ResultsLibrary) -> None:
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     before = index_files(lib)
-    documents = open_index(index_dir_of(lib.results)).searcher().num_docs
+    documents = open_index(lib.layout.index).searcher().num_docs
 
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
 
     assert not report.committed and report.vectors is None and report.added == 0
     assert index_files(lib) == before
-    assert open_index(index_dir_of(lib.results)).searcher().num_docs == documents
+    assert open_index(lib.layout.index).searcher().num_docs == documents
 
 
 def test_edit_replaces_exactly_that_document(lib: ResultsLibrary) -> None:
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     edited = Photo("2022/home/cat.jpg", caption="a sleeping kitten", vector=unit_vector(9))
     lib.add_shard([edited])
 
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
 
     assert report.reindexed_shards == 1 and report.added == 1 and report.deleted_keys == 1
     assert report.documents == 5
     assert count(lib, "kitten") == 1
     assert count(lib, "car") == 0
     assert count(lib, "eiffel") == 1 and count(lib, "paper") == 1
-    folder = index_dir_of(lib.results)
+    folder = lib.layout.index
     matrix, keys = np.load(folder / "vectors.npy"), (folder / "vector_keys.txt").read_text()
     np.testing.assert_array_equal(matrix[keys.splitlines().index(edited.path)], edited.vector)
 
 
 def test_deleted_image_disappears(lib: ResultsLibrary) -> None:
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     lib.delete("2021/paris/IMG_0002.jpg")
 
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
 
     assert report.reindexed_shards == 0 and report.deleted_keys == 1
     assert "2021/paris/IMG_0002.jpg" not in indexed_keys(lib)
@@ -147,34 +147,34 @@ def test_deleted_image_disappears(lib: ResultsLibrary) -> None:
 
 
 def test_shard_without_current_images_is_dropped(lib: ResultsLibrary) -> None:
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     lib.delete("2022/home/receipt.jpg")
     lib.delete("scans/old.jpg")
 
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
 
     assert report.deleted_shards == 1 and report.documents == 3
 
 
 def test_changed_result_file_reindexes_only_its_shard(lib: ResultsLibrary) -> None:
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     captions = lib.results / "captions" / "000002-00000.jsonl"
     rows = [{**row, "caption": "a shopping list"} for row in read_rows(captions)]
     write_rows(captions, rows)
 
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
 
     assert report.reindexed_shards == 1 and report.added == 2 and report.vectors is None
     assert count(lib, "shopping") == 2 and count(lib, "eiffel") == 1
 
 
 def test_new_module_results_are_picked_up(lib: ResultsLibrary) -> None:
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     manifest_rows = list(read_rows(lib.results / "technical" / "000001-00000.jsonl"))
     labels = [{**row, "labels": ["bicycle"], "has_person": False} for row in manifest_rows]
     write_rows(lib.results / "objects" / "000001-00000.jsonl", labels)
 
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
 
     assert count(lib, "bicycle", "labels") == 3
 
@@ -182,8 +182,8 @@ def test_new_module_results_are_picked_up(lib: ResultsLibrary) -> None:
 def test_interrupted_update_leaves_the_previous_index_searchable(
     lib: ResultsLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    update_index(lib.results, lib.library)
-    state_before = (index_dir_of(lib.results) / "state.json").read_text()
+    update_index(lib.layout, lib.library)
+    state_before = (lib.layout.index / "state.json").read_text()
     lib.add_shard([Photo("2022/home/cat.jpg", caption="a sleeping kitten", vector=unit_vector(9))])
     lib.add_shard([Photo("new/one.jpg", caption="a kitten again"), Photo("new/two.jpg")])
     calls = []
@@ -197,30 +197,30 @@ def test_interrupted_update_leaves_the_previous_index_searchable(
 
     monkeypatch.setattr(index_module, "to_document", crash_on_second_document)
     with pytest.raises(KeyboardInterrupt):
-        update_index(lib.results, lib.library)
+        update_index(lib.layout, lib.library)
 
     assert indexed_keys(lib) == sorted(p.path for p in sample_photos())
     assert count(lib, "car") == 1 and count(lib, "kitten") == 0
-    assert (index_dir_of(lib.results) / "state.json").read_text() == state_before
+    assert (lib.layout.index / "state.json").read_text() == state_before
 
     monkeypatch.setattr(index_module, "to_document", real)
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
     assert report.documents == 7 and count(lib, "kitten") == 2 and count(lib, "car") == 0
 
 
 def test_rebuild_gives_the_same_documents(lib: ResultsLibrary) -> None:
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     lib.delete("scans/old.jpg")
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
 
-    report = update_index(lib.results, lib.library, rebuild=True)
+    report = update_index(lib.layout, lib.library, rebuild=True)
 
     assert report.rebuilt and report.added == 4
     assert indexed_keys(lib) == sorted(p.path for p in sample_photos()[:4])
 
 
 def test_modules_restrict_what_is_indexed(lib: ResultsLibrary) -> None:
-    update_index(lib.results, lib.library, modules=["metadata", "technical"])
+    update_index(lib.layout, lib.library, modules=["metadata", "technical"])
     assert count(lib, "eiffel") == 0
     assert count(lib, "fujifilm", "camera") == 2
 
@@ -233,7 +233,7 @@ def test_names_that_are_not_utf8_are_indexed_in_their_text_form(tmp_path: Path) 
     (row,) = read_rows(technical)
     # a decoder's message quoting the path: Tantivy takes only valid Unicode
     write_rows(technical, [{**row, "status": "error", "error": f"cannot open {hostile}"}])
-    report = update_index(lib.results, lib.library)
+    report = update_index(lib.layout, lib.library)
     assert report.documents == 1
     assert indexed_keys(lib) == ["d\\xfcr/caf\\xe9.jpg"]
     assert unescape_path(indexed_keys(lib)[0]) == hostile

@@ -9,7 +9,7 @@ import pytest
 
 import imganalyzer.search.query as search_module
 from imganalyzer.cli.main import main
-from imganalyzer.search.index import index_dir_of, update_index
+from imganalyzer.search.index import update_index
 from imganalyzer.search.query import (
     Filters,
     ModuleNotRunError,
@@ -31,13 +31,13 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> ResultsLibrary:
     photos = sample_photos()
     lib.add_shard(photos[:3])
     lib.add_shard(photos[3:])
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     return lib
 
 
 @pytest.fixture(scope="module")
 def index(library: ResultsLibrary) -> SearchIndex:
-    return SearchIndex(index_dir_of(library.results))
+    return SearchIndex(library.layout)
 
 
 def paths(hits) -> list[str]:
@@ -132,8 +132,8 @@ def test_semantic_search_with_the_clip_text_tower(tmp_path: Path, tiny_clip_weig
         photo.vector = encode(photo.caption).astype(np.float16)
     lib = ResultsLibrary(tmp_path)
     lib.add_shard(photos)
-    update_index(lib.results, lib.library)
-    index = SearchIndex(index_dir_of(lib.results))
+    update_index(lib.layout, lib.library)
+    index = SearchIndex(lib.layout)
     for photo in photos:
         assert paths(index.search(photo.caption, "semantic", encode_text=encode))[0] == photo.path
 
@@ -245,8 +245,8 @@ def test_place_from_gps_is_searchable_and_filters(tmp_path: Path, capsys) -> Non
     assert (metadata["place"], metadata["country"]) == ("Lyon", "France")
     lib = ResultsLibrary(tmp_path / "lib")
     lib.add_shard([Photo("2023/trip/IMG_1.jpg", metadata=metadata), *sample_photos()[2:4]])
-    update_index(lib.results, lib.library)
-    index = SearchIndex(index_dir_of(lib.results))
+    update_index(lib.layout, lib.library)
+    index = SearchIndex(lib.layout)
     assert paths(index.search("lyon", mode="text")) == ["2023/trip/IMG_1.jpg"]
     assert paths(index.search("", mode="text", filters=Filters(place="france"))) == [
         "2023/trip/IMG_1.jpg"
@@ -267,14 +267,14 @@ def words_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[ResultsLibrary
     lib.add_shard(sample_photos())
     for leftover in (lib.results / "embedding").glob("*"):
         leftover.unlink()
-    update_index(lib.results, lib.library, ["metadata", "captions"])
+    update_index(lib.layout, lib.library, ["metadata", "captions"])
     config = root / "config.yaml"
     config.write_text(f"library: {lib.library}\nresults: {lib.results}\nmodules: [metadata]\n")
     return lib, config
 
 
 def test_runnable_mode_decides_before_any_model_loads(index: SearchIndex, words_only) -> None:
-    without = SearchIndex(index_dir_of(words_only[0].results))
+    without = SearchIndex(words_only[0].layout)
     assert runnable_mode(index, "hybrid") == ("hybrid", None)
     assert runnable_mode(index, "semantic") == ("semantic", None)
     assert runnable_mode(without, "text") == ("text", None)

@@ -14,7 +14,8 @@ import pytest
 
 from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.cli.main import main
-from imganalyzer.search.index import index_dir_of, update_index
+from imganalyzer.layout import Layout
+from imganalyzer.search.index import update_index
 from imganalyzer.search.query import Filters, SearchIndex
 from imganalyzer.search.query_input import (
     LIMIT_MAX,
@@ -41,7 +42,7 @@ def _library(root: Path, photos: list[Photo], modules: tuple[str, ...] | None = 
             if folder.name not in (*modules, "catalog"):
                 for file in folder.iterdir():
                     file.unlink()
-    update_index(lib.results, lib.library, modules)
+    update_index(lib.layout, lib.library, modules)
     config = root / "config.yaml"
     config.write_text(f"library: {lib.library}\nresults: {lib.results}\n")
     return config
@@ -106,7 +107,7 @@ def test_bad_options_get_one_line_errors(
 
 
 def test_the_library_functions_check_their_arguments_too(full: Path) -> None:
-    index = SearchIndex(index_dir_of(full.parent / "results"))
+    index = SearchIndex(Layout(full.parent / "results"))
     for limit in (0, -1, 10**11, 2.5, True, "3"):
         with pytest.raises(SearchInputError, match="--limit"):
             index.search("x", "text", limit=limit)
@@ -144,7 +145,7 @@ def test_parsers_and_nesting() -> None:
 def test_names_that_are_not_utf8_are_found_and_printed_in_their_text_form(
     full: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    index = SearchIndex(index_dir_of(full.parent / "results"))
+    index = SearchIndex(Layout(full.parent / "results"))
     assert [h.key for h in index.search("café", "text")] == [CAFE]
     assert [h.key for h in index.search("", "text", Filters(folder="2023/d\udcfcr"))] == [CAFE]
     assert index.search("", "text", Filters(folder="2023/d\\xfcr"))[0].key == CAFE

@@ -29,7 +29,7 @@ def test_random_queries_and_options_get_results_or_clean_errors(tmp_path: Path) 
     )
     lib.add_shard([*photos[:3], hostile])
     lib.add_shard(photos[3:])
-    update_index(lib.results, lib.library)
+    update_index(lib.layout, lib.library)
     config = tmp_path / "config.yaml"
     config.write_text(f"library: {lib.library}\nresults: {lib.results}\n")
     last_input = tmp_path / "last_input.txt"

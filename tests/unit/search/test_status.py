@@ -44,7 +44,7 @@ def library(tmp_path: Path) -> ResultsLibrary:
 
 
 def test_errors_are_grouped_by_kind_with_counts_and_examples(library: ResultsLibrary) -> None:
-    report = library_status(library.library, library.results, ["metadata", "technical", "objects"])
+    report = library_status(library.layout, library.library, ["metadata", "technical", "objects"])
     assert list(report.modules) == ["metadata", "technical", "objects"]  # captions: not asked
     groups = {(g.module, g.kind): g for g in report.error_groups()}
     truncated = groups["technical", "truncated or corrupt"]

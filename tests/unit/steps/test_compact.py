@@ -10,6 +10,7 @@ from imganalyzer.catalog.manifests import Entry
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, read_rows, write_rows
 from imganalyzer.steps.compact import _copy_faces, _Source
+from imganalyzer.store import ResultsStore
 
 
 def write_faces_shard(results: Path, shard: str, faces_per_row: list[int], seed: int) -> list:
@@ -32,7 +33,7 @@ def test_compacted_faces_keep_each_face_with_its_own_embedding(tmp_path: Path) -
     part = [_Source("000002-00000", 1, b[1]), _Source("000001-00000", 0, a[0])]
     part += [_Source("000001-00000", 2, a[2]), _Source("000002-00000", 0, b[0])]
 
-    _copy_faces(Layout(tmp_path), part, "000003-00000")
+    _copy_faces(ResultsStore(Layout(tmp_path)), part, "000003-00000")
 
     old = {s: np.load(tmp_path / "faces" / f"{s}.npy") for s in ("000001-00000", "000002-00000")}
     old_rows = {s: list(read_rows(tmp_path / "faces" / f"{s}.jsonl")) for s in old}

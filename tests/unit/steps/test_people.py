@@ -153,7 +153,8 @@ class FakeResults:
 
     def __init__(self, root: Path) -> None:
         self.library, self.results = root / "library", root / "results"
-        self.catalog = Catalog(Layout(self.results))
+        self.layout = Layout(self.results)
+        self.catalog = Catalog(self.layout)
         self.library.mkdir(parents=True)
         self.mtime = 1_600_000_000 * 10**9
         self.centres = identities(len(COLOURS), seed=5)
@@ -203,10 +204,10 @@ class FakeResults:
         return Entry(path, file.stat().st_size, self.mtime)
 
     def update(self, **settings) -> object:
-        return update_people(self.results, self.library, **settings)
+        return update_people(self.layout, self.library, **settings)
 
     def person_of(self, path: str) -> set[int]:
-        people = load_people(self.results)
+        people = load_people(self.layout)
         return {p.id for p in people.people.values() for f in p.faces
                 if people.faces[f].path == path}  # fmt: skip
 
@@ -221,17 +222,17 @@ def library(tmp_path: Path) -> FakeResults:
 def test_people_file_crops_and_names_for_the_index(library: FakeResults) -> None:
     report = library.update()
     assert report.faces == 9 and report.people == 2 and report.unassigned == 0
-    people = load_people(library.results)
+    people = load_people(library.layout)
     alice = library.person_of("a/0.jpg").pop()
     bob = (library.person_of("a/1.jpg") - {alice}).pop()
     assert len(people.people[alice].faces) == 6 and len(people.people[bob].faces) == 3
     crop = np.asarray(Image.open(library.results / "faces" / people.people[bob].crop))
     centre = crop[crop.shape[0] // 2, crop.shape[1] // 2].astype(int)
     assert np.abs(centre - COLOURS[1]).max() < 40  # Bob's square, cut from the tier
-    set_name(library.results, alice, "Alice")
-    labels = people_by_path(library.results)
+    set_name(library.layout, alice, "Alice")
+    labels = people_by_path(library.layout)
     assert labels["a/0.jpg"] == ["Alice"] and "a/1.jpg" in labels
-    assert people_by_path(library.results, include_unnamed=True)["a/1.jpg"] == [
+    assert people_by_path(library.layout, include_unnamed=True)["a/1.jpg"] == [
         "Alice", f"person {bob}"
     ]  # fmt: skip
     entry = next(f for f in people.faces.values() if f.path == "a/0.jpg")
@@ -245,21 +246,21 @@ def test_names_merges_and_splits_survive_new_images_and_reclustering(
     library.update()
     alice = library.person_of("a/0.jpg").pop()
     bob = (library.person_of("a/1.jpg") - {alice}).pop()
-    set_name(library.results, alice, "Alice")
-    edits_before = Layout(library.results).people_edits.read_text()
+    set_name(library.layout, alice, "Alice")
+    edits_before = library.layout.people_edits.read_text()
     library.add_shard({"b/new.jpg": [0, 1], "b/carol.jpg": [2], "b/carol2.jpg": [2]})
     report = library.update()
     assert library.person_of("b/new.jpg") == {alice, bob} and report.matched == 2
     carol = library.person_of("b/carol.jpg").pop()
     assert carol not in (alice, bob) and report.new_people == 1
-    assert Layout(library.results).people_edits.read_text() == edits_before
+    assert library.layout.people_edits.read_text() == edits_before
     # Split Alice's face in a/2.jpg off into a new person; merge Carol into Bob.
-    split = split_person(library.results, alice, paths=["a/2.jpg"])
-    merged = merge_people(library.results, [carol, bob])
+    split = split_person(library.layout, alice, paths=["a/2.jpg"])
+    merged = merge_people(library.layout, [carol, bob])
     assert merged.id == min(bob, carol)
     for recluster in (False, True, False):
         library.update(recluster=recluster)
-        people = load_people(library.results)
+        people = load_people(library.layout)
         assert people.people[alice].name == "Alice"
         assert library.person_of("a/2.jpg") == {split.id}
         assert (
@@ -276,12 +277,12 @@ def test_a_deleted_images_faces_leave_their_person(library: FakeResults) -> None
     for path in ("a/1.jpg", "a/3.jpg"):
         library.delete(path)
     library.update()
-    people = load_people(library.results)
+    people = load_people(library.layout)
     assert [people.faces[f].path for f in people.people[bob].faces] == ["a/5.jpg"]
     assert all(f.path not in ("a/1.jpg", "a/3.jpg") for f in people.faces.values())
     library.delete("a/5.jpg")
     library.update()
-    assert bob not in load_people(library.results).people  # unnamed and empty: dropped
+    assert bob not in load_people(library.layout).people  # unnamed and empty: dropped
     library.add_shard({"c/x.jpg": [3], "c/y.jpg": [3]})
     library.update()
     assert library.person_of("c/x.jpg") == {bob + 1}  # a new id, never a reused one

@@ -35,7 +35,7 @@ def test_model_job_ids_cover_their_shard_range() -> None:
 
 
 def test_reports_count_images_per_module_from_manifests(tmp_path: Path) -> None:
-    reports = {r.module: r for r in module_reports(make_results(tmp_path))}
+    reports = {r.module: r for r in module_reports(Layout(make_results(tmp_path)))}
     decode, embedding = reports["decode"], reports["embedding"]
     assert (decode.jobs, decode.images, decode.seconds) == (3, 45, 9.0)
     assert decode.images_per_s == 5.0 and decode.peak_rss_mb == 300.5
@@ -46,7 +46,7 @@ def test_reports_count_images_per_module_from_manifests(tmp_path: Path) -> None:
 
 
 def test_time_plot_is_an_svg_with_one_bar_per_module(tmp_path: Path) -> None:
-    reports = module_reports(make_results(tmp_path))
+    reports = module_reports(Layout(make_results(tmp_path)))
     write_time_plot(reports, tmp_path / "plot.svg")
     svg = (tmp_path / "plot.svg").read_text()
     assert svg.startswith("<svg") and svg.count("<rect") == 2

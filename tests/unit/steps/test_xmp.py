@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows, write_rows
 from imganalyzer.steps import xmp, xmp_sidecar
 from imganalyzer.steps.xmp import (
@@ -293,7 +294,7 @@ def test_sidecar_paths_by_mode_and_naming(tmp_path: Path) -> None:
         sidecar_path(library, "a.jpg", XmpSettings(dir=str(library / "xmp")))
     # by default the mirror lies in the results folder, which may lie in the library
     results = library / "results"
-    assert sidecar_path(library, "a.jpg", XmpSettings(), results) == (
+    assert sidecar_path(library, "a.jpg", XmpSettings(), Layout(results)) == (
         results / "xmp/sidecars/a.jpg.xmp"
     )
 
@@ -344,10 +345,10 @@ def test_mirror_leaves_the_library_untouched(
 ) -> None:
     before = tree_digest(lib.library)
     faces = {"scans/old.jpg": [("Ådne", (10, 10, 50, 60))]}
-    assert write_sidecars(lib.results, lib.library, XmpSettings(), MODULES, faces).written == 0
+    assert write_sidecars(lib.layout, lib.library, XmpSettings(), MODULES, faces).written == 0
     assert not (lib.results / "xmp").exists()  # not enabled: nothing at all
     settings = XmpSettings(enabled=True)
-    report = write_sidecars(lib.results, lib.library, settings, MODULES, faces)
+    report = write_sidecars(lib.layout, lib.library, settings, MODULES, faces)
     assert tree_digest(lib.library) == before
     root = lib.results / "xmp" / "sidecars"
     written = sorted(str(p.relative_to(root)) for p in root.rglob("*.xmp"))
@@ -358,14 +359,14 @@ def test_mirror_leaves_the_library_untouched(
     # a re-run reads no sidecar at all (the state file knows them) and writes nothing
     mtimes = {p: p.stat().st_mtime_ns for p in root.rglob("*.xmp")}
     monkeypatch.setattr(xmp, "write_sidecar", lambda *a: pytest.fail("sidecar read"))
-    report = write_sidecars(lib.results, lib.library, settings, MODULES, faces)
+    report = write_sidecars(lib.layout, lib.library, settings, MODULES, faces)
     assert (report.written, report.unchanged) == (0, 5)
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.xmp")} == mtimes
 
 
 def test_beside_writes_next_to_the_originals_and_redoes_only_changes(lib: ResultsLibrary) -> None:
     settings = XmpSettings(enabled=True, mode="beside", naming="lightroom")
-    assert write_sidecars(lib.results, lib.library, settings, MODULES).written == 5
+    assert write_sidecars(lib.layout, lib.library, settings, MODULES).written == 5
     sidecar = lib.library / "2022/home/cat.xmp"
     assert b"a red car parked at night" in sidecar.read_bytes()
     # one caption changes: only its sidecar is rewritten
@@ -375,7 +376,7 @@ def test_beside_writes_next_to_the_originals_and_redoes_only_changes(lib: Result
         if row["path"] == "2022/home/cat.jpg":
             row["caption"] = "a cat asleep on a sofa"
     write_rows(captions, rows)
-    report = write_sidecars(lib.results, lib.library, settings, MODULES)
+    report = write_sidecars(lib.layout, lib.library, settings, MODULES)
     assert (report.written, report.unchanged) == (1, 4)
     assert b"a cat asleep on a sofa" in sidecar.read_bytes()
 
@@ -384,7 +385,7 @@ def test_one_bad_sidecar_does_not_stop_the_others(lib: ResultsLibrary) -> None:
     bad = lib.library / "2021/paris/IMG_0001.jpg.xmp"
     bad.write_bytes(b"garbage")
     report = write_sidecars(
-        lib.results, lib.library, XmpSettings(enabled=True, mode="beside"), MODULES
+        lib.layout, lib.library, XmpSettings(enabled=True, mode="beside"), MODULES
     )
     assert [path for path, _ in report.failed] == ["2021/paris/IMG_0001.jpg"]
     assert report.written == 4 and bad.read_bytes() == b"garbage"

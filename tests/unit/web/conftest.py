@@ -68,7 +68,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> ResultsLibrary:
     write_people(lib, shard, [e.path for e in entries])
     write_groups(lib)
     update_index(
-        lib.results,
+        lib.layout,
         lib.library,
         ["metadata", "technical", "objects", "captions", "ocr", "faces", "embedding", "aesthetic"],
     )
@@ -90,7 +90,7 @@ def write_people(lib: ResultsLibrary, shard: str, paths: list[str]) -> None:
         faces=faces,
         next_id=3,
     )
-    people_module.save_people(lib.results, people)
+    people_module.save_people(lib.layout, people)
     crop = lib.results / "faces" / "crops" / "1.jpg"
     crop.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (32, 32), "gray").save(crop)

@@ -116,7 +116,7 @@ def test_viewer_formats_values_for_photographers(site: ResultsLibrary) -> None:
         "gps_latitude": 38.7, "gps_longitude": -9.1,
     })])  # fmt: skip
     assert shard
-    update_index(lib.results, lib.library, ["metadata"])
+    update_index(lib.layout, lib.library, ["metadata"])
     with TestClient(create_app(config_of(lib)), base_url="http://127.0.0.1") as client:
         page = client.get("/view", params={"path": "a.jpg"}).text
     assert "1/250 s · f/5.6 · 50 mm · ISO 400" in page
@@ -135,7 +135,7 @@ def test_undecodable_file_gets_a_placeholder_naming_its_error(site: ResultsLibra
     ])  # fmt: skip
     with ThumbnailWriter(lib.results / "thumbnails" / f"{shard}.zip") as thumbnails:
         thumbnails.add(0, np.zeros((40, 60, 3), np.uint8))
-    update_index(lib.results, lib.library, ["metadata", "technical"])
+    update_index(lib.layout, lib.library, ["metadata", "technical"])
     with TestClient(create_app(config_of(lib)), base_url="http://127.0.0.1") as client:
         page = client.get("/").text
         errors = client.get("/", params={"errors": "1"}).text

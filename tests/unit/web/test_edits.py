@@ -7,7 +7,6 @@ from starlette.testclient import TestClient
 
 from imganalyzer.cli.main import main
 from imganalyzer.config import record_run_config
-from imganalyzer.layout import Layout
 from imganalyzer.steps import people as people_module
 from imganalyzer.web import app as app_module
 from imganalyzer.web import create_app
@@ -19,7 +18,7 @@ from .conftest import config_of, write_people
 @pytest.fixture
 def fresh(site: ResultsLibrary) -> TestClient:
     """A client over the site with its people file as the fixture wrote it."""
-    Layout(site.results).people_edits.unlink(missing_ok=True)
+    site.layout.people_edits.unlink(missing_ok=True)
     shard = site.catalog.shard_ids()[0]
     write_people(site, shard, [e.path for e in site.catalog.read(shard)])
     return TestClient(create_app(config_of(site)), base_url="http://127.0.0.1")
@@ -33,15 +32,15 @@ def post(client: TestClient, action: str, **form) -> str:
 
 def test_alias_merge_and_split_write_the_cli_edits(fresh: TestClient, site) -> None:
     post(fresh, "alias", id="1", value="Ally")
-    assert people_module.load_edits(site.results).aliases == {1: ["Ally"]}
+    assert people_module.load_edits(site.layout).aliases == {1: ["Ally"]}
     page = post(fresh, "merge", ids=["1", "2"])
     assert "merge: person 1 now has 6 faces" in page
-    assert people_module.load_edits(site.results).merged == {2: 1}
+    assert people_module.load_edits(site.layout).merged == {2: 1}
     faces = fresh.get("/people/1").text
     assert faces.count('name="faces"') == 6
     page = post(fresh, "split", id="1", faces=["face3", "face4"])
     assert "now has 2 faces" in page
-    people = people_module.load_people(site.results)
+    people = people_module.load_people(site.layout)
     assert sorted(len(p.faces) for p in people.people.values()) == [2, 4]
 
 

@@ -95,13 +95,13 @@ def test_hostile_file_name_is_shown_as_text(client: TestClient) -> None:
 def test_people_edits_need_the_csrf_token(client: TestClient, site: ResultsLibrary) -> None:
     refused = client.post("/people/name", data={"id": "2", "value": "Mallory"})
     assert refused.status_code == 403
-    assert people_module.load_edits(site.results).names == {}
+    assert people_module.load_edits(site.layout).names == {}
     done = client.post(
         "/people/name", data={"id": "2", "value": "Carol <b>", "csrf": csrf_of(client)}
     )
     assert done.status_code == 200 and "Carol &lt;b&gt;" in done.text
-    assert people_module.load_edits(site.results).names == {2: "Carol <b>"}  # the CLI's file
-    assert people_module.load_people(site.results).people[2].name == "Carol <b>"
+    assert people_module.load_edits(site.layout).names == {2: "Carol <b>"}  # the CLI's file
+    assert people_module.load_people(site.layout).people[2].name == "Carol <b>"
     page = client.get("/people").text
     assert '<span class="name">Carol &lt;b&gt;</span>' in page
     assert "4 faces in 4 images" in page
