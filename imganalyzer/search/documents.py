@@ -1,6 +1,6 @@
 """The index's schema and documents: its fields (:data:`INDEX_FIELDS`), which result field
-of which module fills each (:data:`MODULE_FIELDS`), and the fields and Tantivy document of
-one image."""
+of which module fills each (:data:`MODULE_FIELDS`: the CPU modules' here, the model
+modules' from their registry entries), and the fields and Tantivy document of one image."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import tantivy
 from imganalyzer.catalog.current import CurrentView
 from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.results import ERROR
+from imganalyzer.runtime.registry import MODELS
 from imganalyzer.steps.people import people_by_path
 
 TEXT, KEYWORD, FLOAT, INT, BOOL, DATE, FACET, UNSIGNED = (
@@ -87,8 +88,9 @@ INDEX_FIELDS: dict[str, IndexField] = {
 }
 
 # Which result field of which module fills which index field: (result field, index field).
-# Adding a module is one entry here (and its index fields above). When two modules fill a
-# single-valued field, the first wins (metadata's displayed size before technical's).
+# A model module's come from its registry entry (``ModelSpec.index``), with the index fields
+# it adds. When two modules fill a single-valued field, the first wins (metadata's
+# displayed size before technical's).
 MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "metadata": (
         ("make", "camera"),
@@ -122,19 +124,13 @@ MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("width", "width"),
         ("height", "height"),
     ),
-    "embedding": (),  # vectors go to vectors.npy; its rows give status and errors
-    "aesthetic": (("aesthetic", "aesthetic"),),
-    "objects": (("labels", "labels"), ("has_text", "has_text"), ("has_person", "has_person")),
-    "captions": (("caption", "caption"), ("answers", "answers")),
-    "ocr": (("text", "ocr_text"),),
-    "cloud": (
-        ("description", "description"),
-        ("keywords", "labels"),
-        ("objects", "labels"),
-        ("text_seen", "ocr_text"),
-    ),
-    "faces": (("people", "people"),),  # names and aliases from people.json (shard_fields)
+    **{
+        module: tuple((field.field, field.target) for field in spec.index)
+        for module, spec in MODELS.items()
+    },
 }
+for _field in (f for spec in MODELS.values() for f in spec.index):
+    INDEX_FIELDS.setdefault(_field.target, IndexField(_field.kind, _field.boost))
 
 SEARCHED_FIELDS = {name: f.boost for name, f in INDEX_FIELDS.items() if f.boost > 0}
 _SURROGATE = re.compile("[\udc80-\udcff]")

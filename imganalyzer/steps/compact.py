@@ -29,7 +29,7 @@ from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import ThumbnailWriter, read_thumbnail
 from imganalyzer.decode.tiers import TierReader, TierWriter
 from imganalyzer.files import atomic_open, atomic_write_text
-from imganalyzer.layout import ARRAY_SUFFIXES, Layout
+from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows, write_rows
 from imganalyzer.runtime.registry import MODELS
 
@@ -91,7 +91,7 @@ def _shard_files(layout: Layout, modules: list[str], shard: str) -> list[Path]:
     files = [layout.tiers(shard), layout.thumbnails(shard), layout.technical(shard)]
     for module in modules:
         files.append(layout.rows(module, shard))
-        if module in ARRAY_SUFFIXES:
+        if module in MODELS and MODELS[module].array:
             files.append(layout.array(module, shard))
     return files
 
@@ -130,7 +130,7 @@ def _write_new_batch(
                 _copy_faces(layout, part, shard)
                 continue
             _copy_rows(layout, module, part, shard)
-            if module in ARRAY_SUFFIXES:
+            if module in MODELS and MODELS[module].array:
                 _copy_array(layout, module, part, shard)
         _copy_tiers(layout, part, shard, config)
         _copy_thumbnails(layout, part, shard)

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from imganalyzer.config import load_run_config
+from imganalyzer.config import default_config, load_run_config
 from imganalyzer.example.library import EXAMPLE_EXIF, build_example_library
-from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.steps import people as people_module
 from imganalyzer.web import create_app
 from tests.support.tiny_groundingdino import build_tiny_groundingdino
@@ -48,7 +47,7 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 def analysed(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict) -> Workspace:
     """The example library plus a copy, a face-like image and a hostile file name."""
     folder = tmp_path_factory.mktemp("web_models")
-    prompts = list(DEFAULT_PROMPTS)
+    prompts = default_config()["objects"]["prompts"]
     vision = {
         "objects": {"model": str(build_tiny_groundingdino(folder / "groundingdino")),
                     "box_threshold": 0.05, "text_threshold": 0.05, "text_labels": prompts,

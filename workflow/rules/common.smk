@@ -76,11 +76,6 @@ def manifest(wildcards):
     return str(LAYOUT.manifest(wildcards.shard))
 
 
-def job_paths(path_of):
-    """Input function: ``path_of(shard)`` (a LAYOUT method) for every shard of a model job."""
-    return lambda wildcards: [str(path_of(s)) for s in MODEL_JOBS[wildcards.job]]
-
-
 def results_folder(wildcards):
     """The results folder, a param of the model jobs and global steps: their scripts build
     the run's Layout from it.
@@ -109,22 +104,36 @@ def module_targets():
     return targets
 
 
-def faces_gate(wildcards):
-    """The objects result of the same job when objects run: faces read only has_person images."""
-    if "objects" in config["modules"]:
-        return str(LAYOUT.job_summary("objects", wildcards.job))
-    return []
+def model_inputs(spec):
+    """Input function of a model module's rule: what its job reads (``spec.job_inputs``)."""
+
+    def inputs(wildcards):
+        shards = MODEL_JOBS[wildcards.job]
+        return spec.job_inputs(LAYOUT, wildcards.job, shards, config["modules"])
+
+    return inputs
 
 
-def cloud_budget_skipped(wildcards):
-    """Images of the job that an earlier run's budget left out: a change re-runs the job,
-    which sends only those (rows already described are reused, never paid twice)."""
-    # imported only when cloud jobs are planned
-    from imganalyzer.modules.cloud_budget import budget_skipped
+def model_params(spec):
+    """A model module's settings as its rule's params, and the entry's ``rerun`` param (a
+    value of the job's rows: cloud's images an earlier run's budget left out, so that a
+    change re-runs the job, which sends only those)."""
+    params = spec.rule_params(config)
+    if spec.rerun:
+        params["rerun"] = lambda wildcards: spec.rerun_value(
+            [LAYOUT.rows(spec.module, shard) for shard in MODEL_JOBS[wildcards.job]]
+        )
+    return params
 
-    return budget_skipped(
-        [LAYOUT.rows("cloud", shard) for shard in MODEL_JOBS[wildcards.job]]
-    )
+
+def model_resources(spec):
+    """mem_mb, the entry's own resources, and a GPU (--resources gpu=1: one GPU job at a
+    time beside the CPU jobs) where the module holds one: with device cpu nothing is
+    held, so several run side by side."""
+    resources = {"mem_mb": spec.mem_mb, **spec.resources}
+    if spec.gpu:
+        resources["gpu"] = int(spec.holds_gpu(config))
+    return resources
 
 
 def duplicates_inputs(wildcards):
