@@ -147,7 +147,7 @@ def run_module_job(
     ``inputs``: the names of the rule's inputs (a gate module's name: it ran)."""
     spec = MODELS[module]
     settings = spec.settings_type().from_config(spec.config_of(params))
-    model = spec.model_class().for_job(settings, layout, gated=spec.gate in inputs)
+    model: BatchedModel = spec.model_class().for_job(settings, layout, gated=spec.gate in inputs)
     return run_model_job(model, layout, job, params["shards"], threads)
 
 

@@ -17,13 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from imganalyzer.errors import ConfigError
 from imganalyzer.layout import Layout
-
-if TYPE_CHECKING:
-    from imganalyzer.runtime.batched import BatchedModel
 
 WeightsKind = Literal[
     "open_clip", "huggingface", "insightface", "weights-file", "bundled", "remote"
@@ -82,8 +79,8 @@ class ModelSpec:
     model: str  # "package.module:Class", a BatchedModel subclass, imported when a job runs
     settings: str  # "package.module:Class", its config.Settings (the config section)
     weights: Weights
-    version: str  # bump when the module's output changes: the workflow then re-runs it
     mem_mb: int  # host memory of one job (SLURM asks for it)
+    version: str = "1"  # bump when the module's output changes: the workflow then re-runs it
     tier: str | None = None  # the tier it reads; None: no pixels from the tier store
     default_batch_size: int = 1  # the start of batch_size "auto" on an accelerator
     # Rows of these modules for the job's shards ("technical": the decode job's) and arrays
@@ -108,7 +105,8 @@ class ModelSpec:
     schema: Mapping[str, Any] | None = None  # its config section's properties, when the
     # schema file has no section for it (a module added by one file and this entry)
 
-    def model_class(self) -> type[BatchedModel]:
+    def model_class(self) -> Any:
+        """Its ``runtime.batched.BatchedModel`` subclass (imported now)."""
         return _imported(self.model)
 
     def settings_type(self) -> Any:
@@ -189,7 +187,6 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         # CUDA/torch libraries (~1.5 GB), prefetched batches (~0.5 GB at batch size 256).
         mem_mb=8000,
         params_by_key=True,
-        version="1",
     ),
     ModelSpec(
         module="aesthetic",
@@ -205,7 +202,6 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         mem_mb=1500,
         params_by_key=True,
         index=(Indexed("aesthetic"),),
-        version="1",
     ),
     ModelSpec(
         module="objects",
@@ -218,7 +214,6 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         # ~0.7 GB fp32 on the host while loading, torch/CUDA libraries, 1024 px batches.
         mem_mb=6000,
         index=(Indexed("labels"), Indexed("has_text"), Indexed("has_person")),
-        version="1",
     ),
     ModelSpec(
         module="captions",
@@ -233,7 +228,6 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         gpu=True,
         mem_mb=16000,  # 7.7 GB of fp16 weights, loaded through the host
         index=(Indexed("caption"), Indexed("answers")),
-        version="1",
     ),
     ModelSpec(
         module="ocr",
@@ -250,7 +244,6 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         gpu=("backend", "trocr"),  # PP-OCR (rapidocr) runs on the CPU
         mem_mb=4000,
         index=(Indexed("text", "ocr_text"),),
-        version="1",
     ),
     ModelSpec(
         module="cloud",
@@ -270,7 +263,6 @@ MODELS: Mapping[str, ModelSpec] = _registry(
             Indexed("objects", "labels"),
             Indexed("text_seen", "ocr_text"),
         ),
-        version="1",
     ),
     ModelSpec(
         module="faces",
@@ -283,7 +275,6 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         gpu=True,
         mem_mb=4000,  # buffalo_l: detector + recogniser + attributes, ~350 MB of ONNX
         index=(Indexed("people"),),  # names and aliases from people.json
-        version="1",
     ),
 )
 
