@@ -276,9 +276,10 @@ def oom_backoff(name: str, pretrained: str | None, reader: TierReader) -> dict[s
 def cosine_search(n: int, compare_n: int) -> dict[str, Any]:
     """The duplicates' exact CLIP cosine search (``cosine_pairs``): fp16 on CUDA over ``n``
     vectors, and on ``compare_n`` of them CUDA fp16 vs CPU fp32 (time and the pairs found)."""
-    from imganalyzer.steps.duplicates import NEAR_THRESHOLD
+    from imganalyzer.steps.duplicates import DuplicateSettings
     from imganalyzer.steps.duplicates_clip import cosine_pairs
 
+    near_threshold = DuplicateSettings.defaults().near_threshold
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 768)).astype(np.float32)
     near = rng.choice(n, size=(n // 100, 2), replace=False)  # 1% planted near copies
@@ -290,7 +291,7 @@ def cosine_search(n: int, compare_n: int) -> dict[str, Any]:
 
     def search(rows: np.ndarray, on: str) -> Callable[[], None]:
         def run() -> None:
-            found[on] = cosine_pairs(rows, NEAR_THRESHOLD, device=on)
+            found[on] = cosine_pairs(rows, near_threshold, device=on)
 
         return run
 

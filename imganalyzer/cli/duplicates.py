@@ -31,20 +31,14 @@ def hashes_computed(results: str) -> bool:
 
 @reported
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    from imganalyzer.steps.duplicates import current_report, format_groups
+    from imganalyzer.steps.duplicates import DuplicateSettings, current_report, format_groups
 
     config = load_config(args)
     if args.kind != "exact" and not hashes_computed(config["results"]):
         raise LookupError(NOT_RUN)
-    settings = config["duplicates"]  # validated: every key is there
-    report = current_report(
-        config["results"],
-        config["library"],
-        near_threshold=settings["near_threshold"],
-        hash_distance=settings["hash_distance"],
-        use_clip="embedding" in config["modules"],
-        device=config["device"],
-    )
+    settings = DuplicateSettings.from_config(config)
+    use_clip = "embedding" in config["modules"]
+    report = current_report(config["results"], config["library"], settings, use_clip)
     images = report.stats.get("images", 0)
     hashed = report.stats.get("hashed", images)
     if args.kind != "exact" and hashed < images:

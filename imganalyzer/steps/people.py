@@ -41,13 +41,7 @@ from imganalyzer.catalog.current import CurrentView, current_shards, row_identit
 from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK, read_rows
-from imganalyzer.steps.people_clusters import (
-    DEFAULT_CLUSTER_DISTANCE,
-    DEFAULT_MATCH_DISTANCE,
-    DEFAULT_MIN_CLUSTER_SIZE,
-    ClusterSettings,
-    group_faces,
-)
+from imganalyzer.steps.people_clusters import PeopleSettings, group_faces
 from imganalyzer.steps.people_edits import FORMAT_VERSION, Edits, apply_edits, named_people
 
 log = logging.getLogger(__name__)
@@ -230,9 +224,7 @@ class PeopleReport:
 def update_people(
     results: str | os.PathLike,
     library: str | os.PathLike,
-    match_distance: float = DEFAULT_MATCH_DISTANCE,
-    min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
-    cluster_distance: float = DEFAULT_CLUSTER_DISTANCE,
+    settings: PeopleSettings,
     recluster: bool = False,
     threads: int = 2,
     view_file: str | os.PathLike | None = None,
@@ -244,10 +236,9 @@ def update_people(
     ids = list(records)
     previous = load_people(results)
     edits = load_edits(results)
-    settings = ClusterSettings(match_distance, cluster_distance, min_cluster_size, threads)
     grouping = group_faces(
         ids, vectors, {p: person.faces for p, person in previous.people.items()}, edits,
-        previous.next_id, previous.centroids, settings, recluster,
+        previous.next_id, previous.centroids, settings, recluster, threads,
     )  # fmt: skip
     people = PeopleFile(
         faces=records, unassigned=grouping.unassigned, next_id=grouping.next_id,
