@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import json
 import math
 import os
@@ -29,14 +28,11 @@ def load_schema() -> dict[str, Any]:
     among the ``modules`` and a config section for each: the file's, or its entry's."""
     text = resources.files("imganalyzer").joinpath("schemas/config.schema.yaml").read_text()
     schema = yaml.safe_load(text)
-    properties = schema["properties"]
-    names = properties["modules"]["items"]["enum"]
+    properties, names = schema["properties"], schema["properties"]["modules"]["items"]["enum"]
+    names += [module for module in MODELS if module not in names]
     for module, spec in MODELS.items():
-        if module not in names:
-            names.append(module)
-        own = {"properties": dict(spec.schema or {})}
-        section = {"type": "object", "additionalProperties": False, "default": {}} | own
-        properties.setdefault(module, section)
+        section = {"type": "object", "additionalProperties": False, "default": {}}
+        properties.setdefault(module, section | {"properties": dict(spec.schema or {})})
     return schema
 
 
@@ -139,10 +135,9 @@ def default_config() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Settings:
-    """Base of the typed settings: one frozen dataclass per config section (``section``),
-    built from a validated config. A field is the section's key of its name, else the
-    config's top-level key (``device``, ``library``). No field has a default of its own: the
-    schema holds every default (``defaults`` reads them)."""
+    """Base of the typed settings: one frozen dataclass per config section, built from a
+    validated config: a field is the section's key of its name, else the top-level key
+    (``device``). No field has a default: the schema holds them all (``defaults``)."""
 
     section: ClassVar[str]
 
@@ -160,12 +155,7 @@ class Settings:
     @classmethod
     def defaults(cls, **changes: Any) -> Self:
         """The schema's defaults with ``changes`` (for tests and benchmarks)."""
-        return replace(cls.from_config(_defaults()), **changes)
-
-
-@functools.cache
-def _defaults() -> dict[str, Any]:
-    return default_config()
+        return replace(cls.from_config(default_config()), **changes)
 
 
 def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:

@@ -39,8 +39,6 @@ from imganalyzer.config import Settings
 from imganalyzer.errors import ConfigError
 from imganalyzer.runtime.weights import REMOTE_KEY_ENV, REMOTE_MODELS
 
-PROVIDERS = ("anthropic", "openai")
-
 
 @dataclass(frozen=True)
 class CloudSettings(Settings):

@@ -144,8 +144,8 @@ class _FaceImages(TierBatches):
 
 
 class FaceAnalyzer(BatchedModel):
-    """An InsightFace pack (detector, recogniser, optional genderage) on onnxruntime. Gated
-    (``for_job``): reads only the images the objects job flagged ``has_person``."""
+    """An InsightFace pack (detector, recogniser, optional genderage) on onnxruntime; gated,
+    it reads only the images the objects job flagged ``has_person``."""
 
     spec = MODELS["faces"]
     on_torch = False

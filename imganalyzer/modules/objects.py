@@ -467,7 +467,7 @@ class ObjectDetector(BatchedModel):
         return {"model": self.model_id, **fields}
 
 
-# --- Jobs ---------------------------------------------------------------------------------
+# --- Reading the tier ---------------------------------------------------------------------
 class _SizeRecordingBatches(TierBatches):
     """Tier batches that remember each manifest row's tier size (boxes fall back to it)."""
 

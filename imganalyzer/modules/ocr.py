@@ -46,7 +46,6 @@ from imganalyzer.runtime.registry import MODELS
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("rapidocr", "trocr")
 SKIPPED_NO_TEXT = "no text"
 # The rapidocr backend reads up to one image per job thread at once, each with one ONNX
 # Runtime thread: on 2 cores two images at once read 1.3-1.4x faster than one image with both

@@ -311,7 +311,7 @@ def load_trocr(model: str) -> tuple[Any, Any]:
 def make_backend(
     backend: str, trocr_model: str, max_regions: int, threads: int, device: str, max_side: int
 ) -> DetectThenRecognise:
-    """The configured backend (one of ``BACKENDS``, as the schema allows), its models loaded."""
+    """The configured backend (rapidocr or trocr, as the schema allows), its models loaded."""
     if backend == "trocr":
         return TrOcrBackend(trocr_model, max_regions, threads, device, max_side)
     return RapidOcrBackend(max_regions, threads, device, max_side)

@@ -165,11 +165,10 @@ class BatchedModel(ABC):
 
     @classmethod
     def for_job(cls, settings: Any, layout: Layout, gated: bool) -> BatchedModel:
-        """The model of a workflow job, from its settings (``config.Settings``); ``gated``:
-        the spec's gate module runs, so its rows are read too."""
+        """A workflow job's model from its ``config.Settings``; ``gated``: reads the gate's rows."""
         model = cls(settings)  # a module's own __init__ takes its settings
-        if gated and cls.spec is not None:
-            model.inputs = cls.spec.reads(gated=True)
+        if gated and cls.spec and cls.spec.gate:
+            model.inputs = (*cls.spec.inputs, cls.spec.gate)
         return model
 
     def job_context(self) -> contextlib.AbstractContextManager:

@@ -36,12 +36,10 @@ from imganalyzer.results import ERROR, error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.batched import NOT_DECODED, BatchedModel
 from imganalyzer.runtime.batches import ConcatenatedBatches, RowFailure
 from imganalyzer.runtime.jobshard import JobShard
-from imganalyzer.runtime.registry import MODELS
+from imganalyzer.runtime.registry import MODELS, TECHNICAL
 
 log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BatchedModel)
-
-TECHNICAL = "technical"
 
 
 def read_job_shard(layout: Layout, model: BatchedModel, shard: str) -> JobShard:
@@ -142,9 +140,8 @@ def run_module_job(
     threads: int = 2,
     inputs: Collection[str] = (),
 ) -> BatchedModel:
-    """A job of a model module's rule (workflow/rules/models.smk): its model, built from its
-    registry entry and the settings in the rule's ``params``, run over the job's shards.
-    ``inputs``: the names of the rule's inputs (a gate module's name: it ran)."""
+    """A job of a model rule (models.smk): the module's model, built from its registry entry
+    and the rule's ``params``, over the job's shards. ``inputs``: the rule's input names."""
     spec = MODELS[module]
     settings = spec.settings_type().from_config(spec.config_of(params))
     model: BatchedModel = spec.model_class().for_job(settings, layout, gated=spec.gate in inputs)

@@ -35,8 +35,7 @@ class MissingModel:
 
 def check_models(config: Mapping[str, Any], reachable: Callable[[str], bool] | None = None) -> None:
     """Raise ModelsMissing (one message for every missing model) unless every configured
-    model can be loaded. ``config``: validated. ``reachable(host)``: the network probe
-    (tests replace it)."""
+    model of the validated ``config`` can be loaded. ``reachable(host)``: the network probe."""
     missing = missing_models(config, reachable or host_reachable)
     if missing:
         raise ModelsMissing(missing_message(missing, config))
@@ -50,8 +49,8 @@ def missing_models(
         location = weights.locate(module, config)
         if location.present:
             continue
-        kind, _ = weights.chosen(module, config)
-        host = weights.download_host(module, config)
+        kind, names = weights.chosen(module, config)
+        host = kind.host(*names)
         if kind.missing:
             reason = kind.missing
         elif host is None:
@@ -85,10 +84,7 @@ def missing_message(missing: list[MissingModel], config: Mapping[str, Any]) -> s
 def modules_without(config: Mapping[str, Any], missing: set[str]) -> list[str]:
     """The configured modules minus the missing ones and those that read their results."""
     gone = set(missing)
-    while True:
-        more = {m for m, spec in MODELS.items() if gone.intersection(spec.needs)} - gone
-        if not more:
-            break
+    while more := {m for m, spec in MODELS.items() if gone.intersection(spec.needs)} - gone:
         gone |= more
     return [module for module in config.get("modules", ()) if module not in gone]
 

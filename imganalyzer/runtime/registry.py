@@ -1,13 +1,11 @@
 """The model registry (data): one entry per model module, from which everything else follows.
 
-An entry (``ModelSpec``) names the module's class and its settings type (import paths: the
-Snakefile reads the registry without importing torch), what its jobs read (rows of other
-modules, their arrays, a tier, a gate), the resources a job holds, the weights it loads,
-the fields the search index takes from its rows and a version string. From ``MODELS`` come
-the workflow's model rules (workflow/rules/models.smk: inputs, params, resources), the one
-script they run (scripts/model_job.py), the config schema's module list, preflight,
-``imganalyzer models`` and the index's fields. Where weights load from, and fetching them, is
-in ``runtime.weights``.
+An entry (``ModelSpec``) names the module's class and settings type (import paths: the
+Snakefile reads the registry without importing torch), what its jobs read, the resources a
+job holds, the weights it loads and the fields the index takes from its rows. From
+``MODELS`` come the model rules (workflow/rules/models.smk), their one script
+(scripts/model_job.py), the schema's module list, preflight, ``imganalyzer models`` and the
+index's fields; ``runtime.weights`` locates and fetches the weights.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from imganalyzer.errors import ConfigError
-from imganalyzer.layout import Layout
 
 WeightsKind = Literal[
     "open_clip", "huggingface", "insightface", "weights-file", "bundled", "remote"
@@ -38,9 +35,8 @@ JOB_PARAMS = ("results", "shards", "retry", "version", "rerun")
 
 @dataclass(frozen=True)
 class Weights:
-    """The weights a module loads: their ``kind`` (how ``runtime.weights`` locates, fetches
-    and downloads them) and the keys of the module's config section that name them, in
-    the order the kind takes them. ``when`` (key, value): these weights only then, else
+    """The weights a module loads: their ``kind`` (``runtime.weights.KINDS``) and the keys of
+    its config section naming them. ``when`` (key, value): these weights only then, else
     ``otherwise`` (ocr loads TrOCR only with backend trocr)."""
 
     kind: WeightsKind
@@ -57,18 +53,13 @@ class Weights:
 
 @dataclass(frozen=True)
 class Indexed:
-    """A field of a module's ok rows that the search index reads, into index field ``into``
-    (the same name by default). An index field that ``search.documents`` does not define is
-    added as ``kind`` (text, keyword, float, int, bool) with ``boost`` in free-text search."""
+    """A field of a module's ok rows that the index reads into field ``into`` (by default its
+    own name); one ``search.documents`` lacks is added as ``kind`` with ``boost``."""
 
     field: str
     into: str = ""
     kind: str = "text"
     boost: float = 1.0
-
-    @property
-    def target(self) -> str:
-        return self.into or self.field
 
 
 @dataclass(frozen=True)
@@ -102,11 +93,10 @@ class ModelSpec:
     # each module was first released, so that an upgrade re-runs no job.
     params_by_key: bool = False
     index: tuple[Indexed, ...] = ()
-    schema: Mapping[str, Any] | None = None  # its config section's properties, when the
-    # schema file has no section for it (a module added by one file and this entry)
+    # Its config section's properties where the schema file has none (a new module).
+    schema: Mapping[str, Any] | None = None
 
-    def model_class(self) -> Any:
-        """Its ``runtime.batched.BatchedModel`` subclass (imported now)."""
+    def model_class(self) -> Any:  # a runtime.batched.BatchedModel subclass
         return _imported(self.model)
 
     def settings_type(self) -> Any:
@@ -116,33 +106,6 @@ class ModelSpec:
     def needs(self) -> tuple[str, ...]:
         """The model modules whose results it reads: they must run too."""
         return tuple(m for m in self.inputs + self.input_arrays if m in MODELS)
-
-    def reads(self, gated: bool) -> tuple[str, ...]:
-        """The modules whose rows a job reads (``gated``: the gate module is enabled)."""
-        return self.inputs + ((self.gate,) if gated and self.gate else ())
-
-    def holds_gpu(self, config: Mapping[str, Any]) -> bool:
-        if self.gpu is False or config["device"] == "cpu":
-            return False
-        if self.gpu is True:
-            return True
-        key, value = self.gpu
-        return config[self.module][key] == value
-
-    def job_inputs(
-        self, layout: Layout, job: str, shards: Sequence[str], enabled: Sequence[str]
-    ) -> dict[str, list[str]]:
-        """The files a job reads (its rule's input): the shards' manifests, tier stores and
-        decode rows, and the job summary of each model module whose results it reads."""
-        inputs = {"manifests": [str(layout.manifest(s)) for s in shards]}
-        if self.tier is not None:
-            inputs["tiers"] = [str(layout.tiers(s)) for s in shards]
-        for module in dict.fromkeys(self.reads(self.gate in enabled) + self.input_arrays):
-            if module == TECHNICAL:
-                inputs[module] = [str(layout.technical(s)) for s in shards]
-            else:
-                inputs[module] = [str(layout.job_summary(module, job))]
-        return inputs
 
     def rule_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Its settings as its rule's params (Snakemake re-runs a job when they change)."""
@@ -165,11 +128,13 @@ def _imported(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+_HF = Weights("huggingface")
+
+
 def _registry(*specs: ModelSpec) -> Mapping[str, ModelSpec]:
     return MappingProxyType({spec.module: spec for spec in specs})
 
 
-_HF = Weights("huggingface")
 MODELS: Mapping[str, ModelSpec] = _registry(
     ModelSpec(
         module="embedding",

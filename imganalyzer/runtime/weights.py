@@ -5,10 +5,9 @@ A model is named the way its library names it: an open_clip name plus a pretrain
 (``ViT-L-14`` / ``openai``), ``hf-hub:org/repo``, ``local-dir:/folder``, a local weights
 file, or a URL. ``locate`` says where it would load from and whether it is there;
 ``fetch`` downloads it into the library's standard cache (Hugging Face hub cache,
-``~/.cache/clip``, torch hub's ``checkpoints/``); ``download_host`` is where a download
-would come from. Each works by the kind of weights the module's registry entry names
-(``KINDS``). A model that is missing and cannot be fetched raises ``ModelNotFoundError``,
-whose message names the model, where it looked and ``imganalyzer models fetch``.
+``~/.cache/clip``, torch hub's ``checkpoints/``). Both go by the kind of weights of the
+module's registry entry (``KINDS``). A missing model that cannot be fetched raises
+``ModelNotFoundError``: its message names the model, where it looked and the fetch command.
 
 torch, open_clip, huggingface_hub and insightface are imported inside the functions that
 need them.
@@ -16,11 +15,12 @@ need them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -54,8 +54,7 @@ def chosen(module: str, config: Mapping[str, Any]) -> tuple[WeightsKind, tuple[A
 
 
 def locate(module: str, config: Mapping[str, Any]) -> ModelLocation:
-    """Where the model that ``config`` (validated) names for ``module`` loads from;
-    downloads nothing."""
+    """Where ``module``'s model, as the validated ``config`` names it, loads from."""
     kind, names = chosen(module, config)
     return dataclasses.replace(kind.locate(*names), module=module)
 
@@ -68,10 +67,14 @@ def fetch(module: str, config: Mapping[str, Any]) -> ModelLocation:
     return locate(module, config)
 
 
-def download_host(module: str, config: Mapping[str, Any]) -> str | None:
-    """The host ``module``'s missing model would be downloaded from; None: it cannot be."""
-    kind, names = chosen(module, config)
-    return kind.host(*names)
+@contextlib.contextmanager
+def _downloading(model: str, source: str) -> Iterator[None]:
+    """A download: any error in it (network, HTTP, the hub's) means the model is missing."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001
+        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
+        raise ModelNotFoundError(model, source, reason) from error
 
 
 def downloads_allowed() -> bool:
@@ -212,11 +215,8 @@ def fetch_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
         return location
     if not _is_downloadable(model_name, pretrained):
         raise ModelNotFoundError(location.model, location.source, "no such file or folder")
-    try:
+    with _downloading(location.model, location.source):
         _download_open_clip(model_name, pretrained)
-    except Exception as error:  # noqa: BLE001 (network, HTTP and hub errors all mean "missing")
-        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
-        raise ModelNotFoundError(location.model, location.source, reason) from error
     return locate_open_clip(model_name, pretrained)
 
 
@@ -302,13 +302,10 @@ def fetch_huggingface(module: str, model: str) -> ModelLocation:
         raise ModelNotFoundError(model, location.source, "no config.json and weights there")
     from huggingface_hub import snapshot_download
 
-    try:
+    with _downloading(model, location.source):
         snapshot_download(
             model, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
         )
-    except Exception as error:  # noqa: BLE001 (network, HTTP and hub errors all mean "missing")
-        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
-        raise ModelNotFoundError(model, location.source, reason) from error
     return locate_huggingface(module, model)
 
 
@@ -349,11 +346,8 @@ def fetch_insightface(pack: str) -> ModelLocation:
         raise ModelNotFoundError(pack, location.source, "no .onnx files there")
     from insightface.utils import storage
 
-    try:
+    with _downloading(pack, location.source):
         storage.ensure_available("models", pack, root=str(insightface_root()))
-    except Exception as error:  # noqa: BLE001 (network and HTTP errors all mean "missing")
-        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
-        raise ModelNotFoundError(pack, location.source, reason) from error
     return locate_insightface(pack)
 
 
@@ -400,52 +394,26 @@ def weights_file(module: str, weights: str, download: bool | None = None) -> Pat
         raise ModelNotFoundError(location.model, location.source, "HF_HUB_OFFLINE is set")
     import torch.hub
 
-    try:
+    with _downloading(location.model, location.source):
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(weights, str(path), progress=False)
-    except Exception as error:  # noqa: BLE001 (network and HTTP errors all mean "missing")
-        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
-        raise ModelNotFoundError(location.model, location.source, reason) from error
     return path
-
-
-def locate_bundled(name: str) -> ModelLocation:
-    """Weights inside a package's wheel (rapidocr's PP-OCR): always there."""
-    return ModelLocation("", f"{name} (bundled)", f"inside the {name} wheel", True, None)
-
-
-def _url_host(weights: str) -> str | None:
-    return urlparse(weights).hostname if is_url(weights) else None
-
-
-def _no_host(*names: Any) -> None:
-    return None
 
 
 # Module names in the locations are set by ``locate``.
 KINDS: Mapping[str, WeightsKind] = {
     "open_clip": WeightsKind(locate_open_clip, fetch_open_clip, open_clip_host),
-    "huggingface": WeightsKind(
-        functools.partial(locate_huggingface, ""),
-        functools.partial(fetch_huggingface, ""),
-        lambda model: None if is_local(model) else hub_host(),
-    ),
-    "insightface": WeightsKind(
-        locate_insightface,
-        fetch_insightface,
-        lambda pack: None if is_local(pack) else "github.com",  # release zips
-    ),
-    "weights-file": WeightsKind(
-        functools.partial(locate_weights_file, ""),
-        functools.partial(weights_file, "", download=True),
-        _url_host,
-    ),
-    "bundled": WeightsKind(locate_bundled, None, _no_host),
-    "remote": WeightsKind(
-        locate_remote,
-        None,
-        _no_host,
-        missing="its API key variable is not set",
-        hint="export the API key variable that {module}.api_key_env names",
-    ),
-}
+    "huggingface": WeightsKind(partial(locate_huggingface, ""), partial(fetch_huggingface, ""),
+                               lambda model: None if is_local(model) else hub_host()),
+    "insightface": WeightsKind(locate_insightface, fetch_insightface,  # GitHub release zips
+                               lambda pack: None if is_local(pack) else "github.com"),
+    "weights-file": WeightsKind(partial(locate_weights_file, ""),
+                                partial(weights_file, "", download=True),
+                                lambda file: urlparse(file).hostname if is_url(file) else None),
+    "bundled": WeightsKind(  # inside a package's wheel (rapidocr's PP-OCR): always there
+        lambda name: ModelLocation("", name, f"inside the {name} wheel", True, None),
+        None, lambda name: None),
+    "remote": WeightsKind(locate_remote, None, lambda *names: None,  # nothing to download
+                          missing="its API key variable is not set",
+                          hint="export the API key variable that {module}.api_key_env names"),
+}  # fmt: skip

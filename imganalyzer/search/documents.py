@@ -87,50 +87,29 @@ INDEX_FIELDS: dict[str, IndexField] = {
     "has_person": IndexField(BOOL),
 }
 
-# Which result field of which module fills which index field: (result field, index field).
-# A model module's come from its registry entry (``ModelSpec.index``), with the index fields
-# it adds. When two modules fill a single-valued field, the first wins (metadata's
-# displayed size before technical's).
+# Which result field of which module fills which index field: (result field, index field); a
+# model module's, and the index fields it adds, come from its entry (``ModelSpec.index``).
+# When two modules fill a single-valued field, the first wins (metadata's size first).
 MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "metadata": (
-        ("make", "camera"),
-        ("model", "camera"),
-        ("lens", "lens"),
-        ("place", "place"),
-        ("region", "place"),
-        ("country", "place"),
-        ("artist", "artist"),
-        ("format", "format"),
-        ("datetime_original", "date"),
-        ("exposure_time", "exposure_time"),
-        ("f_number", "f_number"),
-        ("iso", "iso"),
-        ("focal_length", "focal_length"),
-        ("focal_length_35mm", "focal_length_35mm"),
-        ("gps_latitude", "gps_latitude"),
-        ("gps_longitude", "gps_longitude"),
-        ("gps_altitude", "gps_altitude"),
-        ("width", "width"),
-        ("height", "height"),
-        ("rating", "rating"),
+        ("make", "camera"), ("model", "camera"), ("lens", "lens"), ("place", "place"),
+        ("region", "place"), ("country", "place"), ("artist", "artist"), ("format", "format"),
+        ("datetime_original", "date"), ("exposure_time", "exposure_time"),
+        ("f_number", "f_number"), ("iso", "iso"), ("focal_length", "focal_length"),
+        ("focal_length_35mm", "focal_length_35mm"), ("gps_latitude", "gps_latitude"),
+        ("gps_longitude", "gps_longitude"), ("gps_altitude", "gps_altitude"),
+        ("width", "width"), ("height", "height"), ("rating", "rating"),
     ),
     "technical": (
-        ("sharpness", "sharpness"),
-        ("exposure_mean", "exposure_mean"),
-        ("clipped_highlights", "clipped_highlights"),
-        ("clipped_shadows", "clipped_shadows"),
-        ("noise", "noise"),
-        ("colorfulness", "colorfulness"),
-        ("width", "width"),
+        ("sharpness", "sharpness"), ("exposure_mean", "exposure_mean"),
+        ("clipped_highlights", "clipped_highlights"), ("clipped_shadows", "clipped_shadows"),
+        ("noise", "noise"), ("colorfulness", "colorfulness"), ("width", "width"),
         ("height", "height"),
     ),
-    **{
-        module: tuple((field.field, field.target) for field in spec.index)
-        for module, spec in MODELS.items()
-    },
-}
+    **{m: tuple((f.field, f.into or f.field) for f in spec.index) for m, spec in MODELS.items()},
+}  # fmt: skip
 for _field in (f for spec in MODELS.values() for f in spec.index):
-    INDEX_FIELDS.setdefault(_field.target, IndexField(_field.kind, _field.boost))
+    INDEX_FIELDS.setdefault(_field.into or _field.field, IndexField(_field.kind, _field.boost))
 
 SEARCHED_FIELDS = {name: f.boost for name, f in INDEX_FIELDS.items() if f.boost > 0}
 _SURROGATE = re.compile("[\udc80-\udcff]")

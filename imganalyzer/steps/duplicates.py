@@ -242,7 +242,6 @@ def find_duplicates(
 
 
 def _settings(config: DuplicateSettings, use_clip: bool) -> dict[str, Any]:
-    """What the groups depend on (``groups.json``'s fingerprint)."""
     return {
         "near_threshold": config.near_threshold,
         "hash_distance": config.hash_distance,

@@ -41,8 +41,6 @@ from imganalyzer.steps.xmp_sidecar import Region, XmpRecord, write_sidecar
 log = logging.getLogger(__name__)
 
 
-MODES = ("mirror", "beside")
-NAMINGS = ("darktable", "lightroom")
 # Modules whose rows feed a record (faces come in as named faces).
 RECORD_MODULES = ("captions", "objects", "ocr", "aesthetic", "technical", "cloud", "metadata")
 # The files Lightroom writes sidecars for; they win its shared name (IMG_0001.xmp).

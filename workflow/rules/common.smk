@@ -105,11 +105,22 @@ def module_targets():
 
 
 def model_inputs(spec):
-    """Input function of a model module's rule: what its job reads (``spec.job_inputs``)."""
+    """Input function of a model module's rule: the files its job reads, as its registry
+    entry says: the shards' manifests, tier stores and decode rows, and the job summary of
+    each model module whose results it reads (written last: its rows and arrays are there)."""
 
     def inputs(wildcards):
         shards = MODEL_JOBS[wildcards.job]
-        return spec.job_inputs(LAYOUT, wildcards.job, shards, config["modules"])
+        files = {"manifests": [str(LAYOUT.manifest(s)) for s in shards]}
+        if spec.tier is not None:
+            files["tiers"] = [str(LAYOUT.tiers(s)) for s in shards]
+        gate = (spec.gate,) if spec.gate in config["modules"] else ()
+        for module in dict.fromkeys(spec.inputs + gate + spec.input_arrays):
+            if module == "technical":  # the decode job's rows
+                files[module] = [str(LAYOUT.technical(s)) for s in shards]
+            else:
+                files[module] = [str(LAYOUT.job_summary(module, wildcards.job))]
+        return files
 
     return inputs
 
@@ -131,8 +142,9 @@ def model_resources(spec):
     time beside the CPU jobs) where the module holds one: with device cpu nothing is
     held, so several run side by side."""
     resources = {"mem_mb": spec.mem_mb, **spec.resources}
-    if spec.gpu:
-        resources["gpu"] = int(spec.holds_gpu(config))
+    if spec.gpu:  # True, or (key, value): only when the module's key has that value
+        wanted = spec.gpu is True or config[spec.module][spec.gpu[0]] == spec.gpu[1]
+        resources["gpu"] = int(wanted and config["device"] != "cpu")
     return resources
 
 

@@ -11,7 +11,12 @@ from huggingface_hub import constants
 
 from imganalyzer.config import validate_config
 from imganalyzer.runtime.preflight import ModelsMissing, check_models, modules_without
-from imganalyzer.runtime.weights import download_host
+from imganalyzer.runtime.weights import chosen
+
+
+def download_host(module: str, config: dict) -> str | None:
+    kind, names = chosen(module, config)
+    return kind.host(*names)
 
 
 def configured(**sections) -> dict:
