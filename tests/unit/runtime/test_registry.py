@@ -209,3 +209,44 @@ def test_the_cloud_model_is_present_when_its_key_variable_is_set(
     monkeypatch.setenv("MY_KEY", "secret")
     location = locate("cloud", cloud)
     assert location.present and "$MY_KEY" in location.source and "secret" not in str(location)
+
+
+def names_compared(source: str) -> list[str]:
+    """The model modules' names that ``source`` compares anything with."""
+    import ast
+
+    return [
+        operand.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Compare)
+        for operand in (node.left, *node.comparators)
+        if isinstance(operand, ast.Constant) and operand.value in MODELS
+    ]
+
+
+def test_the_runtime_never_branches_on_a_model_modules_name() -> None:
+    """What differs between model modules lives in their registry entries: no comparison
+    with a module's name (``module == "ocr"``) anywhere in ``imganalyzer/runtime``."""
+    runtime = Path(__file__).resolve().parents[3] / "imganalyzer" / "runtime"
+    found = {path.name: names_compared(path.read_text()) for path in runtime.glob("*.py")}
+    assert not {name: names for name, names in found.items() if names}
+    assert names_compared('if module == "ocr" or "faces" != spec.module:\n    pass\n') == [
+        "ocr",
+        "faces",
+    ]
+
+
+def test_each_rule_records_its_settings_as_before_and_its_job_rebuilds_them() -> None:
+    """The rule's params hold the settings as each module's rule always did (a change of
+    their values would re-run every job after an upgrade), and the job's settings built from
+    them are the ones the config gives."""
+    config = configured(modules=list(MODELS))
+    section = config["objects"]
+    assert MODELS["objects"].rule_params(config) == {"settings": section, "device": "auto"}
+    assert MODELS["embedding"].rule_params(config) == {**config["embedding"], "device": "auto"}
+    assert set(MODELS["ocr"].rule_params(config)) == {"settings", "library", "max_pixels", "device"}
+    for module, spec in MODELS.items():
+        job = {"results": "r", "shards": ["s"], "retry": "", "version": spec.version, "rerun": 0}
+        settings = spec.settings_type()
+        rebuilt = settings.from_config(spec.config_of(spec.rule_params(config) | job))
+        assert rebuilt == settings.from_config(config), module
