@@ -202,7 +202,7 @@ def run(quick: bool) -> list[Row]:
         loader = measure_loader(embedder, source, repeats + 1)
         loader_s = loader.best / n_images
         log("simulated GPU ...")
-        gpu = SimulatedGpuEmbedder(MODEL, str(weights), device="cpu")
+        gpu = SimulatedGpuEmbedder(EmbeddingSettings.defaults(**settings))
         gpu.load()
         long_source = Repeated(source, SIMULATED_PASSES)
         gpu_on, gpu_on_stats = measure_runs(gpu, long_source, 32, repeats)
