@@ -43,9 +43,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Model modules whose jobs also write an array per shard, and its suffix.
-ARRAY_SUFFIXES = {"embedding": ".npy", "faces": ".npy"}
-
 
 class IndexFiles:
     """The files of one search index folder: ``results/index`` or the fresh folder a
@@ -181,7 +178,7 @@ class Layout:
 
     def array(self, module: str, shard: str) -> Path:
         """A model module's per-shard array (embedding vectors, face embeddings)."""
-        return self.module_dir(module) / f"{shard}{ARRAY_SUFFIXES[module]}"
+        return self.module_dir(module) / f"{shard}.npy"
 
     def job_summaries(self, module: str) -> Path:
         return self.module_dir(module) / "jobs"

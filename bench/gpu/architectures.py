@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imganalyzer.modules.captions import Captioner
+from imganalyzer.modules.captions import Captioner, CaptionSettings
 from tests.support import tiny_insightface
 from tests.support.tiny_blip2 import _widen_language_model, build_tiny_blip2, tiny_tokenizer
 from tests.support.tiny_groundingdino import build_tiny_groundingdino, save_groundingdino
@@ -131,9 +131,11 @@ def _generator(device: torch.device) -> torch.Generator | None:
 
 
 def captioner(folder: Path, real: bool, **settings: Any) -> Captioner:
+    """``settings``: changes to the schema's captions settings."""
     if real:
-        return RealSizeCaptioner("blip2-opt-2.7b-architecture (random weights)", **settings)
-    return Captioner(str(build_tiny_blip2(folder)), **settings)
+        model = "blip2-opt-2.7b-architecture (random weights)"
+        return RealSizeCaptioner(CaptionSettings.defaults(model=model, **settings))
+    return Captioner(CaptionSettings.defaults(model=str(build_tiny_blip2(folder)), **settings))
 
 
 class _Trunk(nn.Module):

@@ -27,7 +27,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +118,12 @@ def measured(kit: Kit, model: Any) -> dict[str, Any]:
 
 
 def embedding(kit: Kit) -> dict[str, Any]:
-    from imganalyzer.modules.embedding import ClipEmbedder
+    from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 
     name, pretrained = architectures.clip_model(kit.tmp, kit.settings.real)
     torch.manual_seed(0)
-    model = ClipEmbedder(name, pretrained, device=kit.settings.device)
+    settings = EmbeddingSettings.defaults(model=name, pretrained=pretrained)
+    model = ClipEmbedder(replace(settings, device=kit.settings.device))
     model.load()
     result = measured(kit, model)
     result["precision"] = comparisons.clip_precision(model, kit.reader, kit.settings.target_s)
@@ -130,10 +131,10 @@ def embedding(kit: Kit) -> dict[str, Any]:
 
 
 def objects(kit: Kit) -> dict[str, Any]:
-    from imganalyzer.modules.objects import ObjectDetector
+    from imganalyzer.modules.objects import ObjectDetector, ObjectSettings
 
     folder = architectures.groundingdino_folder(kit.tmp / "groundingdino", kit.settings.real)
-    model = ObjectDetector(folder, device=kit.settings.device)
+    model = ObjectDetector(ObjectSettings.defaults(model=folder, device=kit.settings.device))
     model.load()
     result = measured(kit, model)
     result["precision"] = comparisons.groundingdino_precision(model, folder, kit.reader)

@@ -16,37 +16,37 @@ token (tests/unit/modules/test_captions.py checks it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from imganalyzer.layout import Layout
+from imganalyzer.config import Settings
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import RowBatch
-from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
 from imganalyzer.runtime.weights import hf_load_path
 
-_SPEC = MODELS["captions"]
-
-DEFAULT_QUESTIONS: Mapping[str, str] = MappingProxyType(
-    {
-        "scene": "What type of scene is this?",
-        "subject": "What is the main subject of this photo?",
-        "lighting": "What is the lighting like?",
-        "mood": "What is the mood of this photo?",
-    }
-)
-# BLIP-2 OPT captions from BOS alone (the model card's captioning example gives no text);
-# a prompt such as "a photo of" makes the caption continue it.
-CAPTION_PROMPT = ""
 # The VQA prompt format of the BLIP-2 OPT model card and paper.
 QUESTION_TEMPLATE = "Question: {question} Answer:"
-MAX_NEW_TOKENS = 30
+
+
+@dataclass(frozen=True)
+class CaptionSettings(Settings):
+    """The ``captions`` section: a BLIP-2 ``model``, the ``questions`` (answer key ->
+    question), the text the caption starts from ("" as BLIP-2's model card: BOS alone) and
+    the longest caption or answer in tokens."""
+
+    section = "captions"
+    model: str
+    questions: Mapping[str, str]
+    caption_prompt: str
+    max_new_tokens: int
+    batch_size: int | str
+    device: str
 
 
 def question_prompt(question: str) -> str:
@@ -57,25 +57,17 @@ class Captioner(BatchedModel):
     """A BLIP-2 model (``Blip2ForConditionalGeneration``): a caption and the answers to
     ``questions`` (key -> question) for each image, greedy, at most ``max_new_tokens``."""
 
-    spec = _SPEC
+    spec = MODELS["captions"]
     # BLIP-2 OPT is published for and run in fp16/bf16 (transformers keeps the Q-Former in fp32
     # under fp16).
     half_precision_safe = True
 
-    def __init__(
-        self,
-        model: str = _SPEC.model_keys["model"],
-        questions: Mapping[str, str] = DEFAULT_QUESTIONS,
-        caption_prompt: str = CAPTION_PROMPT,
-        max_new_tokens: int = MAX_NEW_TOKENS,
-        device: str = "auto",
-        batch_size: int | str = "auto",
-    ) -> None:
-        super().__init__(device, batch_size)
+    def __init__(self, settings: CaptionSettings) -> None:
+        super().__init__(settings.device, settings.batch_size)
         # questions and bounds were checked by the config's schema (validate_config)
-        self.model_name, self.max_new_tokens = model, max_new_tokens
-        self.questions = dict(questions)
-        self.prompts = [caption_prompt.strip()] + [
+        self.model_name, self.max_new_tokens = settings.model, settings.max_new_tokens
+        self.questions = dict(settings.questions)
+        self.prompts = [settings.caption_prompt.strip()] + [
             question_prompt(q) for q in self.questions.values()
         ]
 
@@ -198,21 +190,3 @@ class Captioner(BatchedModel):
 
     def row_fields(self, result: dict[str, Any], shard: JobShard, row: int) -> dict[str, Any]:
         return {"model": self.model_id, **result}
-
-
-def run_captions_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    model: str = _SPEC.model_keys["model"],
-    questions: Mapping[str, str] = DEFAULT_QUESTIONS,
-    caption_prompt: str = CAPTION_PROMPT,
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    device: str = "auto",
-    batch_size: int | str = "auto",
-    threads: int = 2,
-) -> Captioner:
-    """Caption every decoded image of a job's shards with one model load
-    (``run_model_job``); returns the captioner, whose ``stats`` hold the job's timings."""
-    captioner = Captioner(model, questions, caption_prompt, max_new_tokens, device, batch_size)
-    return run_model_job(captioner, layout, job, shards, threads)

@@ -8,6 +8,7 @@ embeddings in manifest row order (all zeros for images that could not be decoded
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,33 +17,36 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from imganalyzer.layout import Layout
+from imganalyzer.config import Settings
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import PaddedImages, RowBatch
-from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS
 from imganalyzer.runtime.weights import open_clip_arguments, open_clip_id
 
-_SPEC = MODELS["embedding"]
+
+@dataclass(frozen=True)
+class EmbeddingSettings(Settings):
+    """The ``embedding`` section: an open_clip ``model`` and its ``pretrained`` weights
+    (None: random weights)."""
+
+    section = "embedding"
+    model: str
+    pretrained: str | None
+    batch_size: int | str
+    device: str
 
 
 class ClipEmbedder(BatchedModel):
-    """An open_clip model's image (and text) tower. ``pretrained=None``: random weights."""
+    """An open_clip model's image (and text) tower."""
 
-    spec = _SPEC
+    spec = MODELS["embedding"]
     # open_clip's own "bf16"/"fp16" precision keeps LayerNorm in fp32 (OpenAI's recipe).
     half_precision_safe = True
 
-    def __init__(
-        self,
-        model_name: str = _SPEC.model_keys["model"],
-        pretrained: str | None = _SPEC.model_keys["pretrained"],
-        device: str = "auto",
-        batch_size: int | str = "auto",
-    ) -> None:
-        super().__init__(device, batch_size)
-        self.model_name, self.pretrained = model_name, pretrained
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        super().__init__(settings.device, settings.batch_size)
+        self.model_name, self.pretrained = settings.model, settings.pretrained
         self.dim = 0
 
     @property
@@ -136,19 +140,3 @@ class ClipEmbedder(BatchedModel):
         with torch.inference_mode():
             features = self.model.encode_text(tokens)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
-
-
-def run_embedding_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    model_name: str = _SPEC.model_keys["model"],
-    pretrained: str | None = _SPEC.model_keys["pretrained"],
-    device: str = "auto",
-    batch_size: int | str = "auto",
-    threads: int = 2,
-) -> ClipEmbedder:
-    """Embed every decoded image of a job's shards with one model load (``run_model_job``);
-    returns the embedder, whose ``stats`` hold the job's timings."""
-    embedder = ClipEmbedder(model_name, pretrained, device, batch_size)
-    return run_model_job(embedder, layout, job, shards, threads)

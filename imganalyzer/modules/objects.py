@@ -33,29 +33,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from imganalyzer.config import Settings
 from imganalyzer.decode.tiers import TierReader
-from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import RowBatch, TierBatches
-from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
 from imganalyzer.runtime.weights import downloads_allowed
 
 log = logging.getLogger(__name__)
 
-_SPEC = MODELS["objects"]
 
-DEFAULT_PROMPTS = (
-    "person", "face", "text", "sign", "document", "screen", "car", "bicycle", "motorcycle",
-    "bus", "animal", "dog", "cat", "bird", "horse", "food", "building", "tree", "flower",
-    "mountain", "beach", "boat", "sky", "water",
-)  # fmt: skip
-DEFAULT_TEXT_LABELS = ("text", "sign", "document", "screen")
-DEFAULT_PERSON_LABELS = ("person", "face")
-DEFAULT_BOX_THRESHOLD = 0.35
-DEFAULT_TEXT_THRESHOLD = 0.25
-DEFAULT_MAX_DETECTIONS = 100
+@dataclass(frozen=True)
+class ObjectSettings(Settings):
+    """The ``objects`` section: a GroundingDINO ``model`` (repo id or folder), its prompts,
+    thresholds, and the labels that set has_text and has_person."""
+
+    section = "objects"
+    model: str
+    prompts: tuple[str, ...]
+    box_threshold: float
+    text_threshold: float
+    text_labels: tuple[str, ...]
+    person_labels: tuple[str, ...]
+    max_detections: int
+    batch_size: int | str
+    device: str
+
+
 # Submodules kept in fp32 when the model runs in bf16 (class names or module paths): the
 # multi-scale deformable attention adds small sampling offsets to reference points (bf16's
 # 8-bit mantissa moves a location by up to ~0.2 cell of the finest feature map), and the class
@@ -302,32 +307,22 @@ def _where_it_looked(model: str) -> str:
 class ObjectDetector(BatchedModel):
     """A GroundingDINO checkpoint (Hugging Face repo id or local folder) and its prompts."""
 
-    spec = _SPEC
+    spec = MODELS["objects"]
     half_precision_safe = True  # with FP32_MODULES kept in fp32
 
     def __init__(
-        self,
-        model: str = _SPEC.model_keys["model"],
-        prompts: Sequence[str] = DEFAULT_PROMPTS,
-        box_threshold: float = DEFAULT_BOX_THRESHOLD,
-        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
-        max_detections: int = DEFAULT_MAX_DETECTIONS,
-        device: str = "auto",
-        batch_size: int | str = "auto",
-        fp32_modules: Iterable[str] = FP32_MODULES,
-        text_labels: Iterable[str] = DEFAULT_TEXT_LABELS,
-        person_labels: Iterable[str] = DEFAULT_PERSON_LABELS,
+        self, settings: ObjectSettings, fp32_modules: Iterable[str] = FP32_MODULES
     ) -> None:
-        super().__init__(device, batch_size)
-        self.model_name = str(model)
+        super().__init__(settings.device, settings.batch_size)
+        self.model_name = settings.model
         # the prompts and bounds were checked by the config's schema (validate_config)
-        self.labels = tuple(normalise_label(prompt) for prompt in prompts)
-        self.box_threshold, self.text_threshold = float(box_threshold), float(text_threshold)
-        self.max_detections = int(max_detections)
+        self.labels = tuple(normalise_label(prompt) for prompt in settings.prompts)
+        self.box_threshold, self.text_threshold = settings.box_threshold, settings.text_threshold
+        self.max_detections = settings.max_detections
         self.fp32_modules = frozenset(fp32_modules)
         self.fp32_converted: list[str] = []
-        self.text_labels = frozenset(map(normalise_label, text_labels))
-        self.person_labels = frozenset(map(normalise_label, person_labels))
+        self.text_labels = frozenset(map(normalise_label, settings.text_labels))
+        self.person_labels = frozenset(map(normalise_label, settings.person_labels))
         for key, names in (
             ("text_labels", self.text_labels),
             ("person_labels", self.person_labels),
@@ -472,7 +467,7 @@ class ObjectDetector(BatchedModel):
         return {"model": self.model_id, **fields}
 
 
-# --- Jobs ---------------------------------------------------------------------------------
+# --- Reading the tier ---------------------------------------------------------------------
 class _SizeRecordingBatches(TierBatches):
     """Tier batches that remember each manifest row's tier size (boxes fall back to it)."""
 
@@ -484,29 +479,3 @@ class _SizeRecordingBatches(TierBatches):
         batch = super().read(start, stop)
         self.sizes[self.manifest_rows(batch.indices)] = batch.image_sizes
         return batch
-
-
-def run_objects_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    model: str = _SPEC.model_keys["model"],
-    prompts: Sequence[str] = DEFAULT_PROMPTS,
-    box_threshold: float = DEFAULT_BOX_THRESHOLD,
-    text_threshold: float = DEFAULT_TEXT_THRESHOLD,
-    text_labels: Sequence[str] = DEFAULT_TEXT_LABELS,
-    person_labels: Sequence[str] = DEFAULT_PERSON_LABELS,
-    max_detections: int = DEFAULT_MAX_DETECTIONS,
-    device: str = "auto",
-    batch_size: int | str = "auto",
-    threads: int = 2,
-) -> ObjectDetector:
-    """Detect the prompts in every decoded image of a job's shards with one model load
-    (``run_model_job``). Boxes are in the original image's pixels (``width``/``height`` of
-    the technical rows; an image whose row lacks them gets tier pixels, with a warning).
-    Returns the detector (``stats``: timings)."""
-    detector = ObjectDetector(
-        model, prompts, box_threshold, text_threshold, max_detections, device, batch_size,
-        text_labels=text_labels, person_labels=person_labels,
-    )  # fmt: skip
-    return run_model_job(detector, layout, job, shards, threads)

@@ -10,22 +10,16 @@ was looked for, the fetch command and the ``--config modules=...`` that runs wit
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from imganalyzer.config import ConfigError
-from imganalyzer.runtime import registry as models
-from imganalyzer.runtime import weights as model_weights
-from imganalyzer.runtime.registry import FETCH_COMMAND, ModelLocation
+from imganalyzer.errors import ConfigError
+from imganalyzer.runtime import weights
+from imganalyzer.runtime.registry import FETCH_COMMAND, MODELS, ModelLocation, configured_modules
 
 CONNECT_TIMEOUT_S = 3.0
-# Modules that read another module's results: without the first they cannot run either.
-NEEDS = {"aesthetic": "embedding", "ocr": "objects"}
 
 
 class ModelsMissing(ConfigError):
@@ -36,11 +30,12 @@ class ModelsMissing(ConfigError):
 class MissingModel:
     location: ModelLocation
     reason: str
+    hint: str = ""  # how to provide it, beside the fetch command
 
 
 def check_models(config: Mapping[str, Any], reachable: Callable[[str], bool] | None = None) -> None:
     """Raise ModelsMissing (one message for every missing model) unless every configured
-    model can be loaded. ``reachable(host)``: the network probe (tests replace it)."""
+    model of the validated ``config`` can be loaded. ``reachable(host)``: the network probe."""
     missing = missing_models(config, reachable or host_reachable)
     if missing:
         raise ModelsMissing(missing_message(missing, config))
@@ -50,22 +45,23 @@ def missing_models(
     config: Mapping[str, Any], reachable: Callable[[str], bool]
 ) -> list[MissingModel]:
     found = []
-    for module in models.configured_modules(config):
-        location = model_weights.locate(module, config)
+    for module in configured_modules(config):
+        location = weights.locate(module, config)
         if location.present:
             continue
-        host = download_host(module, config)
-        if module == "cloud":
-            reason = "its API key variable is not set"
+        kind, names = weights.chosen(module, config)
+        host = kind.host(*names)
+        if kind.missing:
+            reason = kind.missing
         elif host is None:
             reason = "not there, and it is not something that can be downloaded"
-        elif not model_weights.downloads_allowed():
+        elif not weights.downloads_allowed():
             reason = "not in the cache, and HF_HUB_OFFLINE is set"
         elif not reachable(host):
             reason = f"not in the cache, and {host} cannot be reached"
         else:
             continue  # the job downloads it
-        found.append(MissingModel(location, reason))
+        found.append(MissingModel(location, reason, kind.hint.format(module=module)))
     return found
 
 
@@ -81,44 +77,16 @@ def missing_message(missing: list[MissingModel], config: Mapping[str, Any]) -> s
         "offline nodes), set a local path in config.yaml, or run without them:",
         f"  snakemake --config modules='[{', '.join(without)}]'",
     ]
-    if "cloud" in {item.location.module for item in missing}:
-        lines.append("  (cloud: export the API key variable named by cloud.api_key_env)")
+    lines += [f"  ({item.location.module}: {item.hint})" for item in missing if item.hint]
     return "\n".join(lines)
 
 
 def modules_without(config: Mapping[str, Any], missing: set[str]) -> list[str]:
-    """The configured modules minus the missing ones and those that need them."""
+    """The configured modules minus the missing ones and those that read their results."""
     gone = set(missing)
-    gone |= {module for module, needed in NEEDS.items() if needed in gone}
+    while more := {m for m, spec in MODELS.items() if gone.intersection(spec.needs)} - gone:
+        gone |= more
     return [module for module in config.get("modules", ()) if module not in gone]
-
-
-def download_host(module: str, config: Mapping[str, Any]) -> str | None:
-    """The host a missing model would be downloaded from; None: it cannot be downloaded."""
-    settings = models.model_settings(module, config)
-    hub = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    if module == "embedding":
-        name, pretrained = settings["model"], settings["pretrained"]
-        if not model_weights._is_downloadable(name, pretrained):
-            return None
-        if name.startswith("hf-hub:"):
-            return hub
-        tag = model_weights._pretrained_tag_config(name, pretrained)
-        repo, _, url = model_weights._tag_source(tag)
-        return hub if repo else urlparse(url).hostname
-    if module == "aesthetic":
-        weights = settings["weights"]
-        return urlparse(weights).hostname if model_weights.is_url(weights) else None
-    if module == "faces":
-        return None if _is_local(settings["pack"]) else "github.com"
-    if module == "cloud":
-        return None
-    name = settings["trocr_model"] if module == "ocr" else settings["model"]
-    return None if _is_local(name) else hub
-
-
-def _is_local(name: str) -> bool:
-    return Path(name).expanduser().is_dir() or name.startswith((".", "/", "~"))
 
 
 _PROBED: dict[str, bool] = {}

@@ -27,7 +27,7 @@ from imganalyzer.catalog.manifests import Entry, group_shards, write_manifest
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import ThumbnailWriter, read_thumbnail
 from imganalyzer.decode.tiers import TierReader, TierWriter
-from imganalyzer.layout import ARRAY_SUFFIXES, Layout
+from imganalyzer.layout import Layout
 from imganalyzer.runtime.registry import MODELS
 from imganalyzer.store import ResultsStore
 
@@ -88,7 +88,7 @@ def _shard_files(layout: Layout, modules: list[str], shard: str) -> list[Path]:
     files = [layout.tiers(shard), layout.thumbnails(shard), layout.technical(shard)]
     for module in modules:
         files.append(layout.rows(module, shard))
-        if module in ARRAY_SUFFIXES:
+        if module in MODELS and MODELS[module].array:
             files.append(layout.array(module, shard))
     return files
 
@@ -127,7 +127,7 @@ def _write_new_batch(
                 _copy_faces(store, part, shard)
                 continue
             _copy_rows(store, module, part, shard)
-            if module in ARRAY_SUFFIXES:
+            if module in MODELS and MODELS[module].array:
                 _copy_array(store, module, part, shard)
         _copy_tiers(layout, part, shard, config)
         _copy_thumbnails(layout, part, shard)

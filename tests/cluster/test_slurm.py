@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from imganalyzer.modules.objects import DEFAULT_PROMPTS
+from imganalyzer.config import default_config
 from tests.support.tiny_groundingdino import build_tiny_groundingdino
 from tests.support.tiny_insightface import build_tiny_insightface
 
@@ -64,7 +64,7 @@ def cluster_settings(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict
             # random weights: low thresholds, every label a person, so faces run everywhere
             "box_threshold": 0.05,
             "text_threshold": 0.05,
-            "person_labels": list(DEFAULT_PROMPTS),
+            "person_labels": default_config()["objects"]["prompts"],
             "batch_size": 2,
         },
         "faces": {"pack": str(build_tiny_insightface(root / "faces")), "min_face_size": 8},

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.config import default_config
 from imganalyzer.example.writers import write_jpeg
-from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.results import read_rows
 from tests.support.fake_vision_api import FakeVisionApi
 from tests.support.tiny_blip2 import build_tiny_blip2
@@ -34,7 +34,7 @@ MODULES = [
     "duplicates", "cloud",
 ]  # fmt: skip
 SIGN = "signs/hello.jpg"
-PROMPTS = list(DEFAULT_PROMPTS)
+PROMPTS = default_config()["objects"]["prompts"]
 FACES = "people/bright.jpg"
 COPY = "copies/paris copy.jpg"
 

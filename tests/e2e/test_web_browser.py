@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from imganalyzer.config import load_run_config
+from imganalyzer.config import default_config, load_run_config
 from imganalyzer.example.library import EXAMPLE_EXIF, build_example_library
 from imganalyzer.layout import Layout
-from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.steps import people as people_module
 from imganalyzer.web import create_app
 from imganalyzer.web.pages_library import FACES_ON_PAGE
@@ -59,7 +58,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict) -> Wor
     """The example library plus a copy, a face-like image, a hostile file name and three
     files that cannot be decoded."""
     folder = tmp_path_factory.mktemp("web_models")
-    prompts = list(DEFAULT_PROMPTS)
+    prompts = default_config()["objects"]["prompts"]
     vision = {
         "objects": {"model": str(build_tiny_groundingdino(folder / "groundingdino")),
                     "box_threshold": 0.05, "text_threshold": 0.05, "text_labels": prompts,

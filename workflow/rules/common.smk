@@ -109,11 +109,6 @@ def manifest(wildcards):
     return str(LAYOUT.manifest(wildcards.shard))
 
 
-def job_paths(path_of):
-    """Input function: ``path_of(shard)`` (a LAYOUT method) for every shard of a model job."""
-    return lambda wildcards: [str(path_of(s)) for s in MODEL_JOBS[wildcards.job]]
-
-
 def results_folder(wildcards):
     """The results folder, a param of the model jobs and global steps: their scripts build
     the run's Layout from it.
@@ -142,22 +137,48 @@ def module_targets():
     return targets
 
 
-def faces_gate(wildcards):
-    """The objects result of the same job when objects run: faces read only has_person images."""
-    if "objects" in config["modules"]:
-        return str(LAYOUT.job_summary("objects", wildcards.job))
-    return []
+def model_inputs(spec):
+    """Input function of a model module's rule: the files its job reads, as its registry
+    entry says: the shards' manifests, tier stores and decode rows, and the job summary of
+    each model module whose results it reads (written last: its rows and arrays are there)."""
+
+    def inputs(wildcards):
+        shards = MODEL_JOBS[wildcards.job]
+        files = {"manifests": [str(LAYOUT.manifest(s)) for s in shards]}
+        if spec.tier is not None:
+            files["tiers"] = [str(LAYOUT.tiers(s)) for s in shards]
+        gate = (spec.gate,) if spec.gate in config["modules"] else ()
+        for module in dict.fromkeys(spec.inputs + gate + spec.input_arrays):
+            if module == "technical":  # the decode job's rows
+                files[module] = [str(LAYOUT.technical(s)) for s in shards]
+            else:
+                files[module] = [str(LAYOUT.job_summary(module, wildcards.job))]
+        return files
+
+    return inputs
 
 
-def cloud_budget_skipped(wildcards):
-    """Images of the job that an earlier run's budget left out: a change re-runs the job,
-    which sends only those (rows already described are reused, never paid twice)."""
-    # imported only when cloud jobs are planned
-    from imganalyzer.modules.cloud_budget import budget_skipped
+def model_params(spec):
+    """A model module's settings as its rule's params, and the entry's ``rerun`` param (a
+    value of the job's rows: cloud's images an earlier run's budget left out, so that a
+    change re-runs the job, which sends only those)."""
+    params = spec.rule_params(config)
+    if spec.rerun:
+        params["rerun"] = lambda wildcards: spec.rerun_value(
+            [LAYOUT.rows(spec.module, shard) for shard in MODEL_JOBS[wildcards.job]]
+        )
+    return params
 
-    return budget_skipped(
-        [LAYOUT.rows("cloud", shard) for shard in MODEL_JOBS[wildcards.job]]
-    )
+
+def model_resources(spec):
+    """mem_mb, the entry's own resources, and a GPU (--resources gpu=1: one GPU job at a
+    time beside the CPU jobs) where the module holds one: with device cpu nothing is
+    held, so several run side by side."""
+    resources = {"mem_mb": spec.mem_mb, **spec.resources}
+    if spec.gpu:  # True, or (key, value): only when the module's key has that value
+        wanted = spec.gpu is True or config[spec.module][spec.gpu[0]] == spec.gpu[1]
+        resources["gpu"] = int(wanted and config["device"] != "cpu")
+    return resources
 
 
 def duplicates_inputs(wildcards):

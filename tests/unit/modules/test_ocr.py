@@ -16,9 +16,10 @@ import imganalyzer.modules.ocr_backends as ocr_backends
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode.readers import DecodedImage, decode_image
 from imganalyzer.layout import Layout
-from imganalyzer.modules.ocr import reading_order, run_ocr_job, to_original
+from imganalyzer.modules.ocr import OcrReader, OcrSettings, reading_order, to_original
 from imganalyzer.modules.ocr_backends import OcrLine, TextRegion, load_trocr, strongest_regions
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from imganalyzer.store import ResultsStore
 from tests.support.tiny_trocr import WORDS, build_tiny_trocr
@@ -98,9 +99,10 @@ def write_shard(results: Path, shard: str, rows: list[tuple[Entry, dict]]) -> Oc
     return OcrShard(layout, shard)
 
 
-def run_ocr(shards: list[OcrShard], library: Path, **settings) -> ocr.OcrReader:
-    """One OCR job over ``shards`` (of one results folder)."""
-    return run_ocr_job(shards[0].layout, JOB, [s.id for s in shards], library, **settings)
+def run_ocr(shards: list[OcrShard], library: Path, threads: int = 2, **settings) -> ocr.OcrReader:
+    """One OCR job over ``shards`` (of one results folder), with the schema's other settings."""
+    reader = OcrReader(OcrSettings.defaults(library=str(library), **settings))
+    return run_model_job(reader, shards[0].layout, JOB, [s.id for s in shards], threads)
 
 
 @dataclass
@@ -332,5 +334,6 @@ def test_a_missing_trocr_model_names_itself_and_how_to_fetch_it(
     assert "empty-cache" in str(missing.value)
     folder = str(tmp_path / "not-there")
     with pytest.raises(ModelNotFoundError, match="not-there"):
-        run_ocr_job(Layout(tmp_path), JOB, [], tmp_path, backend="trocr", trocr_model=folder,
-                    device="cpu")  # fmt: skip
+        settings = {"backend": "trocr", "trocr_model": folder, "device": "cpu"}
+        reader = OcrReader(OcrSettings.defaults(library=str(tmp_path), **settings))
+        run_model_job(reader, Layout(tmp_path), JOB, [])

@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from imganalyzer.runtime.preflight import (
-    ModelsMissing,
-    check_models,
-    download_host,
-    modules_without,
-)
+from imganalyzer.config import validate_config
+from imganalyzer.runtime.preflight import ModelsMissing, check_models, modules_without
+from imganalyzer.runtime.weights import chosen
+
+
+def download_host(module: str, config: dict) -> str | None:
+    kind, names = chosen(module, config)
+    return kind.host(*names)
+
+
+def configured(**sections) -> dict:
+    """A validated config: the schema's defaults, with ``sections``."""
+    return validate_config({"library": "."} | sections, check_paths=False)
 
 
 def never_reachable(host: str) -> bool:
@@ -55,7 +62,7 @@ def test_local_models_pass_without_touching_the_network(tmp_path: Path) -> None:
     def no_network(host: str) -> bool:
         raise AssertionError(f"asked the network for {host}")
 
-    check_models(local_models(tmp_path), reachable=no_network)
+    check_models(configured(**local_models(tmp_path)), reachable=no_network)
 
 
 def test_every_missing_model_is_listed_once_with_where_and_how(
@@ -70,7 +77,7 @@ def test_every_missing_model_is_listed_once_with_where_and_how(
         "cloud": {"api_key_env": "IMGANALYZER_TEST_KEY"},
     }
     with pytest.raises(ModelsMissing) as raised:
-        check_models(config, reachable=never_reachable)
+        check_models(configured(**config), reachable=never_reachable)
     message = str(raised.value)
     assert message.count("Configured models are missing") == 1
     assert f"embedding: local-dir:{tmp_path / 'gone'}:" in message
@@ -88,7 +95,7 @@ def test_offline_never_probes_the_network(
     tmp_path: Path, empty_hf_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = {"modules": ["objects"], "objects": {"model": "org/repo"}}
+    config = configured(modules=["objects"], objects={"model": "org/repo"})
     started = time.monotonic()
     with pytest.raises(ModelsMissing, match="HF_HUB_OFFLINE is set"):
         check_models(config, reachable=lambda host: pytest.fail("probed the network"))
@@ -96,17 +103,19 @@ def test_offline_never_probes_the_network(
 
 
 def test_a_downloadable_model_passes_when_its_host_answers(empty_hf_cache: Path) -> None:
-    config = {"modules": ["objects", "captions"], "objects": {"model": "org/repo"}}
+    config = configured(modules=["objects", "captions"], objects={"model": "org/repo"})
     check_models(config, reachable=always_reachable)  # the job downloads it
 
 
 def test_download_hosts(tmp_path: Path) -> None:
     url = "https://example.org/weights/head.pth"
-    assert download_host("aesthetic", {"aesthetic": {"weights": url}}) == "example.org"
-    assert download_host("aesthetic", {"aesthetic": {"weights": str(tmp_path)}}) is None
-    assert download_host("faces", {"faces": {"pack": "buffalo_l"}}) == "github.com"
-    assert download_host("objects", {"objects": {"model": "/models/gdino"}}) is None
-    assert download_host("ocr", {"ocr": {"trocr_model": "microsoft/trocr"}}) == "huggingface.co"
+    assert download_host("aesthetic", configured(aesthetic={"weights": url})) == "example.org"
+    assert download_host("aesthetic", configured(aesthetic={"weights": str(tmp_path)})) is None
+    assert download_host("faces", configured(faces={"pack": "buffalo_l"})) == "github.com"
+    assert download_host("objects", configured(objects={"model": "/models/gdino"})) is None
+    trocr = {"backend": "trocr", "trocr_model": "microsoft/trocr"}
+    assert download_host("ocr", configured(ocr=trocr)) == "huggingface.co"
+    assert download_host("ocr", configured()) is None  # rapidocr: inside its wheel
 
 
 def test_modules_without_drops_dependents() -> None:

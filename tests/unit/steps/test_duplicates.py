@@ -29,7 +29,7 @@ from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
 from imganalyzer.example.writers import write_dng, write_jpeg
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
-from imganalyzer.steps.duplicates import find_duplicates, write_duplicates
+from imganalyzer.steps.duplicates import DuplicateSettings, find_duplicates, write_duplicates
 from imganalyzer.steps.duplicates_clip import cosine_pairs
 from imganalyzer.steps.duplicates_hashes import (
     band_layout,
@@ -40,6 +40,7 @@ from imganalyzer.steps.duplicates_hashes import (
 )
 from tests.unit.conftest import TEST_TIERS
 
+SETTINGS = DuplicateSettings.defaults(device="cpu")  # near_threshold 0.95, hash_distance 8
 BASE = "photos/astronaut.jpg"
 COPIES = {  # near copies of BASE
     "photos/astronaut_half.jpg",
@@ -224,7 +225,7 @@ def pixels(member) -> int:
 
 
 def test_near_copies_group_and_different_photos_do_not(analysed: Analysed) -> None:
-    report = find_duplicates(Layout(analysed.results), analysed.library, use_clip=False)
+    report = find_duplicates(Layout(analysed.results), analysed.library, SETTINGS, use_clip=False)
     near = groups_of(report, "near")
     assert {BASE} | COPIES in near
     assert {RAW, RAW_EXPORT} in near
@@ -251,7 +252,7 @@ def test_exact_copies_only_among_size_collisions(
         return real_digest(path, limit)
 
     monkeypatch.setattr(duplicates_exact, "content_digest", counting)
-    report = find_duplicates(Layout(results), analysed.library, use_clip=False)
+    report = find_duplicates(Layout(results), analysed.library, SETTINGS, use_clip=False)
     assert groups_of(report, "exact") == [{BASE, "backup/astronaut.jpg"}]
     sizes: dict[int, list[str]] = {}
     for path in analysed.library.rglob("*.*"):
@@ -264,13 +265,13 @@ def test_exact_copies_only_among_size_collisions(
     cache = list(read_rows(results / "duplicates" / "hashes.jsonl"))
     assert {row["path"] for row in cache} == colliding
     read.clear()
-    again = find_duplicates(Layout(results), analysed.library, use_clip=False)
+    again = find_duplicates(Layout(results), analysed.library, SETTINGS, use_clip=False)
     assert read == [] and again.stats["cache_hits"] == 5
     assert groups_of(again, "exact") == groups_of(report, "exact")
 
 
 def test_keeper_prefers_raw_over_a_larger_jpeg(analysed: Analysed) -> None:
-    report = find_duplicates(Layout(analysed.results), analysed.library, use_clip=False)
+    report = find_duplicates(Layout(analysed.results), analysed.library, SETTINGS, use_clip=False)
     group = next(g for g in report.groups if RAW in {m.path for m in g.members})
     members = {m.path: m for m in group.members}
     assert pixels(members[RAW_EXPORT]) > pixels(members[RAW])
@@ -330,21 +331,21 @@ def test_clip_cosine_adds_pairs_and_vetoes_hash_matches(fresh: Analysed) -> None
         return vector / np.linalg.norm(vector)
 
     write_vectors(fresh.results, fresh.shards, vector_of)
-    report = find_duplicates(Layout(fresh.results), fresh.library, near_threshold=0.95)
+    report = find_duplicates(Layout(fresh.results), fresh.library, SETTINGS)
     near = groups_of(report, "near")
     assert {DIFFERENT[0], DIFFERENT[1]} in near  # by CLIP alone: their hashes are far apart
     astronauts = next(g for g in near if BASE in g)
     assert astronauts == {BASE} | COPIES - {"photos/astronaut_burst.jpg"}  # cosine veto
     assert report.stats["embedded"] == report.stats["images"] - 1  # all but the broken file
     assert report.stats["clip_shards_searched"] == len(fresh.shards)
-    again = find_duplicates(Layout(fresh.results), fresh.library, near_threshold=0.95)
+    again = find_duplicates(Layout(fresh.results), fresh.library, SETTINGS)
     assert again.stats["clip_shards_searched"] == 0 and again.groups == report.groups
     # A new import is searched against the library; the cached shards are not searched again.
     write_jpeg(fresh.library / "new/rocket_edit.jpg", data.rocket()[::-1])  # other pHash
     special["new/rocket_edit.jpg"] = other + 0.05 * rng.standard_normal(16)
     new_shards = analyse(fresh.library, fresh.results)
     write_vectors(fresh.results, new_shards, vector_of)
-    update = find_duplicates(Layout(fresh.results), fresh.library, near_threshold=0.95)
+    update = find_duplicates(Layout(fresh.results), fresh.library, SETTINGS)
     assert update.stats["clip_shards_searched"] == len(new_shards) == 1
     assert {DIFFERENT[0], DIFFERENT[1], "new/rocket_edit.jpg"} in groups_of(update, "near")
 
@@ -372,7 +373,9 @@ def test_cli_reads_current_groups_json_and_prints_json(
         )
     )
     out_json = fresh.results / "duplicates" / "groups.json"
-    written = write_duplicates(Layout(fresh.results), fresh.library, out_json, use_clip=False)
+    written = write_duplicates(
+        Layout(fresh.results), fresh.library, out_json, SETTINGS, use_clip=False
+    )
     monkeypatch.setattr(duplicates, "find_duplicates", lambda *a, **k: pytest.fail("recomputed"))
     printed = json.loads(run_cli(["duplicates", "--config", str(config), "--json"], capsys))
     assert printed == [g.as_dict() for g in written.groups]

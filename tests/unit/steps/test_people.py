@@ -28,7 +28,7 @@ from imganalyzer.steps.people import (
     split_person,
     update_people,
 )
-from imganalyzer.steps.people_clusters import ClusterSettings, group_faces
+from imganalyzer.steps.people_clusters import PeopleSettings, group_faces
 from imganalyzer.steps.people_edits import Edits
 
 DIM = 512
@@ -115,7 +115,7 @@ def test_recluster_keeps_ids_names_and_splits() -> None:
     )
     for recluster in (False, True):
         grouping = group_faces(ids, vectors, first.members, edits, first.next_id, None,
-                               ClusterSettings(), recluster)  # fmt: skip
+                               PeopleSettings.defaults(), recluster)  # fmt: skip
         assert grouping.members[4] == moved
         assert grouping.members[2] == first.members[2][3:]
         assert grouping.members[1] == first.members[1] and grouping.members[3] == first.members[3]
@@ -203,8 +203,10 @@ class FakeResults:
         os.utime(file, ns=(self.mtime, self.mtime))
         return Entry(path, file.stat().st_size, self.mtime)
 
-    def update(self, **settings) -> object:
-        return update_people(self.layout, self.library, **settings)
+    def update(self, recluster: bool = False, **settings) -> object:
+        """The people step at the schema's settings (``settings`` changed)."""
+        people = PeopleSettings.defaults(**settings)
+        return update_people(self.layout, self.library, people, recluster=recluster)
 
     def person_of(self, path: str) -> set[int]:
         people = load_people(self.layout)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from imganalyzer.config import validate_config
 from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows, write_rows
 from imganalyzer.steps import xmp, xmp_sidecar
@@ -87,7 +88,7 @@ def regions(tags: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_record_takes_each_field_from_its_module() -> None:
-    record = image_record(ROWS, FACES, XmpSettings())
+    record = image_record(ROWS, FACES, XmpSettings.defaults())
     assert record.description == ROWS["captions"]["caption"]
     # labels (distinct, case-insensitively) then cloud keywords; no OCR words unless asked
     assert record.keywords == ("person", "cup", "café", "friends")
@@ -102,7 +103,7 @@ def test_record_takes_each_field_from_its_module() -> None:
 
 
 def test_record_options_and_fallbacks() -> None:
-    ocr_words = image_record(ROWS, (), XmpSettings(ocr_keywords=True)).keywords
+    ocr_words = image_record(ROWS, (), XmpSettings.defaults(ocr_keywords=True)).keywords
     # words of 3+ characters with a letter: "Café" is already there (as "café"), no "50"
     assert ocr_words == ("person", "cup", "café", "friends", "Crème")
     no_caption = {**ROWS, "captions": {"status": "error", "error": "out of memory"}}
@@ -121,13 +122,14 @@ def test_record_options_and_fallbacks() -> None:
 def test_rating_counts_the_thresholds_reached(score: float) -> None:
     rows = {"aesthetic": {"aesthetic": score}}
     assert image_record(rows, ()).rating is None  # not mapped: no rating
-    stars = image_record(rows, (), XmpSettings(rating_from_aesthetic=THRESHOLDS)).rating
+    stars = image_record(rows, (), XmpSettings.defaults(rating_from_aesthetic=THRESHOLDS)).rating
     assert stars == len([t for t in THRESHOLDS if score >= t])
 
 
 def test_settings_from_the_config_section() -> None:
     # bad values are rejected by the schema: tests/unit/test_config.py
-    settings = XmpSettings.from_config({"mode": "beside", "rating_from_aesthetic": [1, 2, 3, 4, 5]})
+    xmp = {"mode": "beside", "rating_from_aesthetic": [1, 2, 3, 4, 5]}
+    settings = XmpSettings.from_config(validate_config({"library": ".", "xmp": xmp}, False))
     assert settings.mode == "beside" and settings.rating_from_aesthetic == (1.0, 2.0, 3.0, 4.0, 5.0)
 
 
@@ -136,7 +138,7 @@ def test_settings_from_the_config_section() -> None:
 
 @needs_exiftool
 def test_new_sidecar_holds_every_field(tmp_path: Path) -> None:
-    settings = XmpSettings(rating_from_aesthetic=THRESHOLDS)
+    settings = XmpSettings.defaults(rating_from_aesthetic=THRESHOLDS)
     record = image_record(ROWS, FACES, settings)
     path = tmp_path / "é" / "IMG_0001.CR2.xmp"
     assert write_sidecar(path, record)
@@ -186,7 +188,7 @@ def test_foreign_sidecar_keeps_its_fields(tmp_path: Path) -> None:
         "RegionList=[{Name=Carol,Type=Face,Area={X=0.8,Y=0.8,W=0.1,H=0.1,Unit=normalized}}]}",
     )
     before = exiftool(path)
-    record = image_record(ROWS, FACES[:1], XmpSettings(rating_from_aesthetic=THRESHOLDS))
+    record = image_record(ROWS, FACES[:1], XmpSettings.defaults(rating_from_aesthetic=THRESHOLDS))
     assert write_sidecar(path, record)
     tags = exiftool(path)
     for tag in ("XMP-dc:Creator", "XMP-xmp:Label", "XMP-xmp:Rating", "XMP-dc:Description"):
@@ -204,7 +206,7 @@ def test_foreign_sidecar_keeps_its_fields(tmp_path: Path) -> None:
 @needs_exiftool
 def test_update_replaces_our_values_and_keeps_the_users(tmp_path: Path) -> None:
     path = tmp_path / "IMG_0003.JPG.xmp"
-    settings = XmpSettings(rating_from_aesthetic=THRESHOLDS)
+    settings = XmpSettings.defaults(rating_from_aesthetic=THRESHOLDS)
     write_sidecar(path, image_record(ROWS, FACES, settings))
     # the user adds a keyword, a label and a face of their own after our first run
     exiftool_write(
@@ -240,7 +242,7 @@ def test_update_replaces_our_values_and_keeps_the_users(tmp_path: Path) -> None:
 @needs_exiftool
 def test_description_and_rating_the_user_changed_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "a.jpg.xmp"
-    settings = XmpSettings(rating_from_aesthetic=THRESHOLDS)
+    settings = XmpSettings.defaults(rating_from_aesthetic=THRESHOLDS)
     write_sidecar(path, image_record(ROWS, (), settings))
     exiftool_write(path, "-XMP-dc:Description=My own words", "-XMP-xmp:Rating=5")
     rows = {**ROWS, "captions": {"caption": "something else"}, "aesthetic": {"aesthetic": 1.0}}
@@ -284,24 +286,24 @@ def test_empty_record_adds_nothing_to_a_foreign_sidecar(tmp_path: Path) -> None:
 
 def test_sidecar_paths_by_mode_and_naming(tmp_path: Path) -> None:
     library, mirror = tmp_path / "photos", tmp_path / "sidecars"
-    beside = XmpSettings(mode="beside")
+    beside = XmpSettings.defaults(mode="beside")
     assert sidecar_path(library, "2021/IMG_0001.CR2", beside) == library / "2021/IMG_0001.CR2.xmp"
-    lightroom = XmpSettings(mode="beside", naming="lightroom")
+    lightroom = XmpSettings.defaults(mode="beside", naming="lightroom")
     assert sidecar_path(library, "2021/IMG_0001.CR2", lightroom) == library / "2021/IMG_0001.xmp"
-    mirrored = XmpSettings(mode="mirror", dir=str(mirror))
+    mirrored = XmpSettings.defaults(mode="mirror", dir=str(mirror))
     assert sidecar_path(library, "été/à.jpg", mirrored) == mirror / "été/à.jpg.xmp"
     with pytest.raises(ValueError, match="inside the library"):
-        sidecar_path(library, "a.jpg", XmpSettings(dir=str(library / "xmp")))
+        sidecar_path(library, "a.jpg", XmpSettings.defaults(dir=str(library / "xmp")))
     # by default the mirror lies in the results folder, which may lie in the library
     results = library / "results"
-    assert sidecar_path(library, "a.jpg", XmpSettings(), Layout(results)) == (
+    assert sidecar_path(library, "a.jpg", XmpSettings.defaults(), Layout(results)) == (
         results / "xmp/sidecars/a.jpg.xmp"
     )
 
 
 def test_lightroom_names_shared_by_several_files_go_to_one(tmp_path: Path) -> None:
     paths = ["d/IMG_0001.JPG", "d/IMG_0001.CR2", "d/IMG_0002.jpg", "d/img_0002.png", "e/x.tif"]
-    settings = XmpSettings(mode="mirror", dir=str(tmp_path / "m"), naming="lightroom")
+    settings = XmpSettings.defaults(mode="mirror", dir=str(tmp_path / "m"), naming="lightroom")
     names = {
         p: str(s.relative_to(tmp_path / "m"))
         for p, s in sidecar_paths(tmp_path / "lib", paths, settings).items()
@@ -345,9 +347,11 @@ def test_mirror_leaves_the_library_untouched(
 ) -> None:
     before = tree_digest(lib.library)
     faces = {"scans/old.jpg": [("Ådne", (10, 10, 50, 60))]}
-    assert write_sidecars(lib.layout, lib.library, XmpSettings(), MODULES, faces).written == 0
+    assert (
+        write_sidecars(lib.layout, lib.library, XmpSettings.defaults(), MODULES, faces).written == 0
+    )
     assert not (lib.results / "xmp").exists()  # not enabled: nothing at all
-    settings = XmpSettings(enabled=True)
+    settings = XmpSettings.defaults(enabled=True)
     report = write_sidecars(lib.layout, lib.library, settings, MODULES, faces)
     assert tree_digest(lib.library) == before
     root = lib.results / "xmp" / "sidecars"
@@ -365,7 +369,7 @@ def test_mirror_leaves_the_library_untouched(
 
 
 def test_beside_writes_next_to_the_originals_and_redoes_only_changes(lib: ResultsLibrary) -> None:
-    settings = XmpSettings(enabled=True, mode="beside", naming="lightroom")
+    settings = XmpSettings.defaults(enabled=True, mode="beside", naming="lightroom")
     assert write_sidecars(lib.layout, lib.library, settings, MODULES).written == 5
     sidecar = lib.library / "2022/home/cat.xmp"
     assert b"a red car parked at night" in sidecar.read_bytes()
@@ -385,7 +389,7 @@ def test_one_bad_sidecar_does_not_stop_the_others(lib: ResultsLibrary) -> None:
     bad = lib.library / "2021/paris/IMG_0001.jpg.xmp"
     bad.write_bytes(b"garbage")
     report = write_sidecars(
-        lib.layout, lib.library, XmpSettings(enabled=True, mode="beside"), MODULES
+        lib.layout, lib.library, XmpSettings.defaults(enabled=True, mode="beside"), MODULES
     )
     assert [path for path, _ in report.failed] == ["2021/paris/IMG_0001.jpg"]
     assert report.written == 4 and bad.read_bytes() == b"garbage"

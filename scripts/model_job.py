@@ -1,18 +1,19 @@
-"""Snakemake adapter: aesthetic scores of the shards of one model job."""
+"""Snakemake adapter: one job of a model module (the rule's name) over a group of shards."""
 
 from imganalyzer.layout import Layout
-from imganalyzer.modules.aesthetic import run_aesthetic_job
+from imganalyzer.runtime.job import run_module_job
 from imganalyzer.runtime.jobstatus import model_job
 
 
 def main(smk) -> None:
     with model_job(smk):  # a failure is recorded; the other jobs and the index go on
-        run_aesthetic_job(
+        run_module_job(
+            smk.rule,
             Layout(smk.params.results),
             smk.wildcards.job,
-            smk.params.shards,
-            smk.params.weights,
-            smk.params.batch_size,
+            dict(smk.params.items()),
+            threads=smk.threads,
+            inputs=list(smk.input.keys()),
         )
 
 
