@@ -39,7 +39,8 @@ import pillow_heif
 import rawpy
 from PIL import Image
 
-from imganalyzer.decode import exif_fields, formats
+from imganalyzer import formats
+from imganalyzer.decode import exif_fields
 from imganalyzer.decode.exiftool import exiftool_fields
 from imganalyzer.decode.places import place_of
 

@@ -24,7 +24,7 @@ import rawpy
 import tifffile
 from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
-from imganalyzer.decode import formats
+from imganalyzer import formats
 
 log = logging.getLogger(__name__)
 pillow_heif.register_heif_opener()
