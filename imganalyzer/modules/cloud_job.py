@@ -29,7 +29,8 @@ from imganalyzer.modules.cloud_budget import SKIPPED_BUDGET, Budget, RateLimiter
 from imganalyzer.results import OK, read_rows
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure, TierBatches
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS
 
 log = logging.getLogger(__name__)

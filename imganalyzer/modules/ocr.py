@@ -41,7 +41,8 @@ from imganalyzer.modules.ocr_backends import OcrBackend, OcrLine, make_backend
 from imganalyzer.results import OK
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from imganalyzer.config import ConfigError
+from imganalyzer.errors import ConfigError
 from imganalyzer.runtime import registry as models
 from imganalyzer.runtime import weights as model_weights
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelLocation
