@@ -13,13 +13,7 @@ import yaml
 import imganalyzer.steps.duplicates as duplicates
 from imganalyzer.cli.duplicates import add_duplicates_parser
 from imganalyzer.steps.duplicates import write_duplicates
-from tests.support.duplicates_library import (
-    DIFFERENT,
-    RAW,
-    Analysed,
-    analysed_library,
-    copied,
-)
+from tests.support.duplicates_library import DIFFERENT, RAW, Analysed, analysed_library, copied
 
 
 @pytest.fixture(scope="module")

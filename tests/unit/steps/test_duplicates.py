@@ -106,5 +106,3 @@ def test_clip_cosine_adds_pairs_and_vetoes_hash_matches(fresh: Analysed) -> None
     update = find_duplicates(fresh.results, fresh.library, near_threshold=0.95)
     assert update.stats["clip_shards_searched"] == len(new_shards) == 1
     assert {DIFFERENT[0], DIFFERENT[1], "new/rocket_edit.jpg"} in groups_of(update, "near")
-
-

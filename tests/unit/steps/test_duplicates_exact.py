@@ -10,13 +10,7 @@ import pytest
 import imganalyzer.steps.duplicates_exact as duplicates_exact
 from imganalyzer.results import read_rows
 from imganalyzer.steps.duplicates import find_duplicates
-from tests.support.duplicates_library import (
-    BASE,
-    SAME_SIZE,
-    Analysed,
-    analysed_library,
-    groups_of,
-)
+from tests.support.duplicates_library import BASE, SAME_SIZE, Analysed, analysed_library, groups_of
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,7 @@ import pytest
 
 import imganalyzer.steps.duplicates_groups as duplicates_groups
 from imganalyzer.steps.duplicates import find_duplicates
-from tests.support.duplicates_library import (
-    RAW,
-    RAW_EXPORT,
-    Analysed,
-    analysed_library,
-    pixels,
-)
+from tests.support.duplicates_library import RAW, RAW_EXPORT, Analysed, analysed_library, pixels
 
 
 @pytest.fixture(scope="module")

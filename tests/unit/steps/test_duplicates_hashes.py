@@ -18,12 +18,7 @@ from imganalyzer.steps.duplicates_hashes import (
     hash_pairs_brute_force,
     phash,
 )
-from tests.support.duplicates_library import (
-    BASE,
-    CORRUPT,
-    Analysed,
-    analysed_library,
-)
+from tests.support.duplicates_library import BASE, CORRUPT, Analysed, analysed_library
 
 
 @pytest.fixture(scope="module")
