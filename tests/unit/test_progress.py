@@ -4,10 +4,17 @@ log file."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
-from imganalyzer.progress import Progress, format_duration
+from imganalyzer.progress import (
+    DEFAULT_INTERVAL_S,
+    Progress,
+    format_duration,
+    job_logging,
+    progress_interval,
+)
 
 
 def test_progress_reports_done_total_rate_and_time_left(caplog: pytest.LogCaptureFixture) -> None:
@@ -34,3 +41,33 @@ def test_progress_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_format_duration() -> None:
     assert [format_duration(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
+
+
+def test_the_interval_comes_from_the_environment_and_a_bad_value_keeps_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IMGANALYZER_PROGRESS_S", "2.5")
+    assert progress_interval() == 2.5 and Progress("x", 1).interval_s == 2.5
+    monkeypatch.setenv("IMGANALYZER_PROGRESS_S", "-1")
+    assert progress_interval() == 0.0
+    monkeypatch.setenv("IMGANALYZER_PROGRESS_S", "soon")
+    assert progress_interval() == DEFAULT_INTERVAL_S
+
+
+def test_a_job_log_holds_its_records_and_its_crash_and_is_closed_after(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "job.log"
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    with pytest.raises(RuntimeError, match="boom"), job_logging(path):
+        logging.getLogger("imganalyzer.test").info("working on shard 3")
+        progress = Progress("decode", total=1, interval_s=3600)
+        progress.advance()
+        progress.finish()
+        raise RuntimeError("boom")
+    text = path.read_text(encoding="utf-8")
+    assert "INFO imganalyzer.test: working on shard 3" in text
+    assert "decode: 1/1 images" in text and "done in" in text
+    assert "ERROR imganalyzer.job: job failed" in text and "RuntimeError: boom" in text
+    assert root.handlers == handlers  # nothing left behind for the next job in this process
+    logging.getLogger("imganalyzer.test").info("after the job")
+    assert "after the job" not in path.read_text(encoding="utf-8")
