@@ -69,3 +69,21 @@ def test_names_that_are_not_utf8_survive_the_people_file(
     assert main(["people", "show", str(person), "--json", "--config", str(config)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert "old/caf\\xe9.jpg" in {face["path"] for face in shown["faces"]}
+
+
+def test_people_before_the_faces_step_ran_say_how_to_get_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from imganalyzer.cli.main import main
+    from tests.support.results_library import ResultsLibrary, sample_photos
+
+    lib = ResultsLibrary(tmp_path)
+    lib.add_shard(sample_photos())  # faces rows, but no people step yet
+    config = tmp_path / "config.yaml"
+    config.write_text(f"library: {lib.library}\nresults: {lib.results}\n")
+    assert main(["people", "list", "--config", str(config)]) == 0
+    assert (
+        capsys.readouterr().out == "no people yet: run the workflow with the faces module enabled\n"
+    )
+    assert main(["people", "show", "1", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.startswith("imganalyzer: no person 1")
