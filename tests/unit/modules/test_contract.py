@@ -30,13 +30,11 @@ from PIL import Image
 from skimage import data
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
-from imganalyzer.config import validate_config
 from imganalyzer.decode.tiers import TierWriter, make_tiers
 from imganalyzer.files import atomic_open
 from imganalyzer.layout import ARRAY_SUFFIXES, Layout
 from imganalyzer.modules.aesthetic import AestheticHead, AestheticScorer
 from imganalyzer.modules.captions import Captioner
-from imganalyzer.modules.cloud import CloudSettings
 from imganalyzer.modules.cloud_job import RUN_ID_ENV, CloudDescriber
 from imganalyzer.modules.embedding import ClipEmbedder
 from imganalyzer.modules.faces import FaceAnalyzer
@@ -46,7 +44,7 @@ from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import MODELS
-from tests.support.fake_vision_api import FakeVisionApi
+from tests.support.fake_vision_api import FakeVisionApi, settings_for
 from tests.support.tiny_blip2 import build_tiny_blip2
 from tests.support.tiny_groundingdino import build_tiny_groundingdino
 from tests.support.tiny_insightface import build_tiny_insightface
@@ -144,13 +142,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_clip_weights: Path) -> 
         yield World(results, library, tiny, api)
 
 
-def cloud_settings(api: FakeVisionApi) -> CloudSettings:
-    section = {"provider": "anthropic", "base_url": api.base_url("anthropic"),
-               "requests_per_minute": 1e6, "concurrency": 1}  # fmt: skip
-    config = validate_config({"library": "x", "cloud": section}, check_paths=False)
-    return CloudSettings.from_config(config["cloud"])
-
-
 # How each registry module is built from its tiny model, with the objects job's rows there.
 DRIVERS: dict[str, Callable[[World, Layout], BatchedModel]] = {
     "embedding": lambda w, layout: ClipEmbedder(TINY_CLIP, str(w.tiny["embedding"]), "cpu"),
@@ -168,7 +159,7 @@ DRIVERS: dict[str, Callable[[World, Layout], BatchedModel]] = {
     "faces": lambda w, layout: FaceAnalyzer(
         str(w.tiny["faces"]), det_size=160, device="cpu", threads=1, gate_on_objects=True
     ),
-    "cloud": lambda w, layout: CloudDescriber(cloud_settings(w.api), layout),
+    "cloud": lambda w, layout: CloudDescriber(settings_for(w.api), layout),
 }
 
 
