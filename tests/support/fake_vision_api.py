@@ -244,13 +244,17 @@ def _openai_completion(body: dict, text: str) -> dict:
     }
 
 
+def cloud_settings(**section: Any) -> CloudSettings:
+    """Cloud settings from a ``cloud`` config section, validated and built the way the
+    workflow builds them (the schema fills the defaults)."""
+    config = validate_config({"library": "x", "cloud": section}, check_paths=False)
+    return CloudSettings.from_config(config["cloud"])
+
+
 def settings_for(
     api: FakeVisionApi, provider: str = "anthropic", **overrides: Any
 ) -> CloudSettings:
-    """Cloud settings that talk to ``api`` fast (no pacing, short back-offs), built from a
-    validated config section the way the workflow builds them."""
+    """Cloud settings that talk to ``api`` fast (no pacing, short back-offs)."""
     fast = {"requests_per_minute": 1e6, "backoff_base_s": 0.001, "backoff_max_s": 0.01,
             "timeout_s": 5.0, "concurrency": 1, "max_retries": 3}  # fmt: skip
-    section = {"provider": provider, "base_url": api.base_url(provider), **fast, **overrides}
-    config = validate_config({"library": "x", "cloud": section}, check_paths=False)
-    return CloudSettings.from_config(config["cloud"])
+    return cloud_settings(provider=provider, base_url=api.base_url(provider), **fast, **overrides)

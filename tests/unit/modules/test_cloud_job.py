@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from imganalyzer.catalog.manifests import Entry
-from imganalyzer.modules.cloud import CloudSettings
 from imganalyzer.modules.cloud_job import _cached_rows, choose_tier
 from imganalyzer.results import error_row, ok_row, write_rows
+from tests.support.fake_vision_api import cloud_settings
 
 
 def test_the_largest_tier_within_the_limit_is_sent_else_the_smallest() -> None:
@@ -21,7 +21,7 @@ def test_the_largest_tier_within_the_limit_is_sent_else_the_smallest() -> None:
 def test_only_a_current_description_by_the_same_provider_and_model_is_reused(
     tmp_path: Path,
 ) -> None:
-    settings = CloudSettings(provider="anthropic", model="claude-test")
+    settings = cloud_settings(provider="anthropic", model="claude-test")
     same = {"provider": "anthropic", "model": "claude-test", "description": "a cat"}
     entries = [Entry(f"{i}.jpg", 10, 10) for i in range(6)]
     previous = [
