@@ -257,4 +257,5 @@ def settings_for(
     """Cloud settings that talk to ``api`` fast (no pacing, short back-offs)."""
     fast = {"requests_per_minute": 1e6, "backoff_base_s": 0.001, "backoff_max_s": 0.01,
             "timeout_s": 5.0, "concurrency": 1, "max_retries": 3}  # fmt: skip
-    return cloud_settings(provider=provider, base_url=api.base_url(provider), **fast, **overrides)
+    section = {"provider": provider, "base_url": api.base_url(provider), **fast, **overrides}
+    return cloud_settings(**section)
