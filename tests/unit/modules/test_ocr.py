@@ -297,6 +297,7 @@ def test_to_original_scales_each_axis_and_clips() -> None:
     assert moved.box == (40.0, 80.0, 2000.0, 1000.0)
 
 
+@pytest.mark.slow  # the library fixture
 def test_trocr_backend_reads_the_detected_lines_through_its_real_loader(
     library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
