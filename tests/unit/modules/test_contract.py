@@ -30,7 +30,7 @@ from PIL import Image
 from skimage import data
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
-from imganalyzer.decode.tiers import TierWriter, make_tiers
+from imganalyzer.decode.jobs import run_decode_shard
 from imganalyzer.files import atomic_open
 from imganalyzer.layout import ARRAY_SUFFIXES, Layout
 from imganalyzer.modules.aesthetic import AestheticHead, AestheticScorer
@@ -67,9 +67,9 @@ def photos() -> list[np.ndarray | None]:
 
 @dataclass
 class World:
-    """A results folder with one shard as the jobs before the model modules leave it
-    (manifest, tiers, technical, objects and embedding rows), its library, the tiny
-    models and the fake vision API."""
+    """A results folder with one shard as the jobs before the model modules leave it (the
+    real decode job's tiers and technical rows; objects and embedding rows written here),
+    its library, the tiny models and the fake vision API."""
 
     results: Path
     library: Path
@@ -96,15 +96,11 @@ def write_world(root: Path) -> tuple[Path, Path]:
         entries.append(Entry(f"photos/{i:02d}.jpg", stat.st_size, stat.st_mtime_ns))
     layout.manifest(SHARD).parent.mkdir(parents=True)
     write_manifest(layout.manifest(SHARD), entries)
-    with TierWriter(layout.tiers(SHARD), n_images=len(images), tiers=TEST_TIERS) as writer:
-        for row, rgb in enumerate(images):
-            writer.write(row, None if rgb is None else make_tiers(rgb, TEST_TIERS))
-    failure = "cannot identify image file"
-    size = [None if rgb is None else {"width": rgb.shape[1], "height": rgb.shape[0]}
-            for rgb in images]  # fmt: skip
-    technical = [error_row(e, failure) if s is None else ok_row(e, s)
-                 for e, s in zip(entries, size, strict=True)]  # fmt: skip
-    write_rows(layout.technical(SHARD), technical)
+    run_decode_shard(
+        layout.manifest(SHARD), library, layout.tiers(SHARD), layout.technical(SHARD),
+        layout.thumbnails(SHARD), tiers=TEST_TIERS,
+    )  # fmt: skip
+    failure = list(read_rows(layout.technical(SHARD)))[FAILED]["error"]
     objects = [
         error_row(e, failure) if person is None else ok_row(e, {"has_person": person,
                                                                 "has_text": text})
@@ -240,7 +236,8 @@ def test_a_failed_decode_is_an_error_row_in_its_place(
     assert [row["path"] for row in result.rows] == manifest
     statuses = [row["status"] for row in result.rows]
     assert statuses == ["error" if row == FAILED else "ok" for row in range(len(manifest))]
-    assert "cannot identify image file" in result.rows[FAILED]["error"]
+    technical = list(read_rows(Layout(world.results).technical(SHARD)))
+    assert technical[FAILED]["error"] in result.rows[FAILED]["error"]  # the decoder's reason
     assert result.summary["errors"] == 1 and result.summary["shards"] == [SHARD]
 
 
