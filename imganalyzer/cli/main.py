@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from imganalyzer.cli.options import add_config_arguments, load_config, reported
-from imganalyzer.config import ConfigError
+from imganalyzer.errors import ConfigError
 from imganalyzer.layout import Layout
 
 if TYPE_CHECKING:

@@ -38,7 +38,8 @@ import pillow_heif
 import rawpy
 from PIL import Image
 
-from imganalyzer.decode import exif_fields, formats, jxl
+from imganalyzer import formats
+from imganalyzer.decode import exif_fields, jxl
 from imganalyzer.decode.exiftool import exiftool_fields
 from imganalyzer.decode.failures import FileError, check_file, classify
 from imganalyzer.decode.names import camera_name

@@ -12,7 +12,8 @@ from imganalyzer.catalog.manifests import (
 )
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.runtime.registry import MODELS
-from imganalyzer.config import ConfigError, validate_config
+from imganalyzer.config import validate_config
+from imganalyzer.errors import ConfigError
 from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.jobstatus import retry_token, run_summary

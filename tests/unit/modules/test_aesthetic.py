@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
-from imganalyzer.config import ConfigError
+from imganalyzer.errors import ConfigError
 from imganalyzer.files import atomic_open
 from imganalyzer.layout import Layout
 from imganalyzer.modules.aesthetic import (

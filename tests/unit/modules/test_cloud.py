@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
-from imganalyzer.config import ConfigError, validate_config
+from imganalyzer.config import validate_config
 from imganalyzer.decode.tiers import TierReader, resize_long_edge
+from imganalyzer.errors import ConfigError
 from imganalyzer.layout import Layout
 from imganalyzer.modules import cloud_job
 from imganalyzer.modules.cloud import CloudError, CloudSettings

@@ -171,6 +171,7 @@ def rows_of(shard: OcrShard) -> list[dict]:
     return list(read_rows(shard.out_jsonl))
 
 
+@pytest.mark.slow  # the library fixture: rapidocr over a 3000 px image, ~7 s
 def test_recognised_text_and_boxes_match_the_rendered_lines(library: Library) -> None:
     row = rows_of(library.shards[0])[0]
     assert row["status"] == "ok" and row["backend"] == "rapidocr" and "skipped" not in row
@@ -181,6 +182,7 @@ def test_recognised_text_and_boxes_match_the_rendered_lines(library: Library) ->
         assert iou(line["box"], drawn) > MIN_IOU
 
 
+@pytest.mark.slow
 def test_a_large_image_is_read_bounded_and_boxes_come_back_in_original_pixels(
     library: Library,
 ) -> None:
@@ -191,12 +193,14 @@ def test_a_large_image_is_read_bounded_and_boxes_come_back_in_original_pixels(
     assert max(line["box"][2] for line in row["lines"]) > 1000  # scaled up from the 1000 px read
 
 
+@pytest.mark.slow
 def test_an_upside_down_line_is_turned_and_read(library: Library) -> None:
     row = rows_of(library.shards[1])[3]
     # Words may come as separate regions, placed in the turned image's order.
     assert sorted(row["text"].upper().split()) == sorted(UPSIDE_DOWN.split())
 
 
+@pytest.mark.slow
 def test_images_without_text_are_skipped_without_opening_the_file(library: Library) -> None:
     row = rows_of(library.shards[0])[1]
     assert row["status"] == "ok" and row["skipped"] == "no text"
@@ -204,12 +208,14 @@ def test_images_without_text_are_skipped_without_opening_the_file(library: Libra
     assert not any(path.endswith("no_text.jpg") for path in library.decoded)
 
 
+@pytest.mark.slow
 def test_an_objects_error_is_an_error_row_and_its_file_is_not_opened(library: Library) -> None:
     row = rows_of(library.shards[0])[2]
     assert row["status"] == "error" and row["error"] == f"objects: {OBJECTS_ERROR}"
     assert not any(path.endswith("broken.jpg") for path in library.decoded)
 
 
+@pytest.mark.slow
 def test_a_corrupt_or_changed_image_is_an_error_row_and_the_shard_goes_on(
     library: Library,
 ) -> None:
@@ -222,6 +228,7 @@ def test_a_corrupt_or_changed_image_is_an_error_row_and_the_shard_goes_on(
     assert not any(path.endswith("changed.png") for path in library.decoded)
 
 
+@pytest.mark.slow
 def test_rows_follow_the_manifest_and_the_job_counts_them(library: Library) -> None:
     for shard in library.shards:
         objects = list(read_rows(shard.objects))
@@ -292,6 +299,7 @@ def test_to_original_scales_each_axis_and_clips() -> None:
     assert moved.box == (40.0, 80.0, 2000.0, 1000.0)
 
 
+@pytest.mark.slow  # the library fixture
 def test_trocr_backend_reads_the_detected_lines_through_its_real_loader(
     library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

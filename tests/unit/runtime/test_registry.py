@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from imganalyzer.cli import main as cli
-from imganalyzer.config import ConfigError, validate_config
+from imganalyzer.config import validate_config
+from imganalyzer.errors import ConfigError
 from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 from imganalyzer.runtime.registry import (
     FETCH_COMMAND,

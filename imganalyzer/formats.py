@@ -2,6 +2,9 @@
 
 Decoding goes by content, not by name: :func:`sniff` names the format from the first bytes, so
 a JPEG named ``.nef`` is decoded as the JPEG it is (and its row says so).
+
+At the package's top level, below both users: the catalog picks files by these extensions
+and decode reads them by their content, and neither may import the other's way up.
 """
 
 from __future__ import annotations
