@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -26,16 +26,16 @@ from imganalyzer.catalog.manifests import Entry, read_manifest
 from imganalyzer.catalog.scan import content_fingerprint
 from imganalyzer.decode.metadata import MetadataError, read_metadata
 from imganalyzer.decode.readers import DecodeError, decode_image
-from imganalyzer.decode.technical import TECHNICAL_VERSION, analyze_technical
-from imganalyzer.decode.thumbnails import THUMBNAIL_LONG_EDGE, ThumbnailWriter
-from imganalyzer.decode.tiers import TIER_FORMAT_VERSION, Compression, TierWriter, make_tiers
+from imganalyzer.decode.technical import analyze_technical
 from imganalyzer.progress import Progress
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.threadpool import ordered_map
 
+if TYPE_CHECKING:
+    from imganalyzer.decode.tiers import Compression
+
 log = logging.getLogger(__name__)
 
-DECODE_VERSION = f"decode-1/technical-{TECHNICAL_VERSION}/tiers-{TIER_FORMAT_VERSION}"
 # Images per Zarr shard of a tier array: each block is written once, whole.
 TIER_BLOCK = 64
 
@@ -109,6 +109,10 @@ def run_decode_shard(
     threads: int = 1,
 ) -> None:
     """Decode every image of a shard once and write tiers, thumbnails and technical rows."""
+    # Imported here: the metadata job, which shares this module, needs no zarr (~0.4 s).
+    from imganalyzer.decode.thumbnails import ThumbnailWriter
+    from imganalyzer.decode.tiers import TierWriter, make_tiers
+
     entries = read_manifest(manifest)
     library = Path(library)
     long_edge = max(tiers.values())
@@ -176,6 +180,8 @@ def _fingerprint(path: Path, entry: Entry) -> dict[str, str]:
 
 def _thumbnail_tier(tiers: dict[str, int]) -> str | None:
     """The smallest tier that is still at least thumbnail-sized (cheapest to shrink)."""
+    from imganalyzer.decode.thumbnails import THUMBNAIL_LONG_EDGE
+
     big_enough = [name for name, size in tiers.items() if size >= THUMBNAIL_LONG_EDGE]
     return min(big_enough, key=tiers.__getitem__) if big_enough else None
 

@@ -43,8 +43,6 @@ from imganalyzer.decode import exif_fields, formats
 from imganalyzer.decode.exiftool import exiftool_fields
 from imganalyzer.decode.places import place_of
 
-METADATA_VERSION = "2"
-
 FIELDS = (
     "make",
     "model",
