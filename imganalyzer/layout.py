@@ -187,6 +187,11 @@ class Layout:
         return sorted(self.root.glob("*/failed/*.json"))
 
     @staticmethod
+    def of_rows(rows: str | os.PathLike) -> Layout:
+        """The layout of a path made by :meth:`rows` (``<root>/<module>/<shard>.jsonl``)."""
+        return Layout(Path(rows).parent.parent)
+
+    @staticmethod
     def of_job_summary(summary: str | os.PathLike) -> tuple[Layout, str, str] | None:
         """(layout, module, job) of a path made by :meth:`job_summary`; None for another."""
         path = Path(summary)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -166,6 +167,23 @@ def run_decode_shard(
     progress.finish()
     write_rows(technical_out, rows)
     _log_summary("decode", rows, started)
+
+
+def write_undecoded_shard(
+    tiers_out: str | os.PathLike,
+    technical_out: str | os.PathLike,
+    thumbnails_out: str | os.PathLike,
+) -> None:
+    """The outputs of a decode job that failed as a whole (see jobstatus.shard_job): no
+    technical rows (its images count as not analysed yet), an empty tier folder (a job that
+    reads it fails naming the decode job) and a thumbnail archive without thumbnails."""
+    from imganalyzer.decode.thumbnails import ThumbnailWriter
+
+    shutil.rmtree(tiers_out, ignore_errors=True)
+    Path(tiers_out).mkdir(parents=True)
+    with ThumbnailWriter(thumbnails_out):
+        pass
+    write_rows(technical_out, [])
 
 
 def _fingerprint(path: Path, entry: Entry) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""Model jobs that fail without stopping the run, the record of their failures, and the
-summary printed at the end of every run.
+"""Jobs that fail without stopping the run, the record of their failures, and the summary
+printed at the end of every run.
 
 A model job (``results/<module>/jobs/<job>.json``) runs inside ``failure_isolated``. If it
 fails (a missing model, a CUDA error, a bug) the exception is logged to the job's log, a
@@ -11,6 +11,13 @@ a new failure changes it, so the next run re-runs exactly the failed jobs (Snake
 params trigger). A job that then succeeds keeps its record, marked ``retried``, so the
 param stays the same afterwards. The record is not a declared output: Snakemake never
 deletes it before a job runs, so the param reads the same before and after the job.
+
+The per-shard CPU jobs (decode, metadata, duplicate hashes) are isolated the same way
+(``shard_job``): a bad image is an error row and never fails its job, but the job itself
+can fail (a bug, a full disk, a file-size limit). Its record is
+``results/<step>/failed/<shard>.json`` (step: decode, metadata, duplicates), its outputs are
+written empty (no rows: its images count as not analysed yet, and a model job that needs
+them fails naming it), and its ``retry`` param (``shard_retry_tokens``) re-runs it.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,38 +96,55 @@ def failure_isolated(
         yield
     except Exception as error:  # noqa: BLE001 (any failure of one job must not stop the run)
         log.exception("%s job %s failed", module, job)
-        failure = _failure(summary, log_file, _upstream_failure(inputs) or error)
+        layout = _summary_parts(summary)[0]
+        failure = _failure(module, job, log_file, _upstream_failure(layout, inputs) or error)
         atomic_write_text(record, json.dumps(failure, indent=1) + "\n")
         atomic_write_text(summary, json.dumps(failure, indent=1) + "\n")
         return
     data = read_summary(summary) or {"module": module, "job": job}
     data["status"] = OK
     atomic_write_text(summary, json.dumps(data, indent=2) + "\n")
+    _mark_retried(record)
+
+
+def _mark_retried(record: Path) -> None:
+    """A job succeeded: its failure record, if any, says so (its failure_id stays)."""
     previous = read_summary(record)
     if previous and previous.get("status") == FAILED:
         previous.update(status=RETRIED, retried=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         atomic_write_text(record, json.dumps(previous, indent=1) + "\n")
 
 
-def _upstream_failure(inputs: Iterable[str | os.PathLike]) -> UpstreamFailed | None:
-    """Why a job failed when a job it reads failed first (its error names that job)."""
+def _upstream_failure(layout: Layout, inputs: Iterable[str | os.PathLike]) -> UpstreamFailed | None:
+    """Why a job failed when a job it reads failed first (its error names that job): a
+    model job's summary that says failed, or an output of a failed shard job."""
+    inputs = list(inputs)
     for path in inputs:
         parts = Layout.of_job_summary(path)
         if parts is not None:
             data = read_summary(path) or {}
             if data.get("status") == FAILED:
-                return UpstreamFailed(
-                    f"needs the {parts[1]} job {parts[2]}, which failed "
-                    f"(see {data.get('log', 'its log')})"
-                )
+                return _upstream(parts[1], parts[2], data)
+    wanted = {os.path.abspath(path) for path in inputs}
+    for record in read_failures(layout.root):
+        if wanted.intersection(os.path.abspath(o) for o in record.get("outputs", ())):
+            return _upstream(record["module"], record["job"], record)
     return None
 
 
-def _failure(summary: Path, log_file: str | os.PathLike, error: Exception) -> dict[str, Any]:
+def _upstream(module: str, job: str, record: dict[str, Any]) -> UpstreamFailed:
+    return UpstreamFailed(
+        f"needs the {module} job {job}, which failed (see {record.get('log', 'its log')})"
+    )
+
+
+def _failure(
+    module: str, job: str, log_file: str | os.PathLike, error: Exception
+) -> dict[str, Any]:
     message = str(error).strip().splitlines()
     return {
-        "module": _summary_parts(summary)[1],
-        "job": _summary_parts(summary)[2],
+        "module": module,
+        "job": job,
         "status": FAILED,
         "failure_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}",
         "error_type": type(error).__name__,
@@ -129,19 +154,78 @@ def _failure(summary: Path, log_file: str | os.PathLike, error: Exception) -> di
     }
 
 
+# --- Per-shard CPU jobs -----------------------------------------------------------------------
+# The decode job writes the technical rows (and the tiers every other module reads): its
+# failures are listed whichever modules are configured.
+DECODE = "decode"
+# The step whose job writes a module's per-shard rows, where it is not the module itself.
+ROWS_WRITTEN_BY = {"technical": DECODE}
+
+
+class NoFailure:
+    """The ``retry`` param of a shard job that never failed. Snakemake leaves a param value
+    it cannot represent (not a str, number, list...) out of its params trigger: adding the
+    param to the decode and metadata rules re-runs no job of an existing library. After a
+    failure the param is the failure's id, a str, which re-runs exactly that job."""
+
+    def __repr__(self) -> str:
+        return "no failure"
+
+
+NO_FAILURE = NoFailure()
+
+
+def shard_retry_tokens(results: str | os.PathLike, step: str) -> dict[str, str]:
+    """Shard -> the ``retry`` param of the ``step`` job of that shard that has a failure
+    record (the id of its last failure); other shards' param is :data:`NO_FAILURE`. Read
+    once per parse: one listing of ``results/<step>/failed/``, not a file per shard."""
+    tokens = {}
+    for path in sorted(Layout(results).failures(step).glob("*.json")):
+        record = read_summary(path) or {}
+        if record.get("failure_id"):
+            tokens[path.stem] = str(record["failure_id"])
+    return tokens
+
+
+@contextlib.contextmanager
+def shard_job(
+    smk: Any, step: str, rows: str | os.PathLike, write_failed_outputs: Callable[[], None]
+) -> Iterator[None]:
+    """A per-shard CPU job's body, logged to its log and failure-isolated. ``smk``: the
+    ``snakemake`` object (wildcards.shard, log[0], input, output); ``rows``: its result rows
+    file (``<results>/<module>/<shard>.jsonl``); ``write_failed_outputs`` writes its declared
+    outputs empty when it fails (after its record)."""
+    layout = Layout.of_rows(rows)
+    shard = smk.wildcards.shard
+    record = layout.job_failure(step, shard)
+    with job_logging(smk.log[0]):
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001 (one job's failure must not stop the run)
+            log.exception("%s job %s failed", step, shard)
+            failure = _failure(
+                step, shard, smk.log[0], _upstream_failure(layout, smk.input) or error
+            )
+            failure["outputs"] = [str(path) for path in smk.output]
+            atomic_write_text(record, json.dumps(failure, indent=1) + "\n")
+            write_failed_outputs()
+            return
+        _mark_retried(record)
+
+
 def read_failures(
     results: str | os.PathLike, modules: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Every model job whose last run failed: its module, job, error and log path (the
-    records ``results/<module>/failed/<job>.json``), optionally only of ``modules``.
-    For ``imganalyzer status`` and the end-of-run summary."""
+    """Every job whose last run failed: its module (or step), job, error and log path (the
+    records ``results/<module>/failed/<job>.json``), optionally only of ``modules`` (and
+    decode, which serves them all). For ``imganalyzer status`` and the end-of-run summary."""
     failures = []
     for path in Layout(results).failure_records():
         data = read_summary(path)
         if (
             data
             and data.get("status") == FAILED
-            and (modules is None or data.get("module") in modules)
+            and (modules is None or data.get("module") in [*modules, DECODE])
         ):
             failures.append(data)
     return failures
@@ -171,10 +255,14 @@ def run_summary(
         f"{ingest.removed} removed images; {time.time() - started:.1f} s"
     ]
     failures = {(f["module"], f["job"]): f for f in read_failures(results, modules)}
-    for module in modules:
+    steps = [*modules, *sorted({m for m, _ in failures} - set(modules))]  # decode
+    for module in steps:
         outcome = _outcome(module, outputs.get(module, []), started, failures)
         text = f"  {module:<11} {outcome.done} done, {outcome.image_errors} image errors"
-        text += f", {len(outcome.failed)} failed" if outcome.failed else ""
+        if module not in modules:  # decode: its results are the technical module's
+            text = f"  {module:<11} {len(outcome.failed)} failed"
+        elif outcome.failed:
+            text += f", {len(outcome.failed)} failed"
         lines.append(text)
         lines += [
             f"    failed: {f['job']}: {_shortened(f.get('error', ''))} (log: {f.get('log', '?')})"
@@ -192,10 +280,11 @@ def _outcome(
     module: str, outputs: list[str], started: float, failures: dict[tuple[str, str], dict[str, Any]]
 ) -> ModuleOutcome:
     outcome = ModuleOutcome()
+    writer = ROWS_WRITTEN_BY.get(module, module)
     for output in map(Path, outputs):
         with contextlib.suppress(FileNotFoundError):
-            if output.stat().st_mtime < started - 1:
-                continue
+            if output.stat().st_mtime < started - 1 or (writer, output.stem) in failures:
+                continue  # older than this run, or the empty rows of a failed shard job
             if output.suffix == ".json":
                 data = read_summary(output) or {}
                 if data.get("status") == FAILED:
@@ -215,6 +304,16 @@ def _shortened(text: str, limit: int = 120) -> str:
 def _error_rows(path: Path) -> int:
     with path.open("rb") as rows:
         return sum(1 for line in rows if b'"status": "error"' in line)
+
+
+def cancel_reevaluation_timers() -> None:
+    """Let the run's process exit as soon as its last job is done. Snakemake re-evaluates
+    its schedule one second after each round that started jobs (a ``threading.Timer``, for
+    --max-jobs-per-timespan), and Python waits for every such timer before it exits: up to a
+    second after the run's summary, for nothing. Called when the run has ended."""
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
 
 
 @contextlib.contextmanager

@@ -9,8 +9,8 @@ batches are dropped. The old manifests move to ``catalog/compacted/`` (never rea
 and the old shards' outputs are deleted. A batch whose results are not complete yet
 (not analysed, or a module added since) is left alone: run the workflow first.
 
-Run it while no workflow runs on the same results (it holds the catalog lock against a
-concurrent scan).
+It holds the results folder's lock (imganalyzer.runlock), as a run does: it refuses while a
+run writes the results, naming that run, and a run started meanwhile refuses, naming it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from imganalyzer.decode.tiers import TierReader, TierWriter
 from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import ARRAY_SUFFIXES, Layout
 from imganalyzer.results import read_rows, write_rows
+from imganalyzer.runlock import acquire_results_lock, release_results_lock
+from imganalyzer.runtime.jobstatus import read_failures
 from imganalyzer.runtime.registry import MODELS
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,17 @@ class _Source:
 
 
 def compact(config: dict) -> CompactionReport:
-    """Compact the small batches of the catalog under ``config['results']``."""
+    """Compact the small batches of the catalog under ``config['results']``; raises
+    ResultsLocked (naming the holder) while a run holds the results folder."""
+    results = Path(config["results"])
+    acquire_results_lock(results)
+    try:
+        return _compact(config)
+    finally:
+        release_results_lock(results)
+
+
+def _compact(config: dict) -> CompactionReport:
     layout = Layout(config["results"])
     catalog = Catalog(layout)
     modules = [m for m in config["modules"] if m != "technical"]
@@ -103,14 +115,18 @@ def _small_batches(
     layout: Layout,
     modules: list[str],
 ) -> dict[str, list[str]]:
-    """Batches with fewer current images than a shard holds, whose results are complete."""
+    """Batches with fewer current images than a shard holds, whose results are complete
+    (a shard job that failed wrote its outputs empty: the next run completes them)."""
+    failed = {f["job"] for f in read_failures(layout.root) if "outputs" in f}
     by_batch: dict[str, list[str]] = {}
     for shard in catalog.shard_ids():
         by_batch.setdefault(shard.split("-")[0], []).append(shard)
     small = {}
     for batch, shards in by_batch.items():
         images = sum(1 for shard, _ in current if shard in shards)
-        complete = all(f.exists() for s in shards for f in _shard_files(layout, modules, s))
+        complete = not failed.intersection(shards) and all(
+            f.exists() for s in shards for f in _shard_files(layout, modules, s)
+        )
         if images < shard_size and complete:
             small[batch] = shards
     return small

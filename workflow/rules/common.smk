@@ -16,7 +16,14 @@ from imganalyzer.runtime.registry import MODELS
 from imganalyzer.config import ConfigError, validate_config
 from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
-from imganalyzer.runtime.jobstatus import read_failures, retry_token, run_summary
+from imganalyzer.runtime.jobstatus import (
+    NO_FAILURE,
+    cancel_reevaluation_timers,
+    read_failures,
+    retry_token,
+    run_summary,
+    shard_retry_tokens,
+)
 from imganalyzer.runtime.preflight import ModelsMissing, check_models
 from imganalyzer.runlock import ResultsLocked, acquire_results_lock
 
@@ -163,6 +170,14 @@ def retry_param(module):
     return lambda wildcards: retry_token(LAYOUT.job_summary(module, wildcards.job))
 
 
+def shard_retry_param(step):
+    """The ``retry`` param of a per-shard CPU job (decode, metadata, duplicate hashes): the
+    id of its last failure, else NO_FAILURE, which Snakemake leaves out of its params
+    trigger (see imganalyzer.runtime.jobstatus): the next run re-runs exactly the failed jobs."""
+    tokens = shard_retry_tokens(RESULTS, step)
+    return lambda wildcards: tokens.get(wildcards.shard, NO_FAILURE)
+
+
 def start_run():
     """onstart (a real run, never a dry-run): hold the results folder's lock for this
     run, then record the planned moves and stage the new manifests (catalog_shard jobs
@@ -204,5 +219,6 @@ def finish_run(failed=False):
         RESULTS, PLAN.report, config["modules"], module_outputs(), STARTED
     )
     logger.info(summary)
+    cancel_reevaluation_timers()  # the run has ended: exit now, not a second later
     if not failed and read_failures(RESULTS, config["modules"]):
         raise SystemExit(1)

@@ -19,5 +19,6 @@ rule metadata:
     params:
         library=config["library"],
         version=METADATA_VERSION,
+        retry=shard_retry_param("metadata"),  # a failed job is re-run, only it
     script:
         "../../scripts/metadata.py"
