@@ -173,7 +173,7 @@ def retry_param(module):
 def shard_retry_param(step):
     """The ``retry`` param of a per-shard CPU job (decode, metadata, duplicate hashes): the
     id of its last failure, else NO_FAILURE, which Snakemake leaves out of its params
-    trigger (see imganalyzer.runtime.jobstatus): the next run re-runs exactly the failed jobs."""
+    trigger (see imganalyzer.runtime.jobstatus): a run re-runs exactly the failed jobs."""
     tokens = shard_retry_tokens(RESULTS, step)
     return lambda wildcards: tokens.get(wildcards.shard, NO_FAILURE)
 
