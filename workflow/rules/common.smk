@@ -178,12 +178,16 @@ def shard_retry_param(step):
     return lambda wildcards: tokens.get(wildcards.shard, NO_FAILURE)
 
 
+RUN_STARTED = []  # start_run (onstart) ran: Snakemake found jobs to run
+
+
 def start_run():
     """onstart (a real run, never a dry-run): hold the results folder's lock for this
     run, then record the planned moves and stage the new manifests (catalog_shard jobs
     place them) and the library view (the library_view job places it)."""
     if not workflow.is_main_process:
         return
+    RUN_STARTED.append(True)
     try:
         acquire_results_lock(RESULTS)
     except ResultsLocked as error:
@@ -222,3 +226,22 @@ def finish_run(failed=False):
     cancel_reevaluation_timers()  # the run has ended: exit now, not a second later
     if not failed and read_failures(RESULTS, config["modules"]):
         raise SystemExit(1)
+
+
+def summary_when_nothing_to_do(execute):
+    """Wraps ``workflow.execute`` (a run or a dry-run; never --report, --lint...): when it
+    finds nothing to be done, Snakemake calls no hook (onstart, onsuccess), and the run's
+    summary is printed here instead: every real run ends with it."""
+
+    def execute_then_summarise(*args, **kwargs):
+        result = execute(*args, **kwargs)
+        hooks = not workflow.execution_settings.no_hooks
+        if not RUN_STARTED and not workflow.dryrun and hooks:
+            finish_run()
+        return result
+
+    return execute_then_summarise
+
+
+if workflow.is_main_process:
+    workflow.execute = summary_when_nothing_to_do(workflow.execute)
