@@ -13,7 +13,12 @@ from imganalyzer.catalog.manifests import (
 )
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.runtime.registry import MODELS
-from imganalyzer.config import ConfigError, validate_config
+from imganalyzer.config import (
+    ConfigError,
+    load_run_config,
+    run_config_path,
+    validate_config,
+)
 from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.jobstatus import (
@@ -48,15 +53,6 @@ PLAN = None
 VIEW_TEXT = ""
 VIEW_DIGEST = ""
 if workflow.is_main_process:
-    # Every configured model, before any job (a dry-run too). Not while linting (Snakemake
-    # builds a lint's workflow with check_envvars=False): a lint checks the code, not what
-    # this machine has.
-    # IMGANALYZER_PREFLIGHT=0 skips it (planning on a machine without the models).
-    if workflow.check_envvars and os.environ.get("IMGANALYZER_PREFLIGHT") != "0":
-        try:
-            check_models(config)
-        except ModelsMissing as error:
-            raise SystemExit(f"imganalyzer: {error}") from None
     # One id per invocation: the cloud jobs of a run share one budget (a ledger by run id).
     os.environ.setdefault(
         "IMGANALYZER_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
@@ -101,8 +97,9 @@ def job_shards(wildcards):
     return MODEL_JOBS[wildcards.job]
 
 
-def module_targets():
-    """Per-shard results of the CPU modules; per-job summaries of the model modules."""
+def module_targets(wildcards=None):
+    """Per-shard results of the CPU modules; per-job summaries of the model modules. An
+    input function: `snakemake --report` sets the modules of the last run first."""
     targets = []
     for module in config["modules"]:
         if module in MODELS:
@@ -228,12 +225,25 @@ def finish_run(failed=False):
         raise SystemExit(1)
 
 
+def check_models_first():
+    """Every configured model is found before any job (a dry-run too): called on
+    ``workflow.execute``, not while parsing, so that commands that run no job (--report,
+    --lint, --unlock...) need no model. IMGANALYZER_PREFLIGHT=0 skips it (planning on a
+    machine without the models)."""
+    if os.environ.get("IMGANALYZER_PREFLIGHT") != "0":
+        try:
+            check_models(config)
+        except ModelsMissing as error:
+            raise SystemExit(f"imganalyzer: {error}") from None
+
+
 def summary_when_nothing_to_do(execute):
-    """Wraps ``workflow.execute`` (a run or a dry-run; never --report, --lint...): when it
-    finds nothing to be done, Snakemake calls no hook (onstart, onsuccess), and the run's
-    summary is printed here instead: every real run ends with it."""
+    """Wraps ``workflow.execute`` (a run or a dry-run; never --report, --lint...): checks the
+    models first; when it finds nothing to be done, Snakemake calls no hook (onstart,
+    onsuccess), and the run's summary is printed here instead: every real run ends with it."""
 
     def execute_then_summarise(*args, **kwargs):
+        check_models_first()
         result = execute(*args, **kwargs)
         hooks = not workflow.execution_settings.no_hooks
         if not RUN_STARTED and not workflow.dryrun and hooks:
@@ -243,5 +253,21 @@ def summary_when_nothing_to_do(execute):
     return execute_then_summarise
 
 
+def report_of_the_last_run(create_report):
+    """Wraps ``workflow.create_report`` (`snakemake --report`): the report is of the last
+    run, with the modules it ran (recorded in the results folder; --config modules=...
+    chooses others). The inputs that list the modules' results are input functions,
+    evaluated when the report builds its DAG, after this."""
+
+    def create_report_of_the_last_run(*args, **kwargs):
+        chosen = "modules" in workflow.config_settings.config
+        if run_config_path(RESULTS).is_file() and not chosen:
+            config["modules"] = load_run_config(RESULTS)["modules"]
+        return create_report(*args, **kwargs)
+
+    return create_report_of_the_last_run
+
+
 if workflow.is_main_process:
     workflow.execute = summary_when_nothing_to_do(workflow.execute)
+    workflow.create_report = report_of_the_last_run(workflow.create_report)
