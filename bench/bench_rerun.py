@@ -12,12 +12,15 @@ in the same run: each round builds a fresh library for each side, the sides alte
 (before, after; then after, before), and every figure is a median over ``--rounds``
 rounds, with the ratio after / before. Each side runs its own Snakefile with its own
 package first on ``PYTHONPATH``. ``--repo`` names the "after" checkout (default: this one).
+Besides wall time, each run's CPU seconds (Snakemake and every job process, user + system)
+are counted: on a machine shared with other work they move far less than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +47,8 @@ class Side:
     nothing: list[float] = field(default_factory=list)
     increment: list[float] = field(default_factory=list)
     own_work: list[float] = field(default_factory=list)
+    nothing_cpu: list[float] = field(default_factory=list)
+    increment_cpu: list[float] = field(default_factory=list)
 
 
 def build_library(root: Path, count: int) -> None:
@@ -55,17 +60,27 @@ def build_library(root: Path, count: int) -> None:
         write_jpeg(root / f"{index // 100:03d}" / f"IMG_{index:05d}.jpg", base, quality=70)
 
 
-def run_workflow(workdir: Path, config: Path, repo: Path = REPO) -> tuple[float, str]:
+@dataclass
+class Run:
+    wall: float  # seconds
+    cpu: float  # CPU seconds of Snakemake and its jobs (user + system)
+    log: str
+
+
+def run_workflow(workdir: Path, config: Path, repo: Path = REPO) -> Run:
     command = [str(SNAKEMAKE), "-s", str(repo / "Snakefile"), "--configfile", str(config)]
     env = dict(os.environ, PYTHONPATH=str(repo))  # this checkout's package, not the venv's
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
         [*command, "--cores", "2"], cwd=workdir, env=env, capture_output=True, text=True
     )
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if result.returncode != 0:
         raise SystemExit(f"{repo}: snakemake failed:\n{result.stdout}\n{result.stderr}")
-    return elapsed, result.stdout + result.stderr
+    return Run(elapsed, cpu, result.stdout + result.stderr)
 
 
 def one_round(side: Side, images: int, shard_size: int, add: int) -> None:
@@ -85,15 +100,18 @@ def one_round(side: Side, images: int, shard_size: int, add: int) -> None:
             "modules": ["metadata", "technical"],
         }
         config.write_text(yaml.safe_dump(settings))
-        side.first.append(run_workflow(root, config, side.repo)[0])
-        seconds, log = run_workflow(root, config, side.repo)
-        if "Nothing to be done" not in log:
-            raise SystemExit(f"{side.repo}: the re-run found work to do:\n{log}")
-        side.nothing.append(seconds)
+        side.first.append(run_workflow(root, config, side.repo).wall)
+        nothing = run_workflow(root, config, side.repo)
+        if "Nothing to be done" not in nothing.log:
+            raise SystemExit(f"{side.repo}: the re-run found work to do:\n{nothing.log}")
+        side.nothing.append(nothing.wall)
+        side.nothing_cpu.append(nothing.cpu)
         before = {p.stem for p in (root / "results/catalog/shards").glob("*.tsv")}
         for index in range(add):
             write_jpeg(root / f"library/new/IMG_new{index}.jpg", np.zeros((64, 64, 3), np.uint8))
-        side.increment.append(run_workflow(root, config, side.repo)[0])
+        increment = run_workflow(root, config, side.repo)
+        side.increment.append(increment.wall)
+        side.increment_cpu.append(increment.cpu)
         (new_shard,) = {p.stem for p in (root / "results/catalog/shards").glob("*.tsv")} - before
         side.own_work.append(shard_job_seconds(root / "results/benchmarks", new_shard))
 
@@ -117,7 +135,9 @@ def side_rows(side: Side, add: int) -> list[Row]:
     return [
         Row(f"{label}: first run (everything)", statistics.median(side.first), "s"),
         Row(f"{label}: nothing changed", statistics.median(side.nothing), "s", runs(side.nothing)),
+        Row(f"{label}: nothing changed, CPU", statistics.median(side.nothing_cpu), "s"),
         Row(f"{label}: {add} new photos", increment, "s", runs(side.increment)),
+        Row(f"{label}: {add} new photos, CPU", statistics.median(side.increment_cpu), "s"),
         Row(f"{label}: {add} new photos, their jobs' own work", own, "s", "from benchmark files"),
         Row(f"{label}: {add} new photos, fixed cost", increment - own, "s"),
     ]
@@ -125,7 +145,12 @@ def side_rows(side: Side, add: int) -> list[Row]:
 
 def ratio_rows(before: Side, after: Side, add: int) -> list[Row]:
     rows = []
-    for name, attr in (("nothing changed", "nothing"), (f"{add} new photos", "increment")):
+    for name, attr in (
+        ("nothing changed", "nothing"),
+        (f"{add} new photos", "increment"),
+        ("nothing changed, CPU", "nothing_cpu"),
+        (f"{add} new photos, CPU", "increment_cpu"),
+    ):
         old, new = getattr(before, attr), getattr(after, attr)
         per_round = ", ".join(f"{n / o:.2f}" for o, n in zip(old, new, strict=True))
         rows.append(
