@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# The version of this output: TECHNICAL_VERSION in imganalyzer/decode/versions.py.
+# The version of this output: TECHNICAL_VERSION in imganalyzer/versions.py.
 
 SHARPNESS_LONG_EDGE = 512
 HIGHLIGHT_LUMA = 250.0

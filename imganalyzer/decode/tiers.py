@@ -42,8 +42,8 @@ from zarr.codecs.numcodecs._codecs import _NumcodecsArrayBytesCodec
 from zarr.errors import ZarrUserWarning
 from zarr.registry import register_codec
 
-from imganalyzer.decode.versions import TIER_FORMAT_VERSION
 from imganalyzer.files import atomic_directory
+from imganalyzer.versions import TIER_FORMAT_VERSION
 
 Compression = Literal["jpeg", "zstd"]
 

@@ -43,10 +43,10 @@ from imganalyzer.search.documents import (
     to_document,
 )
 from imganalyzer.search.vectors import vector_files, write_vectors
+from imganalyzer.versions import INDEX_VERSION
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "2"  # 2: keys and folders in the text form of paths
 # Tantivy's indexing memory: segments are flushed when it fills.
 WRITER_HEAP_BYTES = 256_000_000
 

@@ -1,4 +1,4 @@
-from imganalyzer.decode.versions import DECODE_VERSION
+from imganalyzer.versions import DECODE_VERSION
 
 
 # Decode every image of a shard once: tiers for the GPU modules, thumbnails for

@@ -1,4 +1,4 @@
-from imganalyzer.search.index import INDEX_VERSION
+from imganalyzer.versions import INDEX_VERSION
 
 
 # The search index, once per run from every shard's results (OPP-5): Tantivy documents

@@ -1,4 +1,4 @@
-from imganalyzer.decode.versions import METADATA_VERSION
+from imganalyzer.versions import METADATA_VERSION
 
 
 # EXIF and pixel size from a header-only read: no pixel is decoded.

@@ -11,7 +11,7 @@ from scipy import ndimage
 from skimage import data
 
 from imganalyzer.decode.technical import analyze_technical
-from imganalyzer.decode.versions import TECHNICAL_VERSION
+from imganalyzer.versions import TECHNICAL_VERSION
 
 
 def flat(value: int | tuple[int, int, int], height: int = 96, width: int = 128) -> np.ndarray:
