@@ -19,7 +19,8 @@ results/
   technical/<shard>.jsonl        the decode job's rows; metadata/, duplicates/ alike
   <module>/<shard>.jsonl|.npy    a model module's rows and arrays
   <module>/jobs/<job>.json       a model job's summary (the output Snakemake tracks)
-  <module>/failed/<job>.json     why a model job failed (removed when it succeeds)
+  <module>/failed/<job>.json     why a model job failed (marked retried when it succeeds);
+  decode/failed/<shard>.json       why a decode job failed; metadata/, duplicates/ alike
   duplicates/groups.json         global steps' outputs, each in its module's folder;
   duplicates/keeper_choices.json   the keepers picked in the web page
   duplicates/hashes.jsonl, clip/   content hashes and near-duplicate pairs cached per shard
