@@ -23,6 +23,7 @@ them fails naming it), and its ``retry`` param (``shard_retry_tokens``) re-runs 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -306,14 +307,21 @@ def _error_rows(path: Path) -> int:
         return sum(1 for line in rows if b'"status": "error"' in line)
 
 
-def cancel_reevaluation_timers() -> None:
-    """Let the run's process exit as soon as its last job is done. Snakemake re-evaluates
-    its schedule one second after each round that started jobs (a ``threading.Timer``, for
-    --max-jobs-per-timespan), and Python waits for every such timer before it exits: up to a
-    second after the run's summary, for nothing. Called when the run has ended."""
+def exit_promptly() -> None:
+    """Let a run's process exit as soon as its summary is printed; called in the Snakemake
+    process when the run has ended.
+
+    - Snakemake re-evaluates its schedule one second after each round that started jobs (a
+      ``threading.Timer``, for --max-jobs-per-timespan), and Python waits for every such
+      timer before it exits: up to a second after the summary. They are cancelled.
+    - Python's shutdown runs the garbage collector over every object of the modules loaded
+      (Snakemake, pandas, SQLAlchemy): about 0.2 s of CPU. ``gc.freeze()`` leaves them out
+      (they are freed with the process all the same).
+    """
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer):
             thread.cancel()
+    gc.freeze()
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.jobstatus import (
     NO_FAILURE,
-    cancel_reevaluation_timers,
+    exit_promptly,
     read_failures,
     retry_token,
     run_summary,
@@ -220,7 +220,7 @@ def finish_run(failed=False):
         RESULTS, PLAN.report, config["modules"], module_outputs(), STARTED
     )
     logger.info(summary)
-    cancel_reevaluation_timers()  # the run has ended: exit now, not a second later
+    exit_promptly()  # the run has ended: its process exits now, not a second later
     if not failed and read_failures(RESULTS, config["modules"]):
         raise SystemExit(1)
 

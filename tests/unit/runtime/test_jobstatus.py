@@ -4,7 +4,8 @@ tokens and the end-of-run summary."""
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,6 @@ from imganalyzer.catalog.store import IngestReport
 from imganalyzer.runtime.jobstatus import (
     FAILED,
     NO_FAILURE,
-    cancel_reevaluation_timers,
     failure_isolated,
     model_job,
     read_failures,
@@ -195,9 +195,15 @@ def test_the_summary_lists_a_failed_decode_and_does_not_count_its_empty_rows(
     assert "1 job(s) failed" in text
 
 
-def test_cancel_reevaluation_timers_lets_the_process_exit_at_once() -> None:
-    timer = threading.Timer(60, lambda: None)
-    timer.start()
-    cancel_reevaluation_timers()
-    timer.join(timeout=5)
-    assert not timer.is_alive()
+EXIT_AFTER_TIMER = """
+import threading
+from imganalyzer.runtime.jobstatus import exit_promptly
+threading.Timer(60, lambda: None).start()  # as Snakemake's scheduler leaves one
+exit_promptly()
+"""
+
+
+def test_exit_promptly_lets_the_process_exit_at_once() -> None:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", EXIT_AFTER_TIMER], check=True, timeout=50)
+    assert time.monotonic() - started < 30  # not the timer's 60 s
