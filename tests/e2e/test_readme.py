@@ -33,12 +33,22 @@ def not_run(command: str) -> bool:
     return any(command.startswith(start) for start in NOT_RUN)
 
 
+# What a run or a command leaves in a working copy: not part of a fresh clone.
+UNTRACKED = (".git", ".venv", ".snakemake", "results", "example", "exported", "report.html")
+
+
 def fresh_workspace(root: Path) -> Path:
-    """The repository's tracked files (as a fresh clone has them) under ``root``."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
+    """The repository's tracked files (as a fresh clone has them) under ``root``; outside a
+    git checkout, its files less what runs leave behind."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True)
+    if listed.returncode != 0:
+
+        def left_behind(folder: str, names: list[str]) -> set[str]:
+            top = Path(folder) == REPO
+            return {n for n in names if (top and n in UNTRACKED) or n == "__pycache__"}
+
+        return Path(shutil.copytree(REPO, root, ignore=left_behind))
+    for name in filter(None, listed.stdout.decode().split("\0")):
         source = REPO / name
         if source.is_file():  # not a file deleted in the working tree
             (root / name).parent.mkdir(parents=True, exist_ok=True)
