@@ -43,7 +43,7 @@ onerror:
 rule all:
     default_target: True
     input:
-        module_targets(),
+        module_targets,
         rules.benchmark_report.output,
         rules.index.output,
         rules.xmp.output if config["xmp"]["enabled"] else [],

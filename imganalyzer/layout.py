@@ -21,7 +21,8 @@ results/
   technical/<shard>.jsonl        the decode job's rows; metadata/, duplicates/ alike
   <module>/<shard>.jsonl|.npy    a model module's rows and arrays
   <module>/jobs/<job>.json       a model job's summary (the output Snakemake tracks)
-  <module>/failed/<job>.json     why a model job failed (removed when it succeeds)
+  <module>/failed/<job>.json     why a model job failed (marked retried when it succeeds);
+  decode/failed/<shard>.json       why a decode job failed; metadata/, duplicates/ alike
   duplicates/groups.json         global steps' outputs, each in its module's folder;
   duplicates/keeper_choices.json   the keepers picked in the web page
   duplicates/hashes.jsonl, clip/   content hashes and near-duplicate pairs cached per shard
@@ -195,6 +196,11 @@ class Layout:
     def failure_records(self) -> list[Path]:
         """Every module's job failure records, sorted."""
         return sorted(self.root.glob("*/failed/*.json"))
+
+    @staticmethod
+    def of_rows(rows: str | os.PathLike) -> Layout:
+        """The layout of a path made by :meth:`rows` (``<root>/<module>/<shard>.jsonl``)."""
+        return Layout(Path(rows).parent.parent)
 
     @staticmethod
     def of_job_summary(summary: str | os.PathLike) -> tuple[Layout, str, str] | None:

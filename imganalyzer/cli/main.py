@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from imganalyzer.cli.options import add_config_arguments, load_config, reported
 from imganalyzer.errors import ConfigError
 from imganalyzer.layout import Layout
+from imganalyzer.runlock import ResultsLocked
 
 if TYPE_CHECKING:
     from imganalyzer.search.query import Filters, Hit
@@ -398,6 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"imganalyzer: {error}", file=sys.stderr)
         return 2
+    except ResultsLocked as error:  # compact while a run writes the results folder
+        print(f"imganalyzer: {error}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `imganalyzer status | head`: the reader has gone, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped

@@ -46,8 +46,6 @@ from imganalyzer.decode.names import camera_name
 from imganalyzer.decode.places import place_of
 from imganalyzer.decode.readers import PILLOW_ERRORS, open_pillow
 
-METADATA_VERSION = "2"
-
 FIELDS = (
     "make",
     "model",

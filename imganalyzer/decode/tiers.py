@@ -43,8 +43,7 @@ from zarr.errors import ZarrUserWarning
 from zarr.registry import register_codec
 
 from imganalyzer.files import atomic_directory
-
-TIER_FORMAT_VERSION = "1"
+from imganalyzer.versions import TIER_FORMAT_VERSION
 
 Compression = Literal["jpeg", "zstd"]
 

@@ -47,10 +47,10 @@ from imganalyzer.search.documents import (
 )
 from imganalyzer.search.vectors import Known, write_vectors
 from imganalyzer.store import EMBEDDING, ResultsStore
+from imganalyzer.versions import INDEX_VERSION
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "3"  # 2: keys and folders in the text form of paths; 3: display names
 # Tantivy's indexing memory: segments are flushed when it fills.
 WRITER_HEAP_BYTES = 256_000_000
 

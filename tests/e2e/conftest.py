@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,7 +85,9 @@ class Workspace:
     config: Path
     files: dict[str, Path] = field(default_factory=dict)
 
-    def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def snakemake(
+        self, *args: str, check: bool = True, preexec_fn: Callable[[], None] | None = None
+    ) -> subprocess.CompletedProcess:
         command = [
             str(SNAKEMAKE),
             "--snakefile",
@@ -96,7 +99,13 @@ class Workspace:
             *args,
         ]
         result = subprocess.run(
-            command, cwd=self.root, capture_output=True, text=True, env=_env(), timeout=600
+            command,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=600,
+            preexec_fn=preexec_fn,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")

@@ -27,8 +27,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "imganalyzer"
 # are independent of each other. Placed by what they import and who imports them:
 LAYERS: list[frozenset[str]] = [
     # Shared vocabulary that imports nothing of the package: errors, atomic files, every
-    # results path, progress lines, a bounded pool, image formats (extensions, sniffing).
-    frozenset({"errors", "files", "layout", "progress", "threadpool", "formats"}),
+    # results path, progress lines, a bounded pool, image formats (extensions, sniffing), the
+    # stages' version strings.
+    frozenset({"errors", "files", "layout", "progress", "threadpool", "formats", "versions"}),
     frozenset({"results", "runlock"}),  # result rows (files), the results lock (layout)
     # The results store: rows, arrays, job summaries and failure records (results, layout).
     frozenset({"store"}),

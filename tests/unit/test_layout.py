@@ -47,7 +47,7 @@ def every_path(layout: Layout) -> list[Path]:
     paths = []
     for owner in (layout, layout.index_files):
         for name, member in inspect.getmembers(type(owner)):
-            if name.startswith("_") or name in ("of_job_summary", "failure_records"):
+            if name.startswith("_") or name in ("of_job_summary", "of_rows", "failure_records"):
                 continue
             if isinstance(member, property):
                 value = getattr(owner, name)

@@ -12,11 +12,17 @@ from imganalyzer.catalog.manifests import (
 )
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.runtime.registry import MODELS
-from imganalyzer.config import validate_config
+from imganalyzer.config import load_run_config, run_config_path, validate_config
 from imganalyzer.errors import ConfigError
 from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
-from imganalyzer.runtime.jobstatus import retry_token, run_summary
+from imganalyzer.runtime.jobstatus import (
+    NO_FAILURE,
+    exit_promptly,
+    retry_token,
+    run_summary,
+    shard_retry_tokens,
+)
 from imganalyzer.runtime.preflight import ModelsMissing, check_models
 from imganalyzer.runlock import (
     ResultsLocked,
@@ -123,8 +129,9 @@ def job_shards(wildcards):
     return MODEL_JOBS[wildcards.job]
 
 
-def module_targets():
-    """Per-shard results of the CPU modules; per-job summaries of the model modules."""
+def module_targets(wildcards=None):
+    """Per-shard results of the CPU modules; per-job summaries of the model modules. An
+    input function: `snakemake --report` sets the modules of the last run first."""
     targets = []
     for module in config["modules"]:
         if module in MODELS:
@@ -141,7 +148,8 @@ def module_targets():
 def model_inputs(spec):
     """Input function of a model module's rule: the files its job reads, as its registry
     entry says: the shards' manifests, tier stores and decode rows, and the job summary of
-    each model module whose results it reads (written last: its rows and arrays are there)."""
+    each model module whose results it reads (written last: its rows and arrays are there).
+    """
 
     def inputs(wildcards):
         shards = MODEL_JOBS[wildcards.job]
@@ -218,6 +226,18 @@ def retry_param(module):
     return lambda wildcards: retry_token(LAYOUT, module, wildcards.job)
 
 
+def shard_retry_param(step):
+    """The ``retry`` param of a per-shard CPU job (decode, metadata, duplicate hashes): the
+    id of its last failure, else NO_FAILURE, which Snakemake leaves out of its params
+    trigger (see imganalyzer.runtime.jobstatus): a run re-runs exactly the failed jobs.
+    """
+    tokens = shard_retry_tokens(LAYOUT, step)
+    return lambda wildcards: tokens.get(wildcards.shard, NO_FAILURE)
+
+
+RUN_STARTED = []  # start_run (onstart) ran: Snakemake found jobs to run
+
+
 def start_run():
     """onstart (a real run, never a dry-run): hold the results folder's lock for this
     run (prepare_jobs took it already, before Snakemake's lock), then record the planned
@@ -225,6 +245,7 @@ def start_run():
     view (the library_view job places it)."""
     if not workflow.is_main_process:
         return
+    RUN_STARTED.append(True)
     try:
         acquire_results_lock(LAYOUT)
     except ResultsLocked as error:
@@ -260,5 +281,41 @@ def finish_run(failed=False):
         LAYOUT, PLAN.report, config["modules"], module_outputs(), STARTED
     )
     logger.info(summary)
+    exit_promptly()  # the run has ended: its process exits now, not a second later
     if not failed and ResultsStore(LAYOUT).failures(config["modules"]):
         raise SystemExit(1)
+
+
+def summary_when_nothing_to_do(execute):
+    """Wraps ``workflow.execute`` (a run or a dry-run; never --report, --lint...): when it
+    finds nothing to be done, Snakemake calls no hook (onstart, onsuccess), and the run's
+    summary is printed here instead: every real run ends with it."""
+
+    def execute_then_summarise(*args, **kwargs):
+        result = execute(*args, **kwargs)
+        hooks = not workflow.execution_settings.no_hooks
+        if not RUN_STARTED and not workflow.dryrun and hooks:
+            finish_run()
+        return result
+
+    return execute_then_summarise
+
+
+def report_of_the_last_run(create_report):
+    """Wraps ``workflow.create_report`` (`snakemake --report`): the report is of the last
+    run, with the modules it ran (recorded in the results folder; --config modules=...
+    chooses others). The inputs that list the modules' results are input functions,
+    evaluated when the report builds its DAG, after this."""
+
+    def create_report_of_the_last_run(*args, **kwargs):
+        chosen = "modules" in workflow.config_settings.config
+        if run_config_path(LAYOUT.root).is_file() and not chosen:
+            config["modules"] = load_run_config(LAYOUT.root)["modules"]
+        return create_report(*args, **kwargs)
+
+    return create_report_of_the_last_run
+
+
+if workflow.is_main_process:
+    workflow.execute = summary_when_nothing_to_do(workflow.execute)
+    workflow.create_report = report_of_the_last_run(workflow.create_report)
