@@ -199,7 +199,7 @@ class Close:
         return (
             isinstance(other, Close)
             and self.array.shape == other.array.shape
-            and np.allclose(self.array, other.array, rtol=1e-5, atol=1e-6)
+            and np.allclose(self.array, other.array, rtol=1e-5, atol=1e-6, equal_nan=True)
         )
 
     def __repr__(self) -> str:

@@ -133,10 +133,10 @@ SLOW_COMPACT = """
 import sys, time
 import imganalyzer.steps.compact as compact
 work = compact._compact
-def slow(config):
+def slow(layout, config):
     print("compacting", flush=True)
     time.sleep(30)
-    return work(config)
+    return work(layout, config)
 compact._compact = slow
 from imganalyzer.cli.main import main
 sys.exit(main(["compact", "--config", sys.argv[1]]))
