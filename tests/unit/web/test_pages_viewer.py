@@ -1,0 +1,61 @@
+"""The viewer: neighbours in the grid or search it was opened from, and the info panel."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from starlette.testclient import TestClient
+
+from imganalyzer.search.index import update_index
+from imganalyzer.web import create_app
+from tests.support.results_library import Photo, ResultsLibrary
+
+from .conftest import PARIS, TIMELINE, config_of
+
+
+def test_viewer_walks_through_the_result_set(client: TestClient) -> None:
+    seen, url = [], "/view?path=" + TIMELINE[0]
+    while url:
+        page = client.get(html.unescape(url)).text
+        seen.append(html.unescape(re.search(r'<h1 class="path">([^<]*)</h1>', page).group(1)))
+        found = re.search(r'id="next" rel="next" href="([^"]+)"', page)
+        url = found.group(1) if found else None
+    assert seen == TIMELINE
+    page = client.get("/view", params={"path": PARIS[1], "camera": "FUJIFILM X-T4"}).text
+    assert "1 / 2" in page and 'id="prev"' not in page
+    back = html.unescape(re.search(r'id="back" href="([^"]+)"', page).group(1))
+    assert back.startswith("/?camera=FUJIFILM+X-T4#i-")
+
+
+def test_viewer_walks_through_a_search(client: TestClient) -> None:
+    page = client.get("/search", params={"q": "fujifilm", "mode": "text"}).text
+    first = html.unescape(
+        re.search(r'<a href="(/view\?path=[^"]+from=search[^"]*)"', page).group(1)
+    )
+    viewer = client.get(first).text
+    assert "1 / 2" in viewer and 'id="prev"' not in viewer
+    following = html.unescape(re.search(r'id="next" rel="next" href="([^"]+)"', viewer).group(1))
+    second = client.get(following).text
+    assert "2 / 2" in second and 'id="next"' not in second
+    back = html.unescape(re.search(r'id="back" href="([^"]+)"', second).group(1))
+    assert back.startswith("/search?") and "q=fujifilm" in back
+
+
+def test_viewer_formats_values_for_photographers(site: ResultsLibrary) -> None:
+    lib = ResultsLibrary(site.results.parent.parent / "formats")
+    shard = lib.add_shard([Photo("a.jpg", metadata={
+        "camera": "Canon EOS R5", "make": "Canon", "model": "Canon EOS R5",
+        "exposure_time": 0.004, "exposure_time_text": "1/250", "f_number": 5.6,
+        "focal_length": 50.0, "focal_length_35mm": 50, "iso": 400,
+        "datetime_original": "2023-07-14T18:03:22-04:30", "place": "Lisbon", "country": "Portugal",
+        "gps_latitude": 38.7, "gps_longitude": -9.1,
+    })])  # fmt: skip
+    assert shard
+    update_index(lib.layout, lib.library, ["metadata"])
+    with TestClient(create_app(config_of(lib)), base_url="http://127.0.0.1") as client:
+        page = client.get("/view", params={"path": "a.jpg"}).text
+    assert "1/250 s · f/5.6 · 50 mm · ISO 400" in page
+    assert "Friday 14 July 2023, 18:03:22" in page and "UTC−04:30" in page
+    assert 'href="/?town=Lisbon">Lisbon</a>' in page and 'href="/?country=Portugal"' in page
+    assert "/map?focus=38.7%2C-9.1" in page
