@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from starlette.testclient import TestClient
 
 from imganalyzer.search.index import update_index
 from imganalyzer.web import create_app
+from imganalyzer.web.pages_search import SearchCache
 from tests.support.results_library import Photo, ResultsLibrary
 
-from .conftest import PARIS, TIMELINE, config_of
+from .conftest import PARIS, TIMELINE, config_of, tiles
 
 
 def test_viewer_walks_through_the_result_set(client: TestClient) -> None:
@@ -59,3 +62,37 @@ def test_viewer_formats_values_for_photographers(site: ResultsLibrary) -> None:
     assert "Friday 14 July 2023, 18:03:22" in page and "UTC−04:30" in page
     assert 'href="/?town=Lisbon">Lisbon</a>' in page and 'href="/?country=Portugal"' in page
     assert "/map?focus=38.7%2C-9.1" in page
+
+
+# The search form's fields as a browser sends them: every one, most of them empty.
+EMPTY_FORM = dict.fromkeys(
+    ("after", "before", "camera", "lens", "person", "place", "folder", "min_aesthetic",
+     "min_sharpness"), "",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "searched-again"])
+def test_viewer_from_a_search_steps_through_its_hits_in_page_order(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
+    if not cached:  # the viewer's neighbours from a search run again, not from the cache
+        monkeypatch.setattr(client.app.state, "search_cache", SearchCache(size=0))
+    page = client.get("/search", params={"q": "a", "mode": "text", **EMPTY_FORM}).text
+    ranked = tiles(page)
+    assert len(ranked) >= 3 and f"{len(ranked)} images match" in page
+    links = re.findall(r'<a href="(/view\?path=[^"]+)" title=', page)
+    for number, link in enumerate(links, 1):
+        viewer = client.get(html.unescape(link)).text
+        assert f'<span class="where">{number} / {len(ranked)}</span>' in viewer
+        assert neighbour(viewer, "prev") == (ranked[number - 2] if number > 1 else None)
+        assert neighbour(viewer, "next") == (ranked[number] if number < len(ranked) else None)
+
+
+def neighbour(viewer: str, rel: str) -> str | None:
+    """The path the viewer's ← or → opens, checked to stay in the search."""
+    found = re.search(rf'id="{rel}" rel="{rel}" href="([^"]+)"', viewer)
+    if found is None:
+        return None
+    query = parse_qs(urlsplit(html.unescape(found.group(1))).query)
+    assert query["from"] == ["search"] and query["q"] == ["a"] and query["mode"] == ["text"]
+    return query["path"][0]
