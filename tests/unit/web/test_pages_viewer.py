@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from imganalyzer.search.index import update_index
-from imganalyzer.web import create_app
+from imganalyzer.web import create_app, pages_timeline
 from imganalyzer.web.pages_search import SearchCache
 from tests.support.results_library import Photo, ResultsLibrary
 
@@ -71,12 +71,24 @@ EMPTY_FORM = dict.fromkeys(
 )  # fmt: skip
 
 
-@pytest.mark.parametrize("cached", [True, False], ids=["cached", "searched-again"])
-def test_viewer_from_a_search_steps_through_its_hits_in_page_order(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch, cached: bool
+def test_viewer_from_a_search_steps_through_its_hits_in_page_order(client: TestClient) -> None:
+    step_through_a_search(client)
+
+
+def test_viewer_from_a_search_finds_the_same_neighbours_searching_again(
+    client: TestClient,
 ) -> None:
-    if not cached:  # the viewer's neighbours from a search run again, not from the cache
-        monkeypatch.setattr(client.app.state, "search_cache", SearchCache(size=0))
+    state = client.app.state  # (monkeypatch would delete a starlette State attribute)
+    kept, state.search_cache = state.search_cache, SearchCache(size=0)  # keeps nothing
+    try:
+        step_through_a_search(client)
+    finally:
+        state.search_cache = kept
+
+
+def step_through_a_search(client: TestClient) -> None:
+    """Open each hit of a text search (sent as the form sends it) in the viewer: its
+    position, ← and → are the page's."""
     page = client.get("/search", params={"q": "a", "mode": "text", **EMPTY_FORM}).text
     ranked = tiles(page)
     assert len(ranked) >= 3 and f"{len(ranked)} images match" in page
@@ -96,3 +108,35 @@ def neighbour(viewer: str, rel: str) -> str | None:
     query = parse_qs(urlsplit(html.unescape(found.group(1))).query)
     assert query["from"] == ["search"] and query["q"] == ["a"] and query["mode"] == ["text"]
     return query["path"][0]
+
+
+def back_of(viewer: str) -> str:
+    return html.unescape(re.search(r'id="back" href="([^"]+)"', viewer).group(1))
+
+
+def test_back_reopens_the_grid_at_the_image(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages_timeline, "PER_PAGE", 2)
+    for path in TIMELINE:
+        back = back_of(client.get("/view", params={"path": path}).text)
+        grid, _, anchor = back.partition("#")
+        page = client.get(grid).text
+        assert tiles(page)[0] == path and re.search(rf'<li class="tile [^"]+" id="{anchor}">', page)
+
+
+def test_an_image_outside_its_grid_or_search_has_no_neighbours(client: TestClient) -> None:
+    outside = client.get("/view", params={"path": TIMELINE[0], "camera": "FUJIFILM X-T4"}).text
+    assert 'id="prev"' not in outside and 'id="next"' not in outside
+    assert '<span class="where"></span>' in outside
+    assert back_of(outside) == "/?camera=FUJIFILM+X-T4"
+    search = {"path": TIMELINE[0], "from": "search", "q": "fujifilm", "mode": "text"}
+    unmatched = client.get("/view", params=search).text
+    assert 'id="prev"' not in unmatched and 'id="next"' not in unmatched
+    assert back_of(unmatched) == "/search?q=fujifilm&mode=text"
+
+
+def test_a_photo_dated_by_its_file_says_so(client: TestClient) -> None:
+    page = client.get("/view", params={"path": "scans/old.jpg"}).text
+    assert "the file&#39;s modification time: no capture date" in page
+    assert "capture time (EXIF)" in client.get("/view", params={"path": PARIS[0]}).text
