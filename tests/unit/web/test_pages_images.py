@@ -8,9 +8,7 @@ import re
 
 from starlette.testclient import TestClient
 
-from .conftest import FACE_BOX, HOSTILE
-
-PARIS = ["2021/paris/IMG_0001.jpg", "2021/paris/IMG_0002.jpg"]
+from .conftest import FACE_BOX, HOSTILE, PARIS
 
 
 def shown_paths(page: str) -> list[str]:

@@ -10,9 +10,7 @@ from starlette.testclient import TestClient
 from imganalyzer.steps import people as people_module
 from tests.support.results_library import ResultsLibrary
 
-from .conftest import csrf_of
-
-PARIS = ["2021/paris/IMG_0001.jpg", "2021/paris/IMG_0002.jpg"]
+from .conftest import PARIS, csrf_of
 
 
 def test_people_edits_need_the_csrf_token(client: TestClient, site: ResultsLibrary) -> None:
@@ -30,6 +28,13 @@ def test_people_edits_need_the_csrf_token(client: TestClient, site: ResultsLibra
     assert "4 faces in 4 images" in page
     assert client.get("/face/1.jpg").status_code == 200
     assert client.get("/face/2.jpg").status_code == 404  # no crop
+
+
+def test_people_grid_shows_face_crops_and_unnamed_clusters(client: TestClient) -> None:
+    person = client.get("/people/2").text
+    assert person.count('<input type="checkbox" name="faces"') == 4
+    people = client.get("/people").text
+    assert "Who are they?" in people and 'src="/faces/face0.jpg"' in people
 
 
 def test_duplicates_keeper_and_delete_list(client: TestClient, site: ResultsLibrary) -> None:
