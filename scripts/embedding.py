@@ -15,6 +15,7 @@ def main(smk) -> None:
             pretrained=smk.params.pretrained,
             device=smk.params.device,
             batch_size=smk.params.batch_size,
+            decode_on_device=smk.params.decode_on_device,
             threads=smk.threads,
         )
 

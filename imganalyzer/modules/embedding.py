@@ -1,5 +1,9 @@
 """CLIP image embeddings (open_clip) of a shard, from its ``clip`` tier, and text embeddings.
 
+With ``decode_on_device`` the loader reads each tier image's JPEG bytes only and the model's
+device decodes them (nvJPEG on CUDA): what is left of the loader's work per image is a file
+read, so one loader thread feeds a fast GPU.
+
 Output per shard: ``<shard>.npy``, a float16 (n, dim) matrix of L2-normalised image
 embeddings in manifest row order (all zeros for images that could not be decoded), and
 ``<shard>.jsonl`` rows (``model``, ``dims``; error rows for those images).
@@ -18,7 +22,14 @@ from torchvision.transforms import InterpolationMode
 
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.batched import BatchedModel
-from imganalyzer.runtime.batches import PaddedImages, RowBatch
+from imganalyzer.runtime.batches import (
+    BatchSource,
+    EncodedImages,
+    EncodedTierBatches,
+    PaddedImages,
+    RowBatch,
+    TierBatches,
+)
 from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS
@@ -40,9 +51,11 @@ class ClipEmbedder(BatchedModel):
         pretrained: str | None = _SPEC.model_keys["pretrained"],
         device: str = "auto",
         batch_size: int | str = "auto",
+        decode_on_device: bool = False,
     ) -> None:
         super().__init__(device, batch_size)
         self.model_name, self.pretrained = model_name, pretrained
+        self.decode_on_device = bool(decode_on_device)
         self.dim = 0
 
     @property
@@ -80,10 +93,20 @@ class ClipEmbedder(BatchedModel):
         with torch.inference_mode():
             return int(self.model.encode_image(probe).shape[-1])
 
-    def preprocess(self, batch: RowBatch) -> PaddedImages:
-        """The padded tier images as uint8 tensors: resampling runs on the model's device
-        (``pixel_values``), where it costs nothing next to the model; on the loader's CPU it
-        cost 3-4 ms per image, which held ViT-L/14 on a GPU to 12% of its speed."""
+    def source(self, shard: JobShard, rows: np.ndarray) -> BatchSource:
+        """The rows' tier images; undecoded (JPEG bytes) with ``decode_on_device`` where the
+        tier is stored as JPEG."""
+        if self.decode_on_device and shard.reader.encoded(self.image_tier):
+            return EncodedTierBatches(shard.reader, self.image_tier, rows)
+        return TierBatches(shard.reader, self.image_tier, rows)
+
+    def preprocess(self, batch: RowBatch) -> PaddedImages | EncodedImages:
+        """The padded tier images as uint8 tensors (or still JPEG bytes, from an encoded
+        source): resampling runs on the model's device (``pixel_values``), where it costs
+        nothing next to the model; on the loader's CPU it cost 3-4 ms per image, which held
+        ViT-L/14 on a GPU to 12% of its speed."""
+        if batch.data.dtype == object:
+            return EncodedImages.from_rows(batch)
         return PaddedImages.from_rows(batch)
 
     def pixel_values(self, images: PaddedImages) -> torch.Tensor:
@@ -109,8 +132,11 @@ class ClipEmbedder(BatchedModel):
             resized = TF.center_crop(resized, [self.side, self.side])
         return resized.round_().clamp_(0, 255)
 
-    def predict_batch(self, inputs: PaddedImages) -> torch.Tensor:
-        """Padded uint8 tier images on the device -> (n, dim) float32, L2-normalised."""
+    def predict_batch(self, inputs: PaddedImages | EncodedImages) -> torch.Tensor:
+        """Padded uint8 tier images on the device (or their JPEG bytes, decoded there) ->
+        (n, dim) float32, L2-normalised."""
+        if isinstance(inputs, EncodedImages):
+            inputs = inputs.decode()
         pixels = self.pixel_values(inputs).to(self.dtype)
         return F.normalize(self.model.encode_image(pixels).float(), dim=-1)
 
@@ -147,8 +173,9 @@ def run_embedding_job(
     device: str = "auto",
     batch_size: int | str = "auto",
     threads: int = 2,
+    decode_on_device: bool = False,
 ) -> ClipEmbedder:
     """Embed every decoded image of a job's shards with one model load (``run_model_job``);
     returns the embedder, whose ``stats`` hold the job's timings."""
-    embedder = ClipEmbedder(model_name, pretrained, device, batch_size)
+    embedder = ClipEmbedder(model_name, pretrained, device, batch_size, decode_on_device)
     return run_model_job(embedder, layout, job, shards, threads)

@@ -15,7 +15,7 @@ rule embedding:
         str(LAYOUT.benchmark("embedding", "{job}"))
     conda:
         "../../envs/imganalyzer.yaml"
-    threads: 2  # one thread drives the model, one loads and preprocesses the next batches
+    threads: 3  # one thread drives the model, two read and decode the next batches
     resources:
         # Holds the GPU (--resources gpu=1: one GPU job at a time beside the CPU jobs);
         # with device: cpu nothing is held, so several run side by side.
@@ -30,6 +30,7 @@ rule embedding:
         pretrained=config["embedding"]["pretrained"],
         device=config["device"],
         batch_size=config["embedding"]["batch_size"],
+        decode_on_device=config["embedding"]["decode_on_device"],
         retry=retry_param("embedding"),  # a failed job is re-run, only it
         version=MODELS["embedding"].version,
     script:
