@@ -14,7 +14,8 @@ rule captions:
         "../../envs/imganalyzer.yaml"
     threads: 2
     resources:
-        gpu=0 if config["device"] == "cpu" else 1,
+        gpu=gpu_held(),
+        gpu_mem_mb=gpu_memory("captions"),
         # BLIP-2 OPT-2.7B: 7.7 GB of fp16 weights, loaded through the host.
         mem_mb=16000,
     params:

@@ -18,6 +18,7 @@ from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
 from imganalyzer.runtime.jobstatus import read_failures, retry_token, run_summary
 from imganalyzer.runtime.preflight import ModelsMissing, check_models
+from imganalyzer.runtime.gpushare import gpu_sharing
 from imganalyzer.runlock import ResultsLocked, acquire_results_lock
 
 try:
@@ -65,6 +66,36 @@ SHARDS = CATALOG.shard_ids() + (list(PLAN.shards) if PLAN else [])
 PEOPLE_EDITS_DIGEST = file_digest(LAYOUT.people_edits)
 # Model modules run one job per group of shards: one model load for many shards.
 MODEL_JOBS = group_shards(SHARDS, config["shards_per_model_job"])
+
+
+def global_resource(name):
+    """A resource's limit from --resources or the profile (None: not given)."""
+    resources = workflow.global_resources
+    return resources[name].value if name in resources else None
+
+
+# With a gpu_mem_mb resource, a local run lets two GPU jobs share a GPU when the GPU memory
+# they declare fits (imganalyzer/runtime/gpushare.py); gpu=N still counts physical GPUs.
+GPU_SHARING = gpu_sharing(
+    global_resource("gpu"), global_resource("gpu_mem_mb"), workflow.local_exec
+)
+if GPU_SHARING is not None:
+    workflow.register_resource("gpu", GPU_SHARING.slots)
+    if workflow.is_main_process:
+        logger.info(GPU_SHARING.summary())
+
+
+def gpu_held(holds=True):
+    """A model rule's ``gpu`` resource: a GPU (a slot of one when sharing), none with
+    device cpu or for a job that runs on the CPU (``holds`` False)."""
+    return 1 if holds and config["device"] != "cpu" else 0
+
+
+def gpu_memory(module, holds=True):
+    """A model rule's ``gpu_mem_mb`` resource: its declared GPU memory when sharing."""
+    if GPU_SHARING is None or not gpu_held(holds):
+        return 0
+    return GPU_SHARING.job_memory_mb(module)
 
 
 wildcard_constraints:

@@ -17,9 +17,11 @@ rule embedding:
         "../../envs/imganalyzer.yaml"
     threads: 3  # one thread drives the model, two read and decode the next batches
     resources:
-        # Holds the GPU (--resources gpu=1: one GPU job at a time beside the CPU jobs);
-        # with device: cpu nothing is held, so several run side by side.
-        gpu=0 if config["device"] == "cpu" else 1,
+        # Holds the GPU (--resources gpu=1: one GPU job at a time beside the CPU jobs; with
+        # a gpu_mem_mb resource two GPU jobs whose declared GPU memory fits share it); with
+        # device: cpu nothing is held, so several run side by side.
+        gpu=gpu_held(),
+        gpu_mem_mb=gpu_memory("embedding"),
         # ViT-L/14: fp32 weights and their checkpoint on the host while loading (2 x 1.7 GB),
         # CUDA/torch libraries (~1.5 GB), prefetched batches (~0.5 GB at batch size 256).
         mem_mb=8000,

@@ -17,7 +17,8 @@ rule faces:
         "../../envs/imganalyzer.yaml"
     threads: 2
     resources:
-        gpu=0 if config["device"] == "cpu" else 1,
+        gpu=gpu_held(),
+        gpu_mem_mb=gpu_memory("faces"),
         # buffalo_l: detector + recogniser + attributes, ~350 MB of ONNX weights.
         mem_mb=4000,
     params:

@@ -15,7 +15,8 @@ rule objects:
         "../../envs/imganalyzer.yaml"
     threads: 2  # one thread drives the model, one loads and preprocesses the next batches
     resources:
-        gpu=0 if config["device"] == "cpu" else 1,
+        gpu=gpu_held(),
+        gpu_mem_mb=gpu_memory("objects"),
         # GroundingDINO-T (~0.7 GB fp32 on the host while loading), torch/CUDA libraries,
         # prefetched 1024 px batches.
         mem_mb=6000,

@@ -15,11 +15,8 @@ rule ocr:
     threads: 2
     resources:
         # PP-OCR (rapidocr) runs on the CPU; TrOCR holds the GPU unless device is cpu.
-        gpu=(
-            0
-            if config["device"] == "cpu" or config["ocr"]["backend"] == "rapidocr"
-            else 1
-        ),
+        gpu=gpu_held(holds=config["ocr"]["backend"] == "trocr"),
+        gpu_mem_mb=gpu_memory("ocr", holds=config["ocr"]["backend"] == "trocr"),
         mem_mb=4000,
     params:
         results=results_folder,
