@@ -22,7 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-PROVIDER = "onnx2torch on CUDA (the ONNX graph converted to torch, fp32)"
+# How a figure measured this way is labelled (with the device).
+PROVIDER = "onnx2torch ({device}: the ONNX graph converted to torch, fp32)"
+# Float initializers at least this large are left out of a stripped graph (weights); smaller
+# ones (scales, shapes, constants the graph computes with) are kept.
+STRIP_MIN_ELEMENTS = 1024
 
 
 def explicit_pads(model: Any) -> Any:
@@ -67,11 +71,12 @@ class TorchOnnxSession:
     """An ONNX file run by torch on ``device`` through onnx2torch, with the calls of
     onnxruntime's ``InferenceSession`` that InsightFace's and RapidOCR's wrappers make."""
 
-    def __init__(self, path: str | Path, device: str) -> None:
+    def __init__(self, path: str | Path | Any, device: str) -> None:
         import onnx
         from onnx2torch import convert
 
-        model = explicit_pads(onnx.load(str(path)))
+        model = onnx.load(str(path)) if isinstance(path, (str, Path)) else path
+        model = explicit_pads(model)
         self.inputs = [_port(value) for value in model.graph.input if not _is_weight(model, value)]
         self.outputs = [_port(value) for value in model.graph.output]
         self.device = torch.device(device)
@@ -83,8 +88,11 @@ class TorchOnnxSession:
     def get_outputs(self) -> list[_Port]:
         return self.outputs
 
+    def set_providers(self, providers: Sequence[str]) -> None:
+        """Ignored: the graph runs on the device it was made for."""
+
     def get_providers(self) -> list[str]:
-        return [PROVIDER]
+        return [PROVIDER.format(device=self.device.type)]
 
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list:
         arguments = [torch.from_numpy(np.ascontiguousarray(feeds[p.name])) for p in self.inputs]
@@ -107,13 +115,67 @@ def _port(value: Any) -> _Port:
     return _Port(value.name, shape)
 
 
-def max_difference(path: str | Path, session: TorchOnnxSession, feeds: dict) -> float:
+def max_difference(path: str | Path | Any, session: TorchOnnxSession, feeds: dict) -> float:
     """Largest absolute difference between ``session`` and onnxruntime on the CPU, over
-    every output for ``feeds``."""
-    import onnxruntime
-
-    reference = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    every output for ``feeds`` (``path``: an ONNX file or model)."""
+    reference = cpu_session(path)
     names = [o.name for o in reference.get_outputs()]
     expected = reference.run(names, feeds)
     got = session.run(names, feeds)
     return max(float(np.abs(a - b).max()) for a, b in zip(expected, got, strict=True))
+
+
+def cpu_session(path: str | Path | Any) -> Any:
+    """onnxruntime on the CPU for an ONNX file or model."""
+    import onnxruntime
+
+    source = str(path) if isinstance(path, (str, Path)) else path.SerializeToString()
+    return onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+
+
+def strip_weights(model: Any) -> Any:
+    """``model`` without its weights: every float initializer of at least
+    ``STRIP_MIN_ELEMENTS`` elements keeps its name, type and shape and loses its data (the
+    graph's speed does not depend on them). ``fill_weights`` draws them again."""
+    for init in model.graph.initializer:
+        if init.data_type == 1 and _elements(init) >= STRIP_MIN_ELEMENTS:  # FLOAT
+            init.ClearField("raw_data")
+            init.ClearField("float_data")
+            init.doc_string = "stripped"
+    return model
+
+
+def fill_weights(model: Any, seed: int = 0) -> Any:
+    """A stripped graph's weights drawn at random (normal, std 0.05)."""
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(seed)
+    for init in model.graph.initializer:
+        if init.doc_string == "stripped":
+            values = rng.normal(0, 0.05, tuple(init.dims)).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(values, init.name))
+    return model
+
+
+def _elements(init: Any) -> int:
+    return int(np.prod(list(init.dims))) if len(init.dims) else 1
+
+
+def strip_from_wheel(wheel: str, folder: str, names: Sequence[str]) -> None:
+    """The ONNX files ``names`` (paths inside ``wheel``), without their weights, in
+    ``folder`` (bench/gpu/fetch_wheels.sh: PP-OCR's graphs travel without rapidocr)."""
+    import zipfile
+
+    import onnx
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as archive:
+        for name in names:
+            model = strip_weights(onnx.load_from_string(archive.read(name)))
+            onnx.save(model, str(Path(folder) / Path(name).name))
+
+
+if __name__ == "__main__":
+    import sys
+
+    strip_from_wheel(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -415,9 +415,10 @@ class TierReader:
     """Reads a tier store written by ``TierWriter``.
 
     ``tiers`` maps tier name -> long edge S; ``n_images`` is the number of rows.
+    ``shard_files=False`` reads JPEG tiers through zarr too (the GPU kit's baseline).
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, shard_files: bool = True) -> None:
         self.path = Path(path)
         self._group = zarr.open_group(zarr.storage.LocalStore(self.path, read_only=True), mode="r")
         attrs: dict[str, Any] = self._group.attrs.asdict()
@@ -435,7 +436,8 @@ class TierReader:
         self._jpeg = {
             name: shards
             for name, array in self._images.items()
-            if (shards := _JpegShards.of(self.path / name / "images", array)) is not None
+            if shard_files
+            and (shards := _JpegShards.of(self.path / name / "images", array)) is not None
         }
 
     def _array(self, name: str) -> zarr.Array:

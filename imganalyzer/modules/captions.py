@@ -194,6 +194,7 @@ class Captioner(BatchedModel):
         """Greedy decoding of ``prompts`` (indices into ``self.prompts``; default all) for
         every image's query embeddings, in one call: (n * len(prompts), new tokens)."""
         chosen = list(range(len(self.prompts))) if prompts is None else list(prompts)
+        row_prompts = chosen * len(features)  # image-major, as the rows below
         input_ids = self.prompt_ids[chosen].repeat(len(features), 1)
         mask = self.prompt_mask[chosen].repeat(len(features), 1)
         columns = mask.any(dim=0)  # a subset of the prompts may need less left padding
@@ -204,7 +205,7 @@ class Captioner(BatchedModel):
         embeds = embeds.masked_scatter(image_slots, features)
         options: dict[str, Any] = {"cache_implementation": "static"} if self.static_cache else {}
         generated = self._language_generate(
-            chosen * (len(features)),
+            row_prompts,
             inputs_embeds=embeds,
             attention_mask=mask,
             input_ids=input_ids,

@@ -69,6 +69,9 @@ DEFAULT_MAX_DETECTIONS = 100
 # GroundingDINO's training range of short edges: a detect tier inside it runs at its own size.
 DEFAULT_INPUT_SHORT_EDGE = (480, 800)
 DEFAULT_INPUT_MULTIPLE = 32
+# The blank image the prompts' text is encoded with once per job (any size does: BERT reads
+# only the tokens; large enough for every feature level of the backbone).
+TEXT_PROBE_SIDE = 256
 # Submodules kept in fp32 when the model runs in bf16 (class names or module paths): the
 # multi-scale deformable attention adds small sampling offsets to reference points (bf16's
 # 8-bit mantissa moves a location by up to ~0.2 cell of the finest feature map), and the class
@@ -393,7 +396,7 @@ class ObjectDetector(BatchedModel):
         )
         self.normalisation = Normalisation.of(image_processor)
         self._set_text(device)
-        encode_text_once(model, self.text, probe_side=max(64, self.input_multiple))
+        encode_text_once(model, self.text, probe_side=TEXT_PROBE_SIDE)
         self.compiled = CompiledForward(model) if self.compile else None
 
     def _set_text(self, device: torch.device) -> None:
