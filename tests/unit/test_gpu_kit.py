@@ -64,6 +64,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.mark.slow
 def test_cpu_smoke_measures_every_section(smoke: dict) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
     from gpu.kit import SECTIONS
 
     assert smoke["mode"] == "cpu-smoke"
