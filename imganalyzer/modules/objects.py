@@ -439,7 +439,7 @@ class ObjectDetector(BatchedModel):
             groups.setdefault(self.input_size.of(height, width), []).append(row)
         probs: torch.Tensor | None = None
         boxes: torch.Tensor | None = None
-        for size, rows in groups.items():
+        for size, rows in sorted(groups.items()):  # shape order, as torch.unique's
             pixels = model_pixels(inputs, rows, size, self.normalisation).to(self.dtype)
             group_probs, group_boxes = self._forward(pixels)
             if probs is None or boxes is None:
