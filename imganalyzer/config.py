@@ -105,6 +105,11 @@ def _check_what_the_schema_cannot_say(config: dict[str, Any]) -> None:
             f"config key 'objects.prompts': repeated prompts {repeated} (case and spacing "
             "are ignored)"
         )
+    low, high = config["objects"]["input_short_edge"]
+    if low > high:
+        raise ConfigError(
+            f"config key 'objects.input_short_edge': [{low}, {high}] is not [low, high]"
+        )
     thresholds = config["xmp"]["rating_from_aesthetic"]
     if thresholds is not None and list(thresholds) != sorted(thresholds):
         raise ConfigError(

@@ -190,9 +190,10 @@ def faces_job(pack: str, reader: TierReader, folder: Path, device: str) -> dict[
     bare_s = best_of(lambda: [bare_analyzer.analyze(crop, (scale, scale)) for crop in crops], 1)
     rate = stats.images / stats.total_s
     providers = _providers(analyzer)
+    on_torch = any(provider.startswith("onnx2torch") for provider in providers)
     return {
-        "device": "cuda" if "CUDAExecutionProvider" in providers else "cpu",
-        "dtype": "float32 (onnxruntime)",
+        "device": "cuda" if any("cuda" in p.lower() for p in providers) else "cpu",
+        "dtype": "float32 (onnx2torch)" if on_torch else "float32 (onnxruntime)",
         "model": "SCRFD-shaped (ResNet-18 trunk) + ResNet-50 ArcFace-shaped, ONNX",
         "images": stats.images,
         "faces": analyzer.faces,

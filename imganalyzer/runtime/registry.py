@@ -84,6 +84,10 @@ class ModelSpec:
     config_keys: tuple[str, ...] = ("device",)
     # True: on a GPU unless device is cpu; (key, value): only when its section's key has it.
     gpu: bool | tuple[str, str] = False
+    # The GPU memory a job declares when GPU jobs share a GPU (runtime.gpushare): the GPU
+    # kit's peak on an H200 at the default batch size (bench/gpu/results), plus room for the
+    # CUDA context and fragmentation. A batch that outgrows it backs off on out-of-memory.
+    gpu_mem_mb: int = 0
     threads: int = 2  # one drives the model, the others load and preprocess the next batches
     resources: Mapping[str, int] = field(default_factory=dict)  # beside gpu and mem_mb
     # "package.module:function" of the job's row files whose value is a param: a change
@@ -106,6 +110,13 @@ class ModelSpec:
     def needs(self) -> tuple[str, ...]:
         """The model modules whose results it reads: they must run too."""
         return tuple(m for m in self.inputs + self.input_arrays if m in MODELS)
+
+    def holds_gpu(self, config: Mapping[str, Any]) -> bool:
+        """Whether its jobs hold a GPU: never with device cpu; with ``gpu`` (key, value) only
+        when its section's key has that value."""
+        if self.gpu is False or config["device"] == "cpu":
+            return False
+        return self.gpu is True or config[self.module][self.gpu[0]] == self.gpu[1]
 
     def rule_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Its settings as its rule's params (Snakemake re-runs a job when they change)."""
@@ -148,6 +159,8 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         default_batch_size=256,
         array=True,  # the vectors go to vectors.npy; its rows give status and errors
         gpu=True,
+        gpu_mem_mb=4000,  # ViT-L/14 bf16, batch 256: 2.6 GiB
+        threads=3,  # one drives the model, two read and decode the next batches
         # fp32 weights and their checkpoint on the host while loading (2 x 1.7 GB),
         # CUDA/torch libraries (~1.5 GB), prefetched batches (~0.5 GB at batch size 256).
         mem_mb=8000,
@@ -176,6 +189,7 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         tier="detect",
         default_batch_size=8,  # GroundingDINO-T at 1024 px in bf16: ~0.5 GB per 8 images
         gpu=True,
+        gpu_mem_mb=8000,  # bf16 + fp32 islands, batch 8 at 800 px: 6.9 GiB
         # ~0.7 GB fp32 on the host while loading, torch/CUDA libraries, 1024 px batches.
         mem_mb=6000,
         index=(Indexed("labels"), Indexed("has_text"), Indexed("has_person")),
@@ -191,6 +205,7 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         # 48 at 32; "auto" halves it on a smaller GPU that runs out of memory.
         default_batch_size=128,
         gpu=True,
+        gpu_mem_mb=24000,  # bf16, batch 128 x 5 prompts: 22.4 GiB
         mem_mb=16000,  # 7.7 GB of fp16 weights, loaded through the host
         index=(Indexed("caption"), Indexed("answers")),
     ),
@@ -207,6 +222,7 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         inputs=("objects",),  # reads the originals of the images objects saw text in
         config_keys=("library", "max_pixels", "device"),
         gpu=("backend", "trocr"),  # PP-OCR (rapidocr) runs on the CPU
+        gpu_mem_mb=4000,  # TrOCR base
         mem_mb=4000,
         index=(Indexed("text", "ocr_text"),),
     ),
@@ -238,6 +254,7 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         gate="objects",  # only the images objects saw a person in
         array=True,
         gpu=True,
+        gpu_mem_mb=3000,  # buffalo_l on onnxruntime's CUDA provider
         mem_mb=4000,  # buffalo_l: detector + recogniser + attributes, ~350 MB of ONNX
         index=(Indexed("people"),),  # names and aliases from people.json
     ),

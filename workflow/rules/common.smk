@@ -24,6 +24,7 @@ from imganalyzer.runtime.jobstatus import (
     shard_retry_tokens,
 )
 from imganalyzer.runtime.preflight import ModelsMissing, check_models
+from imganalyzer.runtime.gpushare import gpu_sharing
 from imganalyzer.runlock import (
     ResultsLocked,
     acquire_results_lock,
@@ -107,6 +108,23 @@ PEOPLE_EDITS_DIGEST = file_digest(LAYOUT.people_edits)
 MODEL_JOBS = group_shards(SHARDS, config["shards_per_model_job"])
 
 
+def global_resource(name):
+    """A resource's limit from --resources or the profile (None: not given)."""
+    resources = workflow.global_resources
+    return resources[name].value if name in resources else None
+
+
+# With a gpu_mem_mb resource, a local run lets two GPU jobs share a GPU when the GPU memory
+# they declare fits (imganalyzer/runtime/gpushare.py); gpu=N still counts physical GPUs.
+GPU_SHARING = gpu_sharing(
+    global_resource("gpu"), global_resource("gpu_mem_mb"), workflow.local_exec
+)
+if GPU_SHARING is not None:
+    workflow.register_resource("gpu", GPU_SHARING.slots)
+    if workflow.is_main_process:
+        logger.info(GPU_SHARING.summary())
+
+
 wildcard_constraints:
     shard=SHARD_ID_PATTERN,
     job=JOB_ID_PATTERN,
@@ -181,12 +199,16 @@ def model_params(spec):
 
 def model_resources(spec):
     """mem_mb, the entry's own resources, and a GPU (--resources gpu=1: one GPU job at a
-    time beside the CPU jobs) where the module holds one: with device cpu nothing is
-    held, so several run side by side."""
+    time beside the CPU jobs; a slot of one when sharing, with the entry's gpu_mem_mb
+    declared) where the module holds one: with device cpu nothing is held, so several run
+    side by side."""
     resources = {"mem_mb": spec.mem_mb, **spec.resources}
-    if spec.gpu:  # True, or (key, value): only when the module's key has that value
-        wanted = spec.gpu is True or config[spec.module][spec.gpu[0]] == spec.gpu[1]
-        resources["gpu"] = int(wanted and config["device"] != "cpu")
+    if spec.gpu:
+        held = spec.holds_gpu(config)
+        resources["gpu"] = int(held)
+        resources["gpu_mem_mb"] = (
+            GPU_SHARING.job_memory_mb(spec.gpu_mem_mb) if held and GPU_SHARING else 0
+        )
     return resources
 
 

@@ -79,11 +79,20 @@ def test_preprocess_is_the_processor_on_the_true_region(captioner: Captioner, sh
     assert torch.equal(ours, theirs)
 
 
-@pytest.mark.parametrize("caption_prompt", ["", "a photo of"])
+@pytest.mark.parametrize(
+    ("caption_prompt", "options"),
+    [
+        ("", {}),
+        ("a photo of", {}),
+        ("", {"static_cache": True}),  # a static KV cache (compiled on a GPU only)
+        ("", {"separate_answers": True}),  # captions and answers in two calls
+        ("a photo of", {"static_cache": True, "separate_answers": True}),
+    ],
+)
 def test_features_once_gives_the_tokens_of_model_generate_per_image_and_prompt(
-    tiny_blip2: Path, shard, caption_prompt: str
+    tiny_blip2: Path, shard, caption_prompt: str, options: dict
 ) -> None:
-    captioner = tiny_captioner(tiny_blip2, caption_prompt=caption_prompt)
+    captioner = tiny_captioner(tiny_blip2, caption_prompt=caption_prompt, **options)
     captioner.load()
     images = [rgb for _, rgb in stored_images(shard)]
     with torch.inference_mode():
@@ -105,6 +114,50 @@ def test_features_once_gives_the_tokens_of_model_generate_per_image_and_prompt(
     # The comparison means something: texts differ, some stop at EOS and others run out.
     assert len({r["caption"] for r in results}) > 1
     assert {stopped for _, stopped in lengths} == {True, False}
+
+
+def test_answers_cut_to_max_answer_tokens_are_the_first_tokens_either_way(
+    tiny_blip2: Path, shard
+) -> None:
+    images = padded([rgb for _, rgb in stored_images(shard)])
+    whole = tiny_captioner(tiny_blip2)
+    whole.load()
+    with torch.inference_mode():
+        ids = whole.predict_batch(whole.preprocess(images))
+    n_prompts = 1 + len(QUESTIONS)
+    texts = whole.tokenizer.batch_decode(ids[:, :2], skip_special_tokens=True)
+    expected = [
+        [text.strip() for text in texts[start + 1 : start + n_prompts]]
+        for start in range(0, len(texts), n_prompts)
+    ]
+    assert any(
+        len(text.split()) < len(full.split())
+        for full, text in zip(  # cut somewhere
+            whole.postprocess(ids)[0]["answers"].values(), expected[0], strict=True
+        )
+    )
+    for separate in (False, True):
+        cutter = tiny_captioner(tiny_blip2, max_answer_tokens=2, separate_answers=separate)
+        cut = cutter.infer(images)
+        assert [list(row["answers"].values()) for row in cut] == expected
+        assert [row["caption"] for row in cut] == [row["caption"] for row in whole.infer(images)]
+
+
+def test_separate_answers_decode_captions_and_answers_in_two_calls(
+    tiny_blip2: Path, shard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    captioner = tiny_captioner(tiny_blip2, max_answer_tokens=3, separate_answers=True)
+    captioner.load()
+    calls = []
+    generate = captioner.model.language_model.generate
+    monkeypatch.setattr(
+        captioner.model.language_model,
+        "generate",
+        lambda **kw: calls.append((len(kw["input_ids"]), kw["max_new_tokens"])) or generate(**kw),
+    )
+    images = [rgb for _, rgb in stored_images(shard)]
+    captioner.infer(padded(images))
+    assert calls == [(len(images), MAX_NEW_TOKENS), (len(images) * len(QUESTIONS), 3)]
 
 
 def test_vision_tower_and_generate_run_once_per_batch(

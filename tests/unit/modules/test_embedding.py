@@ -179,3 +179,23 @@ def test_one_job_embeds_several_shards_with_one_model_load(
         )
         rows = list(read_rows(layout.rows("embedding", shard.id)))
         assert [r["path"] for r in rows] == [e.path for e in shard.entries]
+
+
+def test_decoding_on_the_device_gives_the_loaders_vectors(
+    tiny_clip_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU both decoders are libjpeg-turbo: the pixels, so the vectors, are the same
+    (on CUDA nvJPEG rounds differently; the GPU kit measures the cosine there)."""
+    from imganalyzer.runtime.batches import EncodedImages
+
+    shard = write_shard(tmp_path, shard_images())
+    embed(shard, tiny_clip_weights, batch_size=4)
+    loader_vectors = np.load(shard.layout.array("embedding", shard.id))
+    decoded: list[int] = []
+    original = EncodedImages.decode
+    monkeypatch.setattr(EncodedImages, "decode", lambda s: decoded.append(len(s)) or original(s))
+    job = embed(shard, tiny_clip_weights, batch_size=4, decode_on_device=True)
+    assert decoded == [4, 2] and job.stats.images == 6  # every image came as JPEG bytes
+    np.testing.assert_array_equal(
+        np.load(shard.layout.array("embedding", shard.id)), loader_vectors
+    )
