@@ -11,7 +11,7 @@ index's fields; ``runtime.weights`` locates and fetches the weights.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -30,7 +30,28 @@ AESTHETIC_WEIGHTS_URL = (
 )
 TECHNICAL = "technical"  # the decode job's rows: not a model module's
 # Params of every model rule; the others are the module's settings.
-JOB_PARAMS = ("results", "shards", "retry", "version", "rerun")
+JOB_PARAMS = ("results", "shards", "retry", "version", "rerun", "quiet")
+
+
+class QuietSettings(Mapping[str, Any]):
+    """Settings a rule passes its job without Snakemake comparing them: its params trigger
+    leaves out a value it cannot represent (not a builtin such as dict), so these never
+    re-run a job (see ``ModelSpec.speed_keys`` and ``later_keys``)."""
+
+    def __init__(self, items: Iterable[tuple[str, Any]] = ()) -> None:
+        self._settings = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._settings[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._settings)
+
+    def __len__(self) -> int:
+        return len(self._settings)
+
+    def __repr__(self) -> str:
+        return f"QuietSettings({self._settings!r})"
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,13 @@ class ModelSpec:
     # Its params hold each settings key apart (True) or the section as one (False): kept as
     # each module was first released, so that an upgrade re-runs no job.
     params_by_key: bool = False
+    # Settings keys that change how fast a job runs, never its rows: no re-run when they
+    # change (passed in the QuietSettings param).
+    speed_keys: tuple[str, ...] = ()
+    # Settings keys added after the module's first release: at their default they are
+    # passed quietly too, so that an upgrade re-runs no job; set to another value they are
+    # compared like the others (a change re-runs the module).
+    later_keys: tuple[str, ...] = ()
     index: tuple[Indexed, ...] = ()
     # Its config section's properties where the schema file has none (a new module).
     schema: Mapping[str, Any] | None = None
@@ -118,17 +146,25 @@ class ModelSpec:
             return False
         return self.gpu is True or config[self.module][self.gpu[0]] == self.gpu[1]
 
-    def rule_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Its settings as its rule's params (Snakemake re-runs a job when they change)."""
-        section = config[self.module]
-        params = dict(section) if self.params_by_key else {"settings": section}
-        return params | {key: config[key] for key in self.config_keys}
+    def rule_params(self, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """Its settings as its rule's params (Snakemake re-runs a job when they change), but
+        for its quiet ones (``speed_keys``, and ``later_keys`` at their value in
+        ``defaults``, the schema's config)."""
+        section = dict(config[self.module])
+        quiet = QuietSettings(
+            (key, section.pop(key))
+            for key in [*self.speed_keys, *self.later_keys]
+            if key in self.speed_keys or section[key] == defaults[self.module][key]
+        )
+        params = section if self.params_by_key else {"settings": section}
+        return params | {"quiet": quiet} | {key: config[key] for key in self.config_keys}
 
     def config_of(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The config its settings are built from, out of its rule's params."""
         own = {k: v for k, v in params.items() if k not in JOB_PARAMS + self.config_keys}
         section = own if self.params_by_key else own["settings"]
-        return {self.module: dict(section)} | {key: params[key] for key in self.config_keys}
+        section = {**section, **params.get("quiet", {})}
+        return {self.module: section} | {key: params[key] for key in self.config_keys}
 
     def rerun_value(self, row_files: Sequence[Path]) -> Any:
         return _imported(self.rerun)(row_files) if self.rerun else None
@@ -165,6 +201,7 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         # CUDA/torch libraries (~1.5 GB), prefetched batches (~0.5 GB at batch size 256).
         mem_mb=8000,
         params_by_key=True,
+        speed_keys=("decode_on_device",),
     ),
     ModelSpec(
         module="aesthetic",
@@ -192,6 +229,8 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         gpu_mem_mb=8000,  # bf16 + fp32 islands, batch 8 at 800 px: 6.9 GiB
         # ~0.7 GB fp32 on the host while loading, torch/CUDA libraries, 1024 px batches.
         mem_mb=6000,
+        speed_keys=("compile",),
+        later_keys=("input_short_edge", "input_multiple"),
         index=(Indexed("labels"), Indexed("has_text"), Indexed("has_person")),
     ),
     ModelSpec(
@@ -207,6 +246,8 @@ MODELS: Mapping[str, ModelSpec] = _registry(
         gpu=True,
         gpu_mem_mb=24000,  # bf16, batch 128 x 5 prompts: 22.4 GiB
         mem_mb=16000,  # 7.7 GB of fp16 weights, loaded through the host
+        speed_keys=("static_cache", "separate_answers"),  # the same tokens either way
+        later_keys=("max_answer_tokens",),
         index=(Indexed("caption"), Indexed("answers")),
     ),
     ModelSpec(

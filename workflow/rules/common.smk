@@ -12,7 +12,12 @@ from imganalyzer.catalog.manifests import (
 )
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.runtime.registry import MODELS
-from imganalyzer.config import load_run_config, run_config_path, validate_config
+from imganalyzer.config import (
+    default_config,
+    load_run_config,
+    run_config_path,
+    validate_config,
+)
 from imganalyzer.errors import ConfigError
 from imganalyzer.files import file_digest
 from imganalyzer.layout import Layout
@@ -38,6 +43,9 @@ except ConfigError as error:  # one line naming the key, no traceback
     raise SystemExit(f"imganalyzer: {error}") from None
 
 LAYOUT = Layout(config["results"])  # every path under results (imganalyzer/layout.py)
+# The schema's config: model settings added since a module's release re-run nothing while
+# at these values (ModelSpec.later_keys).
+SCHEMA_DEFAULTS = default_config()
 CATALOG = Catalog(LAYOUT)
 STARTED = time.time()
 SMALL_SHARD_IMAGES_PER_THREAD = 50  # a pool thread per this many images of a new shard
@@ -189,7 +197,7 @@ def model_params(spec):
     """A model module's settings as its rule's params, and the entry's ``rerun`` param (a
     value of the job's rows: cloud's images an earlier run's budget left out, so that a
     change re-runs the job, which sends only those)."""
-    params = spec.rule_params(config)
+    params = spec.rule_params(config, SCHEMA_DEFAULTS)
     if spec.rerun:
         params["rerun"] = lambda wildcards: spec.rerun_value(
             [LAYOUT.rows(spec.module, shard) for shard in MODEL_JOBS[wildcards.job]]

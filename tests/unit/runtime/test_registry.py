@@ -11,13 +11,14 @@ import torch
 import yaml
 
 from imganalyzer.cli import main as cli
-from imganalyzer.config import validate_config
+from imganalyzer.config import default_config, validate_config
 from imganalyzer.errors import ConfigError
 from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 from imganalyzer.runtime.registry import (
     FETCH_COMMAND,
     MODELS,
     ModelNotFoundError,
+    QuietSettings,
     configured_modules,
     format_table,
 )
@@ -237,17 +238,57 @@ def test_the_runtime_never_branches_on_a_model_modules_name() -> None:
     ]
 
 
+# The settings keys of each model rule's params at the first release of the registry
+# (86ba94a): an upgrade that changed them would re-run every job of the library.
+RELEASED_KEYS = {
+    "embedding": {"model", "pretrained", "batch_size"},
+    "objects": {"model", "prompts", "box_threshold", "text_threshold", "text_labels",
+                "person_labels", "max_detections", "batch_size"},
+    "captions": {"model", "questions", "caption_prompt", "max_new_tokens", "batch_size"},
+}  # fmt: skip
+
+
+def compared(params: dict) -> dict:
+    """The params Snakemake's params trigger compares (it leaves QuietSettings out)."""
+    return {k: v for k, v in params.items() if not isinstance(v, QuietSettings)}
+
+
 def test_each_rule_records_its_settings_as_before_and_its_job_rebuilds_them() -> None:
-    """The rule's params hold the settings as each module's rule always did (a change of
-    their values would re-run every job after an upgrade), and the job's settings built from
-    them are the ones the config gives."""
+    """At the schema's defaults the compared params hold the settings each module's rule
+    always did (settings added since are passed quietly), and the job's settings built from
+    the params are the ones the config gives."""
     config = configured(modules=list(MODELS))
-    section = config["objects"]
-    assert MODELS["objects"].rule_params(config) == {"settings": section, "device": "auto"}
-    assert MODELS["embedding"].rule_params(config) == {**config["embedding"], "device": "auto"}
-    assert set(MODELS["ocr"].rule_params(config)) == {"settings", "library", "max_pixels", "device"}
+    defaults = default_config()
+    objects = compared(MODELS["objects"].rule_params(config, defaults))
+    assert set(objects) == {"settings", "device"}
+    assert set(objects["settings"]) == RELEASED_KEYS["objects"]
+    captions = compared(MODELS["captions"].rule_params(config, defaults))
+    assert set(captions["settings"]) == RELEASED_KEYS["captions"]
+    embedding = compared(MODELS["embedding"].rule_params(config, defaults))
+    assert set(embedding) == RELEASED_KEYS["embedding"] | {"device"}
+    assert set(compared(MODELS["ocr"].rule_params(config, defaults))) == {
+        "settings", "library", "max_pixels", "device"
+    }  # fmt: skip
     for module, spec in MODELS.items():
         job = {"results": "r", "shards": ["s"], "retry": "", "version": spec.version, "rerun": 0}
         settings = spec.settings_type()
-        rebuilt = settings.from_config(spec.config_of(spec.rule_params(config) | job))
+        rebuilt = settings.from_config(spec.config_of(spec.rule_params(config, defaults) | job))
         assert rebuilt == settings.from_config(config), module
+
+
+def test_a_later_setting_is_compared_once_set_and_a_speed_setting_never() -> None:
+    defaults = default_config()
+    changed = configured(
+        objects={"input_short_edge": [800, 800], "compile": True},
+        captions={"static_cache": True, "max_answer_tokens": 3},
+    )
+    objects = MODELS["objects"].rule_params(changed, defaults)
+    assert objects["settings"]["input_short_edge"] == [800, 800]  # re-runs objects
+    assert objects["quiet"] == {"compile": True, "input_multiple": 32}
+    captions = MODELS["captions"].rule_params(changed, defaults)
+    assert captions["settings"]["max_answer_tokens"] == 3
+    assert captions["quiet"] == {"static_cache": True, "separate_answers": False}
+    assert isinstance(captions["quiet"], QuietSettings)
+    # the value Snakemake's params trigger leaves out: not a builtin it can represent
+    builtins = (type(None), int, float, bool, str, list, tuple, dict, set, frozenset, bytes)
+    assert not isinstance(captions["quiet"], builtins)
