@@ -36,9 +36,12 @@ def test_cluster_job_reparse_never_scans_or_writes_the_catalog(workspace: Worksp
     assert sorted((workspace.results / "catalog/shards").iterdir()) == shards
 
 
-def test_default_profile_leaves_code_out_of_rerun_triggers() -> None:
-    profile = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
-    assert "code" not in profile["rerun-triggers"]
+@pytest.mark.parametrize("name", ["default", "slurm"])
+def test_profiles_leave_code_and_software_env_out_of_rerun_triggers(name: str) -> None:
+    # software-env hashes envs/imganalyzer.yaml's text and path (with --sdm conda): a line
+    # added there by an upgrade would re-run every job (tests/e2e/test_upgrade.py)
+    profile = yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
+    assert profile["rerun-triggers"] == ["mtime", "params", "input"]
     assert profile["scheduler"] == "greedy"
 
 
