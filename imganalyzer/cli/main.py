@@ -76,20 +76,16 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from imganalyzer.runtime.registry import ModelNotFoundError, configured_modules
-    from imganalyzer.runtime.weights import fetch
+    from imganalyzer.runtime.preflight import fetch_message, fetch_models
 
     config = load_config(args, need_library=False)
-    failed = 0
-    for module in configured_modules(config):
-        try:
-            location = fetch(module, config)
-        except ModelNotFoundError as error:
-            print(f"{module}: {error}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"{module}: {location.model} -> {location.path or location.source}")
-    return 1 if failed else 0
+    report = fetch_models(config)
+    for location in report.present:
+        print(f"{location.module}: {location.model} -> {location.path or location.source}")
+    if report.missing:
+        print(f"imganalyzer: {fetch_message(report, config)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
