@@ -95,7 +95,7 @@ def test_models_fetch_without_internet_ends_with_one_message(
     tmp_path: Path, offline: dict[str, str]
 ) -> None:
     result = fetch_offline(tmp_path, **offline)
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 1 and result.stdout == f"config: {tmp_path / 'offline.yaml'}\n"
     err = result.stderr
     assert err.count("imganalyzer:") == 1 and "4 of 4 configured models could not be fetched" in err
     assert "Retrying" not in err and "Traceback" not in err
