@@ -3,8 +3,8 @@
 The Snakefile calls ``check_models`` in the main process (never in a cluster job's
 re-parse). A model counts as available when it is on disk (a local path or the library's
 cache) or, for one that can be downloaded, when downloads are allowed (HF_HUB_OFFLINE not
-set) and its host answers one TCP connection within a few seconds: no retries, no
-minutes of back-off. Everything missing is reported in one message with where each model
+set) and its host answers one request within a few seconds: no retries, no minutes of
+back-off. Everything missing is reported in one message with where each model
 was looked for, the fetch command and the ``--config modules=...`` that runs without it.
 
 ``fetch_models`` (the fetch command) probes the same way before it downloads anything, so
@@ -15,8 +15,10 @@ failed.
 
 from __future__ import annotations
 
-import socket
+import http.client
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +34,7 @@ from imganalyzer.runtime.registry import (
 )
 
 CONNECT_TIMEOUT_S = 3.0
-Probe = Callable[[str], bool]  # host (``name`` or ``name:port``) -> whether it answers
+Probe = Callable[[str], bool]  # host (a name, or an origin ``http://name:port``) -> answers?
 
 
 class ModelsMissing(ConfigError):
@@ -255,14 +257,19 @@ _PROBED: dict[str, bool] = {}
 
 
 def host_reachable(host: str) -> bool:
-    """One TCP connection to ``host`` (``name``: port 443, or ``name:port``) within
-    CONNECT_TIMEOUT_S (cached per process)."""
+    """Whether ``host`` (a name: https on port 443; or an origin, ``http://mirror:8080``)
+    answers one HEAD request within CONNECT_TIMEOUT_S, through the proxy the environment
+    names as a download would go: any HTTP status counts; no answer, a refused connection or
+    a failed TLS handshake (a firewall or proxy that takes the connection and drops it) do
+    not. Cached per process."""
     if host not in _PROBED:
-        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        url = (host if "://" in host else f"https://{host}") + "/"
+        request = urllib.request.Request(url, method="HEAD")
         try:
-            address = (name, int(port or 443))
-            socket.create_connection(address, timeout=CONNECT_TIMEOUT_S).close()
+            urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S).close()
             _PROBED[host] = True
-        except (OSError, ValueError):
+        except urllib.error.HTTPError:
+            _PROBED[host] = True  # it answered
+        except (OSError, ValueError, http.client.HTTPException):
             _PROBED[host] = False
     return _PROBED[host]

@@ -116,13 +116,14 @@ def hub_host() -> str | None:
 
 
 def url_host(url: str) -> str | None:
-    """Where a download from ``url`` connects: its host name, with ``:port`` where that is
-    not 443 (an http URL's default is 80)."""
+    """Where a download from ``url`` comes from: its host name for https on the default
+    port, else its origin (``http://mirror:8080``)."""
     parts = urlparse(url)
     if not parts.hostname:
         return None
-    port = parts.port or (80 if parts.scheme == "http" else 443)
-    return parts.hostname if port == 443 else f"{parts.hostname}:{port}"
+    if parts.scheme == "https" and parts.port in (None, 443):
+        return parts.hostname
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def hub_cache() -> Cache:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import threading
@@ -263,14 +264,48 @@ def test_a_probe_that_hangs_counts_as_unreachable_after_the_timeout(
     release.set()
 
 
-def test_host_reachable_makes_one_tcp_connection() -> None:
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        port = listening.getsockname()[1]
-        assert host_reachable(f"127.0.0.1:{port}")
+@pytest.fixture
+def direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy from the environment: the probes below go straight to 127.0.0.1."""
+    for variable in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.delenv(variable.upper(), raising=False)
+
+
+def test_host_reachable_asks_one_request_and_counts_any_answer(direct: None) -> None:
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(404)  # any answer: the host is there
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        assert host_reachable(f"http://127.0.0.1:{port}")
+        # the port answers TCP but no TLS: a firewall or proxy that takes and drops it
+        assert not host_reachable(f"https://127.0.0.1:{port}")
+    finally:
+        server.shutdown()
+        server.server_close()
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # bound, never listening: refused
-        assert not host_reachable(f"127.0.0.1:{port}")
+        assert not host_reachable(f"http://127.0.0.1:{port}")
     assert not host_reachable("imganalyzer-test.invalid")  # no such name (RFC 2606)
+
+
+def test_a_connection_taken_and_never_answered_is_unreachable_after_the_timeout(
+    direct: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preflight, "CONNECT_TIMEOUT_S", 0.3)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel accepts; nobody ever answers
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        assert not host_reachable(f"https://127.0.0.1:{port}")
+        assert time.monotonic() - started < 3

@@ -96,10 +96,11 @@ def test_an_insightface_pack_is_a_folder_of_onnx_files_or_a_name_under_its_home(
     assert named.path == tmp_path / "home" / "models" / "buffalo_l" and not named.present
 
 
-def test_a_download_host_carries_its_port_unless_it_is_https_default() -> None:
+def test_a_download_host_is_its_name_for_https_else_its_origin() -> None:
     assert url_host("https://huggingface.co/org/repo") == "huggingface.co"
-    assert url_host("https://mirror.example:8443") == "mirror.example:8443"
-    assert url_host("http://mirror.example/hub") == "mirror.example:80"
+    assert url_host("https://huggingface.co:443/x") == "huggingface.co"
+    assert url_host("https://mirror.example:8443") == "https://mirror.example:8443"
+    assert url_host("http://user@mirror.example/hub") == "http://mirror.example"
     assert url_host("file:///tmp/head.pth") is None
 
 
