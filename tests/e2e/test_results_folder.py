@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from imganalyzer.cli.main import build_parser
+from imganalyzer.cli.options import load_config
 from imganalyzer.config import RESULTS_ENV, load_run_config, run_config_path
 from imganalyzer.example.library import EXAMPLE_EXIF, build_example_library
 from imganalyzer.web import create_app
@@ -83,10 +85,10 @@ CLONE_FILES = ("Snakefile", "config.yaml", "workflow", "scripts", "envs", "profi
 
 
 def test_in_a_clone_the_recorded_run_counts_and_config_yaml_only_when_given(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The README's example in a copy of the clone: ./config.yaml names 9 modules, the run
-    2; `status` there reports the 2 that ran and says so; ./config.yaml counts only when
+    2; `status` and the web page there report the 2 that ran; ./config.yaml counts only when
     given with --config; the models commands work from any folder."""
     clone = tmp_path / "clone"
     clone.mkdir()
@@ -109,6 +111,12 @@ def test_in_a_clone_the_recorded_run_counts_and_config_yaml_only_when_given(
     assert all(counts["pending"] == 0 for counts in report["modules"].values())
     text = run("status", cwd=clone, env=env).stdout
     assert text.startswith(f"config:       the recorded run config {recorded}\n")
+
+    monkeypatch.chdir(clone)  # the web page `imganalyzer serve` starts there
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    served = load_config(build_parser().parse_args(["serve"]))
+    with TestClient(create_app(served), base_url="http://127.0.0.1") as client:
+        assert list(client.get("/api/status").json()["modules"]) == ["metadata", "technical"]
 
     given = run("status", "--json", "--config", "config.yaml", cwd=clone, env=env)
     assert len(json.loads(given.stdout)["modules"]) == 9  # config.yaml's, when asked for
