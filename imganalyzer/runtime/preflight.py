@@ -117,12 +117,18 @@ def missing_models(config: Mapping[str, Any], reachable: Probe) -> list[MissingM
 def missing_message(missing: list[MissingModel], config: Mapping[str, Any]) -> str:
     lines = ["Configured models are missing; nothing was run:"]
     lines += _listed(missing)
+    caches = _cache_lines(missing)
+    if caches:
+        lines.append(
+            f"Fetch them with `{FETCH_COMMAND}` on a machine with internet; where there is "
+            "none, copy these folders from one that has the models (or set the variable):"
+        )
+        lines += caches
+        lines.append("Or set a local path in config.yaml, or run without them:")
+    else:
+        lines.append("Set a local path in config.yaml, or run without them:")
     without = modules_without(config, {item.location.module for item in missing})
-    lines += [
-        f"Fetch them with `{FETCH_COMMAND}` (on a machine with internet; copy the caches to "
-        "offline nodes), set a local path in config.yaml, or run without them:",
-        f"  snakemake --config modules='[{', '.join(without)}]'",
-    ]
+    lines.append(f"  snakemake --config modules='[{', '.join(without)}]'")
     lines += [f"  ({item.location.module}: {item.hint})" for item in missing if item.hint]
     return "\n".join(lines)
 
@@ -188,18 +194,13 @@ def fetch_message(report: FetchReport, config: Mapping[str, Any]) -> str:
     total = len(report.present) + len(report.missing)
     lines = [f"{len(report.missing)} of {total} configured models could not be fetched:"]
     lines += _listed(report.missing)
-    caches = _caches(report.missing)
+    caches = _cache_lines(report.missing)
     if caches:
         lines.append(
             "Copy these folders from a machine that has the models (one with internet "
             "fills them) to the same place here (or elsewhere, with the variable set):"
         )
-        width = max(len(str(cache.folder)) for cache, _ in caches)
-        for cache, modules in caches:
-            moved = f", or {cache.moved_by}" if cache.moved_by else ""
-            lines.append(
-                f"  {str(cache.folder):<{width}}  {cache.name}{moved} ({', '.join(modules)})"
-            )
+        lines += caches
     without = modules_without(config, {item.location.module for item in report.missing})
     lines += [
         "Or set local paths in the config, or run without them:",
@@ -209,13 +210,19 @@ def fetch_message(report: FetchReport, config: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _caches(missing: Iterable[MissingModel]) -> list[tuple[weights.Cache, list[str]]]:
-    """Each cache folder the missing models would be downloaded into, with their modules."""
+def _cache_lines(missing: Iterable[MissingModel]) -> list[str]:
+    """One line per cache folder the missing models would be downloaded into: where it is
+    here, what it is, the variable that moves it and the modules whose models go there."""
     by_folder: dict[weights.Cache, list[str]] = {}
     for item in missing:
         if item.cache is not None:
             by_folder.setdefault(item.cache, []).append(item.location.module)
-    return list(by_folder.items())
+    width = max((len(str(cache.folder)) for cache in by_folder), default=0)
+    lines = []
+    for cache, modules in by_folder.items():
+        moved = f", or {cache.moved_by}" if cache.moved_by else ""
+        lines.append(f"  {str(cache.folder):<{width}}  {cache.name}{moved} ({', '.join(modules)})")
+    return lines
 
 
 # ---------------------------------------------------------------- the network probe
