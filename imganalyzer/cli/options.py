@@ -83,6 +83,11 @@ def load_config_and_source(
     if defaults:
         config = validate_config({"library": "."} | overrides, check_paths=False)
         return config, f"the packaged defaults (no {DEFAULT_CONFIG} here and no recorded run)"
+    if results is not None:
+        raise ConfigError(
+            f"{results}: no recorded run there ({run_config_path(results)} not found): run "
+            f"snakemake with results={results} first, or give --config FILE"
+        )
     raise ConfigError(
         f"no recorded run and no {DEFAULT_CONFIG} here: name a results folder with --results "
         f"DIR or {RESULTS_ENV}=DIR (or run the command inside it), or give --config FILE"

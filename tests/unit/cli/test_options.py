@@ -132,3 +132,6 @@ def test_without_any_config_only_the_models_commands_take_the_packaged_defaults(
     assert source.startswith("the packaged defaults")
     with pytest.raises(ConfigError, match="no recorded run and no config.yaml here"):
         load_config_and_source(parse(), need_library=False)
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "empty"))  # a folder without a run
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'empty'}: no recorded run there"):
+        load_config_and_source(parse(), need_library=False)
