@@ -45,7 +45,7 @@ def refused(tmp_path: Path) -> tuple[Catalog, Path]:
         touch(library / name, data, mtime_ns=1_700_000_000_000_000_000)
     catalog = Catalog(Layout(tmp_path / "results"))
     catalog.ingest(library, shard_size=100)
-    (catalog.layout.formats_checked).unlink()  # version 1 recorded nothing
+    catalog.layout.formats_checked.unlink()  # version 1 recorded nothing
     write_reader_rows(catalog, "000001-00000", version=1)
     return catalog, library
 
