@@ -51,6 +51,22 @@ _EXPECTED = {
 }
 
 
+# The formats the decoder reads, as a number that grows when it learns one (2: JPEG XL through
+# imagecodecs, libheif's "mini" HEIF). An "unsupported_format" error row records the version
+# that wrote it; a file an older version refused whose content this one reads
+# (``readable_since``) is catalogued again, alone (``catalog.retries``): no re-decode of the
+# whole library.
+FORMATS_VERSION = 2
+
+
+def readable_since(head: bytes) -> int:
+    """The formats version from which a file starting with ``head`` (16+ bytes) is read:
+    2 for JPEG XL and "mini" HEIF files, 1 for everything else."""
+    if sniff(head) == "jxl" or head[4:12] == b"ftyp" + MINI_BRAND:
+        return 2
+    return 1
+
+
 def sniff(head: bytes) -> str:
     """The format of a file from its first 16+ bytes: "jpeg", "png", "gif", "bmp", "webp",
     "tiff", "heif", "avif", "jxl", a RAW format ("cr2", "cr3", "crw", "raf", "x3f", "mrw",

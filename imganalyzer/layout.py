@@ -16,6 +16,7 @@ results/
   catalog/shards/<shard>.tsv     manifests (path, size, mtime_ns), one per shard
   catalog/moves/, staged/        moves found per batch; manifests planned by a starting run
   catalog/compacted/, .lock      manifests retired by compaction; the catalog's write lock
+  catalog/formats_version        the formats version the catalog last checked error rows for
   tiers/<shard>.zarr             decoded pixels at each tier size
   thumbnails/<shard>.zip         JPEG thumbnails
   technical/<shard>.jsonl        the decode job's rows; metadata/, duplicates/ alike
@@ -159,6 +160,11 @@ class Layout:
     @property
     def catalog_lock(self) -> Path:
         return self.catalog / ".lock"
+
+    @property
+    def formats_checked(self) -> Path:
+        """The formats version whose newly readable files the catalog has re-catalogued."""
+        return self.catalog / "formats_version"
 
     # Decode
     def tiers(self, shard: str) -> Path:

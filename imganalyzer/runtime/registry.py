@@ -327,16 +327,23 @@ def check_aesthetic_compatible(
         )
 
 
+# What to do about a model a job (or a search) could not load.
+FETCH_ADVICE = (
+    f"Download every configured model with `{FETCH_COMMAND}` (on a machine with internet; "
+    "copy the caches to offline nodes), or set a local path in config.yaml."
+)
+
+
 class ModelNotFoundError(RuntimeError):
-    """A configured model is not available locally and could not be fetched."""
+    """A configured model is not available locally and could not be fetched: ``model``,
+    where it was ``looked`` for and the ``reason``. Its message advises the fetch command
+    (``FETCH_ADVICE``): right where a job or a search meets it. The fetch command itself
+    reports ``reason`` with advice of its own (``runtime.preflight.fetch_message``)."""
 
     def __init__(self, model: str, looked: str, reason: str = "") -> None:
+        self.model, self.looked, self.reason = model, looked, reason
         because = f" ({reason})" if reason else ""
-        super().__init__(
-            f"model {model} not found: looked in {looked}{because}. Download every configured "
-            f"model with `{FETCH_COMMAND}` (on a machine with internet; copy the caches to "
-            "offline nodes), or set a local path in config.yaml."
-        )
+        super().__init__(f"model {model} not found: looked in {looked}{because}. {FETCH_ADVICE}")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,19 @@ from imganalyzer.runtime.registry import MODELS, ModelLocation, ModelNotFoundErr
 _OPEN_CLIP_HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _OPEN_CLIP_HF_CONFIG = "open_clip_config.json"
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
+# Where open_clip downloads a tag's weights that are not on the Hugging Face hub.
+_OPEN_CLIP_CACHE = Path("~/.cache/clip").expanduser()
+
+
+@dataclass(frozen=True)
+class Cache:
+    """A folder a download fills: what it is, where it is here, and where an environment
+    variable moves it (``$HF_HUB_CACHE``; empty: none does). Copying it from a machine that
+    has the models provides them offline."""
+
+    name: str
+    folder: Path
+    moved_by: str
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,7 @@ class WeightsKind:
     locate: Callable[..., ModelLocation]
     fetch: Callable[..., Any] | None  # None: nothing to download
     host: Callable[..., str | None]  # where a download comes from; None: it cannot be
+    cache: Callable[..., Cache | None] = lambda *names: None  # the folder a download fills
     missing: str = ""  # why it is missing when no download helps; preflight's words
     hint: str = ""  # how to provide it then, after the fetch command
 
@@ -51,6 +65,12 @@ def chosen(module: str, config: Mapping[str, Any]) -> tuple[WeightsKind, tuple[A
     section = config[module]
     weights = MODELS[module].weights.chosen(section)
     return KINDS[weights.kind], tuple(section[key] for key in weights.keys)
+
+
+def cache(module: str, config: Mapping[str, Any]) -> Cache | None:
+    """The cache folder a download of ``module``'s model fills (None: it is not downloaded)."""
+    kind, names = chosen(module, config)
+    return kind.cache(*names)
 
 
 def locate(module: str, config: Mapping[str, Any]) -> ModelLocation:
@@ -92,7 +112,22 @@ def is_local(name: str) -> bool:
 
 
 def hub_host() -> str | None:
-    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    return url_host(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+
+
+def url_host(url: str) -> str | None:
+    """Where a download from ``url`` comes from: its host name for https on the default
+    port, else its origin (``http://mirror:8080``)."""
+    parts = urlparse(url)
+    if not parts.hostname:
+        return None
+    if parts.scheme == "https" and parts.port in (None, 443):
+        return parts.hostname
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def hub_cache() -> Cache:
+    return Cache("Hugging Face hub cache", Path(_hf_cache_dir()), "$HF_HUB_CACHE")
 
 
 # --- open_clip ----------------------------------------------------------------------------------
@@ -180,7 +215,16 @@ def open_clip_host(model_name: str, pretrained: str | None) -> str | None:
     if model_name.startswith("hf-hub:") or not pretrained:
         return hub_host()
     repo, _, url = _tag_source(_pretrained_tag_config(model_name, pretrained))
-    return hub_host() if repo else urlparse(url).hostname
+    return hub_host() if repo else url_host(url)
+
+
+def open_clip_cache(model_name: str, pretrained: str | None) -> Cache | None:
+    if not _is_downloadable(model_name, pretrained):
+        return None
+    if model_name.startswith("hf-hub:") or not pretrained:
+        return hub_cache()
+    repo, _, _ = _tag_source(_pretrained_tag_config(model_name, pretrained))
+    return hub_cache() if repo else Cache("open_clip's cache", _OPEN_CLIP_CACHE, "")
 
 
 def locate_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
@@ -204,7 +248,7 @@ def locate_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
     hub_repo, files, url = _tag_source(_pretrained_tag_config(model_name, pretrained))
     if hub_repo:
         return _hf_location(model, hub_repo, files)
-    path = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+    path = _OPEN_CLIP_CACHE / os.path.basename(url)
     return ModelLocation("embedding", model, f"{path} (from {url})", path.is_file(), path)
 
 
@@ -368,9 +412,13 @@ def locate_remote(
 
 # --- Plain weights files (path or URL) -----------------------------------------------------------
 def _url_cache_path(url: str) -> Path:
+    return _torch_checkpoints() / unquote(os.path.basename(urlparse(url).path))
+
+
+def _torch_checkpoints() -> Path:
     import torch.hub
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / unquote(os.path.basename(urlparse(url).path))
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def locate_weights_file(module: str, weights: str) -> ModelLocation:
@@ -400,16 +448,32 @@ def weights_file(module: str, weights: str, download: bool | None = None) -> Pat
     return path
 
 
+def _insightface_cache(pack: str) -> Cache | None:
+    if is_local(pack):
+        return None
+    folder = insightface_root() / "models"
+    return Cache("InsightFace model packs", folder, "$INSIGHTFACE_HOME/models")
+
+
+def _weights_file_cache(weights: str) -> Cache | None:
+    if not is_url(weights):
+        return None
+    return Cache("torch hub checkpoints", _torch_checkpoints(), "$TORCH_HOME/hub/checkpoints")
+
+
 # Module names in the locations are set by ``locate``.
 KINDS: Mapping[str, WeightsKind] = {
-    "open_clip": WeightsKind(locate_open_clip, fetch_open_clip, open_clip_host),
+    "open_clip": WeightsKind(locate_open_clip, fetch_open_clip, open_clip_host, open_clip_cache),
     "huggingface": WeightsKind(partial(locate_huggingface, ""), partial(fetch_huggingface, ""),
-                               lambda model: None if is_local(model) else hub_host()),
+                               lambda model: None if is_local(model) else hub_host(),
+                               lambda model: None if is_local(model) else hub_cache()),
     "insightface": WeightsKind(locate_insightface, fetch_insightface,  # GitHub release zips
-                               lambda pack: None if is_local(pack) else "github.com"),
+                               lambda pack: None if is_local(pack) else "github.com",
+                               _insightface_cache),
     "weights-file": WeightsKind(partial(locate_weights_file, ""),
                                 partial(weights_file, "", download=True),
-                                lambda file: urlparse(file).hostname if is_url(file) else None),
+                                lambda file: url_host(file) if is_url(file) else None,
+                                _weights_file_cache),
     "bundled": WeightsKind(  # inside a package's wheel (rapidocr's PP-OCR): always there
         lambda name: ModelLocation("", name, f"inside the {name} wheel", True, None),
         None, lambda name: None),

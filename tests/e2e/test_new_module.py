@@ -150,11 +150,11 @@ def test_a_module_added_as_one_file_and_one_entry_runs_everywhere(tmp_path: Path
     assert refused.returncode != 0
     assert "toy: toy_weights.npy: not there" in refused.stdout + refused.stderr
     models_list = [*cli, "models", "list", "--config", str(config)]
-    listed = run(copy, *models_list).stdout.splitlines()[1:]
+    listed = run(copy, *models_list).stdout.splitlines()[2:]  # after the config and header
     assert [line.split()[:3] for line in listed] == [["toy", "toy_weights.npy", "no"]]
 
     np.save(weights, np.array([1 / 255], dtype=np.float32))
-    listed = run(copy, *models_list).stdout.splitlines()[1:]
+    listed = run(copy, *models_list).stdout.splitlines()[2:]
     assert [line.split()[:3] for line in listed] == [["toy", "toy_weights.npy", "yes"]]
     run(copy, *snakemake)
 

@@ -154,6 +154,23 @@ def test_iso_bmff_and_jpeg_xl_files_are_named_by_their_brand(head: bytes, fmt: s
     assert formats.sniff(head) == fmt
 
 
+@pytest.mark.parametrize(
+    ("head", "since"),
+    [
+        (b"\xff\x0a\xfa\x7f" + bytes(12), 2),  # JPEG XL codestream
+        (b"\x00\x00\x00\x0cJXL \r\n\x87\n\x00\x00\x00\x14ftypjxl ", 2),  # container
+        (b"\x00\x00\x00\x10ftypmif3heic", 2),  # libheif's mini HEIF
+        (b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic", 1),  # a plain HEIF
+        (b"\xff\xd8\xff\xe0" + bytes(12), 1),
+        (b"this is no image", 1),
+    ],
+)
+def test_the_formats_version_a_file_needs_comes_from_its_first_bytes(
+    head: bytes, since: int
+) -> None:
+    assert formats.readable_since(head) == since <= formats.FORMATS_VERSION
+
+
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
     return data.astronaut()[100:196, 100:228]  # 128 x 96

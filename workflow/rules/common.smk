@@ -86,8 +86,9 @@ def before_jobs(execute):
 def prepare_jobs(mode):
     """Every configured model is found (a dry-run too, not --touch: it runs no job;
     IMGANALYZER_PREFLIGHT=0 skips it, to plan on a machine without the models). A real run
-    then takes the results folder's lock and clears Snakemake's lock that a killed run
-    left (not with --nolock, where Snakemake ignores it)."""
+    then takes the results folder's lock, clears Snakemake's lock that a killed run left
+    (not with --nolock, where Snakemake ignores it), and records the formats version when
+    the plan found no file to retry for it (imganalyzer.catalog.retries)."""
     if not mode.touch_exec and os.environ.get("IMGANALYZER_PREFLIGHT") != "0":
         try:
             check_models(config)
@@ -103,6 +104,8 @@ def prepare_jobs(mode):
                 logger.info(f"imganalyzer: {cleared}")
     except ResultsLocked as error:
         raise SystemExit(f"imganalyzer: {error}") from None
+    if PLAN is not None:  # here, not onstart: a run with nothing to do records it too
+        PLAN.record_formats_checked()
 
 
 if workflow.is_main_process:

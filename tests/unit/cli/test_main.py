@@ -84,7 +84,8 @@ def test_a_missing_config_file_is_one_line_and_exit_2(
     monkeypatch.delenv("IMGANALYZER_RESULTS", raising=False)
     status, out, err = run(["status", "--config", str(tmp_path / "nope.yaml")], capsys)
     assert (status, out) == (2, "")
-    assert err == f"imganalyzer: config file not found: {tmp_path / 'nope.yaml'}\n"
+    assert err.startswith(f"imganalyzer: config file not found: {tmp_path / 'nope.yaml'} (")
+    assert "--results" in err and "IMGANALYZER_RESULTS" in err and err.count("\n") == 1
 
 
 def test_report_without_benchmarks_says_so(generated: Path, capsys) -> None:
@@ -102,7 +103,27 @@ def test_status_counts_the_generated_folder(generated: Path, capsys) -> None:
 
 def test_models_list_without_a_model_module_says_so(generated: Path, capsys) -> None:
     status, out, _ = run(["models", "list", "--config", str(generated)], capsys)
-    assert status == 0 and out.startswith("no enabled module loads a model")
+    assert status == 0 and out.splitlines() == [
+        f"config: {generated}",
+        "no enabled module loads a model (see modules: in the config)",
+    ]
+
+
+def test_models_fetch_offline_prints_one_message_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMGANALYZER_RESULTS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    Path("objects.yaml").write_text("library: .\nmodules: [objects]\nobjects: {model: org/m}\n")
+    status, out, err = run(["models", "fetch", "--config", "objects.yaml"], capsys)
+    assert (status, out) == (1, "config: objects.yaml\n")
+    assert err.startswith("imganalyzer: 1 of 1 configured models could not be fetched:\n")
+    assert "objects: org/m: not in the cache, and HF_HUB_OFFLINE is set" in err
+    assert "models fetch" not in err
 
 
 def test_example_writes_the_example_library(tmp_path: Path, capsys) -> None:

@@ -1,6 +1,6 @@
 """What every command shares: finding the run's config (a recorded run, then --config and
---library on top; else a config file), and one-line reports of bad arguments (exit 2) and
-of missing things (exit 1)."""
+--library on top; else a config file; for the models commands, else the packaged defaults),
+and one-line reports of bad arguments (exit 2) and of missing things (exit 1)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from imganalyzer.cli.options import add_config_arguments, load_config, printable, reported
-from imganalyzer.config import RESULTS_ENV, record_run_config
+from imganalyzer.cli.options import (
+    add_config_arguments,
+    load_config,
+    load_config_and_source,
+    printable,
+    reported,
+)
+from imganalyzer.config import RESULTS_ENV, load_schema, record_run_config
 from imganalyzer.errors import ConfigError
 
 
@@ -66,8 +72,11 @@ def test_without_a_recorded_run_the_config_file_is_read_and_its_library_checked(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(RESULTS_ENV, raising=False)
-    with pytest.raises(ConfigError, match="config file not found: config.yaml"):
+    with pytest.raises(ConfigError) as missing:
         load_config(parse())
+    assert "--results" in str(missing.value) and RESULTS_ENV in str(missing.value)
+    with pytest.raises(ConfigError, match="config file not found: other.yaml"):
+        load_config(parse("--config", "other.yaml"))
     Path("config.yaml").write_text("library: nowhere\nresults: out\n")
     with pytest.raises(ConfigError, match="folder not found: nowhere"):
         load_config(parse())
@@ -93,3 +102,36 @@ def test_printable_escapes_control_characters_and_stray_bytes() -> None:
     stray = os.fsdecode(b"caf\xe9.jpg")
     assert printable(ValueError(f"bad\r{stray}\x1b")) == "bad\\rcaf\\udce9.jpg\\x1b"
     assert printable(KeyError("plain")) == "plain"  # not the quoted repr KeyError prints
+
+
+def test_in_a_clone_the_run_that_config_yaml_names_counts_not_config_yaml(
+    run: Path, tmp_path: Path
+) -> None:
+    # ./config.yaml (for new runs) names the results folder; its recorded run is what ran
+    Path("config.yaml").write_text("library: photos\nmodules: [metadata, technical, embedding]\n")
+    config, source = load_config_and_source(parse())
+    assert config["modules"] == ["metadata"] and config["shard_size"] == 7
+    assert source == f"the recorded run config {run / 'run' / 'config.yaml'}"
+    # given explicitly, its keys count (over the run's)
+    config, source = load_config_and_source(parse("--config", "config.yaml"))
+    assert config["modules"] == ["metadata", "technical", "embedding"]
+    assert config["shard_size"] == 7 and source.endswith(", with config.yaml on top")
+    # a config.yaml naming a results folder without a run is the config itself
+    Path("config.yaml").write_text("library: photos\nresults: fresh\n")
+    config, source = load_config_and_source(parse())
+    assert config["results"] == "fresh" and source.startswith("config.yaml (no run recorded")
+
+
+def test_without_any_config_only_the_models_commands_take_the_packaged_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    config, source = load_config_and_source(parse(), need_library=False, defaults=True)
+    assert config["modules"] == load_schema()["properties"]["modules"]["default"]
+    assert source.startswith("the packaged defaults")
+    with pytest.raises(ConfigError, match="no recorded run and no config.yaml here"):
+        load_config_and_source(parse(), need_library=False)
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "empty"))  # a folder without a run
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'empty'}: no recorded run there"):
+        load_config_and_source(parse(), need_library=False)

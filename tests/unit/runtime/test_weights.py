@@ -9,12 +9,17 @@ from pathlib import Path
 import pytest
 import torch.hub
 
+from imganalyzer.config import validate_config
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from imganalyzer.runtime.weights import (
+    Cache,
+    cache,
     downloads_allowed,
+    hub_cache,
     is_url,
     locate_insightface,
     locate_weights_file,
+    url_host,
     weights_file,
 )
 
@@ -89,3 +94,38 @@ def test_an_insightface_pack_is_a_folder_of_onnx_files_or_a_name_under_its_home(
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "home"))
     named = locate_insightface("buffalo_l")
     assert named.path == tmp_path / "home" / "models" / "buffalo_l" and not named.present
+
+
+def test_a_download_host_is_its_name_for_https_else_its_origin() -> None:
+    assert url_host("https://huggingface.co/org/repo") == "huggingface.co"
+    assert url_host("https://huggingface.co:443/x") == "huggingface.co"
+    assert url_host("https://mirror.example:8443") == "https://mirror.example:8443"
+    assert url_host("http://user@mirror.example/hub") == "http://mirror.example"
+    assert url_host("file:///tmp/head.pth") is None
+
+
+def test_each_downloadable_kind_names_the_cache_a_download_fills(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "face"))
+    config = validate_config(
+        {
+            "library": ".",
+            "modules": ["embedding", "aesthetic", "objects", "faces"],
+            "embedding": {"model": "hf-hub:org/clip"},
+            "aesthetic": {"weights": "https://example.org/head.pth"},
+            "objects": {"model": "org/gdino"},
+        },
+        check_paths=False,
+    )
+    caches = {module: cache(module, config) for module in config["modules"]}
+    assert caches["embedding"] == caches["objects"] == hub_cache()
+    assert caches["aesthetic"] == Cache(
+        "torch hub checkpoints", hub / "checkpoints", "$TORCH_HOME/hub/checkpoints"
+    )
+    assert caches["faces"] == Cache(
+        "InsightFace model packs", tmp_path / "face" / "models", "$INSIGHTFACE_HOME/models"
+    )
+    config["objects"]["model"] = str(tmp_path)  # a local folder is not downloaded
+    config["faces"]["pack"] = str(tmp_path)
+    assert cache("objects", config) is None and cache("faces", config) is None
