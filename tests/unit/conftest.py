@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode.tiers import TierWriter, make_tiers
 from imganalyzer.layout import Layout
 from imganalyzer.results import error_row, ok_row, write_rows
+
+if TYPE_CHECKING:
+    from tests.support.duplicates_library import Analysed
 
 TINY_CLIP = "imganalyzer-test-tiny-ViT"
 TINY_CLIP_CONFIG = {
@@ -108,3 +112,19 @@ def write_shard(folder: Path, images: list[np.ndarray | None], shard: str = SHAR
 @pytest.fixture(scope="session")
 def shard(tmp_path_factory: pytest.TempPathFactory) -> Shard:
     return write_shard(tmp_path_factory.mktemp("shard"), shard_images())
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory: pytest.TempPathFactory) -> Analysed:
+    """The duplicates tests' library, analysed (tests/support/duplicates_library.py)."""
+    from tests.support.duplicates_library import analysed_library  # it imports TEST_TIERS
+
+    return analysed_library(tmp_path_factory.mktemp("dups"))
+
+
+@pytest.fixture
+def fresh(analysed: Analysed, tmp_path: Path) -> Analysed:
+    """A copy of its results (so a test may add files to it) over the same library."""
+    from tests.support.duplicates_library import copied
+
+    return copied(analysed, tmp_path)

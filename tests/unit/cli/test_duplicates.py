@@ -19,20 +19,7 @@ from tests.support.duplicates_library import (
     RAW,
     SETTINGS,
     Analysed,
-    analysed_library,
-    copied,
 )
-
-
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory) -> Analysed:
-    return analysed_library(tmp_path_factory.mktemp("dups"))
-
-
-@pytest.fixture
-def fresh(analysed: Analysed, tmp_path: Path) -> Analysed:
-    """A copy of the results (so a test may add files to it) over the same library."""
-    return copied(analysed, tmp_path)
 
 
 def run_cli(argv: list[str], capsys) -> str:

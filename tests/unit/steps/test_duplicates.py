@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from skimage import data
 
 from imganalyzer.catalog.manifests import read_manifest
@@ -24,23 +23,10 @@ from tests.support.duplicates_library import (
     SETTINGS,
     Analysed,
     analyse,
-    analysed_library,
-    copied,
     groups_of,
     groups_of_one,
     pixels,
 )
-
-
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory) -> Analysed:
-    return analysed_library(tmp_path_factory.mktemp("dups"))
-
-
-@pytest.fixture
-def fresh(analysed: Analysed, tmp_path: Path) -> Analysed:
-    """A copy of the results (so a test may add files to it) over the same library."""
-    return copied(analysed, tmp_path)
 
 
 def test_near_copies_group_and_different_photos_do_not(analysed: Analysed) -> None:

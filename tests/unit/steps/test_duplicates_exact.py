@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 import imganalyzer.steps.duplicates_exact as duplicates_exact
 from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows
@@ -16,14 +14,8 @@ from tests.support.duplicates_library import (
     SAME_SIZE,
     SETTINGS,
     Analysed,
-    analysed_library,
     groups_of,
 )
-
-
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory) -> Analysed:
-    return analysed_library(tmp_path_factory.mktemp("dups"))
 
 
 def test_exact_copies_only_among_size_collisions(

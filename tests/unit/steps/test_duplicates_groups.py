@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 import imganalyzer.steps.duplicates_groups as duplicates_groups
 from imganalyzer.layout import Layout
 from imganalyzer.steps.duplicates import find_duplicates
@@ -12,14 +10,8 @@ from tests.support.duplicates_library import (
     RAW_EXPORT,
     SETTINGS,
     Analysed,
-    analysed_library,
     pixels,
 )
-
-
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory) -> Analysed:
-    return analysed_library(tmp_path_factory.mktemp("dups"))
 
 
 def test_keeper_prefers_raw_over_a_larger_jpeg(analysed: Analysed) -> None:

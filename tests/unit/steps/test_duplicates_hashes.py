@@ -18,12 +18,7 @@ from imganalyzer.steps.duplicates_hashes import (
     hash_pairs_brute_force,
     phash,
 )
-from tests.support.duplicates_library import BASE, CORRUPT, Analysed, analysed_library
-
-
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory) -> Analysed:
-    return analysed_library(tmp_path_factory.mktemp("dups"))
+from tests.support.duplicates_library import BASE, CORRUPT, Analysed
 
 
 def test_phash_and_dhash_match_an_independent_computation() -> None:
