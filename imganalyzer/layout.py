@@ -75,8 +75,23 @@ class IndexFiles:
         return self.folder / "vector_keys.txt"
 
     @property
-    def vector_files(self) -> tuple[Path, Path, Path]:
-        return (self.vectors, self.vector_ids, self.vector_keys)
+    def vector_codes(self) -> Path:
+        """The vectors as int8 codes, and each row's error bounds (search/vector_scan.py)."""
+        return self.folder / "vector_codes.npy"
+
+    @property
+    def vector_bounds(self) -> Path:
+        return self.folder / "vector_bounds.npy"
+
+    @property
+    def vector_files(self) -> tuple[Path, ...]:
+        return (
+            self.vectors,
+            self.vector_ids,
+            self.vector_keys,
+            self.vector_codes,
+            self.vector_bounds,
+        )
 
     @property
     def browse(self) -> Path:

@@ -51,6 +51,9 @@ from imganalyzer.store import EMBEDDING, ResultsStore
 log = logging.getLogger(__name__)
 
 INDEX_VERSION = "3"  # 2: keys and folders in the text form of paths; 3: display names
+# Bumped when the vector files change form (2: int8 codes and bounds beside the matrix): the
+# next update rewrites them, and leaves the documents as they are.
+VECTORS_VERSION = 2
 # Tantivy's indexing memory: segments are flushed when it fills.
 WRITER_HEAP_BYTES = 256_000_000
 
@@ -178,7 +181,9 @@ def _apply(index_dir: Path, update: _Update, previous: IndexState, threads: int)
     if plan.changed or fresh:
         added = update.commit(index_dir, plan, threads)
     embeddings = update.store.embedding_versions
-    vectors_fp = _digest([[s, fp[1], embeddings(s)] for s, fp in plan.fingerprints.items()])
+    vectors_fp = _digest(
+        [VECTORS_VERSION, [[s, fp[1], embeddings(s)] for s, fp in plan.fingerprints.items()]]
+    )
     vectors = None
     if vectors_fp != previous.vectors or fresh:
         vectors = write_vectors(index_dir, update.store, update.view, update.vectors)
