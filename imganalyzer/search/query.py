@@ -16,6 +16,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -472,18 +473,24 @@ class SearchIndex:
         depth = max(limit, FUSION_DEPTH) if mode == "hybrid" else limit
         if filters.near:  # hits outside the circle (inside its box) are dropped afterwards
             depth *= 2
-        rankings = []
-        if mode in ("text", "hybrid"):
-            rankings.append(self.text_ranking(text, filters, depth))
-        if mode in ("semantic", "hybrid"):
-            if encode_text is None:
-                raise ValueError(f"{mode} search needs a text encoder")
-            rankings.append(self.vector_ranking(encode_text(text), filters, depth))
+        if mode == "text":
+            return self.hits(self.text_ranking(text, filters, depth), filters, limit)
+        if encode_text is None:
+            raise ValueError(f"{mode} search needs a text encoder")
+        # a hybrid search ranks the words in another thread meanwhile (Tantivy and the
+        # text encoder let go of the interpreter lock)
+        words = None
         if mode == "hybrid":
-            ranking = reciprocal_rank_fusion([[i for i, _ in r] for r in rankings])
-        else:
-            ranking = rankings[0]
-        return self.hits(ranking, filters, limit)
+            words = _word_rankings().submit(self.text_ranking, text, filters, depth)
+        try:
+            meaning = self.vector_ranking(encode_text(text), filters, depth)
+        finally:
+            if words is not None:
+                futures.wait([words])
+        if words is None:
+            return self.hits(meaning, filters, limit)
+        fused = reciprocal_rank_fusion([[i for i, _ in words.result()], [i for i, _ in meaning]])
+        return self.hits(fused, filters, limit)
 
     def similar(self, path: str, filters: Filters | None = None, limit: int = 20) -> list[Hit]:
         """The images whose CLIP vectors are closest to the vector of ``path``."""
@@ -502,6 +509,11 @@ class SearchIndex:
         vector = np.asarray(self.vectors.matrix[rows[0]], dtype=np.float32)
         ranking = self.vector_ranking(vector, filters, limit + 1)
         return self.hits([(i, s) for i, s in ranking if i != own], filters, limit)
+
+
+@functools.cache
+def _word_rankings() -> futures.ThreadPoolExecutor:
+    return futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="word-ranking")
 
 
 def _one_line(error: Exception) -> str:

@@ -22,9 +22,10 @@ for the float32 rounding of both scores.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 # Rows quantised, scored with the codes, or scored exactly, at a time (bounded temporaries).
 QUANTISE_ROWS = 8192
 CODE_ROWS = 65_536
+GATHER_ROWS = 8192  # rows picked out at a time, into a block reused by each thread
 EXACT_ROWS = 4096
 # Below this many rows to rank, the codes save nothing: score them all exactly.
 EXACT_SCAN_MAX = 8192
@@ -227,8 +229,9 @@ class VectorMatrix:
         if wanted is None or len(wanted) > GATHER_SHARE * len(self):
             low, high = _code_bounds(q, self.codes, self.bounds)
             return (low, high) if wanted is None else (low[wanted], high[wanted])
-        if isinstance(rows, RowSet) and rows.keeps_copies(self):
-            return _code_bounds(q, *rows.copied(self))
+        copies = rows.copies(self) if isinstance(rows, RowSet) else None
+        if copies is not None:
+            return _code_bounds(q, *copies)
         return _code_bounds(q, self.codes, self.bounds, wanted)
 
 
@@ -246,16 +249,18 @@ def _code_bounds(
     first, second = np.float32(q.steps[0]), np.float32(q.steps[1])
     spread = np.float32(q.norm * (1 + ROUNDING))
     missed = np.float32(q.missed + q.norm * ROUNDING)
-    with warnings.catch_warnings():
+    step = CODE_ROWS if rows is None else GATHER_ROWS
+    with warnings.catch_warnings(), _one_thread():
         # torch warns that a memory map is read-only; it only reads it here
         warnings.simplefilter("ignore", UserWarning)
-        for start in range(0, count, CODE_ROWS):
-            stop = min(start + CODE_ROWS, count)
+        for start in range(0, count, step):
+            stop = min(start + step, count)
             if rows is None:
                 block, (scale, error, coded) = codes[start:stop], bounds[:, start:stop]
             else:
                 picked = rows[start:stop]
-                block, (scale, error, coded) = np.take(codes, picked, axis=0), bounds[:, picked]
+                block = _gathered(codes, picked)
+                scale, error, coded = bounds[:, picked]
             product = _int8_product(torch.from_numpy(block), columns).numpy()
             levels = product[:, :2].astype(np.float32)
             approx = levels[:, 0] * first
@@ -269,13 +274,15 @@ def _code_bounds(
 
 
 class RowSet:
-    """Rows of the matrix that a filter passes, ascending. When they are few, their codes and
-    bounds are copied out the first time they are ranked and kept: the next query with the
-    same filter reads them in one sequential pass instead of picking them out again."""
+    """Rows of the matrix that a filter passes, ascending. When they are few and ranked a
+    second time, their codes and bounds are copied out and kept: the next queries with the
+    same filter read them in one sequential pass instead of picking them out again (the
+    first ranking picks them out, which costs about as much as copying them)."""
 
     def __init__(self, rows: np.ndarray) -> None:
         self.rows = rows
-        self._copied: tuple[np.ndarray, np.ndarray] | None = None
+        self._ranked = 0
+        self._copies: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -285,17 +292,51 @@ class RowSet:
         return vectors.codes is not None and len(self) <= KEEP_SHARE * len(vectors)
 
     def nbytes(self, vectors: VectorMatrix) -> int:
-        """What it holds once ranked: its rows, and the copies where it makes them."""
+        """What it may hold: its rows, and the copies where it makes them."""
         width = vectors.matrix.shape[1] + 12 if self.keeps_copies(vectors) else 0
         return int(self.rows.nbytes + len(self) * width)
 
-    def copied(self, vectors: VectorMatrix) -> tuple[np.ndarray, np.ndarray]:
+    def copies(self, vectors: VectorMatrix) -> tuple[np.ndarray, np.ndarray] | None:
+        """The kept (codes, bounds) of the rows, made on the second ranking; None before, or
+        where none are kept."""
+        if not self.keeps_copies(vectors):
+            return None
         assert vectors.codes is not None and vectors.bounds is not None
         with self._lock:
-            if self._copied is None:  # np.take: one copy, no temporary (few rows)
+            self._ranked += 1
+            if self._copies is None and self._ranked >= 2:
                 codes = np.take(vectors.codes, self.rows, axis=0)
-                self._copied = codes, np.take(vectors.bounds, self.rows, axis=1)
-            return self._copied
+                self._copies = codes, np.take(vectors.bounds, self.rows, axis=1)
+            return self._copies
+
+
+_scratch = threading.local()
+
+
+def _gathered(codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The codes of ``rows`` (at most GATHER_ROWS), copied into this thread's scratch block:
+    memory that is written again and again costs no page faults, and stays in the cache."""
+    block = getattr(_scratch, "block", None)
+    if block is None or block.shape[1] != codes.shape[1] or len(block) < len(rows):
+        block = _scratch.block = np.empty((max(GATHER_ROWS, len(rows)), codes.shape[1]), np.int8)
+    # mode="clip": numpy would otherwise copy through a temporary to check the indices
+    return np.take(codes, rows, axis=0, out=block[: len(rows)], mode="clip")
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread here (this thread's setting, restored after). The product reads
+    memory faster than one core multiplies, so a second thread adds little on a quiet
+    machine; on a busy one, each waits for the other, and the product took twice the time
+    and twice the CPU with two."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _int8_product(block: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,7 @@ def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     matrix, so that every path runs on a small matrix."""
     monkeypatch.setattr(vector_scan, "EXACT_SCAN_MAX", 20)
     monkeypatch.setattr(vector_scan, "CODE_ROWS", 700)
+    monkeypatch.setattr(vector_scan, "GATHER_ROWS", 64)
 
 
 @pytest.mark.parametrize("clustered", [False, True])
@@ -102,7 +103,7 @@ def test_ranking_of_some_rows_is_the_exact_one(tmp_path: Path, share: float) -> 
                 got_rows, got_scores = vectors.best(query, k, given)
                 assert np.array_equal(got_rows, expected_rows)
                 assert np.array_equal(got_scores, expected_scores)
-    assert (kept._copied is not None) == (share <= vector_scan.KEEP_SHARE)
+    assert (kept._copies is not None) == (share <= vector_scan.KEEP_SHARE)
     assert len(vectors.best(query, 5, rows[:0])[0]) == 0
 
 
