@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -31,6 +29,13 @@ from imganalyzer.search.browse import BrowseTable
 from imganalyzer.search.column_filters import FilterColumns
 from imganalyzer.search.documents import SEARCHED_FIELDS, folder_facet, key_id
 from imganalyzer.search.index import open_index
+from imganalyzer.search.passing import (
+    Passing,
+    PassingCache,
+    passing_of,
+    words_cut,
+    words_depth,
+)
 from imganalyzer.search.query_input import (
     AESTHETIC,
     SHARPNESS,
@@ -45,7 +50,7 @@ from imganalyzer.search.query_input import (
 )
 from imganalyzer.search.query_input import parse_date_bound as parse_date_bound
 from imganalyzer.search.query_input import parse_near as parse_near
-from imganalyzer.search.vector_scan import Ranking, RowSet, VectorMatrix
+from imganalyzer.search.vector_scan import Ranking, VectorMatrix
 from imganalyzer.store import ResultsStore
 
 MODES = ("text", "semantic", "hybrid")
@@ -58,10 +63,9 @@ FUSION_DEPTH = 100
 # (reading this many key ids from Tantivy costs about as much as one matrix pass).
 FILTER_ROWS_MAX = 50_000
 KM_PER_DEGREE = 111.32
-# Filters whose vector rows (and their codes, when few) are kept: at most this many, in at
-# most this many bytes (see SearchIndex._column_rows).
-PASSING_KEPT = 8
-PASSING_BYTES = 256 * 2**20
+# The words are ranked alone, then cut to the images a filter passes, down to this depth
+# (a filter that passes fewer images is left to Tantivy).
+WORDS_DEPTH_MAX = 5000
 
 TextEncoder = Callable[[str], np.ndarray]
 # The modules a filter needs (any one of them): without their results it matches nothing.
@@ -159,15 +163,27 @@ class SearchIndex:
         self.schema = self.index.schema
         self.searcher = self.index.searcher()
         self.vectors = VectorMatrix.open(self.index_dir, resident)
-        self._passing: OrderedDict[str, tuple[RowSet | None, int]] = OrderedDict()
-        self._passing_lock = threading.Lock()
+        self._passing = None if self.vectors is None else PassingCache(self.vectors)
         self._has_run: dict[str, bool] = {}
 
     # ------------------------------------------------------------ rankings
 
     def text_ranking(self, text: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
-        """(key_id, BM25 score) best first; an empty ``text`` lists every filtered image."""
-        hits = self._search(text, self.text_query(text, filters), limit).hits
+        """(key_id, BM25 score) best first; an empty ``text`` lists every filtered image.
+        With filters the columns answer, the words are ranked alone, deep enough, and cut to
+        the images that pass: Tantivy's ranking, for less than checking the filters costs it
+        (:func:`.passing.words_cut`)."""
+        passing = self._passing_of(filters) if text.strip() else None
+        depth = None if passing is None else words_depth(passing, limit, WORDS_DEPTH_MAX)
+        if passing is not None and depth is not None:
+            words = self._ranked(text, self.text_query(text, Filters()), depth)
+            cut = words_cut([(s, i) for i, s in words], depth, passing, limit)
+            if cut is not None:
+                return cut
+        return self._ranked(text, self.text_query(text, filters), limit)
+
+    def _ranked(self, text: str, query: Query, limit: int) -> list[tuple[int, float]]:
+        hits = self._search(text, query, limit).hits
         ids = self._key_ids([address for _, address in hits])
         return [(int(i), float(score)) for i, (score, _) in zip(ids, hits, strict=True)]
 
@@ -212,35 +228,20 @@ class SearchIndex:
         if condition is None:
             rows, scores = vectors.best(vector, limit)
         else:
-            passing = self._column_rows(filters)
+            passing = self._passing_of(filters)
             if passing is not None:  # filter first, then rank only the rows that pass
-                rows, scores = vectors.best(vector, limit, passing)
+                rows, scores = vectors.best(vector, limit, passing.rows)
             else:
                 rows, scores = self._filtered_best(vectors.ranking(vector), condition, limit)
         return [(int(i), float(s)) for i, s in zip(vectors.ids[rows], scores, strict=True)]
 
-    def _column_rows(self, filters: Filters) -> RowSet | None:
-        """The vector rows that pass ``filters``, from the browse table's columns (None
-        without a browse table, or for a filter only Tantivy answers). Those of the last few
-        filters are kept: a user tries several words, and pages, with the same filters."""
-        columns, vectors = self.filter_columns, self.vectors
-        if columns is None or vectors is None:
+    def _passing_of(self, filters: Filters) -> Passing | None:
+        """The images that pass ``filters``, from the browse table's columns (None without
+        a browse table, or for a filter only Tantivy answers), kept for the next queries."""
+        columns, kept = self.filter_columns, self._passing
+        if columns is None or kept is None:
             return None
-        key = repr(filters)
-        with self._passing_lock:
-            if key in self._passing:
-                self._passing.move_to_end(key)
-                return self._passing[key][0]
-        rows = columns.vector_rows(filters)
-        found = None if rows is None else RowSet(rows)
-        with self._passing_lock:
-            self._passing[key] = (found, 0 if found is None else found.nbytes(vectors))
-            while len(self._passing) > 1 and (
-                len(self._passing) > PASSING_KEPT
-                or sum(size for _, size in self._passing.values()) > PASSING_BYTES
-            ):
-                self._passing.popitem(last=False)
-        return found
+        return kept.get(filters, lambda: passing_of(columns, filters))
 
     @functools.cached_property
     def filter_columns(self) -> FilterColumns | None:

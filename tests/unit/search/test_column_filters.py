@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import imganalyzer.search.passing as passing_module
 import imganalyzer.search.query as query_module
 from imganalyzer.search import vector_scan
 from imganalyzer.search.column_filters import has_phrase, tokens
@@ -158,16 +159,35 @@ def test_ranking_with_the_codes_is_the_exact_scan(
             assert index.vector_ranking(vector, filters, 25) == with_codes
 
 
-def test_a_filters_rows_are_kept_for_the_next_query(
+def test_what_a_filter_passes_is_kept_for_the_next_query(
     index: SearchIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     canon = checked_filters(Filters(camera="canon"))
-    first = index._column_rows(canon)
-    assert first is not None and index._column_rows(canon) is first
-    monkeypatch.setattr(query_module, "PASSING_BYTES", 0)  # room for one filter's rows
-    assert index._column_rows(checked_filters(Filters(camera="X-T4"))) is not None
-    again = index._column_rows(canon)
-    assert again is not first and np.array_equal(again.rows, first.rows)
+    first = index._passing_of(canon)
+    assert first is not None and index._passing_of(canon) is first
+    monkeypatch.setattr(passing_module, "KEPT_BYTES", 0)  # room for one filter
+    assert index._passing_of(checked_filters(Filters(camera="X-T4"))) is not None
+    again = index._passing_of(canon)
+    assert again is not first and np.array_equal(again.rows.rows, first.rows.rows)
+    assert np.array_equal(again.keys, first.keys) and len(first.keys) > len(first.rows.rows)
+
+
+@pytest.mark.parametrize("filters", FILTERS[::2], ids=repr)
+def test_words_ranked_alone_then_cut_are_tantivys_filtered_ranking(
+    index: SearchIndex, filters: Filters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filters = checked_filters(filters)
+    cuts = []
+    words_cut = query_module.words_cut
+    monkeypatch.setattr(
+        query_module, "words_cut", lambda *args: cuts.append(words_cut(*args)) or cuts[-1]
+    )
+    for text in ("photo", "photo 7", "paris", "canon photo", "home 2016", "eos r5 a"):
+        for limit in (1, 5, 40):
+            expected = index._ranked(text, index.text_query(text, filters), limit)
+            assert index.text_ranking(text, filters, limit) == expected, (text, limit)
+    if len(index._passing_of(filters).keys):
+        assert any(cut for cut in cuts)  # the words' ranking answered, at least once
 
 
 def test_tokens_follow_tantivys_default_analyser() -> None:
