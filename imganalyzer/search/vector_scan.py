@@ -10,7 +10,7 @@ The ranking is therefore the exact one, row for row: the same rows in the same o
 the same scores as scoring every row exactly (:meth:`VectorMatrix.exact_scores`).
 
 The exact score of a row is its float16 vector times the float32 query, in float32, summed
-by numpy's pairwise sum along the row: the same bits whichever rows are scored with it. Ties
+along the row by numpy's einsum loop: the same bits whichever rows are scored with it. Ties
 are broken by the row (the key id): the order is total, so every path gives one answer.
 
 Bounds: a row x is stored as scale * codes + e (scale = max |x| / 127); its bound file holds
@@ -23,6 +23,7 @@ for the float32 rounding of both scores.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -38,13 +39,15 @@ from imganalyzer.layout import IndexFiles
 if TYPE_CHECKING:
     import torch
 
+log = logging.getLogger(__name__)
+
 # Rows quantised, scored with the codes, or scored exactly, at a time (bounded temporaries).
 QUANTISE_ROWS = 8192
 CODE_ROWS = 65_536
 GATHER_ROWS = 8192  # rows picked out at a time, into a block reused by each thread
 EXACT_ROWS = 4096
 # Below this many rows to rank, the codes save nothing: score them all exactly.
-EXACT_SCAN_MAX = 8192
+EXACT_SCAN_MAX = 4096
 # Above this share of all rows, the codes of every row are scored (one sequential pass) and
 # the others dropped: copying the wanted rows out first would cost more.
 GATHER_SHARE = 0.35
@@ -63,22 +66,28 @@ __all__ = ["Ranking", "RowSet", "VectorMatrix", "quantise", "top_order", "write_
 
 def quantise(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """int8 codes (m, dim) and bounds (m, 3) float32 of float16 rows: scale, the norm of the
-    rounding error, the norm of scale * codes (both rounded up). A row with a non-finite value
+    rounding error, the norm of scale * codes. Computed in float32, then rounded up by more
+    than float32 arithmetic can miss (a sum of 768 squares is off by less than 5e-5 of it;
+    each difference by an ulp): a bound only needs to hold. A row with a non-finite value
     gets an infinite error: it is always scored exactly."""
-    x = np.asarray(block, dtype=np.float64)
+    x = np.asarray(block, dtype=np.float32)  # float16 values are exact in float32
     finite = np.all(np.isfinite(x), axis=1, keepdims=True)[:, 0]
-    x = np.where(finite[:, None], x, 0.0)
-    scale = (np.abs(x).max(axis=1) / 127).astype(np.float32)
-    divisor = np.where(scale > 0, scale, 1).astype(np.float64)
-    codes = np.clip(np.rint(x / divisor[:, None]), -127, 127).astype(np.int8)
-    coded = codes * scale.astype(np.float64)[:, None]
-    error = np.linalg.norm(x - coded, axis=1)
-    error[~finite] = np.inf
+    if not finite.all():
+        x = np.where(finite[:, None], x, np.float32(0))
+    scale = np.abs(x).max(axis=1) / np.float32(127)
+    divisor = np.where(scale > 0, scale, np.float32(1))
+    codes = np.rint(x / divisor[:, None])
+    np.clip(codes, -127, 127, out=codes)
+    coded = codes * scale[:, None]
+    error = x - coded
+    error_norm = np.sqrt(np.einsum("ij,ij->i", error, error))
+    coded_norm = np.sqrt(np.einsum("ij,ij->i", coded, coded))
     bounds = np.empty((len(x), 3), np.float32)
     bounds[:, 0] = scale
-    bounds[:, 1] = _rounded_up(error)
-    bounds[:, 2] = _rounded_up(np.linalg.norm(coded, axis=1))
-    return codes, bounds
+    bounds[:, 1] = _rounded_up(error_norm * (1 + 1e-4) + 1e-6 * (coded_norm + error_norm))
+    bounds[:, 1][~finite] = np.inf
+    bounds[:, 2] = _rounded_up(coded_norm * (1 + 1e-4))
+    return codes.astype(np.int8), bounds
 
 
 def _rounded_up(values: np.ndarray) -> np.ndarray:
@@ -164,6 +173,13 @@ class VectorMatrix:
             if self._codes_fit(codes, bounds):
                 # bounds as (3, n): each of scale, error and code norm contiguous
                 self.codes, self.bounds = codes, np.ascontiguousarray(bounds.T)
+            else:
+                log.warning(
+                    "%s: the vector codes are not those of the matrix (an update under way?): "
+                    "every vector is scored exactly, which is slower, until `imganalyzer "
+                    "index` writes them again",
+                    index_dir,
+                )
 
     def _codes_fit(self, codes: np.ndarray, bounds: np.ndarray) -> bool:
         """Whether the codes are those of this matrix: their shapes, and the codes of a few
@@ -174,9 +190,10 @@ class VectorMatrix:
             return True
         sample = np.unique(np.linspace(0, len(codes) - 1, CHECKED_ROWS).astype(np.int64))
         expected_codes, expected_bounds = quantise(self.matrix[sample])
+        # the codes are IEEE-exact; a bound's last bits may depend on the machine's sums
         return bool(
             np.array_equal(expected_codes, codes[sample])
-            and np.array_equal(expected_bounds, bounds[sample])
+            and np.allclose(expected_bounds, bounds[sample], rtol=1e-3, atol=0)
         )
 
     @classmethod
@@ -195,17 +212,20 @@ class VectorMatrix:
         return rows[self.ids[rows] == ids]
 
     def exact_scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """The exact score (cosine similarity) of every row, or of the given rows: float32."""
+        """The exact score (cosine similarity) of every row, or of the given rows: float32.
+        einsum's loop sums each row on its own, in one order: the same bits whichever rows
+        are scored with it (BLAS's product does not promise that)."""
         q = np.asarray(query, dtype=np.float32)
         count = len(self) if rows is None else len(rows)
         scores = np.empty(count, np.float32)
-        for start in range(0, count, EXACT_ROWS):
-            stop = min(start + EXACT_ROWS, count)
-            block = self.matrix[start:stop] if rows is None else self.matrix[rows[start:stop]]
-            products = block.astype(np.float32)
-            with np.errstate(invalid="ignore", over="ignore"):  # a broken row scores NaN
-                products *= q
-                scores[start:stop] = products.sum(axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):  # a broken row scores NaN
+            for start in range(0, count, EXACT_ROWS):
+                stop = min(start + EXACT_ROWS, count)
+                block = self.matrix[start:stop] if rows is None else self.matrix[rows[start:stop]]
+                np.einsum(
+                    "ij,j->i", block, q, dtype=np.float32, casting="same_kind",
+                    out=scores[start:stop],
+                )  # fmt: skip
         return scores
 
     def ranking(self, query: np.ndarray, rows: np.ndarray | RowSet | None = None) -> Ranking:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,17 @@ def test_bounds_hold_for_every_row(tmp_path: Path) -> None:
         assert np.median(high - low) < 0.02 * np.linalg.norm(query)  # and narrow
 
 
+def test_quantised_rows_keep_their_bounds_exactly() -> None:
+    """Measured in float64, every row's error and code norm lie within its stored bounds."""
+    rng = np.random.default_rng(12)
+    rows = (rng.standard_normal((4000, 768)) * rng.uniform(1e-4, 3, (4000, 1))).astype(np.float16)
+    codes, bounds = quantise(rows)
+    coded = codes.astype(np.float64) * bounds[:, :1].astype(np.float64)
+    assert np.all(np.linalg.norm(rows.astype(np.float64) - coded, axis=1) <= bounds[:, 1])
+    assert np.all(np.linalg.norm(coded, axis=1) <= bounds[:, 2])
+    assert np.all(np.abs(codes) <= 127) and np.all(np.abs(codes).max(axis=1) == 127)
+
+
 def test_zero_or_broken_rows_and_queries_fall_back_to_exact(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     matrix = unit_rows(rng, 500, clustered=False)
@@ -185,14 +197,16 @@ def test_exact_scores_do_not_depend_on_the_other_rows(tmp_path: Path) -> None:
         assert vectors.exact_scores(query, np.array([row]))[0] == everything[row]
 
 
-def test_codes_of_another_matrix_are_not_used(tmp_path: Path) -> None:
+def test_codes_of_another_matrix_are_not_used(tmp_path: Path, caplog) -> None:
     """Codes left from an earlier matrix of the same shape (an update under way) are
     ignored: the ranking is then the plain exact scan."""
     rng = np.random.default_rng(6)
     files = write_index(tmp_path, unit_rows(rng, 400, clustered=False))
     assert VectorMatrix(tmp_path).codes is not None
     np.save(files.vectors, unit_rows(rng, 400, clustered=False))
-    assert VectorMatrix(tmp_path).codes is None
+    with caplog.at_level(logging.WARNING):
+        assert VectorMatrix(tmp_path).codes is None
+    assert "imganalyzer index" in caplog.text
     files.vector_bounds.unlink()
     assert VectorMatrix(tmp_path).codes is None
 
