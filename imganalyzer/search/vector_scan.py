@@ -373,30 +373,32 @@ def _int8_product(block: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
 
 
 class Ranking:
-    """One query's exact ranking of some rows: their code bounds are computed once, and
-    :meth:`top` scores exactly only the rows that can be in the top k."""
+    """One query's exact ranking of some rows: their code bounds are computed once, on the
+    first :meth:`top`, which scores exactly only the rows that can be in the top k."""
 
     def __init__(
         self, vectors: VectorMatrix, query: np.ndarray, rows: np.ndarray | RowSet | None
     ) -> None:
         self.vectors = vectors
         self.query = query
+        self._given = rows
         self.rows = rows.rows if isinstance(rows, RowSet) else rows
         self.count = len(vectors) if self.rows is None else len(self.rows)
-        self.bounds: tuple[np.ndarray, np.ndarray] | None = None
         usable = bool(np.isfinite(query).all() and np.any(query))  # else no bound holds
-        if vectors.codes is not None and self.count > EXACT_SCAN_MAX and usable:
-            self.bounds = vectors.code_bounds(query, rows)
+        self._coded = vectors.codes is not None and self.count > EXACT_SCAN_MAX and usable
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best rows and their exact scores, best first."""
         k = min(k, self.count)
         if k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        if self.bounds is None:
+        if not self._coded:
             candidates = np.arange(self.count) if self.rows is None else self.rows
         else:
-            low, high = self.bounds
+            if self._bounds is None:
+                self._bounds = self.vectors.code_bounds(self.query, self._given)
+            low, high = self._bounds
             floor = np.partition(low, self.count - k)[self.count - k]  # the k-th best low
             keep = np.flatnonzero(high >= floor)
             candidates = keep if self.rows is None else self.rows[keep]
