@@ -53,8 +53,10 @@ EXACT_SCAN_MAX = 4096
 GATHER_SHARE = 0.35
 # Up to this share of all rows, a filter's codes are copied out once and kept with it.
 KEEP_SHARE = 0.1
-# Relative margin for float32 rounding in the code score and the exact score.
-ROUNDING = 1e-5
+# float32's unit roundoff: a float32 dot product of n terms is off by at most about
+# n * ROUNDOFF * |x| |q| whatever the order of its sum (the exact score's error, see
+# :func:`rounding_margin`).
+ROUNDOFF = 2.0**-24
 QUERY_COLUMNS = 8  # the int8 product's smallest width; columns 2-7 are zeros
 CHECKED_ROWS = 32  # rows whose codes are checked against the matrix when it is opened
 
@@ -255,6 +257,15 @@ class VectorMatrix:
         return _code_bounds(q, self.codes, self.bounds, wanted)
 
 
+def rounding_margin(dim: int) -> float:
+    """The relative margin added to each bound for float32 rounding: the exact score, a
+    float32 sum of ``dim`` products, lies within dim * ROUNDOFF * |x| |q| (over 1 - that) of
+    x.q in any summation order; the code score's few float32 steps within a few more
+    roundoffs (16 covers them with room). The margin is applied as rounding * |q| *
+    (|e| + |scale codes|), at least rounding * |x| |q|."""
+    return (dim + 16) * ROUNDOFF * 1.01
+
+
 def _code_bounds(
     q: QueryCodes, codes: np.ndarray, bounds: np.ndarray, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -267,8 +278,9 @@ def _code_bounds(
     low, high = np.empty(count, np.float32), np.empty(count, np.float32)
     columns = torch.from_numpy(q.codes)
     first, second = np.float32(q.steps[0]), np.float32(q.steps[1])
-    spread = np.float32(q.norm * (1 + ROUNDING))
-    missed = np.float32(q.missed + q.norm * ROUNDING)
+    rounding = rounding_margin(codes.shape[1])
+    spread = np.float32(q.norm * (1 + rounding))
+    missed = np.float32(q.missed + q.norm * rounding)
     step = CODE_ROWS if rows is None else GATHER_ROWS
     with warnings.catch_warnings(), _one_thread():
         # torch warns that a memory map is read-only; it only reads it here
