@@ -17,14 +17,8 @@ include: "workflow/rules/catalog.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/metadata.smk"
 include: "workflow/rules/duplicates.smk"
-include: "workflow/rules/embedding.smk"
-include: "workflow/rules/aesthetic.smk"
-include: "workflow/rules/objects.smk"
-include: "workflow/rules/captions.smk"
-include: "workflow/rules/ocr.smk"
-include: "workflow/rules/faces.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/people.smk"
-include: "workflow/rules/cloud.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/xmp.smk"
 include: "workflow/rules/report.smk"
@@ -49,7 +43,7 @@ onerror:
 rule all:
     default_target: True
     input:
-        module_targets(),
+        module_targets,
         rules.benchmark_report.output,
         rules.index.output,
         rules.xmp.output if config["xmp"]["enabled"] else [],

@@ -35,7 +35,7 @@ from common import Row, bench_parser, machine_description, measure, ms_row, publ
 from PIL import Image
 from skimage import data
 
-from imganalyzer.modules.captions import Captioner
+from imganalyzer.modules.captions import Captioner, CaptionSettings
 from imganalyzer.runtime.batches import RowBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -138,10 +138,12 @@ def run(quick: bool) -> list[Row]:
     n_images, repeats = (4, 3) if quick else (2, 1)
     with tempfile.TemporaryDirectory(prefix="imganalyzer-bench-") as tmp:
         if quick:
-            captioner = Captioner(str(build_tiny_blip2(Path(tmp))), device="cpu")
+            model = str(build_tiny_blip2(Path(tmp)))
+            captioner = Captioner(CaptionSettings.defaults(model=model, device="cpu"))
             label = "tiny test BLIP-2"
         else:
-            captioner = RealSizeVisionCaptioner("real-size ViT-g + Q-Former, small OPT")
+            model = "real-size ViT-g + Q-Former, small OPT"
+            captioner = RealSizeVisionCaptioner(CaptionSettings.defaults(model=model))
             label = "real-size ViT-g/14 224 px + Q-Former, small OPT (4 x 512), random weights"
         started = time.perf_counter()
         captioner.load()

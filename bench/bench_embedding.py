@@ -48,7 +48,7 @@ from skimage import data
 
 from imganalyzer.config import default_config
 from imganalyzer.decode.tiers import TierReader, TierWriter
-from imganalyzer.modules.embedding import ClipEmbedder
+from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 from imganalyzer.runtime.batched import RunStats
 from imganalyzer.runtime.batches import RowBatch, TierBatches
 
@@ -187,7 +187,8 @@ def run(quick: bool) -> list[Row]:
         source = TierBatches(
             write_tier_store(Path(tmp) / "t.zarr", synthetic_photos(n_images)), "clip"
         )
-        embedder = ClipEmbedder(MODEL, str(weights), device="cpu", batch_size=32)
+        settings = {"model": MODEL, "pretrained": str(weights), "device": "cpu", "batch_size": 32}
+        embedder = ClipEmbedder(EmbeddingSettings.defaults(**settings))
         embedder.load()
         load_s, import_s = embedder.stats.load_s, fresh_process_import_s()
         for batch_size in (1, 16, 32):  # warm-up: kernels for each batch shape, allocator
@@ -201,7 +202,7 @@ def run(quick: bool) -> list[Row]:
         loader = measure_loader(embedder, source, repeats + 1)
         loader_s = loader.best / n_images
         log("simulated GPU ...")
-        gpu = SimulatedGpuEmbedder(MODEL, str(weights), device="cpu")
+        gpu = SimulatedGpuEmbedder(EmbeddingSettings.defaults(**settings))
         gpu.load()
         long_source = Repeated(source, SIMULATED_PASSES)
         gpu_on, gpu_on_stats = measure_runs(gpu, long_source, 32, repeats)

@@ -145,9 +145,10 @@ def worker(path_kind: str, folder: Path, images: int) -> dict:
     from PIL import Image
 
     from imganalyzer.decode.tiers import TierReader
-    from imganalyzer.modules.faces import FaceAnalyzer
+    from imganalyzer.modules.faces import FaceAnalyzer, FaceSettings
 
-    analyzer = FaceAnalyzer(str(folder / "pack"), det_size=640, device="cpu", threads=2)
+    settings = FaceSettings.defaults(pack=str(folder / "pack"), det_size=640, device="cpu")
+    analyzer = FaceAnalyzer(settings, threads=2)
     analyzer.load()
     scale = (ORIGINAL[0] / 1024, ORIGINAL[1] / 683)
     reset_peak_rss()

@@ -36,7 +36,11 @@ from skimage import data
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support.tiny_groundingdino
 
 from imganalyzer.decode.tiers import TierReader, TierWriter  # noqa: E402
-from imganalyzer.modules.objects import FP32_MODULES, ObjectDetector  # noqa: E402
+from imganalyzer.modules.objects import (  # noqa: E402
+    FP32_MODULES,
+    ObjectDetector,
+    ObjectSettings,
+)
 from imganalyzer.runtime.batches import RowBatch, TierBatches  # noqa: E402
 from tests.support.tiny_groundingdino import (  # noqa: E402
     ReplayedQuerySelection,
@@ -80,7 +84,7 @@ def tier_store(path: Path, n: int) -> TierReader:
 
 
 def batching_rows(model: str, reader: TierReader, repeats: int) -> list[Row]:
-    detector = ObjectDetector(model, device="cpu", batch_size=1)
+    detector = ObjectDetector(ObjectSettings.defaults(model=model, device="cpu", batch_size=1))
     detector.load()
     source = TierBatches(reader, "detect")
     timings = {}
@@ -100,14 +104,14 @@ def batching_rows(model: str, reader: TierReader, repeats: int) -> list[Row]:
 
 
 def bf16_detector(model: str, fp32_modules) -> ObjectDetector:
-    detector = ObjectDetector(model, device="cpu", fp32_modules=fp32_modules)
+    detector = ObjectDetector(ObjectSettings.defaults(model=model, device="cpu"), fp32_modules)
     detector.device, detector.dtype = torch.device("cpu"), torch.bfloat16
     detector.load_model(detector.device, detector.dtype)
     return detector
 
 
 def precision_rows(model: str, reader: TierReader, repeats: int) -> list[Row]:
-    full = ObjectDetector(model, device="cpu")
+    full = ObjectDetector(ObjectSettings.defaults(model=model, device="cpu"))
     full.load()
     images, sizes, _ = reader.read("detect", 0, 2)
     inputs = full.preprocess(RowBatch(np.arange(2), images, sizes))

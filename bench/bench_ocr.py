@@ -6,7 +6,7 @@ Run from the repository root as a plain script (``bench/`` is then first on ``sy
     .venv/bin/python bench/bench_ocr.py            # about 3 minutes on 2 cores
     .venv/bin/python bench/bench_ocr.py --quick    # smoke test: fewer and smaller images
 
-Every figure goes through ``run_ocr_job`` exactly as a model job does (objects rows flag every
+Every figure goes through ``run_model_job`` exactly as a model job does (objects rows flag every
 image as holding text; files are JPEG q90 in a temporary library). Measured, in this one run:
 
 1. images/s on text-heavy pages (~1600 x 2000 px, ~36 lines each, read at the 2048 px bound;
@@ -39,6 +39,7 @@ import imganalyzer.modules.ocr_backends as ocr_backends
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, read_rows, write_rows
+from imganalyzer.runtime.job import run_model_job
 
 WORDS = (
     "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "photo", "library",
@@ -113,7 +114,8 @@ def write_library(root: Path, name: str, images: list[Image.Image]) -> Layout:
 def job_rate(layout: Layout, root: Path, images_at_once: int = 2) -> tuple[float, ocr.OcrReader]:
     """images/s of one OCR job on the shard of ``layout`` (model load excluded) and the job."""
     ocr.RAPIDOCR_MAX_IMAGES_AT_ONCE = images_at_once
-    job = ocr.run_ocr_job(layout, JOB, [SHARD], root, max_side=BOUND, device="cpu", threads=2)
+    settings = ocr.OcrSettings.defaults(library=str(root), max_side=BOUND, device="cpu")
+    job = run_model_job(ocr.OcrReader(settings), layout, JOB, [SHARD], threads=2)
     rows = list(read_rows(layout.rows("ocr", SHARD)))
     assert all(row["status"] == "ok" for row in rows), rows
     return job.counts.read / job.stats.total_s, job
@@ -128,7 +130,8 @@ def child_read(path: str, max_side: int) -> None:
     """In a fresh process: load, then decode and read ``path`` once; print JSON figures."""
     from imganalyzer.decode.readers import decode_image
 
-    backend = ocr_backends.RapidOcrBackend(threads=2, device="cpu", max_side=max_side)
+    max_regions = ocr.OcrSettings.defaults().max_regions
+    backend = ocr_backends.RapidOcrBackend(max_regions, threads=2, device="cpu", max_side=max_side)
     loaded_mib = current_rss_mib()
     started = time.perf_counter()
     decoded = decode_image(path, max_side, 200_000_000)

@@ -1,12 +1,16 @@
 """Projected time for a 500K-image library on 16 cores + one GPU, from measured costs.
 
-Run from the repository root: ``.venv/bin/python bench/bench_projection.py [--quick]``.
-Measures, on this machine and one core, the CPU seconds per image of the real shard jobs
-(decode-once + metadata) on generated 24 MP JPEGs, 24 MP DNGs with an embedded preview
-and 12 MP HEICs, then projects the library mix of the issue (40% RAW, 50% JPEG, 10%
-HEIC). GPU throughputs come from the GPU kit's JSON where given (``--gpu-json``, as
-``bash bench/gpu/run.sh`` writes it; later files override earlier ones per module), else
-they are assumptions (public figures), and each row says which.
+Run from the repository root: ``.venv/bin/python bench/bench_projection.py [--quick]
+[--gpu-json bench/gpu/results/<run>.json ...]``. Measures, on this machine and one core,
+the CPU seconds per image of the real shard jobs (decode-once + metadata) on generated
+24 MP JPEGs, 24 MP DNGs with an embedded preview and 12 MP HEICs, then projects the library
+mix of the issue (40% RAW, 50% JPEG, 10% HEIC). GPU throughputs come from the GPU kit's
+JSON where given (its ``projection`` rates, or, for older files, each module's images/s;
+later files override earlier ones), else from an assumption, and each row says which.
+Faces run on the images with people and OCR on the images with text (``--people-share``,
+``--text-share``: assumptions, stated in the output). Captions are projected twice: at
+realistic lengths (about 10 tokens a caption, 2 an answer) and at the worst case (every
+text runs to max_new_tokens, as with random weights).
 """
 
 from __future__ import annotations
@@ -30,17 +34,21 @@ from imganalyzer.example.writers import write_dng, write_heic, write_jpeg
 LIBRARY = 500_000
 MIX = {"raw": 0.4, "jpeg": 0.5, "heic": 0.1}
 CORES = 16
-# Assumed GPU throughputs (images/s) on one H100-class GPU, per model module, used where the
-# GPU kit measured none: embedding is clip-retrieval's ViT-L/14 figure on an A100.
+# Assumed GPU throughputs (images/s) on one H100-class GPU, used where the GPU kit measured
+# none: embedding is clip-retrieval's ViT-L/14 figure on an A100.
 GPU_ASSUMED = {
     "embedding": 312,
     "objects": 60,
-    "captions": 40,
+    "captions_realistic": 40,
+    "captions_worst": 40,
     "faces": 200,
     "ocr": 300,
 }
-# Share of the library each module reads: OCR runs only on images flagged as holding text.
-MODULE_SHARE = {"ocr": 0.1}
+# Shares of the library the gated modules read (assumptions): faces run on the images
+# objects flagged has_person (people are in about half of a family library's photos), OCR
+# on those flagged has_text.
+PEOPLE_SHARE = 0.5
+TEXT_SHARE = 0.1
 TIERS = {"detect": 1024, "clip": 384}
 
 
@@ -82,27 +90,46 @@ def cpu_seconds_per_image(library: Path, entries: list[Entry], out: Path) -> flo
 
 
 def measured_gpu_rates(paths: list[str]) -> dict[str, tuple[float, str]]:
-    """Module -> (images/s, where measured) from GPU kit JSON files; only modules that ran
-    on a GPU (the faces module on onnxruntime's CPU provider is not a GPU figure)."""
+    """Rate key (GPU_ASSUMED's) -> (images/s, where measured) from GPU kit JSON files: a
+    file's ``projection`` rates, or for an older file the images/s of each module that ran
+    on a GPU (captions then only at the worst case; faces on onnxruntime's CPU provider is
+    not a GPU figure)."""
     rates: dict[str, tuple[float, str]] = {}
     for path in paths:
         with open(path, encoding="utf-8") as f:
             results = json.load(f)
-        gpu = results.get("machine", {}).get("gpu", "a GPU")
+        where = f"measured on {results.get('machine', {}).get('gpu', 'a GPU')}"
+        where += f" ({Path(path).name})"
+        for key, rate in results.get("projection", {}).items():
+            rates[key] = (rate["images_per_s"], f"{where}, {rate['how']}")
+        if results.get("projection"):
+            continue
         for module, row in results.get("modules", {}).items():
-            if module in GPU_ASSUMED and row.get("device") == "cuda" and row.get("images_per_s"):
-                rates[module] = (row["images_per_s"], f"measured on {gpu} ({Path(path).name})")
+            key = "captions_worst" if module == "captions" else module
+            if key in GPU_ASSUMED and row.get("device") == "cuda" and row.get("images_per_s"):
+                rates[key] = (row["images_per_s"], where)
     return rates
 
 
-def gpu_rows(measured: dict[str, tuple[float, str]]) -> tuple[list[Row], float]:
-    rows, seconds = [], 0.0
-    for module, assumed in GPU_ASSUMED.items():
-        rate, source = measured.get(module, (assumed, "assumed"))
-        share = MODULE_SHARE.get(module, 1.0)
-        seconds += LIBRARY * share / rate
-        note = f"{share:.0%} of images" if share < 1 else ""
-        rows.append(Row(f"{source}: {module}", rate, "images/s", note))
+def gpu_rows(
+    measured: dict[str, tuple[float, str]], people: float, text: float
+) -> tuple[list[Row], dict[str, float]]:
+    """The rows of every GPU rate, and the GPU stage's seconds with realistic and with
+    worst-case caption lengths."""
+    shares = {"faces": people, "ocr": text}
+    if "captions_realistic" not in measured and "captions_worst" in measured:
+        rate, source = measured["captions_worst"]  # a file without a realistic run: at most
+        measured = {**measured, "captions_realistic": (rate, f"{source}, worst-case lengths")}
+    rows, seconds = [], {"realistic": 0.0, "worst": 0.0}
+    for key, assumed in GPU_ASSUMED.items():
+        rate, source = measured.get(key, (assumed, "assumed"))
+        share = shares.get(key, 1.0)
+        note = f"on {share:.0%} of images" if share < 1 else ""
+        rows.append(Row(f"{source}: {key}", rate, "images/s", note))
+        for lengths in seconds:
+            if key.startswith("captions") and key != f"captions_{lengths}":
+                continue
+            seconds[lengths] += LIBRARY * share / rate
     return rows, seconds
 
 
@@ -113,6 +140,8 @@ def main() -> None:
     parser.add_argument(
         "--gpu-json", nargs="+", default=[], metavar="PATH", help="GPU kit results (gpu_kit.json)"
     )
+    parser.add_argument("--people-share", type=float, default=PEOPLE_SHARE)
+    parser.add_argument("--text-share", type=float, default=TEXT_SHARE)
     args = parser.parse_args()
     count = 2 if args.quick else 4
     rows, cpu_total = [], 0.0
@@ -126,17 +155,21 @@ def main() -> None:
             rows.append(Row(f"measured: CPU s/image, {kind}", seconds, "s", f"{count} images"))
     cpu_wall = cpu_total / CORES
     rows.append(Row("projected: CPU stage wall time", cpu_wall / 3600, "h", f"{CORES} cores"))
-    module_rows, gpu_wall = gpu_rows(measured_gpu_rates(args.gpu_json))
-    rows += module_rows
-    rows.append(Row("projected: GPU stage wall time", gpu_wall / 3600, "h", "one GPU"))
-    rows.append(
-        Row(
-            "projected: whole library (stages overlap)",
-            max(cpu_wall, gpu_wall) / 3600,
-            "h",
-            f"sum if they did not overlap: {(cpu_wall + gpu_wall) / 3600:.1f} h",
-        )
+    module_rows, gpu_walls = gpu_rows(
+        measured_gpu_rates(args.gpu_json), args.people_share, args.text_share
     )
+    rows += module_rows
+    for lengths, gpu_wall in gpu_walls.items():
+        note = f"one GPU, captions at {lengths} lengths"
+        rows.append(Row(f"projected: GPU stage wall time ({lengths})", gpu_wall / 3600, "h", note))
+        rows.append(
+            Row(
+                f"projected: whole library ({lengths} caption lengths; stages overlap)",
+                max(cpu_wall, gpu_wall) / 3600,
+                "h",
+                f"sum if they did not overlap: {(cpu_wall + gpu_wall) / 3600:.1f} h",
+            )
+        )
     title = f"projection: {LIBRARY:,} images (40% RAW, 50% JPEG, 10% HEIC), {CORES} cores + 1 GPU"
     publish(title, rows, args.json)
 

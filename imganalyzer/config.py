@@ -8,9 +8,10 @@ import json
 import math
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import jsonschema
 import yaml
@@ -19,12 +20,22 @@ from jsonschema.protocols import Validator
 from imganalyzer.errors import ConfigError
 from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
-from imganalyzer.runtime.registry import check_aesthetic_compatible
+from imganalyzer.runtime.registry import MODELS, check_aesthetic_compatible
 
 
 def load_schema() -> dict[str, Any]:
+    """The schema file, with every registered model module (``runtime.registry.MODELS``)
+    among the ``modules`` and a config section for each: the file's, or its entry's."""
     text = resources.files("imganalyzer").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    # libyaml's loader where PyYAML has it: every run and command reads the schema, and the
+    # pure-Python loader takes ~0.1 s for it.
+    schema = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    properties, names = schema["properties"], schema["properties"]["modules"]["items"]["enum"]
+    names += [module for module in MODELS if module not in names]
+    for module, spec in MODELS.items():
+        section = {"type": "object", "additionalProperties": False, "default": {}}
+        properties.setdefault(module, section | {"properties": dict(spec.schema or {})})
+    return schema
 
 
 def _with_defaults(validator_class: type[Validator]) -> type[Validator]:
@@ -74,11 +85,13 @@ def validate_config(config: dict[str, Any], check_paths: bool = True) -> dict[st
 
 def _check_what_the_schema_cannot_say(config: dict[str, Any]) -> None:
     """The rules that relate values to each other (or to the model registry)."""
-    if "ocr" in config["modules"] and "objects" not in config["modules"]:
-        raise ConfigError(
-            "config key 'modules': ocr reads only the images the objects module saw text "
-            "in; add objects to modules (or remove ocr)"
-        )
+    modules = config["modules"]
+    for module in (m for m in modules if m in MODELS):
+        for needed in (m for m in MODELS[module].needs if m not in modules):
+            raise ConfigError(
+                f"config key 'modules': {module} reads the results of {needed}; add {needed} "
+                f"to modules (or remove {module})"
+            )
     if "aesthetic" in config["modules"]:
         embedding = config["embedding"]
         check_aesthetic_compatible(
@@ -91,6 +104,11 @@ def _check_what_the_schema_cannot_say(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"config key 'objects.prompts': repeated prompts {repeated} (case and spacing "
             "are ignored)"
+        )
+    low, high = config["objects"]["input_short_edge"]
+    if low > high:
+        raise ConfigError(
+            f"config key 'objects.input_short_edge': [{low}, {high}] is not [low, high]"
         )
     thresholds = config["xmp"]["rating_from_aesthetic"]
     if thresholds is not None and list(thresholds) != sorted(thresholds):
@@ -120,6 +138,31 @@ def default_config() -> dict[str, Any]:
     """Every key at the schema's default (the library is a placeholder): for benchmarks and
     tests that run a part at the settings a run would use."""
     return validate_config({"library": "."}, check_paths=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Base of the typed settings: one frozen dataclass per config section, built from a
+    validated config: a field is the section's key of its name, else the top-level key
+    (``device``). No field has a default: the schema holds them all (``defaults``)."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        own = config.get(cls.section) or {}
+        values = {}
+        for name in (f.name for f in fields(cls)):
+            if name not in own and name not in config:
+                raise ConfigError(f"{cls.__name__}: the config has no key {cls.section}.{name}")
+            value = own[name] if name in own else config[name]
+            values[name] = tuple(value) if isinstance(value, list) else copy.copy(value)
+        return cls(**values)
+
+    @classmethod
+    def defaults(cls, **changes: Any) -> Self:
+        """The schema's defaults with ``changes`` (for tests and benchmarks)."""
+        return replace(cls.from_config(default_config()), **changes)
 
 
 def coerce_command_line_values(value: Any, schema: dict[str, Any]) -> Any:

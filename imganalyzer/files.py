@@ -51,21 +51,29 @@ def temporary_file(path: str | os.PathLike) -> str:
     return tmp
 
 
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host. A zombie does not: a killed job whose
+    parent died too stays one where PID 1 does not reap orphans (containers, some VMs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a process of another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): kill's answer stands
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _writer_is_gone(stale: Path, name: str) -> bool:
     """Whether the writer of the temporary ``stale`` of ``name`` is dead (never sweep a live
     writer's file): same host -> its pid is not running; other host -> older than a limit."""
     writer = stale.name[len(name) + 2 :].split(".", 1)[0]
     host, _, pid = writer.rpartition("-")
     if host == _HOST and pid.isdigit():
-        if int(pid) == os.getpid():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return int(pid) != os.getpid() and not process_running(int(pid))
     try:
         return time.time() - stale.lstat().st_mtime > FOREIGN_TEMPORARY_AGE_S
     except FileNotFoundError:

@@ -16,12 +16,14 @@ results/
   catalog/shards/<shard>.tsv     manifests (path, size, mtime_ns), one per shard
   catalog/moves/, staged/        moves found per batch; manifests planned by a starting run
   catalog/compacted/, .lock      manifests retired by compaction; the catalog's write lock
+  catalog/formats_version        the formats version the catalog last checked error rows for
   tiers/<shard>.zarr             decoded pixels at each tier size
   thumbnails/<shard>.zip         JPEG thumbnails
   technical/<shard>.jsonl        the decode job's rows; metadata/, duplicates/ alike
   <module>/<shard>.jsonl|.npy    a model module's rows and arrays
   <module>/jobs/<job>.json       a model job's summary (the output Snakemake tracks)
-  <module>/failed/<job>.json     why a model job failed (removed when it succeeds)
+  <module>/failed/<job>.json     why a model job failed (marked retried when it succeeds);
+  decode/failed/<shard>.json       why a decode job failed; metadata/, duplicates/ alike
   duplicates/groups.json         global steps' outputs, each in its module's folder;
   duplicates/keeper_choices.json   the keepers picked in the web page
   duplicates/hashes.jsonl, clip/   content hashes and near-duplicate pairs cached per shard
@@ -31,6 +33,7 @@ results/
   xmp/state.json, sidecars/, WRITTEN
   index/tantivy/, state.json     Tantivy index and what it holds; index/BUILT
   index/vectors.npy, vector_ids.npy, vector_keys.txt   the CLIP matrix of current images
+  index/vector_codes.npy, vector_bounds.npy   its int8 codes and their error bounds
   index/browse.npz, browse/<shard>.json   every current image in timeline order (web, filters)
   report/modules.json, module_times.svg
   .imganalyzer-run.lock          held by a running workflow
@@ -42,9 +45,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-# Model modules whose jobs also write an array per shard, and its suffix.
-ARRAY_SUFFIXES = {"embedding": ".npy", "faces": ".npy"}
 
 
 class IndexFiles:
@@ -177,6 +177,11 @@ class Layout:
     def catalog_lock(self) -> Path:
         return self.catalog / ".lock"
 
+    @property
+    def formats_checked(self) -> Path:
+        """The formats version whose newly readable files the catalog has re-catalogued."""
+        return self.catalog / "formats_version"
+
     # Decode
     def tiers(self, shard: str) -> Path:
         return self.root / "tiers" / f"{shard}.zarr"
@@ -196,7 +201,7 @@ class Layout:
 
     def array(self, module: str, shard: str) -> Path:
         """A model module's per-shard array (embedding vectors, face embeddings)."""
-        return self.module_dir(module) / f"{shard}{ARRAY_SUFFIXES[module]}"
+        return self.module_dir(module) / f"{shard}.npy"
 
     def job_summaries(self, module: str) -> Path:
         return self.module_dir(module) / "jobs"
@@ -213,6 +218,11 @@ class Layout:
     def failure_records(self) -> list[Path]:
         """Every module's job failure records, sorted."""
         return sorted(self.root.glob("*/failed/*.json"))
+
+    @staticmethod
+    def of_rows(rows: str | os.PathLike) -> Layout:
+        """The layout of a path made by :meth:`rows` (``<root>/<module>/<shard>.jsonl``)."""
+        return Layout(Path(rows).parent.parent)
 
     @staticmethod
     def of_job_summary(summary: str | os.PathLike) -> tuple[Layout, str, str] | None:

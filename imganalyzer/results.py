@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imganalyzer.files import atomic_open
+from imganalyzer.formats import FORMATS_VERSION
 
 OK = "ok"
 ERROR = "error"
@@ -43,6 +44,7 @@ def ok_row(entry: FileVersion, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 # Kinds of error rows (``error_kind``): what a user can do about the file differs by kind.
+UNSUPPORTED_FORMAT = "unsupported_format"  # no decoder of this version reads the content
 ERROR_KINDS = frozenset(
     {"empty", "truncated", "corrupt", "unsupported_codec", "unsupported_format"}
     | {"no_image_data", "too_large", "unreadable", "vanished"}
@@ -51,7 +53,8 @@ ERROR_KINDS = frozenset(
 
 def error_row(entry: FileVersion, reason: str, error_kind: str | None = None) -> dict[str, Any]:
     """A result row for an image that could not be analysed, with a one-line reason and,
-    where known, its ``error_kind`` (one of :data:`ERROR_KINDS`)."""
+    where known, its ``error_kind`` (one of :data:`ERROR_KINDS`); an unsupported format's
+    row also names the ``formats_version`` that could not read it."""
     reason = " ".join(str(reason).split()) or "unknown error"
     row: dict[str, Any] = {
         "path": entry.path,
@@ -64,6 +67,8 @@ def error_row(entry: FileVersion, reason: str, error_kind: str | None = None) ->
         if error_kind not in ERROR_KINDS:
             raise ValueError(f"unknown error kind {error_kind!r}")
         row["error_kind"] = error_kind
+    if error_kind == UNSUPPORTED_FORMAT:  # a later version that reads it retries the file
+        row["formats_version"] = FORMATS_VERSION
     return row
 
 

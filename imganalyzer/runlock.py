@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from imganalyzer.files import process_running
 from imganalyzer.layout import Layout
 
 _HELD: dict[str, int] = {}  # realpath of the lock file -> its open descriptor
@@ -124,12 +125,8 @@ def holder_alive(holder: dict[str, Any]) -> bool | None:
     boot_id = _boot_id()
     if holder.get("boot_id") and boot_id and holder["boot_id"] != boot_id:
         return False  # the machine restarted since
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_running(pid):
         return False
-    except PermissionError:
-        pass  # a process of another user has that pid
     # the same start time, or one that cannot be compared: otherwise the pid was reused
     started = holder.get("process_start")
     return started is None or _process_start(pid) in (None, started)

@@ -37,6 +37,7 @@ from imganalyzer.results import OK, FileVersion, read_rows, write_rows
 Version = tuple[str, int, int]  # a file version: (path, size, mtime_ns)
 VERSION = ("path", "size", "mtime_ns")  # the fields of a row that name its file version
 EMBEDDING = "embedding"
+DECODE = "decode"  # the decode step: a failed decode job leaves every module short
 SHARD_GLOB = "[0-9]" * 6 + "-" + "[0-9]" * 5  # a shard id (catalog.manifests) as a glob
 FAILED = "failed"  # a failure record's status while its job has not succeeded since
 
@@ -247,14 +248,14 @@ class ResultsStore:
         atomic_write_text(self.layout.job_failure(module, job), json.dumps(record, indent=1) + "\n")
 
     def failures(self, modules: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """The records of every model job whose last run failed (``status: failed``; a job
-        that has since succeeded keeps its record as ``retried``), optionally only of
-        ``modules``."""
+        """The records of every job whose last run failed (``status: failed``; a job that has
+        since succeeded keeps its record as ``retried``), optionally only of ``modules`` and
+        of the decode step, whose jobs serve them all (its tiers and technical rows)."""
         records = (read_record(path) for path in self.layout.failure_records())
         return [
             record
             for record in records
             if record
             and record.get("status") == FAILED
-            and (modules is None or record.get("module") in modules)
+            and (modules is None or record.get("module") in (*modules, DECODE))
         ]

@@ -1,17 +1,22 @@
 """Snakemake adapter: decode one shard (tiers, thumbnails, technical results)."""
 
-from imganalyzer.decode.jobs import run_decode_shard
-from imganalyzer.progress import job_logging
+from imganalyzer.decode.jobs import run_decode_shard, write_undecoded_shard
+from imganalyzer.runtime.jobstatus import shard_job
 
 
 def main(smk) -> None:
-    with job_logging(smk.log[0]):
+    out = smk.output
+
+    def failed() -> None:
+        write_undecoded_shard(out.tiers, out.technical, out.thumbnails)
+
+    with shard_job(smk, "decode", out.technical, failed):  # recorded; the run goes on
         run_decode_shard(
             manifest=smk.input.manifest,
             library=smk.params.library,
-            tiers_out=smk.output.tiers,
-            technical_out=smk.output.technical,
-            thumbnails_out=smk.output.thumbnails,
+            tiers_out=out.tiers,
+            technical_out=out.technical,
+            thumbnails_out=out.thumbnails,
             tiers=dict(smk.params.tiers),
             compression=smk.params.compression,
             quality=smk.params.quality,

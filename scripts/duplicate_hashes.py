@@ -1,15 +1,18 @@
 """Snakemake adapter: perceptual hashes of one shard's images, from its stored tier."""
 
-from imganalyzer.progress import job_logging
+from imganalyzer.results import write_rows
+from imganalyzer.runtime.jobstatus import shard_job
 from imganalyzer.steps.duplicates_hashes import shard_hashes
 
 
 def main(smk) -> None:
-    with job_logging(smk.log[0]):
+    rows = smk.output[0]
+    # A failure (its decode job's, too) is recorded and the rows written empty.
+    with shard_job(smk, "duplicates", rows, lambda: write_rows(rows, [])):
         shard_hashes(
             tiers=smk.input.tiers,
             manifest=smk.input.manifest,
-            out_jsonl=smk.output[0],
+            out_jsonl=rows,
             technical=smk.input.technical,
         )
 

@@ -6,6 +6,7 @@ from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.progress import job_logging
 from imganalyzer.steps.people import update_people
+from imganalyzer.steps.people_clusters import PeopleSettings
 
 
 def main(smk) -> None:
@@ -13,9 +14,9 @@ def main(smk) -> None:
         report = update_people(
             Layout(smk.params.results),
             smk.params.library,
+            PeopleSettings.from_config({"people": smk.params.settings}),
             threads=smk.threads,
             view_file=smk.input.library_view,  # the run's one scan of the library
-            **smk.params.settings,
         )
         atomic_write_text(smk.output.marker, json.dumps(vars(report), indent=1) + "\n")
 

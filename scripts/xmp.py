@@ -10,7 +10,7 @@ from imganalyzer.steps.xmp import XmpSettings, write_sidecars
 def main(smk) -> None:
     with job_logging(smk.log[0]):
         layout = Layout(smk.params.results)
-        settings = XmpSettings.from_config(smk.params.settings)
+        settings = XmpSettings.from_config({"xmp": smk.params.settings})
         faces = named_faces(layout) if "faces" in smk.params.modules else None
         report = write_sidecars(
             layout,

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from gpu.baselines import KitCaptioner
 from torch import nn
 
-from imganalyzer.modules.captions import Captioner
+from imganalyzer.modules.captions import CaptionSettings
 from tests.support import tiny_insightface
 from tests.support.tiny_blip2 import _widen_language_model, build_tiny_blip2, tiny_tokenizer
 from tests.support.tiny_groundingdino import build_tiny_groundingdino, save_groundingdino
@@ -75,7 +76,7 @@ def groundingdino_folder(folder: Path, real: bool) -> str:
     return str(save_groundingdino(folder, config, vocab, GROUNDINGDINO_IMAGE_SIZE))
 
 
-class RealSizeCaptioner(Captioner):
+class RealSizeCaptioner(KitCaptioner):
     """BLIP-2 ViT-g + Q-Former + OPT-2.7B with random weights, built directly on the device
     (the language model's weights drawn wider, as in the tests, so the text depends on the
     image and the prompt). A subclass may swap the language model (bench_captions.py)."""
@@ -130,10 +131,12 @@ def _generator(device: torch.device) -> torch.Generator | None:
     return None if device.type == "meta" else torch.Generator(device).manual_seed(0)
 
 
-def captioner(folder: Path, real: bool, **settings: Any) -> Captioner:
+def captioner(folder: Path, real: bool, **settings: Any) -> KitCaptioner:
+    """``settings``: changes to the schema's captions settings."""
     if real:
-        return RealSizeCaptioner("blip2-opt-2.7b-architecture (random weights)", **settings)
-    return Captioner(str(build_tiny_blip2(folder)), **settings)
+        model = "blip2-opt-2.7b-architecture (random weights)"
+        return RealSizeCaptioner(CaptionSettings.defaults(model=model, **settings))
+    return KitCaptioner(CaptionSettings.defaults(model=str(build_tiny_blip2(folder)), **settings))
 
 
 class _Trunk(nn.Module):

@@ -44,10 +44,11 @@ def clip_precision(model: BatchedModel, reader: TierReader, target_s: float) -> 
     two embeddings of each image, and the forward time ratio."""
     if model.dtype == torch.float32:
         return {"skipped": "the model already runs in fp32 here"}
-    from imganalyzer.modules.embedding import ClipEmbedder
+    from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 
     torch.manual_seed(0)  # open_clip initialises on the CPU: the same seed, the same weights
-    full = ClipEmbedder(model.model_name, model.pretrained, device=model.device.type)
+    settings = {"model": model.model_name, "pretrained": model.pretrained}
+    full = ClipEmbedder(EmbeddingSettings.defaults(**settings, device=model.device.type))
     full.half_precision_safe = False
     full.load()
     half_weight = next(model.model.visual.parameters()).float()
@@ -76,13 +77,14 @@ def groundingdino_precision(model: BatchedModel, folder: str, reader: TierReader
     make proposal scores nearly tie: see tests/support/tiny_groundingdino.py)."""
     if model.dtype != torch.bfloat16:
         return {"skipped": f"the model runs in {model.dtype} here: no islands"}
-    from imganalyzer.modules.objects import ObjectDetector
+    from imganalyzer.modules.objects import ObjectDetector, ObjectSettings
     from tests.support.tiny_groundingdino import ReplayedQuerySelection
 
-    full = ObjectDetector(folder, device=model.device.type)
+    settings = ObjectSettings.defaults(model=folder, device=model.device.type)
+    full = ObjectDetector(settings)
     full.half_precision_safe = False
     full.load()
-    pure = ObjectDetector(folder, device=model.device.type, fp32_modules=())
+    pure = ObjectDetector(settings, fp32_modules=())
     pure.load()
     inputs = full.preprocess(fixed_batch(reader, model.tier, 4))
     result: dict[str, Any] = {}
@@ -155,12 +157,13 @@ def _generate_each_prompt(model: Any, rgb: np.ndarray) -> list[str]:
 
 
 def faces_job(pack: str, reader: TierReader, folder: Path, device: str) -> dict[str, Any]:
-    """The faces job itself (``run_faces_job``: its loader thread, onnxruntime's providers)
+    """The faces job itself (``run_model_job``: its loader thread, onnxruntime's providers)
     over one shard of the kit's tier store, vs ``analyze`` on images already in memory."""
     from imganalyzer.catalog.manifests import Entry, write_manifest
     from imganalyzer.layout import Layout
-    from imganalyzer.modules.faces import FaceAnalyzer, run_faces_job
+    from imganalyzer.modules.faces import FaceAnalyzer, FaceSettings
     from imganalyzer.results import ok_row, write_rows
+    from imganalyzer.runtime.job import run_model_job
 
     layout, shard, job = Layout(folder), "000001-00000", "000001-00000-00000"
     entries = [Entry(f"kit/{i:05d}.jpg", 1, 1) for i in range(reader.n_images)]
@@ -175,20 +178,22 @@ def faces_job(pack: str, reader: TierReader, folder: Path, device: str) -> dict[
         for e, (h, w) in zip(entries, sizes, strict=True)
     ]
     write_rows(layout.technical(shard), technical)
+    settings = FaceSettings.defaults(pack=pack, device=device)
     # warm-up: sessions, arenas
-    run_faces_job(layout, job, [shard], pack=pack, device=device, threads=2)
+    run_model_job(FaceAnalyzer(settings), layout, job, [shard], threads=2)
     with GpuSampler() as gpu:
-        analyzer = run_faces_job(layout, job, [shard], pack=pack, device=device, threads=2)
+        analyzer = run_model_job(FaceAnalyzer(settings), layout, job, [shard], threads=2)
     stats = analyzer.stats
     images, _, _ = reader.read("detect", 0, reader.n_images)
     crops = [image[:h, :w] for image, (h, w) in zip(images, sizes, strict=True)]
-    bare_analyzer = FaceAnalyzer(pack, device=device)
+    bare_analyzer = FaceAnalyzer(settings)
     bare_s = best_of(lambda: [bare_analyzer.analyze(crop, (scale, scale)) for crop in crops], 1)
     rate = stats.images / stats.total_s
     providers = _providers(analyzer)
+    on_torch = any(provider.startswith("onnx2torch") for provider in providers)
     return {
-        "device": "cuda" if "CUDAExecutionProvider" in providers else "cpu",
-        "dtype": "float32 (onnxruntime)",
+        "device": "cuda" if any("cuda" in p.lower() for p in providers) else "cpu",
+        "dtype": "float32 (onnx2torch)" if on_torch else "float32 (onnxruntime)",
         "model": "SCRFD-shaped (ResNet-18 trunk) + ResNet-50 ArcFace-shaped, ONNX",
         "images": stats.images,
         "faces": analyzer.faces,
@@ -216,11 +221,11 @@ def _providers(analyzer: Any) -> list[str]:
 
 def aesthetic_head(weights: Path, n_rows: int) -> dict[str, Any]:
     """The aesthetic head over stored embeddings (ArrayBatches): it runs on the CPU by design."""
-    from imganalyzer.modules.aesthetic import AestheticHead, AestheticScorer
+    from imganalyzer.modules.aesthetic import AestheticHead, AestheticScorer, AestheticSettings
 
     torch.manual_seed(0)
     torch.save(AestheticHead(in_dim=768).state_dict(), weights)
-    scorer = AestheticScorer(str(weights))
+    scorer = AestheticScorer(AestheticSettings.defaults(weights=str(weights)))
     scorer.load()
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n_rows, 768)).astype(np.float16)
@@ -243,9 +248,10 @@ def oom_backoff(name: str, pretrained: str | None, reader: TierReader) -> dict[s
         return {
             "skipped": "needs CUDA (the CPU path is covered by tests/unit/runtime/test_batched.py)"
         }
-    from imganalyzer.modules.embedding import ClipEmbedder
+    from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 
-    model = ClipEmbedder(name, pretrained, device="cuda", batch_size=2048)
+    settings = {"model": name, "pretrained": pretrained, "device": "cuda", "batch_size": 2048}
+    model = ClipEmbedder(EmbeddingSettings.defaults(**settings))
     model.load()
     total = torch.cuda.get_device_properties(0).total_memory
     allowed = torch.cuda.memory_allocated() + 3 * 2**30
@@ -271,9 +277,10 @@ def oom_backoff(name: str, pretrained: str | None, reader: TierReader) -> dict[s
 def cosine_search(n: int, compare_n: int) -> dict[str, Any]:
     """The duplicates' exact CLIP cosine search (``cosine_pairs``): fp16 on CUDA over ``n``
     vectors, and on ``compare_n`` of them CUDA fp16 vs CPU fp32 (time and the pairs found)."""
-    from imganalyzer.steps.duplicates import NEAR_THRESHOLD
+    from imganalyzer.steps.duplicates import DuplicateSettings
     from imganalyzer.steps.duplicates_clip import cosine_pairs
 
+    near_threshold = DuplicateSettings.defaults().near_threshold
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 768)).astype(np.float32)
     near = rng.choice(n, size=(n // 100, 2), replace=False)  # 1% planted near copies
@@ -285,7 +292,7 @@ def cosine_search(n: int, compare_n: int) -> dict[str, Any]:
 
     def search(rows: np.ndarray, on: str) -> Callable[[], None]:
         def run() -> None:
-            found[on] = cosine_pairs(rows, NEAR_THRESHOLD, device=on)
+            found[on] = cosine_pairs(rows, near_threshold, device=on)
 
         return run
 

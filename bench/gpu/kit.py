@@ -1,17 +1,18 @@
-"""GPU benchmark kit: every model module measured on one GPU in one short call.
+"""GPU benchmark kit: every model module measured on one GPU in one short call, each change
+against the path before it in the same run.
 
 ``bash bench/gpu/run.sh [--cpu-smoke]``. Writes ``gpu_kit.json`` and ``gpu_kit.md`` (the
-table) under $OUT if set, else bench/gpu/out/, after every section, so that a run cut
-short still returns what it measured.
+tables) under $OUT if set, else bench/gpu/out/, after every section, so that a run cut
+short still returns what it measured. Sections run in order while the budget lasts.
 
-Per module (embedding, objects, captions, faces, aesthetic): images/s through the module's
-own batched runtime (loader threads, precision choice, out-of-memory back-off) with the
-workflow's one loader thread and with ``MANY_LOADERS``; GPU utilisation and peak memory
-during the run; the batch size ``auto`` started at and ended with; and the ratio to a bare
-forward loop over the same tensors already on the device (1.0: no pipeline overhead). Plus
-BLIP-2 features-once vs one ``generate`` per prompt, GroundingDINO bf16-with-fp32-islands vs
-fp32 and pure bf16, CLIP bf16 vs fp32, the out-of-memory back-off on CUDA, and the
-duplicates' fp16 cosine search on the GPU vs fp32 on the CPU.
+Per model module (before_after.py, onnx_cuda.py): images/s through the module's own batched
+runtime (loader threads, precision choice, out-of-memory back-off), GPU utilisation and
+peak memory during the run, the batch size, and the ratio to a bare forward loop over the
+same tensors already on the device (1.0: no pipeline overhead); the path before each change
+beside it (the report's first table). Then the compiled variants and their compile times,
+two modules sharing the GPU (sharing.py), the rates the 500K projection takes
+(``projection``), and the older checks: CLIP and GroundingDINO precision, the CUDA
+out-of-memory back-off, the duplicates' cosine search on the GPU.
 """
 
 from __future__ import annotations
@@ -35,19 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import torch  # noqa: E402
-from gpu import architectures, comparisons  # noqa: E402
-from gpu.measure import bare_loop, pipeline, write_tier_store  # noqa: E402
+from gpu import architectures, before_after, comparisons, onnx_cuda, sharing  # noqa: E402
+from gpu.measure import write_tier_store  # noqa: E402
 from gpu.report import write_report  # noqa: E402
 
 log = logging.getLogger("gpu-kit")
 
 REAL_TIERS = {"detect": 1024, "clip": 384}  # config.yaml's defaults
 SMOKE_TIERS = {"detect": 256, "clip": 128}
-# The workflow's model rules have 2 threads: one drives the model, one loads batches.
-WORKFLOW_LOADERS = 1
-# A GPU machine's spare cores: what more loader threads would give.
-MANY_LOADERS = 6
-LARGER_CAPTION_BATCH = 128
 
 
 @dataclass
@@ -71,6 +67,8 @@ class Kit:
     reader: Any
     out: Path
     results: dict[str, Any] = field(default_factory=dict)
+    tiers: dict[str, int] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)  # models sections hand on
 
     def section(self, name: str, needs_s: float, run: Callable[[Kit], dict[str, Any]]) -> None:
         """Run one section unless the budget is spent; record its result, skip or error."""
@@ -92,72 +90,11 @@ class Kit:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        log.info("%s took %.1f s", name, time.perf_counter() - began)
+        took = time.perf_counter() - began
+        self.results.setdefault("section_s", {})[name] = round(took, 1)
+        log.info("%s took %.1f s", name, took)
         self.results["wall_s"] = round(time.perf_counter() - self.settings.started, 1)
         write_report(self.out, self.results)
-
-
-def measured(kit: Kit, model: Any) -> dict[str, Any]:
-    """A model's pipeline with the workflow's loader and with many, and its bare loop."""
-    s = kit.settings
-    rows = {}
-    for loaders in (WORKFLOW_LOADERS, MANY_LOADERS):
-        torch.set_num_threads(loaders + 1)  # as run_*_job sets it for ``threads``
-        rows[loaders] = pipeline(model, kit.reader, s.target_s, loaders, s.max_rows)
-    torch.set_num_threads(os.cpu_count() or 1)
-    bare = bare_loop(model, kit.reader, s.target_s / 2)
-    result = dict(rows[WORKFLOW_LOADERS])
-    result["model"] = model.model_id
-    result["bare_images_per_s"] = bare
-    result["pipeline_vs_bare"] = result["images_per_s"] / bare
-    many = rows[MANY_LOADERS]
-    result[f"images_per_s_{MANY_LOADERS}_loaders"] = many["images_per_s"]
-    result[f"pipeline_vs_bare_{MANY_LOADERS}_loaders"] = many["images_per_s"] / bare
-    result[f"gpu_utilisation_pct_{MANY_LOADERS}_loaders"] = many["gpu_utilisation_pct"]
-    return result
-
-
-def embedding(kit: Kit) -> dict[str, Any]:
-    from imganalyzer.modules.embedding import ClipEmbedder
-
-    name, pretrained = architectures.clip_model(kit.tmp, kit.settings.real)
-    torch.manual_seed(0)
-    model = ClipEmbedder(name, pretrained, device=kit.settings.device)
-    model.load()
-    result = measured(kit, model)
-    result["precision"] = comparisons.clip_precision(model, kit.reader, kit.settings.target_s)
-    return result
-
-
-def objects(kit: Kit) -> dict[str, Any]:
-    from imganalyzer.modules.objects import ObjectDetector
-
-    folder = architectures.groundingdino_folder(kit.tmp / "groundingdino", kit.settings.real)
-    model = ObjectDetector(folder, device=kit.settings.device)
-    model.load()
-    result = measured(kit, model)
-    result["precision"] = comparisons.groundingdino_precision(model, folder, kit.reader)
-    return result
-
-
-def captions(kit: Kit) -> dict[str, Any]:
-    settings = kit.settings
-    model = architectures.captioner(kit.tmp / "blip2", settings.real, device=settings.device)
-    model.load()
-    result = measured(kit, model)
-    result["features_once"] = comparisons.blip2_features_once(model, kit.reader)
-    if settings.real:  # generate is bound by kernel launches: does a larger batch pay?
-        model.batch_size = LARGER_CAPTION_BATCH
-        larger = pipeline(model, kit.reader, settings.target_s, WORKFLOW_LOADERS, settings.max_rows)
-        result[f"images_per_s_batch_{LARGER_CAPTION_BATCH}"] = larger["images_per_s"]
-        result[f"peak_gpu_memory_gib_batch_{LARGER_CAPTION_BATCH}"] = larger["peak_gpu_memory_gib"]
-    return result
-
-
-def faces(kit: Kit) -> dict[str, Any]:
-    pack = architectures.face_pack(kit.tmp / "face_pack", kit.settings.real)
-    # "auto": onnxruntime's CUDA provider where the machine's onnxruntime has it, else its CPU
-    return comparisons.faces_job(pack, kit.reader, kit.tmp / "faces", "auto")
 
 
 def aesthetic(kit: Kit) -> dict[str, Any]:
@@ -174,12 +111,17 @@ def duplicates(kit: Kit) -> dict[str, Any]:
     return comparisons.cosine_search(n, compare_n=30_000 if kit.settings.real else 1_000)
 
 
-# (name, seconds it needs at least on the real run, function)
+# (name, seconds it needs at least on the real run, function), in order of importance: a
+# section starts only if the budget has that much left.
 SECTIONS: tuple[tuple[str, float, Callable[[Kit], dict[str, Any]]], ...] = (
-    ("embedding", 45, embedding),
-    ("objects", 60, objects),
-    ("captions", 75, captions),
-    ("faces", 40, faces),
+    ("embedding", 50, before_after.embedding),
+    ("objects", 55, before_after.objects),
+    ("captions", 70, before_after.captions),
+    ("faces", 40, onnx_cuda.faces),
+    ("ocr", 15, onnx_cuda.ocr),
+    ("sharing", 60, sharing.two_modules),
+    ("captions_static", 110, before_after.captions_static),
+    ("objects_compile", 110, before_after.objects_compile),
     ("duplicates", 15, duplicates),
     ("out_of_memory", 15, out_of_memory),
     ("aesthetic", 5, aesthetic),
@@ -215,7 +157,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny models on the CPU")
     names = ",".join(name for name, _, _ in SECTIONS)
     parser.add_argument("--only", help=f"comma-separated sections: {names}")
-    parser.add_argument("--budget", type=float, help="seconds for the whole run (default 420)")
+    parser.add_argument("--budget", type=float, help="seconds for the whole run (default 480)")
     parser.add_argument("--target", type=float, help="seconds per measured pipeline run")
     parser.add_argument("--out", help="output folder (default $OUT, else bench/gpu/out)")
     return parser.parse_args(argv)
@@ -228,8 +170,8 @@ def settings_for(args: argparse.Namespace) -> Settings:
     return Settings(
         real=real,
         device="cuda" if real else "cpu",
-        budget_s=args.budget or (420 if real else 300),
-        target_s=args.target or (8.0 if real else 0.5),
+        budget_s=args.budget or (480 if real else 900),
+        target_s=args.target or (6.0 if real else 0.5),
         stored_images=192 if real else 12,
         max_rows=50_000 if real else 48,
     )
@@ -258,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         reader = write_tier_store(Path(tmp) / "tiers.zarr", settings.stored_images, tiers)
         results["settings"]["tiers"] = tiers
         results["settings"]["tier_store_s"] = round(time.perf_counter() - began, 1)
-        kit = Kit(settings, Path(tmp), reader, out, results)
+        kit = Kit(settings, Path(tmp), reader, out, results, tiers=tiers)
         for name, needs_s, run in SECTIONS:
             if name in chosen:
                 kit.section(name, needs_s if settings.real else 0, run)

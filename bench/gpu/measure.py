@@ -10,6 +10,7 @@ and again by ``RepeatedTierBatches`` so that a run can be as long as the model n
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import threading
@@ -25,7 +26,7 @@ from skimage import data
 
 from imganalyzer.decode.tiers import TierReader, TierWriter, make_tiers
 from imganalyzer.runtime.batched import BatchedModel
-from imganalyzer.runtime.batches import RowBatch, TierBatches
+from imganalyzer.runtime.batches import EncodedTierBatches, RowBatch, TierBatches
 
 # Utilisation samples per second while a pipeline runs.
 SAMPLE_INTERVAL_S = 0.1
@@ -71,10 +72,12 @@ def write_tier_store(path: Path, n_images: int, tiers: dict[str, int]) -> TierRe
 
 
 class RepeatedTierBatches:
-    """``n_rows`` rows of one tier, row ``i`` being stored image ``i % stored``."""
+    """``n_rows`` rows of one tier, row ``i`` being stored image ``i % stored``;
+    ``encoded``: their JPEG bytes (``EncodedTierBatches``), for a model decoding on its device."""
 
-    def __init__(self, reader: TierReader, tier: str, n_rows: int) -> None:
-        self.inner, self.stored, self.n_rows = TierBatches(reader, tier), reader.n_images, n_rows
+    def __init__(self, reader: TierReader, tier: str, n_rows: int, encoded: bool = False) -> None:
+        inner = EncodedTierBatches if encoded else TierBatches
+        self.inner, self.stored, self.n_rows = inner(reader, tier), reader.n_images, n_rows
 
     def read(self, start: int, stop: int) -> RowBatch:
         parts, position = [], start
@@ -181,21 +184,31 @@ def _discard(indices: np.ndarray, results: Any) -> None:
 
 
 def pipeline(
-    model: BatchedModel, reader: TierReader, target_s: float, loader_threads: int, max_rows: int
+    model: BatchedModel,
+    reader: TierReader,
+    target_s: float,
+    loader_threads: int,
+    max_rows: int,
+    encoded: bool = False,
 ) -> dict[str, Any]:
-    """The model's own ``run`` over as many rows as take about ``target_s``, sized by the
-    second of two two-batch warm-ups (the first absorbs CUDA's first-call costs)."""
+    """The model's own ``run`` over as many whole batches as take about ``target_s``, sized
+    by the second of two two-batch warm-ups (the first absorbs CUDA's first-call costs and
+    a compiled model's compilation); ``encoded``: the tier's JPEG bytes as the source."""
     model.load()
     initial = model.batch_size
-    warm = RepeatedTierBatches(reader, model.tier, 2 * initial)
-    for _ in range(2):
-        began = time.perf_counter()
-        model.run(warm, _discard, loader_threads=loader_threads)
-    rate = warm.n_rows / (time.perf_counter() - began)
-    n_rows = int(min(max_rows, max(2 * model.batch_size, rate * target_s)))
-    source = RepeatedTierBatches(reader, model.tier, n_rows)
-    with peak_memory() as memory, GpuSampler() as gpu:
-        stats = model.run(source, _discard, loader_threads=loader_threads)
+    warm = RepeatedTierBatches(reader, model.image_tier, 2 * initial, encoded)
+    torch.set_num_threads(loader_threads + 1)  # as run_model_job sets it for ``threads``
+    try:
+        for _ in range(2):
+            began = time.perf_counter()
+            model.run(warm, _discard, loader_threads=loader_threads)
+        rate = warm.n_rows / (time.perf_counter() - began)
+        batches = max(2, round(min(max_rows, rate * target_s) / model.batch_size))
+        source = RepeatedTierBatches(reader, model.image_tier, batches * model.batch_size, encoded)
+        with peak_memory() as memory, GpuSampler() as gpu:
+            stats = model.run(source, _discard, loader_threads=loader_threads)
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
     return {
         "images": stats.images,
         "seconds": round(stats.total_s, 2),
@@ -208,6 +221,7 @@ def pipeline(
         "loader_wait_s": round(stats.wait_s, 2),
         "device": model.device.type,
         "dtype": str(model.dtype).removeprefix("torch."),
+        "loader_threads": loader_threads,
     }
 
 
@@ -215,7 +229,7 @@ def bare_loop(model: BatchedModel, reader: TierReader, target_s: float) -> float
     """Images/s of ``predict_batch`` alone over a few batches already on the device, in the
     model's dtype, repeated for about ``target_s`` (no loader, no postprocess, no host copy)."""
     size = model.batch_size
-    source = RepeatedTierBatches(reader, model.tier, 4 * size)
+    source = RepeatedTierBatches(reader, model.image_tier, 4 * size)
     batches = []
     for start in range(0, source.n_rows, size):
         inputs = model.preprocess(source.read(start, start + size)).to(model.device)
@@ -238,3 +252,18 @@ def bare_loop(model: BatchedModel, reader: TierReader, target_s: float) -> float
 def fixed_batch(reader: TierReader, tier: str, n: int) -> RowBatch:
     """The first ``n`` stored images of ``tier`` as one batch."""
     return RepeatedTierBatches(reader, tier, n).read(0, n)
+
+
+def pair(
+    change: str,
+    before: str,
+    before_value: float,
+    after: str,
+    after_value: float,
+    unit: str = "images/s",
+) -> dict[str, Any]:
+    """One change's before and after, measured in the same run (a section's ``before_after``
+    list; the report's first table)."""
+    ratio = after_value / before_value if before_value else None
+    return {"change": change, "before": before, "before_value": before_value, "after": after,
+            "after_value": after_value, "unit": unit, "after_over_before": ratio}  # fmt: skip

@@ -1,5 +1,7 @@
-"""The kit's results as JSON (``gpu_kit.json``, for bench_projection.py) and as a Markdown
-table (``gpu_kit.md``, for the README)."""
+"""The kit's results as JSON (``gpu_kit.json``, for bench_projection.py) and as Markdown
+tables (``gpu_kit.md``, for the README): each change before and after (same run,
+``before_after`` in a section's JSON), the model
+modules, the rates the projection takes, then every other figure."""
 
 from __future__ import annotations
 
@@ -13,12 +15,16 @@ COLUMNS = (
     ("GPU util %", "gpu_utilisation_pct"),
     ("peak GPU GiB", "peak_gpu_memory_gib"),
     ("batch auto -> end", None),
+    ("loader threads", "loader_threads"),
     ("bare loop images/s", "bare_images_per_s"),
     ("pipeline / bare", "pipeline_vs_bare"),
-    ("images/s, 6 loaders", "images_per_s_6_loaders"),
-    ("pipeline / bare, 6 loaders", "pipeline_vs_bare_6_loaders"),
 )
-MODEL_MODULES = ("embedding", "objects", "captions", "faces", "aesthetic")
+MODEL_MODULES = ("embedding", "objects", "captions", "faces", "ocr", "aesthetic")
+# Keys of a module's main row (the table above), not repeated among the details.
+ROW_KEYS = {key for _, key in COLUMNS if key} | {
+    "before_after", "device", "dtype", "batch_auto_initial", "batch_final", "model", "images",
+    "seconds", "oom_backoffs",
+}  # fmt: skip
 
 
 def write_report(out: Path, results: dict[str, Any]) -> None:
@@ -32,6 +38,18 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+def pairs_table(modules: dict[str, Any]) -> list[str]:
+    pairs = [p for row in modules.values() for p in row.get("before_after", [])]
+    if not pairs:
+        return []
+    lines = ["| change | before | after | after / before |", "|---|---|---|---|"]
+    for p in pairs:
+        before = f"{p['before']}: {_cell(p['before_value'])} {p['unit']}"
+        after = f"{p['after']}: {_cell(p['after_value'])} {p['unit']}"
+        lines.append(f"| {p['change']} | {before} | {after} | {_cell(p['after_over_before'])} |")
+    return lines + [""]
 
 
 def module_table(modules: dict[str, Any]) -> list[str]:
@@ -51,6 +69,14 @@ def module_table(modules: dict[str, Any]) -> list[str]:
     return lines
 
 
+def projection_table(projection: dict[str, Any]) -> list[str]:
+    if not projection:
+        return []
+    lines = ["", "| projection rate | images/s | how |", "|---|---|---|"]
+    lines += [f"| {k} | {_cell(v['images_per_s'])} | {v['how']} |" for k, v in projection.items()]
+    return lines
+
+
 def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
     if isinstance(value, dict):
         return [item for k, v in value.items() for item in _flatten(f"{prefix}.{k}", v)]
@@ -66,34 +92,22 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     modules = results.get("modules", {})
+    lines += pairs_table(modules)
     lines += module_table(modules)
-    extras = ("precision", "features_once")
+    lines += projection_table(results.get("projection", {}))
     details = [
         (name, key, value)
         for name, row in modules.items()
-        for key in extras
-        if key in row
-        for key, value in _flatten(key, row[key])
+        for top, nested in row.items()
+        if top not in ROW_KEYS or name not in MODEL_MODULES
+        for key, value in _flatten(top, nested)
     ]
-    details += [
-        (name, key, value)
-        for name in ("out_of_memory", "duplicates")
-        if name in modules
-        for key, value in _flatten("", modules[name])
-    ]
-    details += [
-        (name, key, value)
-        for name, row in modules.items()
-        for key, value in row.items()
-        if "_batch_" in key
-    ]
-    for key in ("model", "providers"):
-        details += [(name, key, row[key]) for name, row in modules.items() if key in row]
     if details:
         lines += ["", "| section | measure | value |", "|---|---|---|"]
         lines += [f"| {n} | {k.lstrip('.')} | {_cell(v)} |" for n, k, v in details]
     for kind in ("skipped", "errors"):
         for name, reason in results.get(kind, {}).items():
             lines.append(f"\n- {name} {kind}: {reason}")
+    lines.append(f"\nsection seconds: {results.get('section_s')}")
     lines.append(f"\nwall time {results.get('wall_s')} s")
     return "\n".join(lines) + "\n"

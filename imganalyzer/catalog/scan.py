@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from imganalyzer.decode import formats
+from imganalyzer import formats
 
 log = logging.getLogger(__name__)
 

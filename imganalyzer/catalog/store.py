@@ -34,8 +34,10 @@ from imganalyzer.catalog.manifests import (
     write_moves,
 )
 from imganalyzer.catalog.moves import find_moves
+from imganalyzer.catalog.retries import files_to_retry, formats_checked, record_formats_checked
 from imganalyzer.catalog.scan import scan_library
 from imganalyzer.catalog.state import LibraryState, Records, derive_state
+from imganalyzer.formats import FORMATS_VERSION
 from imganalyzer.layout import Layout
 
 log = logging.getLogger(__name__)
@@ -47,18 +49,22 @@ _MOVES_FILE = re.compile(r"^(\d{6})\.tsv$")
 @dataclass
 class IngestReport:
     scanned: int
-    new_entries: int
+    new_entries: int  # new or changed files, the retried ones not counted
     new_shards: list[str] = field(default_factory=list)
     moved: int = 0  # files found at a new path, their results carried over
     removed: int = 0  # catalogued files no longer in the library (not moved)
+    retried: int = 0  # unchanged files an older decoder refused and this one reads
 
     def summary(self) -> str:
         moved = f", {self.moved} moved (results kept)" if self.moved else ""
         moved += f", {self.removed} removed" if self.removed else ""
         if not self.new_shards:
             return f"catalog: {self.scanned} images scanned{moved}, nothing new"
+        what = f"{self.new_entries} new or changed"
+        if self.retried:
+            what += f", {self.retried} in newly supported formats"
         return (
-            f"catalog: {self.scanned} images scanned{moved}, {self.new_entries} new or changed "
+            f"catalog: {self.scanned} images scanned{moved}, {what} "
             f"in {len(self.new_shards)} new shard(s) {self.new_shards[0]}..{self.new_shards[-1]}"
         )
 
@@ -77,6 +83,9 @@ class IngestPlan:
     report: IngestReport
     on_disk: dict = field(default_factory=dict, repr=False)  # the scan: {path: version}
     records: Records | None = field(default=None, repr=False)  # the catalog when planned
+    # The formats version to record as checked once this plan is written: set when the
+    # plan looked for files to retry (catalog.retries) and found none; else None.
+    formats_checked: int | None = None
 
     def library_state(self) -> LibraryState:
         """The library's state once this plan is written (computed in memory from the
@@ -102,6 +111,12 @@ class IngestPlan:
     def write_moves(self) -> None:
         if self.moves:
             write_moves(self.catalog.layout.moves_batch(f"{self.batch:06d}"), self.moves)
+
+    def record_formats_checked(self) -> None:
+        """Record that no file awaits a retry under this formats version (when the plan
+        found none), so that later plans do not look again. A real run calls it."""
+        if self.formats_checked is not None:
+            record_formats_checked(self.catalog.layout, self.formats_checked)
 
     def write_shard(self, shard: str) -> Path:
         """Write one planned manifest (a shard not in this plan is an error: manifests are
@@ -177,6 +192,7 @@ class Catalog:
             plan.write_moves()
             for shard in plan.shards:
                 plan.write_shard(shard)
+            plan.record_formats_checked()
         return plan.report
 
     def plan(
@@ -186,7 +202,8 @@ class Catalog:
         exclude: Iterable[str | os.PathLike] = (),
     ) -> IngestPlan:
         """What ``ingest`` would write, computed in memory: nothing is written (a dry-run or
-        a lint plans the same batch a real run writes). See ``IngestPlan``."""
+        a lint plans the same batch a real run writes). See ``IngestPlan``. Files an older
+        decoder refused and this one reads are planned again (``catalog.retries``)."""
         on_disk = scan_library(library, exclude)
         records = self._load()
         catalogued, moved = records.resolve(on_disk)
@@ -196,10 +213,12 @@ class Catalog:
         moves = find_moves(new, vanished, records.shard_of, self.layout, Path(library))
         moved_paths = {m.entry.path for m in moves}
         changed = [e for e in new if e.path not in moved_paths]
+        retried, checked = self._retries(records, on_disk, moved, Path(library))
+        planned = sorted(changed + retried, key=lambda e: e.path)
         batch = self._next_batch()
-        count = -(-len(changed) // shard_size)
+        count = -(-len(planned) // shard_size)
         shards = {
-            f"{batch:06d}-{index:05d}": changed[index * shard_size : (index + 1) * shard_size]
+            f"{batch:06d}-{index:05d}": planned[index * shard_size : (index + 1) * shard_size]
             for index in range(count)
         }
         moved |= {m.entry.path: m for m in moves}
@@ -209,8 +228,19 @@ class Catalog:
             new_shards=list(shards),
             moved=len(moves),
             removed=_removed_count(records, on_disk, moved),
+            retried=len(retried),
         )
-        return IngestPlan(self, batch, shards, moves, report, on_disk, records)
+        return IngestPlan(self, batch, shards, moves, report, on_disk, records, checked)
+
+    def _retries(
+        self, records: Records, on_disk: dict, moved: dict[str, Move], library: Path
+    ) -> tuple[list[Entry], int | None]:
+        """(the files to catalogue again for newly supported formats, the formats version
+        to record as checked: when none awaits a retry and it is not recorded yet)."""
+        if formats_checked(self.layout) >= FORMATS_VERSION:
+            return [], None
+        retried = files_to_retry(records, on_disk, moved, self.layout, library)
+        return retried, None if retried else FORMATS_VERSION
 
     def state(self, library: str | os.PathLike, exclude: Iterable = ()) -> LibraryState:
         """Compare the catalog with the library on disk (stat only). A library that is not

@@ -23,21 +23,15 @@ NOT_RUN = (
 
 @reported
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    from imganalyzer.steps.duplicates import current_report, format_groups
+    from imganalyzer.steps.duplicates import DuplicateSettings, current_report, format_groups
 
     config = load_config(args)
     layout = Layout(config["results"])
     if args.kind != "exact" and not ResultsStore(layout).has_results("duplicates"):
         raise LookupError(NOT_RUN)
-    settings = config["duplicates"]  # validated: every key is there
-    report = current_report(
-        layout,
-        config["library"],
-        near_threshold=settings["near_threshold"],
-        hash_distance=settings["hash_distance"],
-        use_clip="embedding" in config["modules"],
-        device=config["device"],
-    )
+    settings = DuplicateSettings.from_config(config)
+    use_clip = "embedding" in config["modules"]
+    report = current_report(layout, config["library"], settings, use_clip)
     images = report.stats.get("images", 0)
     hashed = report.stats.get("hashed", images)
     if args.kind != "exact" and hashed < images:

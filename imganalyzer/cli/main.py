@@ -10,9 +10,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from imganalyzer.cli.options import add_config_arguments, load_config, reported
-from imganalyzer.config import ConfigError
+from imganalyzer.cli.options import (
+    add_config_arguments,
+    load_config,
+    load_config_and_source,
+    reported,
+)
+from imganalyzer.errors import ConfigError
 from imganalyzer.layout import Layout
+from imganalyzer.runlock import ResultsLocked
 
 if TYPE_CHECKING:
     from imganalyzer.search.query import Filters, Hit
@@ -23,9 +29,12 @@ T = TypeVar("T")
 def cmd_status(args: argparse.Namespace) -> int:
     from imganalyzer.search.status import library_status
 
-    config = load_config(args)
+    config, source = load_config_and_source(args)
     report = library_status(Layout(config["results"]), config["library"], config["modules"])
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.as_text(args.errors))
+    if args.json:
+        print(json.dumps({"config": source} | report.as_dict(), indent=2))
+    else:
+        print(f"config:       {source}\n{report.as_text(args.errors)}")
     return 0
 
 
@@ -66,7 +75,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from imganalyzer.runtime.registry import configured_modules, format_table
     from imganalyzer.runtime.weights import locate
 
-    config = load_config(args, need_library=False)
+    config, source = load_config_and_source(args, need_library=False, defaults=True)
+    print(f"config: {source}")
     modules = configured_modules(config)
     if not modules:
         print("no enabled module loads a model (see modules: in the config)")
@@ -76,20 +86,17 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from imganalyzer.runtime.registry import ModelNotFoundError, configured_modules
-    from imganalyzer.runtime.weights import fetch
+    from imganalyzer.runtime.preflight import fetch_message, fetch_models
 
-    config = load_config(args, need_library=False)
-    failed = 0
-    for module in configured_modules(config):
-        try:
-            location = fetch(module, config)
-        except ModelNotFoundError as error:
-            print(f"{module}: {error}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"{module}: {location.model} -> {location.path or location.source}")
-    return 1 if failed else 0
+    config, source = load_config_and_source(args, need_library=False, defaults=True)
+    print(f"config: {source}")
+    report = fetch_models(config)
+    for location in report.present:
+        print(f"{location.module}: {location.model} -> {location.path or location.source}")
+    if report.missing:
+        print(f"imganalyzer: {fetch_message(report, config)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -398,6 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"imganalyzer: {error}", file=sys.stderr)
         return 2
+    except ResultsLocked as error:  # compact while a run writes the results folder
+        print(f"imganalyzer: {error}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `imganalyzer status | head`: the reader has gone, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped

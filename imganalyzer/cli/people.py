@@ -100,13 +100,11 @@ def cmd_people_split(args: argparse.Namespace) -> int:
 
 
 def cmd_people_update(args: argparse.Namespace) -> int:
+    from imganalyzer.steps.people_clusters import PeopleSettings
+
     config = load_config(args)
-    settings = config["people"]  # validated: every key is there
     report = people_module.update_people(
-        Layout(config["results"]), config["library"],
-        match_distance=settings["match_distance"],
-        min_cluster_size=settings["min_cluster_size"],
-        cluster_distance=settings["cluster_distance"],
+        Layout(config["results"]), config["library"], PeopleSettings.from_config(config),
         recluster=args.recluster, threads=args.threads,
     )  # fmt: skip
     print(report.summary())

@@ -27,7 +27,7 @@ import struct
 import rawpy
 from PIL import Image, UnidentifiedImageError
 
-from imganalyzer.decode import formats
+from imganalyzer import formats
 
 # What the readers raise on data they cannot parse.
 _PARSE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)

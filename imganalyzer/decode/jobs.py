@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -27,16 +28,16 @@ from imganalyzer.catalog.scan import content_fingerprint
 from imganalyzer.decode.failures import FileError
 from imganalyzer.decode.metadata import read_metadata
 from imganalyzer.decode.readers import decode_image
-from imganalyzer.decode.technical import TECHNICAL_VERSION, analyze_technical
-from imganalyzer.decode.thumbnails import THUMBNAIL_LONG_EDGE, ThumbnailWriter
-from imganalyzer.decode.tiers import TIER_FORMAT_VERSION, Compression, TierWriter, make_tiers
+from imganalyzer.decode.technical import analyze_technical
 from imganalyzer.progress import Progress
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.threadpool import ordered_map
 
+if TYPE_CHECKING:
+    from imganalyzer.decode.tiers import Compression
+
 log = logging.getLogger(__name__)
 
-DECODE_VERSION = f"decode-1/technical-{TECHNICAL_VERSION}/tiers-{TIER_FORMAT_VERSION}"
 # Images per Zarr shard of a tier array: each block is written once, whole.
 TIER_BLOCK = 64
 
@@ -110,6 +111,10 @@ def run_decode_shard(
     threads: int = 1,
 ) -> None:
     """Decode every image of a shard once and write tiers, thumbnails and technical rows."""
+    # Imported here: the metadata job, which shares this module, needs no zarr (~0.4 s).
+    from imganalyzer.decode.thumbnails import ThumbnailWriter
+    from imganalyzer.decode.tiers import TierWriter, make_tiers
+
     entries = read_manifest(manifest)
     library = Path(library)
     long_edge = max(tiers.values())
@@ -165,6 +170,23 @@ def run_decode_shard(
     _log_summary("decode", rows, started)
 
 
+def write_undecoded_shard(
+    tiers_out: str | os.PathLike,
+    technical_out: str | os.PathLike,
+    thumbnails_out: str | os.PathLike,
+) -> None:
+    """The outputs of a decode job that failed as a whole (see jobstatus.shard_job): no
+    technical rows (its images count as not analysed yet), an empty tier folder (a job that
+    reads it fails naming the decode job) and a thumbnail archive without thumbnails."""
+    from imganalyzer.decode.thumbnails import ThumbnailWriter
+
+    shutil.rmtree(tiers_out, ignore_errors=True)
+    Path(tiers_out).mkdir(parents=True)
+    with ThumbnailWriter(thumbnails_out):
+        pass
+    write_rows(technical_out, [])
+
+
 def _fingerprint(path: Path, entry: Entry) -> dict[str, str]:
     """``{"fingerprint": ...}``, empty if the file cannot be read again (then a move of it
     is processed as a new file)."""
@@ -177,6 +199,8 @@ def _fingerprint(path: Path, entry: Entry) -> dict[str, str]:
 
 def _thumbnail_tier(tiers: dict[str, int]) -> str | None:
     """The smallest tier that is still at least thumbnail-sized (cheapest to shrink)."""
+    from imganalyzer.decode.thumbnails import THUMBNAIL_LONG_EDGE
+
     big_enough = [name for name, size in tiers.items() if size >= THUMBNAIL_LONG_EDGE]
     return min(big_enough, key=tiers.__getitem__) if big_enough else None
 

@@ -38,14 +38,13 @@ import pillow_heif
 import rawpy
 from PIL import Image
 
-from imganalyzer.decode import exif_fields, formats, jxl
+from imganalyzer import formats
+from imganalyzer.decode import exif_fields, jxl
 from imganalyzer.decode.exiftool import exiftool_fields
 from imganalyzer.decode.failures import FileError, check_file, classify
 from imganalyzer.decode.names import camera_name
 from imganalyzer.decode.places import place_of
 from imganalyzer.decode.readers import PILLOW_ERRORS, open_pillow
-
-METADATA_VERSION = "2"
 
 FIELDS = (
     "make",

@@ -25,7 +25,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 RADIUS_KM = 30.0
 # Farther than this from any town (at sea, in a desert), no place is named.
@@ -61,6 +60,10 @@ class _Gazetteer:
         self.positions, self.populations = arrays["positions"], arrays["populations"]
         self.labels, self.offsets = arrays["labels"].tobytes(), arrays["offsets"]
         latitudes, longitudes = np.radians(self.positions).T
+        # Imported here: scipy.spatial takes ~0.3 s to import, and most shards of a small
+        # import have no GPS position at all (the job then never pays it).
+        from scipy.spatial import cKDTree
+
         self.tree = cKDTree(_unit_vectors(latitudes, longitudes))
 
     def town(self, index: int) -> tuple[str, str | None, str]:

@@ -27,7 +27,8 @@ import rawpy
 import tifffile
 from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
-from imganalyzer.decode import formats, jxl
+from imganalyzer import formats
+from imganalyzer.decode import jxl
 from imganalyzer.decode.failures import FileError, check_file, classify
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TECHNICAL_VERSION = "1"  # bump when the output changes
+# The version of this output: TECHNICAL_VERSION in imganalyzer/versions.py.
 
 SHARPNESS_LONG_EDGE = 512
 HIGHLIGHT_LUMA = 250.0

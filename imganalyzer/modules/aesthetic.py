@@ -7,18 +7,17 @@ trained on L2-normalised OpenAI CLIP ViT-L/14 image embeddings, which is what
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from imganalyzer.layout import Layout
+from imganalyzer.config import Settings
 from imganalyzer.results import OK
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import ArrayBatches, RowBatch, RowFailure
-from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import (  # noqa: F401 (check_aesthetic_compatible: re-exported)
     MODELS,
@@ -26,7 +25,6 @@ from imganalyzer.runtime.registry import (  # noqa: F401 (check_aesthetic_compat
 )
 from imganalyzer.runtime.weights import locate_weights_file, weights_file
 
-_SPEC = MODELS["aesthetic"]
 EMBEDDING_DIM = 768  # ViT-L/14's embedding size
 NO_VECTOR = "no embedding"
 
@@ -54,17 +52,24 @@ class AestheticHead(nn.Module):
         return self.layers(embeddings)
 
 
+@dataclass(frozen=True)
+class AestheticSettings(Settings):
+    """The ``aesthetic`` section: the head's ``weights`` (a path or URL)."""
+
+    section = "aesthetic"
+    weights: str
+    batch_size: int | str
+
+
 class AestheticScorer(BatchedModel):
     """Runs the head on stored embeddings, always on CPU: the rule holds no GPU, and a
     whole shard is ~1 GFLOP."""
 
-    spec = _SPEC
-    inputs = ("embedding",)
-    input_arrays = ("embedding",)
+    spec = MODELS["aesthetic"]
 
-    def __init__(self, weights: str = _SPEC.model_keys["weights"], batch_size: int | str = 4096):
-        super().__init__(device="cpu", batch_size=batch_size)
-        self.weights = weights
+    def __init__(self, settings: AestheticSettings) -> None:
+        super().__init__(device="cpu", batch_size=settings.batch_size)
+        self.weights = settings.weights
         self._model_id: str | None = None
 
     @property
@@ -108,15 +113,3 @@ class AestheticScorer(BatchedModel):
         if self._model_id is None:  # resolved once, not per row
             self._model_id = self.model_id
         return {"aesthetic": round(float(result), 4), "model": self._model_id}
-
-
-def run_aesthetic_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    weights: str = _SPEC.model_keys["weights"],
-    batch_size: int | str = 4096,
-) -> AestheticScorer:
-    """Score every embedded image of a job's shards with one head load, from the
-    embedding job's vectors and rows (``run_model_job``)."""
-    return run_model_job(AestheticScorer(weights, batch_size), layout, job, shards, threads=1)

@@ -12,41 +12,53 @@ one per question, and a single ``language_model.generate`` call decodes all imag
 all prompts together (left padding, attention masks, greedy). This is what
 ``model.generate`` does for each image and prompt, so the text is the same, token for
 token (tests/unit/modules/test_captions.py checks it).
+
+Two options change how, never what, it decodes (the same tokens in fp32; tested):
+``static_cache`` gives ``generate`` a static KV cache, with which transformers compiles the
+decoding step on a GPU (``torch.compile``, CUDA graphs: one launch per step instead of
+hundreds); ``separate_answers`` decodes the captions and the answers in two calls, so that
+the answers' batch ends with the longest answer instead of the caption. Answers are cut
+to ``max_answer_tokens`` (the first tokens of a greedy decoding do not depend on how long
+it may run, so both ways give the same text).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from imganalyzer.layout import Layout
+from imganalyzer.config import Settings
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import RowBatch
-from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
 from imganalyzer.runtime.weights import hf_load_path
 
-_SPEC = MODELS["captions"]
-
-DEFAULT_QUESTIONS: Mapping[str, str] = MappingProxyType(
-    {
-        "scene": "What type of scene is this?",
-        "subject": "What is the main subject of this photo?",
-        "lighting": "What is the lighting like?",
-        "mood": "What is the mood of this photo?",
-    }
-)
-# BLIP-2 OPT captions from BOS alone (the model card's captioning example gives no text);
-# a prompt such as "a photo of" makes the caption continue it.
-CAPTION_PROMPT = ""
 # The VQA prompt format of the BLIP-2 OPT model card and paper.
 QUESTION_TEMPLATE = "Question: {question} Answer:"
-MAX_NEW_TOKENS = 30
+
+
+@dataclass(frozen=True)
+class CaptionSettings(Settings):
+    """The ``captions`` section: a BLIP-2 ``model``, the ``questions`` (answer key ->
+    question), the text the caption starts from ("" as BLIP-2's model card: BOS alone) and
+    the longest caption or answer in tokens; how it decodes (``max_answer_tokens``: None is
+    max_new_tokens; ``separate_answers``, ``static_cache``: the same text either way)."""
+
+    section = "captions"
+    model: str
+    questions: Mapping[str, str]
+    caption_prompt: str
+    max_new_tokens: int
+    max_answer_tokens: int | None
+    separate_answers: bool
+    static_cache: bool
+    batch_size: int | str
+    device: str
 
 
 def question_prompt(question: str) -> str:
@@ -57,25 +69,20 @@ class Captioner(BatchedModel):
     """A BLIP-2 model (``Blip2ForConditionalGeneration``): a caption and the answers to
     ``questions`` (key -> question) for each image, greedy, at most ``max_new_tokens``."""
 
-    spec = _SPEC
+    spec = MODELS["captions"]
     # BLIP-2 OPT is published for and run in fp16/bf16 (transformers keeps the Q-Former in fp32
     # under fp16).
     half_precision_safe = True
 
-    def __init__(
-        self,
-        model: str = _SPEC.model_keys["model"],
-        questions: Mapping[str, str] = DEFAULT_QUESTIONS,
-        caption_prompt: str = CAPTION_PROMPT,
-        max_new_tokens: int = MAX_NEW_TOKENS,
-        device: str = "auto",
-        batch_size: int | str = "auto",
-    ) -> None:
-        super().__init__(device, batch_size)
+    def __init__(self, settings: CaptionSettings) -> None:
+        super().__init__(settings.device, settings.batch_size)
         # questions and bounds were checked by the config's schema (validate_config)
-        self.model_name, self.max_new_tokens = model, max_new_tokens
-        self.questions = dict(questions)
-        self.prompts = [caption_prompt.strip()] + [
+        self.model_name, self.max_new_tokens = settings.model, settings.max_new_tokens
+        answer_tokens = settings.max_answer_tokens
+        self.max_answer_tokens = settings.max_new_tokens if answer_tokens is None else answer_tokens
+        self.separate_answers, self.static_cache = settings.separate_answers, settings.static_cache
+        self.questions = dict(settings.questions)
+        self.prompts = [settings.caption_prompt.strip()] + [
             question_prompt(q) for q in self.questions.values()
         ]
 
@@ -126,8 +133,7 @@ class Captioner(BatchedModel):
         texts = self.tokenizer(self.prompts, add_special_tokens=True)["input_ids"]
         rows = [image_ids + list(ids) for ids in texts]
         length = max(map(len, rows))
-        pad = self.tokenizer.pad_token_id
-        pad = config.text_config.pad_token_id if pad is None else pad
+        pad = self._pad_id()
         ids = torch.tensor([[pad] * (length - len(row)) + row for row in rows])
         mask = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in rows])
         return ids.to(self.device), mask.to(self.device)
@@ -159,33 +165,69 @@ class Captioner(BatchedModel):
         return self.model.language_projection(query_output.to(image_embeds.dtype))
 
     def predict_batch(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(n, 3, side, side) -> (n * prompts, new tokens) generated ids, image-major."""
-        return self.generate(self.query_embeddings(inputs))
-
-    def generate(self, features: torch.Tensor) -> torch.Tensor:
-        """Greedy decoding of every prompt for every image's query embeddings, in one call."""
+        """(n, 3, side, side) -> (n * prompts, new tokens) generated ids, image-major (rows
+        that ended early padded with the pad token)."""
+        features = self.query_embeddings(inputs)
         n_prompts = len(self.prompts)
-        input_ids = self.prompt_ids.repeat(len(features), 1)
-        mask = self.prompt_mask.repeat(len(features), 1)
+        if not self.separate_answers or n_prompts == 1:
+            return self.generate(features)
+        captions = self.generate(features, range(1), self.max_new_tokens)
+        answers = self.generate(features, range(1, n_prompts), self.max_answer_tokens)
+        n, length = len(features), max(captions.shape[1], answers.shape[1])
+        ids = captions.new_full((n, n_prompts, length), self._pad_id())
+        ids[:, 0, : captions.shape[1]] = captions
+        ids[:, 1:, : answers.shape[1]] = answers.view(n, n_prompts - 1, -1)
+        return ids.view(n * n_prompts, length)
+
+    def generate(
+        self,
+        features: torch.Tensor,
+        prompts: Sequence[int] | None = None,
+        max_new_tokens: int | None = None,
+    ) -> torch.Tensor:
+        """Greedy decoding of ``prompts`` (indices into ``self.prompts``; default all) for
+        every image's query embeddings, in one call: (n * len(prompts), new tokens)."""
+        chosen = list(range(len(self.prompts))) if prompts is None else list(prompts)
+        row_prompts = chosen * len(features)  # image-major, as the rows below
+        input_ids = self.prompt_ids[chosen].repeat(len(features), 1)
+        mask = self.prompt_mask[chosen].repeat(len(features), 1)
+        columns = mask.any(dim=0)  # a subset of the prompts may need less left padding
+        input_ids, mask = input_ids[:, columns], mask[:, columns]
         embeds = self.model.get_input_embeddings()(input_ids)
         image_slots = (input_ids == self.model.config.image_token_index).unsqueeze(-1)
-        features = features.repeat_interleave(n_prompts, dim=0).to(embeds.dtype)
+        features = features.repeat_interleave(len(chosen), dim=0).to(embeds.dtype)
         embeds = embeds.masked_scatter(image_slots, features)
-        generated = self.model.language_model.generate(
+        options: dict[str, Any] = {"cache_implementation": "static"} if self.static_cache else {}
+        generated = self._language_generate(
+            row_prompts,
             inputs_embeds=embeds,
             attention_mask=mask,
             input_ids=input_ids,
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
             do_sample=False,
             num_beams=1,
+            **options,
         )
         return generated[:, input_ids.shape[1] :]  # decoder-only: the prompt comes back first
 
+    def _language_generate(self, row_prompts: list[int], **kwargs: Any) -> torch.Tensor:
+        """The language model's ``generate``; ``row_prompts``: each row's prompt index (for a
+        subclass that steers decoding per prompt, as the GPU kit's realistic lengths do)."""
+        return self.model.language_model.generate(**kwargs)
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return self.model.config.text_config.pad_token_id if pad is None else pad
+
     def postprocess(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
-        """-> one ``{"caption": str, "answers": {key: str}}`` per image."""
-        texts = self.tokenizer.batch_decode(outputs.cpu(), skip_special_tokens=True)
-        texts = [text.strip() for text in texts]
+        """-> one ``{"caption": str, "answers": {key: str}}`` per image; answers cut to
+        ``max_answer_tokens``."""
+        ids = outputs.to("cpu", copy=True)
         n_prompts = len(self.prompts)
+        answer_rows = torch.arange(len(ids)) % n_prompts != 0
+        ids[answer_rows, self.max_answer_tokens :] = self._pad_id()
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        texts = [text.strip() for text in texts]
         return [
             {
                 "caption": texts[start],
@@ -198,21 +240,3 @@ class Captioner(BatchedModel):
 
     def row_fields(self, result: dict[str, Any], shard: JobShard, row: int) -> dict[str, Any]:
         return {"model": self.model_id, **result}
-
-
-def run_captions_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    model: str = _SPEC.model_keys["model"],
-    questions: Mapping[str, str] = DEFAULT_QUESTIONS,
-    caption_prompt: str = CAPTION_PROMPT,
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    device: str = "auto",
-    batch_size: int | str = "auto",
-    threads: int = 2,
-) -> Captioner:
-    """Caption every decoded image of a job's shards with one model load
-    (``run_model_job``); returns the captioner, whose ``stats`` hold the job's timings."""
-    captioner = Captioner(model, questions, caption_prompt, max_new_tokens, device, batch_size)
-    return run_model_job(captioner, layout, job, shards, threads)

@@ -33,70 +33,50 @@ image with retries; ``cloud_job`` the ``BatchedModel`` describer and ``run_cloud
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from imganalyzer.config import ConfigError
-
-PROVIDERS = ("anthropic", "openai")
-DEFAULT_MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-4.1-mini"}
-DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
-# The providers' recommended maximum: larger images are downscaled by the API anyway.
-MAX_LONG_EDGE = 1568
-
-DEFAULT_PROMPT = (
-    "Describe this photo for a searchable photo catalogue. Answer with one JSON object and "
-    "nothing else, with exactly these keys:\n"
-    '"description": one to three sentences on what the photo shows;\n'
-    '"keywords": a list of 5 to 15 short lowercase keywords (subjects, scene, style, '
-    "colours, mood);\n"
-    '"objects": a list of the notable objects visible, each a short noun phrase;\n'
-    '"text_seen": the legible text in the image, verbatim, or "" if there is none.'
-)
+from imganalyzer.config import Settings
+from imganalyzer.errors import ConfigError
+from imganalyzer.runtime.weights import REMOTE_KEY_ENV, REMOTE_MODELS
 
 
-@dataclass
-class CloudSettings:
+@dataclass(frozen=True)
+class CloudSettings(Settings):
     """The ``cloud`` section of the config. ``model``/``api_key_env`` None: the provider's
     default. Prices per million tokens, when both are set, turn the reported token usage
     into the cost of an image; ``cost_per_image_usd`` is the estimate reserved before each
-    request (and the cost when no usage or price is known)."""
+    request (and the cost when no usage or price is known). ``json_mode``: OpenAI's
+    response_format json_object (off for servers without it)."""
 
-    provider: str = "anthropic"
-    model: str | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = 4
-    requests_per_minute: float = 50.0
-    max_retries: int = 6
-    timeout_s: float = 60.0
-    max_images_per_run: int = 1000
-    max_cost_usd: float = 5.0
-    cost_per_image_usd: float = 0.005
-    input_usd_per_mtok: float | None = None
-    output_usd_per_mtok: float | None = None
-    max_long_edge: int = MAX_LONG_EDGE
-    jpeg_quality: int = 85
-    max_output_tokens: int = 1024
-    json_mode: bool = True  # OpenAI: response_format json_object (off for servers without it)
-    prompt: str = DEFAULT_PROMPT
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any]) -> CloudSettings:
-        """Settings from ``config["cloud"]`` as ``validate_config`` left it (the schema holds
-        every bound and default; a default here equals the schema's, checked by a test)."""
-        return cls(**dict(section))
+    section = "cloud"
+    provider: str
+    model: str | None
+    base_url: str | None
+    api_key_env: str | None
+    concurrency: int
+    requests_per_minute: float
+    max_retries: int
+    timeout_s: float
+    max_images_per_run: int
+    max_cost_usd: float
+    cost_per_image_usd: float
+    input_usd_per_mtok: float | None
+    output_usd_per_mtok: float | None
+    max_long_edge: int
+    jpeg_quality: int
+    max_output_tokens: int
+    json_mode: bool
+    prompt: str
+    backoff_base_s: float
+    backoff_max_s: float
 
     @property
     def model_id(self) -> str:
-        return self.model or DEFAULT_MODELS.get(self.provider, "")
+        return self.model or REMOTE_MODELS.get(self.provider, "")
 
     @property
     def key_env(self) -> str:
-        return self.api_key_env or DEFAULT_KEY_ENV.get(self.provider, "")
+        return self.api_key_env or REMOTE_KEY_ENV.get(self.provider, "")
 
 
 class CloudError(RuntimeError):

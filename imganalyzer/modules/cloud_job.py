@@ -1,9 +1,10 @@
-"""The cloud module's model job: ``CloudDescriber`` runs the remote model as a
-``BatchedModel`` (requests in a thread pool, previous descriptions reused, checkpoints),
-and ``run_cloud_job`` runs it over a job's shards. See ``modules.cloud`` for the whole."""
+"""The cloud module's model: ``CloudDescriber`` runs the remote model as a ``BatchedModel``
+(requests in a thread pool, previous descriptions reused, checkpoints). See
+``modules.cloud`` for the whole."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -11,7 +12,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,12 @@ from imganalyzer.modules.cloud_budget import SKIPPED_BUDGET, Budget, RateLimiter
 from imganalyzer.results import OK
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure, TierBatches
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS
 from imganalyzer.store import ResultsStore
 
 log = logging.getLogger(__name__)
 
-_SPEC = MODELS["cloud"]
 CLOUD_VERSION = "1"
 RUN_ID_ENV = "IMGANALYZER_RUN_ID"
 # A shard's output is rewritten after this many new descriptions, so that a job killed
@@ -83,7 +83,7 @@ class CloudDescriber(BatchedModel):
     flowing across batches. Rows already described for the same file version, provider and
     model are reused (``decide``); a stopped job keeps what it paid for (checkpoints)."""
 
-    spec = _SPEC
+    spec = MODELS["cloud"]
     on_torch = False
     not_done_reason = NOT_SENT
 
@@ -96,6 +96,8 @@ class CloudDescriber(BatchedModel):
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
     ) -> None:
+        """``ledger``: the run's budget file (``layout.cloud_ledger``), shared by the jobs of
+        one run (``IMGANALYZER_RUN_ID``). ``clock``/``sleep``/``rng``: injectable for tests."""
         super().__init__(device="cpu", batch_size="auto")
         self.settings, self.layout, self.ledger = settings, layout, ledger
         self.clock, self.sleep, self.rng = clock, sleep, rng
@@ -104,9 +106,28 @@ class CloudDescriber(BatchedModel):
         self.counts = CloudStats()
         self._cached: dict[str, dict[int, dict[str, Any]]] = {}
 
+    @classmethod
+    def for_job(cls, settings: CloudSettings, layout: Layout, gated: bool) -> CloudDescriber:
+        return cls(settings, layout, layout.cloud_ledger)
+
     @property
     def model_id(self) -> str:
         return self.settings.model_id
+
+    @contextlib.contextmanager
+    def job_context(self) -> Iterator[None]:
+        """The HTTP clients' loggers kept quiet; what the job did logged when it is done."""
+        with quiet_http_loggers():
+            yield
+        c, settings = self.counts, self.settings
+        c.errors = self.stats.errors  # failed decodes, refused images, replies given up on
+        log.info(
+            "cloud: %s %s: %d sent, %d cached, %d skipped (budget), %d errors, %d retries, "
+            "~$%.4f in %.1f s; run %s spent %s",
+            settings.provider, settings.model_id, c.sent, c.cached, c.skipped_budget,
+            c.errors, c.retries, c.cost_usd, self.stats.total_s,
+            os.environ.get(RUN_ID_ENV) or "-", self.budget.spent(),
+        )  # fmt: skip
 
     def use_threads(self, threads: int) -> int:
         return 1  # a loader thread reads the tiers; the requests run in the pool
@@ -191,36 +212,6 @@ class CloudDescriber(BatchedModel):
 
 
 _IDENTITY = ("path", "size", "mtime_ns", "status")
-
-
-def run_cloud_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    settings: CloudSettings,
-    ledger: Path | None = None,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: Callable[[], float] = random.random,
-) -> CloudDescriber:
-    """Describe every decoded image of a job's shards that has no current description yet
-    (``run_model_job``). ``ledger``: the run's budget file (``layout.cloud_ledger``), shared
-    by the jobs of one run (``IMGANALYZER_RUN_ID``). ``clock``/``sleep``/``rng``: injectable
-    for tests. Returns the describer; ``counts`` says what it did."""
-    describer = CloudDescriber(settings, layout, ledger, clock, sleep, rng)
-    with quiet_http_loggers():
-        run_model_job(describer, layout, job, shards)
-    c = describer.counts
-    c.errors = describer.stats.errors  # failed decodes, refused images, replies given up on
-    log.info(
-        "cloud: %s %s: %d sent, %d cached, %d skipped (budget), %d errors, %d retries, "
-        "~$%.4f in %.1f s; run %s spent %s",
-        settings.provider, settings.model_id, c.sent, c.cached, c.skipped_budget, c.errors,
-        c.retries, c.cost_usd, describer.stats.total_s, os.environ.get(RUN_ID_ENV) or "-",
-        describer.budget.spent(),
-    )  # fmt: skip
-    return describer
 
 
 def choose_tier(tiers: Mapping[str, int], max_long_edge: int) -> str:

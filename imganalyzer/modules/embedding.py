@@ -1,5 +1,9 @@
 """CLIP image embeddings (open_clip) of a shard, from its ``clip`` tier, and text embeddings.
 
+With ``decode_on_device`` the loader reads each tier image's JPEG bytes only and the model's
+device decodes them (nvJPEG on CUDA): what is left of the loader's work per image is a file
+read, so one loader thread feeds a fast GPU.
+
 Output per shard: ``<shard>.npy``, a float16 (n, dim) matrix of L2-normalised image
 embeddings in manifest row order (all zeros for images that could not be decoded), and
 ``<shard>.jsonl`` rows (``model``, ``dims``; error rows for those images).
@@ -8,6 +12,7 @@ embeddings in manifest row order (all zeros for images that could not be decoded
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,33 +21,45 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from imganalyzer.layout import Layout
+from imganalyzer.config import Settings
 from imganalyzer.runtime.batched import BatchedModel
-from imganalyzer.runtime.batches import PaddedImages, RowBatch
-from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.batches import (
+    BatchSource,
+    EncodedImages,
+    EncodedTierBatches,
+    PaddedImages,
+    RowBatch,
+    TierBatches,
+)
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS
 from imganalyzer.runtime.weights import open_clip_arguments, open_clip_id
 
-_SPEC = MODELS["embedding"]
+
+@dataclass(frozen=True)
+class EmbeddingSettings(Settings):
+    """The ``embedding`` section: an open_clip ``model`` and its ``pretrained`` weights
+    (None: random weights); ``decode_on_device``: the device decodes the tier's JPEG bytes."""
+
+    section = "embedding"
+    model: str
+    pretrained: str | None
+    decode_on_device: bool
+    batch_size: int | str
+    device: str
 
 
 class ClipEmbedder(BatchedModel):
-    """An open_clip model's image (and text) tower. ``pretrained=None``: random weights."""
+    """An open_clip model's image (and text) tower."""
 
-    spec = _SPEC
+    spec = MODELS["embedding"]
     # open_clip's own "bf16"/"fp16" precision keeps LayerNorm in fp32 (OpenAI's recipe).
     half_precision_safe = True
 
-    def __init__(
-        self,
-        model_name: str = _SPEC.model_keys["model"],
-        pretrained: str | None = _SPEC.model_keys["pretrained"],
-        device: str = "auto",
-        batch_size: int | str = "auto",
-    ) -> None:
-        super().__init__(device, batch_size)
-        self.model_name, self.pretrained = model_name, pretrained
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        super().__init__(settings.device, settings.batch_size)
+        self.model_name, self.pretrained = settings.model, settings.pretrained
+        self.decode_on_device = settings.decode_on_device
         self.dim = 0
 
     @property
@@ -80,10 +97,20 @@ class ClipEmbedder(BatchedModel):
         with torch.inference_mode():
             return int(self.model.encode_image(probe).shape[-1])
 
-    def preprocess(self, batch: RowBatch) -> PaddedImages:
-        """The padded tier images as uint8 tensors: resampling runs on the model's device
-        (``pixel_values``), where it costs nothing next to the model; on the loader's CPU it
-        cost 3-4 ms per image, which held ViT-L/14 on a GPU to 12% of its speed."""
+    def source(self, shard: JobShard, rows: np.ndarray) -> BatchSource:
+        """The rows' tier images; undecoded (JPEG bytes) with ``decode_on_device`` where the
+        tier is stored as JPEG."""
+        if self.decode_on_device and shard.reader.encoded(self.image_tier):
+            return EncodedTierBatches(shard.reader, self.image_tier, rows)
+        return TierBatches(shard.reader, self.image_tier, rows)
+
+    def preprocess(self, batch: RowBatch) -> PaddedImages | EncodedImages:
+        """The padded tier images as uint8 tensors (or still JPEG bytes, from an encoded
+        source): resampling runs on the model's device (``pixel_values``), where it costs
+        nothing next to the model; on the loader's CPU it cost 3-4 ms per image, which held
+        ViT-L/14 on a GPU to 12% of its speed."""
+        if batch.data.dtype == object:
+            return EncodedImages.from_rows(batch)
         return PaddedImages.from_rows(batch)
 
     def pixel_values(self, images: PaddedImages) -> torch.Tensor:
@@ -109,8 +136,11 @@ class ClipEmbedder(BatchedModel):
             resized = TF.center_crop(resized, [self.side, self.side])
         return resized.round_().clamp_(0, 255)
 
-    def predict_batch(self, inputs: PaddedImages) -> torch.Tensor:
-        """Padded uint8 tier images on the device -> (n, dim) float32, L2-normalised."""
+    def predict_batch(self, inputs: PaddedImages | EncodedImages) -> torch.Tensor:
+        """Padded uint8 tier images on the device (or their JPEG bytes, decoded there) ->
+        (n, dim) float32, L2-normalised."""
+        if isinstance(inputs, EncodedImages):
+            inputs = inputs.decode()
         pixels = self.pixel_values(inputs).to(self.dtype)
         return F.normalize(self.model.encode_image(pixels).float(), dim=-1)
 
@@ -136,19 +166,3 @@ class ClipEmbedder(BatchedModel):
         with torch.inference_mode():
             features = self.model.encode_text(tokens)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
-
-
-def run_embedding_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    model_name: str = _SPEC.model_keys["model"],
-    pretrained: str | None = _SPEC.model_keys["pretrained"],
-    device: str = "auto",
-    batch_size: int | str = "auto",
-    threads: int = 2,
-) -> ClipEmbedder:
-    """Embed every decoded image of a job's shards with one model load (``run_model_job``);
-    returns the embedder, whose ``stats`` hold the job's timings."""
-    embedder = ClipEmbedder(model_name, pretrained, device, batch_size)
-    return run_model_job(embedder, layout, job, shards, threads)

@@ -26,23 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from imganalyzer.layout import Layout
+from imganalyzer.config import Settings
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure, TierBatches
-from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
 from imganalyzer.runtime.weights import downloads_allowed, locate_insightface
 
 log = logging.getLogger(__name__)
 
-_SPEC = MODELS["faces"]
-# ArcFace is trained on faces of ~100 px and its identity accuracy collapses below ~40 px:
-# smaller faces in the original carry too little identity to cluster, whatever the tier
-# shows (they are also below what SCRFD finds on a 1024 px tier of a typical photo).
-DEFAULT_MIN_FACE_SIZE = 40
-DEFAULT_MIN_SCORE = 0.5
-DEFAULT_DET_SIZE = 640
 SKIPPED_NO_PERSON = "no person"
 # Only these InsightFace tasks run: the 68/106-point landmark models of buffalo_l cost time
 # and give nothing the results keep.
@@ -61,6 +53,21 @@ def onnx_providers(device: str) -> list[str]:
     if device != "cpu" and has_cuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+@dataclass(frozen=True)
+class FaceSettings(Settings):
+    """The ``faces`` section: an InsightFace ``pack`` (name or folder), the smallest face
+    kept (short side of the box, original pixels: ArcFace is trained on faces of ~100 px and
+    its identity accuracy collapses below ~40 px, whatever the tier shows), the lowest
+    detection score kept and the detector's square input size."""
+
+    section = "faces"
+    pack: str
+    min_face_size: int
+    min_score: float
+    det_size: int
+    device: str
 
 
 @dataclass
@@ -137,27 +144,16 @@ class _FaceImages(TierBatches):
 
 
 class FaceAnalyzer(BatchedModel):
-    """An InsightFace pack (detector, recogniser, optional genderage) on onnxruntime.
+    """An InsightFace pack (detector, recogniser, optional genderage) on onnxruntime; gated,
+    it reads only the images the objects job flagged ``has_person``."""
 
-    ``gate_on_objects``: read only the images the objects job flagged ``has_person``."""
-
-    spec = _SPEC
+    spec = MODELS["faces"]
     on_torch = False
 
-    def __init__(
-        self,
-        pack: str = _SPEC.model_keys["pack"],
-        min_face_size: float = DEFAULT_MIN_FACE_SIZE,
-        min_score: float = DEFAULT_MIN_SCORE,
-        det_size: int = DEFAULT_DET_SIZE,
-        device: str = "auto",
-        threads: int = 2,
-        gate_on_objects: bool = False,
-    ) -> None:
-        super().__init__(device, batch_size="auto")
-        self.pack, self.min_face_size, self.min_score = pack, min_face_size, min_score
-        self.det_size, self.threads = det_size, threads
-        self.inputs = ("technical", "objects") if gate_on_objects else ("technical",)
+    def __init__(self, settings: FaceSettings, threads: int = 2) -> None:
+        super().__init__(settings.device, batch_size="auto")
+        self.pack, self.min_face_size = settings.pack, settings.min_face_size
+        self.min_score, self.det_size, self.threads = settings.min_score, settings.det_size, threads
         self.app: Any = None
         self.faces = 0  # kept, in this job
         self._embedding_rows: dict[int, int] = {}  # row -> its first face's array row
@@ -341,24 +337,3 @@ class FaceAnalyzer(BatchedModel):
 def _run_genderage(model: Any, blob: np.ndarray) -> np.ndarray:
     inputs = {model.input_name: np.ascontiguousarray(blob, dtype=np.float32)}
     return model.session.run(model.output_names, inputs)[0]
-
-
-def run_faces_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    pack: str = _SPEC.model_keys["pack"],
-    min_face_size: float = DEFAULT_MIN_FACE_SIZE,
-    min_score: float = DEFAULT_MIN_SCORE,
-    det_size: int = DEFAULT_DET_SIZE,
-    device: str = "auto",
-    threads: int = 2,
-    gate_on_objects: bool = False,
-) -> FaceAnalyzer:
-    """Analyse the faces of a job's shards with one model load (``run_model_job``); with
-    ``gate_on_objects`` only the images the objects job flagged ``has_person``. Returns the
-    analyzer (``stats``: timings; ``faces``: faces kept)."""
-    analyzer = FaceAnalyzer(
-        pack, min_face_size, min_score, det_size, device, threads, gate_on_objects
-    )
-    return run_model_job(analyzer, layout, job, shards, threads)

@@ -2,10 +2,13 @@
 ``detect`` tier.
 
 The prompts (``person``, ``traffic sign``, ...) are joined once per job into GroundingDINO's
-text (``"person. traffic sign."``) and tokenised once; the images of a batch run through the
-model together with that text (OPP-3), one forward pass per image shape in the batch. Each
-image's true region is resized and normalised by the model's own image processor; images of
-one shape need no padding, so no result depends on the other images of its batch.
+text (``"person. traffic sign."``), tokenised and encoded by the text backbone once per job;
+the images of a batch run through the model together with that text (OPP-3), one forward
+pass per input shape in the batch. Each image's true region is fed at the tier's own size
+when its short edge lies in ``input_short_edge`` (GroundingDINO's training range), else
+resized into it, and normalised as the model's image processor does, on the model's device
+(``objects_input``); images of one shape need no padding, so no result depends on the
+other images of its batch. ``compile``: the forward pass through ``torch.compile``.
 
 A detection is kept when its score (the highest token probability, as GroundingDINO's
 post-processing computes it) exceeds ``box_threshold``; its label is the prompt with the most
@@ -33,29 +36,48 @@ from typing import Any
 import numpy as np
 import torch
 
+from imganalyzer.config import Settings
 from imganalyzer.decode.tiers import TierReader
-from imganalyzer.layout import Layout
+from imganalyzer.modules.objects_input import (
+    CompiledForward,
+    InputSize,
+    Normalisation,
+    encode_text_once,
+    model_pixels,
+)
 from imganalyzer.runtime.batched import BatchedModel
-from imganalyzer.runtime.batches import RowBatch, TierBatches
-from imganalyzer.runtime.job import run_model_job
+from imganalyzer.runtime.batches import PaddedImages, RowBatch, TierBatches
 from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
 from imganalyzer.runtime.weights import downloads_allowed
 
 log = logging.getLogger(__name__)
 
-_SPEC = MODELS["objects"]
 
-DEFAULT_PROMPTS = (
-    "person", "face", "text", "sign", "document", "screen", "car", "bicycle", "motorcycle",
-    "bus", "animal", "dog", "cat", "bird", "horse", "food", "building", "tree", "flower",
-    "mountain", "beach", "boat", "sky", "water",
-)  # fmt: skip
-DEFAULT_TEXT_LABELS = ("text", "sign", "document", "screen")
-DEFAULT_PERSON_LABELS = ("person", "face")
-DEFAULT_BOX_THRESHOLD = 0.35
-DEFAULT_TEXT_THRESHOLD = 0.25
-DEFAULT_MAX_DETECTIONS = 100
+@dataclass(frozen=True)
+class ObjectSettings(Settings):
+    """The ``objects`` section: a GroundingDINO ``model`` (repo id or folder), its prompts,
+    thresholds, the labels that set has_text and has_person, the detector's input size
+    (``input_short_edge`` range, sides a multiple of ``input_multiple``) and ``compile``."""
+
+    section = "objects"
+    model: str
+    prompts: tuple[str, ...]
+    box_threshold: float
+    text_threshold: float
+    text_labels: tuple[str, ...]
+    person_labels: tuple[str, ...]
+    max_detections: int
+    input_short_edge: tuple[int, int]
+    input_multiple: int
+    compile: bool
+    batch_size: int | str
+    device: str
+
+
+# The blank image the prompts' text is encoded with once per job (any size does: BERT reads
+# only the tokens; large enough for every feature level of the backbone).
+TEXT_PROBE_SIDE = 256
 # Submodules kept in fp32 when the model runs in bf16 (class names or module paths): the
 # multi-scale deformable attention adds small sampling offsets to reference points (bf16's
 # 8-bit mantissa moves a location by up to ~0.2 cell of the finest feature map), and the class
@@ -302,32 +324,25 @@ def _where_it_looked(model: str) -> str:
 class ObjectDetector(BatchedModel):
     """A GroundingDINO checkpoint (Hugging Face repo id or local folder) and its prompts."""
 
-    spec = _SPEC
+    spec = MODELS["objects"]
     half_precision_safe = True  # with FP32_MODULES kept in fp32
 
     def __init__(
-        self,
-        model: str = _SPEC.model_keys["model"],
-        prompts: Sequence[str] = DEFAULT_PROMPTS,
-        box_threshold: float = DEFAULT_BOX_THRESHOLD,
-        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
-        max_detections: int = DEFAULT_MAX_DETECTIONS,
-        device: str = "auto",
-        batch_size: int | str = "auto",
-        fp32_modules: Iterable[str] = FP32_MODULES,
-        text_labels: Iterable[str] = DEFAULT_TEXT_LABELS,
-        person_labels: Iterable[str] = DEFAULT_PERSON_LABELS,
+        self, settings: ObjectSettings, fp32_modules: Iterable[str] = FP32_MODULES
     ) -> None:
-        super().__init__(device, batch_size)
-        self.model_name = str(model)
+        super().__init__(settings.device, settings.batch_size)
+        self.model_name = settings.model
+        self.input_range, self.input_multiple = settings.input_short_edge, settings.input_multiple
+        self.compile = settings.compile
+        self.compiled: CompiledForward | None = None
         # the prompts and bounds were checked by the config's schema (validate_config)
-        self.labels = tuple(normalise_label(prompt) for prompt in prompts)
-        self.box_threshold, self.text_threshold = float(box_threshold), float(text_threshold)
-        self.max_detections = int(max_detections)
+        self.labels = tuple(normalise_label(prompt) for prompt in settings.prompts)
+        self.box_threshold, self.text_threshold = settings.box_threshold, settings.text_threshold
+        self.max_detections = settings.max_detections
         self.fp32_modules = frozenset(fp32_modules)
         self.fp32_converted: list[str] = []
-        self.text_labels = frozenset(map(normalise_label, text_labels))
-        self.person_labels = frozenset(map(normalise_label, person_labels))
+        self.text_labels = frozenset(map(normalise_label, settings.text_labels))
+        self.person_labels = frozenset(map(normalise_label, settings.person_labels))
         for key, names in (
             ("text_labels", self.text_labels),
             ("person_labels", self.person_labels),
@@ -367,7 +382,14 @@ class ObjectDetector(BatchedModel):
         if dtype != torch.float32:
             self.fp32_converted = keep_in_fp32(model, self.fp32_modules)
         self.model = model
+        image_processor = self.processor.image_processor
+        self.input_size = InputSize(
+            self.input_range, image_processor.size["longest_edge"], self.input_multiple
+        )
+        self.normalisation = Normalisation.of(image_processor)
         self._set_text(device)
+        encode_text_once(model, self.text, probe_side=TEXT_PROBE_SIDE)
+        self.compiled = CompiledForward(model) if self.compile else None
 
     def _set_text(self, device: torch.device) -> None:
         """Tokenise the prompts once and map every token to the prompt it belongs to."""
@@ -391,48 +413,50 @@ class ObjectDetector(BatchedModel):
         self.text = {key: value.to(device) for key, value in encoded.items()}
         self.token_prompt = token_prompt
 
-    def preprocess(self, batch: RowBatch) -> torch.Tensor:
-        """(n, S, S, 3) uint8 padded tier images -> (n, 4, H, W) float32: the model's pixel
-        values of each image's true region (channels 0-2), padded to the batch's largest,
-        and the pixel mask (channel 3: 1 image, 0 padding)."""
-        images = [
-            torch.from_numpy(np.ascontiguousarray(image[:height, :width])).permute(2, 0, 1)
-            for image, (height, width) in zip(batch.data, batch.image_sizes, strict=True)
-        ]
-        features = self.processor.image_processor(images=images, return_tensors="pt")
-        mask = features["pixel_mask"].to(torch.float32)[:, None]
-        return torch.cat([features["pixel_values"].to(torch.float32), mask], dim=1)
+    def preprocess(self, batch: RowBatch) -> PaddedImages:
+        """The padded tier images as uint8 tensors: resizing and normalisation run on the
+        model's device (``predict_batch``), never on the loader's CPU."""
+        return PaddedImages.from_rows(batch)
 
-    def predict_batch(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> token probabilities (n, queries, tokens) and boxes (n, queries, 4), float32.
+    def predict_batch(self, inputs: PaddedImages) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded uint8 tier images on the device -> token probabilities (n, queries, tokens)
+        and boxes (n, queries, 4: cx, cy, w, h relative to the image), float32.
 
-        One forward pass per image shape in the batch, each without padding: padding changes
-        what the backbone sees near the image's edges, so a result would depend on which
-        images share its batch. Photos of one library come in a few shapes (4:3, 3:2, 16:9,
-        each way up), so the batches stay large."""
-        mask = inputs[:, 3] > 0
-        heights, widths = mask[:, :, 0].sum(dim=1), mask[:, 0, :].sum(dim=1)
-        shapes = torch.stack([heights, widths], dim=1)
+        One forward pass per input shape (``input_size``) in the batch, each without padding:
+        padding changes what the backbone sees near the image's edges, so a result would
+        depend on which images share its batch. Photos of one library come in a few shapes
+        (4:3, 3:2, 16:9, each way up), so the batches stay large."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for row, (height, width) in enumerate(inputs.sizes.tolist()):
+            groups.setdefault(self.input_size.of(height, width), []).append(row)
         probs: torch.Tensor | None = None
         boxes: torch.Tensor | None = None
-        for shape in torch.unique(shapes, dim=0):
-            rows = torch.nonzero((shapes == shape).all(dim=1)).flatten()
-            height, width = (int(v) for v in shape)
-            group_probs, group_boxes = self._forward(inputs[rows, :3, :height, :width])
+        for size, rows in sorted(groups.items()):  # shape order, as torch.unique's
+            pixels = model_pixels(inputs, rows, size, self.normalisation).to(self.dtype)
+            group_probs, group_boxes = self._forward(pixels)
             if probs is None or boxes is None:
                 probs = group_probs.new_empty((len(inputs), *group_probs.shape[1:]))
                 boxes = group_boxes.new_empty((len(inputs), *group_boxes.shape[1:]))
-            probs[rows], boxes[rows] = group_probs, group_boxes
+            index = torch.tensor(rows, device=group_probs.device)
+            probs[index], boxes[index] = group_probs, group_boxes
         assert probs is not None and boxes is not None  # a batch has at least one image
         return probs, boxes
 
     def _forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 3, H, W) normalised pixels in the model's dtype -> probabilities, boxes."""
         n = len(pixel_values)
         text = {key: value.expand(n, -1) for key, value in self.text.items()}
-        outputs = self.model(pixel_values=pixel_values, **text)
+        forward = self.compiled or self.model
+        outputs = forward(pixel_values=pixel_values, **text)
         n_tokens = text["input_ids"].shape[1]
         probs = outputs.logits[..., :n_tokens].float().sigmoid()
         return probs, outputs.pred_boxes.float()
+
+    def summary_fields(self) -> dict[str, Any]:
+        if self.compiled is None:
+            return {}
+        shapes = sorted({shape[:2] for shape in self.compiled.shapes})
+        return {"compiled_shapes": shapes, "compile_s": round(self.compiled.compile_s, 1)}
 
     def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor]) -> list[Detections]:
         probs, boxes = (tensor.cpu() for tensor in outputs)
@@ -472,7 +496,7 @@ class ObjectDetector(BatchedModel):
         return {"model": self.model_id, **fields}
 
 
-# --- Jobs ---------------------------------------------------------------------------------
+# --- Reading the tier ---------------------------------------------------------------------
 class _SizeRecordingBatches(TierBatches):
     """Tier batches that remember each manifest row's tier size (boxes fall back to it)."""
 
@@ -484,29 +508,3 @@ class _SizeRecordingBatches(TierBatches):
         batch = super().read(start, stop)
         self.sizes[self.manifest_rows(batch.indices)] = batch.image_sizes
         return batch
-
-
-def run_objects_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    model: str = _SPEC.model_keys["model"],
-    prompts: Sequence[str] = DEFAULT_PROMPTS,
-    box_threshold: float = DEFAULT_BOX_THRESHOLD,
-    text_threshold: float = DEFAULT_TEXT_THRESHOLD,
-    text_labels: Sequence[str] = DEFAULT_TEXT_LABELS,
-    person_labels: Sequence[str] = DEFAULT_PERSON_LABELS,
-    max_detections: int = DEFAULT_MAX_DETECTIONS,
-    device: str = "auto",
-    batch_size: int | str = "auto",
-    threads: int = 2,
-) -> ObjectDetector:
-    """Detect the prompts in every decoded image of a job's shards with one model load
-    (``run_model_job``). Boxes are in the original image's pixels (``width``/``height`` of
-    the technical rows; an image whose row lacks them gets tier pixels, with a warning).
-    Returns the detector (``stats``: timings)."""
-    detector = ObjectDetector(
-        model, prompts, box_threshold, text_threshold, max_detections, device, batch_size,
-        text_labels=text_labels, person_labels=person_labels,
-    )  # fmt: skip
-    return run_model_job(detector, layout, job, shards, threads)

@@ -22,10 +22,10 @@ The detector and the backends live in ``ocr_backends``; this file holds the rows
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,20 +34,18 @@ from typing import Any
 import numpy as np
 
 from imganalyzer.catalog.manifests import Entry
+from imganalyzer.config import Settings
 from imganalyzer.decode.jobs import ImageSkipped, check_version
 from imganalyzer.decode.readers import DecodedImage, DecodeError, decode_image
-from imganalyzer.layout import Layout
 from imganalyzer.modules.ocr_backends import OcrBackend, OcrLine, make_backend
 from imganalyzer.results import OK
 from imganalyzer.runtime.batched import BatchedModel
 from imganalyzer.runtime.batches import HostItems, RowBatch, RowFailure
-from imganalyzer.runtime.job import JobShard, run_model_job
+from imganalyzer.runtime.jobshard import JobShard
 from imganalyzer.runtime.registry import MODELS
 
 log = logging.getLogger(__name__)
 
-_SPEC = MODELS["ocr"]
-BACKENDS = ("rapidocr", "trocr")
 SKIPPED_NO_TEXT = "no text"
 # The rapidocr backend reads up to one image per job thread at once, each with one ONNX
 # Runtime thread: on 2 cores two images at once read 1.3-1.4x faster than one image with both
@@ -115,6 +113,22 @@ def skipped_fields(backend: str) -> dict[str, Any]:
 
 
 # --- The job ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OcrSettings(Settings):
+    """The ``ocr`` section, and the library the originals are read from (at no more than
+    ``max_side`` pixels on the long edge, nor ``max_pixels`` in all)."""
+
+    section = "ocr"
+    backend: str
+    trocr_model: str
+    max_side: int
+    max_regions: int
+    min_confidence: float
+    library: str
+    max_pixels: int
+    device: str
+
+
 @dataclass
 class OcrCounts:
     """What one OCR job did, by row."""
@@ -150,26 +164,16 @@ class OcrReader(BatchedModel):
     to a pool of ``images_at_once`` threads and returns at once; ``postprocess`` (the
     writer thread) waits for the results, so the pool stays busy across batches."""
 
-    spec = _SPEC
+    spec = MODELS["ocr"]
     on_torch = False
-    inputs = ("objects",)
 
-    def __init__(
-        self,
-        library: str | os.PathLike,
-        backend: str = _SPEC.model_keys["backend"],
-        trocr_model: str = _SPEC.model_keys["trocr_model"],
-        max_side: int = 2048,
-        max_regions: int = 64,
-        min_confidence: float = 0.5,
-        max_pixels: int = 200_000_000,
-        device: str = "auto",
-    ) -> None:
-        super().__init__(device, batch_size="auto")
-        self.library, self.backend, self.trocr_model = Path(library), backend, trocr_model
-        self.max_side, self.max_regions, self.max_pixels = max_side, max_regions, max_pixels
-        self.min_confidence = min_confidence
-        self.name = backend if backend == "rapidocr" else f"trocr:{trocr_model}"
+    def __init__(self, settings: OcrSettings) -> None:
+        super().__init__(settings.device, batch_size="auto")
+        self.library, self.backend = Path(settings.library), settings.backend
+        self.trocr_model, self.max_side = settings.trocr_model, settings.max_side
+        self.max_regions, self.max_pixels = settings.max_regions, settings.max_pixels
+        self.min_confidence = settings.min_confidence
+        self.name = self.backend if self.backend == "rapidocr" else f"trocr:{self.trocr_model}"
         self.counts = OcrCounts()
         self.use_threads(2)
 
@@ -237,6 +241,16 @@ class OcrReader(BatchedModel):
     def summary_fields(self) -> dict[str, Any]:
         return dataclasses.asdict(self.counts)
 
+    @contextlib.contextmanager
+    def job_context(self) -> Iterator[None]:
+        """Logs what the job did by row, once it has written them."""
+        yield
+        c = self.counts
+        log.info(
+            "ocr: %d read, %d skipped (no text), %d errors, %d lines; %s",
+            c.read, c.skipped, c.errors, c.lines, self.name,
+        )  # fmt: skip
+
 
 def _recognise(
     entry: Entry, decoded: DecodedImage | RowFailure, reader: OcrBackend, min_confidence: float
@@ -257,31 +271,6 @@ def _recognise(
         if line.confidence >= min_confidence
     ]
     return text_fields(reader.name, kept)
-
-
-def run_ocr_job(
-    layout: Layout,
-    job: str,
-    shards: Sequence[str],
-    library: str | os.PathLike,
-    backend: str = _SPEC.model_keys["backend"],
-    trocr_model: str = _SPEC.model_keys["trocr_model"],
-    max_side: int = 2048,
-    max_regions: int = 64,
-    min_confidence: float = 0.5,
-    max_pixels: int = 200_000_000,
-    device: str = "auto",
-    threads: int = 2,
-) -> OcrReader:
-    """Read the text of the images that ``objects`` flagged in a job's shards, with one
-    backend load (``run_model_job``). ``threads``: CPU threads of the job (see
-    ``OcrReader.use_threads``). Returns the reader (``stats``: timings; ``counts``)."""
-    reader = OcrReader(
-        library, backend, trocr_model, max_side, max_regions, min_confidence, max_pixels, device
-    )
-    run_model_job(reader, layout, job, shards, threads)
-    _log_counts(reader)
-    return reader
 
 
 def _images_at_once(backend: str, threads: int) -> int:
@@ -305,11 +294,3 @@ def _decode(
     except Exception as error:  # noqa: BLE001 (one image never fails the shard)
         log.exception("internal error decoding %s", entry.path)
         return RowFailure(f"internal error: {type(error).__name__}: {error}")
-
-
-def _log_counts(reader: OcrReader) -> None:
-    c = reader.counts
-    log.info(
-        "ocr: %d read, %d skipped (no text), %d errors, %d lines; %s",
-        c.read, c.skipped, c.errors, c.lines, reader.name,
-    )  # fmt: skip

@@ -12,12 +12,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from imganalyzer.runtime.registry import MODELS, ModelNotFoundError
+from imganalyzer.runtime.registry import ModelNotFoundError
 from imganalyzer.runtime.weights import hf_load_path
 
 log = logging.getLogger(__name__)
 
-_SPEC = MODELS["ocr"]
 # Text lines recognised per TrOCR forward pass (a line crop is 384 x 384 px for the model).
 TROCR_BATCH_SIZE = 16
 # A printed line rarely needs more tokens; the cap bounds the cost of a runaway decode.
@@ -66,7 +65,7 @@ class OcrBackend(Protocol):
 
 
 # --- Detection --------------------------------------------------------------------------------
-def rapidocr_engine(threads: int = 1, device: str = "auto", max_side: int = 2048) -> Any:
+def rapidocr_engine(threads: int, device: str, max_side: int) -> Any:
     """A quiet RapidOCR engine whose call runs detection only (the job crops and recognises).
 
     Its recogniser and classifier load on first use; ``threads``: ONNX Runtime intra-op
@@ -174,10 +173,10 @@ class RapidOcrBackend(DetectThenRecognise):
 
     def __init__(
         self,
-        max_regions: int = 64,
-        threads: int = 1,
-        device: str = "auto",
-        max_side: int = 2048,
+        max_regions: int,
+        threads: int,
+        device: str,
+        max_side: int,
         use_angle_classifier: bool = True,
     ) -> None:
         self.engine = rapidocr_engine(threads, device, max_side)
@@ -228,11 +227,11 @@ class TrOcrBackend(DetectThenRecognise):
 
     def __init__(
         self,
-        model: str = _SPEC.model_keys["trocr_model"],
-        max_regions: int = 64,
-        threads: int = 1,
-        device: str = "auto",
-        max_side: int = 2048,
+        model: str,
+        max_regions: int,
+        threads: int,
+        device: str,
+        max_side: int,
         batch_size: int = TROCR_BATCH_SIZE,
         max_new_tokens: int = TROCR_MAX_NEW_TOKENS,
     ) -> None:
@@ -310,14 +309,9 @@ def load_trocr(model: str) -> tuple[Any, Any]:
 
 
 def make_backend(
-    backend: str = "rapidocr",
-    trocr_model: str = _SPEC.model_keys["trocr_model"],
-    max_regions: int = 64,
-    threads: int = 1,
-    device: str = "auto",
-    max_side: int = 2048,
+    backend: str, trocr_model: str, max_regions: int, threads: int, device: str, max_side: int
 ) -> DetectThenRecognise:
-    """The configured backend (one of ``BACKENDS``, as the schema allows), its models loaded."""
+    """The configured backend (rapidocr or trocr, as the schema allows), its models loaded."""
     if backend == "trocr":
         return TrOcrBackend(trocr_model, max_regions, threads, device, max_side)
     return RapidOcrBackend(max_regions, threads, device, max_side)

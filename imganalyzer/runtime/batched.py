@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from imganalyzer.layout import Layout
 from imganalyzer.progress import Progress
 from imganalyzer.results import read_rows
 from imganalyzer.runtime.batches import (
@@ -139,7 +140,7 @@ class RunStats:
 class BatchedModel(ABC):
     """Base of the model modules; see the module docstring for the contract."""
 
-    spec: ClassVar[ModelSpec | None] = None  # its registry entry: sets the three below
+    spec: ClassVar[ModelSpec | None] = None  # its registry entry: sets the five below
     module: ClassVar[str]  # for logs: "embedding"
     tier: ClassVar[str | None]  # the tier it reads (None: reads no pixels)
     default_batch_size: int  # a class's, from its spec; a host model may set its own
@@ -161,6 +162,19 @@ class BatchedModel(ABC):
         if cls.spec is not None:
             cls.module, cls.tier = cls.spec.module, cls.spec.tier
             cls.default_batch_size = cls.spec.default_batch_size
+            cls.inputs, cls.input_arrays = cls.spec.inputs, cls.spec.input_arrays
+
+    @classmethod
+    def for_job(cls, settings: Any, layout: Layout, gated: bool) -> BatchedModel:
+        """A workflow job's model from its ``config.Settings``; ``gated``: reads the gate's rows."""
+        model = cls(settings)  # a module's own __init__ takes its settings
+        if gated and cls.spec and cls.spec.gate:
+            model.inputs = (*cls.spec.inputs, cls.spec.gate)
+        return model
+
+    def job_context(self) -> contextlib.AbstractContextManager:
+        """Held around a whole job (``runtime.job.run_model_job``)."""
+        return contextlib.nullcontext()
 
     def __init__(self, device: str = "auto", batch_size: int | str = "auto") -> None:
         self.requested_device, self.requested_batch_size = device, batch_size

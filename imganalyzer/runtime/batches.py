@@ -79,6 +79,50 @@ class PaddedImages:
         ]
 
 
+class EncodedImages:
+    """Tier images still JPEG-encoded on their way to the device, for models that decode
+    them there (``decode``: nvJPEG on CUDA): ``chunks`` one uint8 tensor of JPEG bytes per
+    image (of the padded (S, S, 3) image), ``sizes`` (n, 2) int64 true (height, width). The
+    loader only reads bytes; ``to`` keeps them on the host and notes the device."""
+
+    def __init__(self, chunks: list[torch.Tensor], sizes: torch.Tensor, device: Any = None):
+        self.chunks, self.sizes, self.device = chunks, sizes, device
+
+    @classmethod
+    def from_rows(cls, batch: RowBatch) -> EncodedImages:
+        import torch
+
+        chunks = [
+            torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy()) for data in batch.data
+        ]
+        return cls(chunks, torch.from_numpy(np.asarray(batch.sizes, dtype=np.int64)))
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, rows: slice) -> EncodedImages:
+        return EncodedImages(self.chunks[rows], self.sizes[rows], self.device)
+
+    def pin_memory(self) -> EncodedImages:
+        return self
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> EncodedImages:
+        return EncodedImages(self.chunks, self.sizes, device)
+
+    def is_floating_point(self) -> bool:
+        return False
+
+    def decode(self) -> PaddedImages:
+        """The images decoded on the noted device (torchvision's ``decode_jpeg``: nvJPEG on
+        CUDA, libjpeg-turbo on the CPU), as ``PaddedImages``."""
+        import torch
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        device = self.device or "cpu"
+        pixels = decode_jpeg(self.chunks, mode=ImageReadMode.RGB, device=device)
+        return PaddedImages(torch.stack(pixels), self.sizes)
+
+
 class HostItems:
     """Per-image inputs that stay on the host (decoded images, JPEG bytes) for models that
     do not run in torch (onnxruntime, a remote API): the runtime slices them by rows and
@@ -108,7 +152,7 @@ class HostItems:
 
 if TYPE_CHECKING:
     # What ``preprocess`` makes: the runtime slices it by rows, pins it and moves it.
-    ModelInputs: TypeAlias = torch.Tensor | PaddedImages | HostItems
+    ModelInputs: TypeAlias = torch.Tensor | PaddedImages | EncodedImages | HostItems
 
 
 @dataclass(frozen=True)
@@ -148,11 +192,14 @@ class TierBatches:
 
     def read(self, start: int, stop: int) -> RowBatch:
         if self.rows is None:
-            images, sizes, ok = self.reader.read(self.tier, start, stop)
+            images, sizes, ok = self._read_slice(start, stop)
         else:
             images, sizes, ok = self._read_rows(self.rows[start:stop])
         keep = np.flatnonzero(ok)
         return RowBatch(start + keep, images[keep], sizes[keep])
+
+    def _read_slice(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.reader.read(self.tier, start, stop)
 
     def manifest_rows(self, indices: np.ndarray) -> np.ndarray:
         """The manifest rows of this source's rows ``indices``."""
@@ -162,15 +209,26 @@ class TierBatches:
         """The tier images of ``rows``: one slice when they lie close together (a chunk is
         decoded once), else one slice per run of consecutive rows (few rows of many)."""
         if not len(rows):
-            return self.reader.read(self.tier, 0, 0)
+            return self._read_slice(0, 0)
         first, last = int(rows[0]), int(rows[-1]) + 1
         if last - first <= 2 * len(rows):
-            images, sizes, ok = self.reader.read(self.tier, first, last)
+            images, sizes, ok = self._read_slice(first, last)
             return images[rows - first], sizes[rows - first], ok[rows - first]
         runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
-        parts = [self.reader.read(self.tier, int(run[0]), int(run[-1]) + 1) for run in runs]
+        parts = [self._read_slice(int(run[0]), int(run[-1]) + 1) for run in runs]
         images, sizes, ok = (np.concatenate([part[i] for part in parts]) for i in range(3))
         return images, sizes, ok
+
+
+class EncodedTierBatches(TierBatches):
+    """``TierBatches`` of a JPEG tier whose ``RowBatch.data`` is each image's JPEG bytes, an
+    (n,) object array (``TierReader.read_encoded``), for a model that decodes on its device."""
+
+    def _read_slice(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        chunks, sizes, ok = self.reader.read_encoded(self.tier, start, stop)
+        data = np.empty(len(chunks), dtype=object)
+        data[:] = chunks
+        return data, sizes, ok
 
 
 class ArrayBatches:

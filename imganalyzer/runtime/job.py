@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,12 +32,11 @@ from imganalyzer.results import ERROR, error_row, ok_row
 from imganalyzer.runtime.batched import NOT_DECODED, BatchedModel
 from imganalyzer.runtime.batches import ConcatenatedBatches, RowFailure
 from imganalyzer.runtime.jobshard import JobShard
+from imganalyzer.runtime.registry import MODELS, TECHNICAL
 from imganalyzer.store import ResultsStore
 
 log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BatchedModel)
-
-TECHNICAL = "technical"
 
 
 def read_job_shard(store: ResultsStore, model: BatchedModel, shard: str) -> JobShard:
@@ -82,30 +81,47 @@ def run_model_job(
     shard's rows (``layout.rows``), its array (``layout.array``) where the model makes one,
     and last the job's summary (``layout.job_summary``). ``threads``: CPU threads of the
     job (``model.use_threads``). Returns the model, whose ``stats`` hold the timings."""
-    loader_threads = model.use_threads(threads)
-    store = ResultsStore(layout)
-    plans = [_plan(model, read_job_shard(store, model, shard)) for shard in shards]
-    model.load()
-    sources = [model.source(plan.shard, plan.todo) for plan in plans]
-    stream = ConcatenatedBatches(sources)
-    for plan, offset in zip(plans, stream.offsets, strict=False):
-        plan.offset = int(offset)
-    results: list[Any] = [None] * stream.n_rows
-    checkpoint = _Checkpoint(model, store, plans, results)
+    with model.job_context():
+        loader_threads = model.use_threads(threads)
+        store = ResultsStore(layout)
+        plans = [_plan(model, read_job_shard(store, model, shard)) for shard in shards]
+        model.load()
+        sources = [model.source(plan.shard, plan.todo) for plan in plans]
+        stream = ConcatenatedBatches(sources)
+        for plan, offset in zip(plans, stream.offsets, strict=False):
+            plan.offset = int(offset)
+        results: list[Any] = [None] * stream.n_rows
+        checkpoint = _Checkpoint(model, store, plans, results)
 
-    def deliver(indices: np.ndarray, batch_results: Sequence[Any]) -> None:
-        for index, result in zip(indices.tolist(), batch_results, strict=True):
-            results[index] = result
-        checkpoint.delivered(len(indices), int(indices[-1]) if len(indices) else -1)
+        def deliver(indices: np.ndarray, batch_results: Sequence[Any]) -> None:
+            for index, result in zip(indices.tolist(), batch_results, strict=True):
+                results[index] = result
+            checkpoint.delivered(len(indices), int(indices[-1]) if len(indices) else -1)
 
-    try:
-        model.run(stream, deliver, loader_threads=loader_threads)
-    except BaseException:
-        checkpoint.save_partial()
-        raise
-    model.stats.errors = sum(_write_shard(model, store, plan, results) for plan in plans)
-    store.write_summary(model.module, job, job_summary(model, shards))
+        try:
+            model.run(stream, deliver, loader_threads=loader_threads)
+        except BaseException:
+            checkpoint.save_partial()
+            raise
+        model.stats.errors = sum(_write_shard(model, store, plan, results) for plan in plans)
+        store.write_summary(model.module, job, job_summary(model, shards))
     return model
+
+
+def run_module_job(
+    module: str,
+    layout: Layout,
+    job: str,
+    params: Mapping[str, Any],
+    threads: int = 2,
+    inputs: Collection[str] = (),
+) -> BatchedModel:
+    """A job of a model rule (models.smk): the module's model, built from its registry entry
+    and the rule's ``params``, over the job's shards. ``inputs``: the rule's input names."""
+    spec = MODELS[module]
+    settings = spec.settings_type().from_config(spec.config_of(params))
+    model: BatchedModel = spec.model_class().for_job(settings, layout, gated=spec.gate in inputs)
+    return run_model_job(model, layout, job, params["shards"], threads)
 
 
 def _plan(model: BatchedModel, shard: JobShard) -> _Plan:

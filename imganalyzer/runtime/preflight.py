@@ -1,31 +1,40 @@
-"""Preflight: every configured model is found before any job starts.
+"""Preflight and ``imganalyzer models fetch``: every configured model found before any job.
 
 The Snakefile calls ``check_models`` in the main process (never in a cluster job's
 re-parse). A model counts as available when it is on disk (a local path or the library's
 cache) or, for one that can be downloaded, when downloads are allowed (HF_HUB_OFFLINE not
-set) and its host answers one TCP connection within a few seconds: no retries, no
-minutes of back-off. Everything missing is reported in one message with where each model
+set) and its host answers one request within a few seconds: no retries, no minutes of
+back-off. Everything missing is reported in one message with where each model
 was looked for, the fetch command and the ``--config modules=...`` that runs without it.
+
+``fetch_models`` (the fetch command) probes the same way before it downloads anything, so
+that without internet it ends in seconds with one message naming what is missing and the
+cache folders to copy from a machine that has the models: never the command that just
+failed.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+import http.client
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
-from imganalyzer.config import ConfigError
-from imganalyzer.runtime import registry as models
-from imganalyzer.runtime import weights as model_weights
-from imganalyzer.runtime.registry import FETCH_COMMAND, ModelLocation
+from imganalyzer.errors import ConfigError
+from imganalyzer.runtime import weights
+from imganalyzer.runtime.registry import (
+    FETCH_COMMAND,
+    MODELS,
+    ModelLocation,
+    ModelNotFoundError,
+    configured_modules,
+)
 
 CONNECT_TIMEOUT_S = 3.0
-# Modules that read another module's results: without the first they cannot run either.
-NEEDS = {"aesthetic": "embedding", "ocr": "objects"}
+Probe = Callable[[str], bool]  # host (a name, or an origin ``http://name:port``) -> answers?
 
 
 class ModelsMissing(ConfigError):
@@ -36,100 +45,238 @@ class ModelsMissing(ConfigError):
 class MissingModel:
     location: ModelLocation
     reason: str
+    hint: str = ""  # how to provide it, beside the fetch command
+    cache: weights.Cache | None = None  # the folder a download would have filled
 
 
-def check_models(config: Mapping[str, Any], reachable: Callable[[str], bool] | None = None) -> None:
+def check_models(config: Mapping[str, Any], reachable: Probe | None = None) -> None:
     """Raise ModelsMissing (one message for every missing model) unless every configured
-    model can be loaded. ``reachable(host)``: the network probe (tests replace it)."""
+    model of the validated ``config`` can be loaded. ``reachable(host)``: the network probe."""
     missing = missing_models(config, reachable or host_reachable)
     if missing:
         raise ModelsMissing(missing_message(missing, config))
 
 
-def missing_models(
-    config: Mapping[str, Any], reachable: Callable[[str], bool]
-) -> list[MissingModel]:
+@dataclass(frozen=True)
+class _Wanted:
+    """A configured model, where it loads from, and where a download of it comes from."""
+
+    location: ModelLocation
+    kind: weights.WeightsKind
+    host: str | None  # None: on disk, or nothing to download
+
+
+def _wanted(config: Mapping[str, Any], probes: HostProbes | None) -> list[_Wanted]:
+    """Every configured model in registry order; the host of each one not on disk is handed
+    to ``probes`` as soon as it is known. Open_clip's come last (locating them imports
+    torch): the other hosts are probed meanwhile."""
+    modules = configured_modules(config)
+    slow = weights.KINDS["open_clip"]
+    found = {}
+    for module in sorted(modules, key=lambda m: weights.chosen(m, config)[0] is slow):
+        kind, names = weights.chosen(module, config)
+        location = weights.locate(module, config)
+        host = None if location.present else kind.host(*names)
+        if host is not None and probes is not None and weights.downloads_allowed():
+            probes.start(host)
+        found[module] = _Wanted(location, kind, host)
+    return [found[module] for module in modules]
+
+
+def _unavailable(wanted: _Wanted, probes: HostProbes) -> str | None:
+    """Why a model not on disk cannot be downloaded now (None: it can)."""
+    if wanted.kind.missing:
+        return wanted.kind.missing
+    if wanted.host is None:
+        return "not there, and it is not something that can be downloaded"
+    if not weights.downloads_allowed():
+        return "not in the cache, and HF_HUB_OFFLINE is set"
+    if not probes.result(wanted.host):
+        return f"not in the cache, and {wanted.host} cannot be reached"
+    return None
+
+
+def _missing(wanted: _Wanted, reason: str, config: Mapping[str, Any]) -> MissingModel:
+    module = wanted.location.module
+    hint = wanted.kind.hint.format(module=module)
+    return MissingModel(wanted.location, reason, hint, weights.cache(module, config))
+
+
+def missing_models(config: Mapping[str, Any], reachable: Probe) -> list[MissingModel]:
+    probes = HostProbes(reachable)
     found = []
-    for module in models.configured_modules(config):
-        location = model_weights.locate(module, config)
-        if location.present:
+    for wanted in _wanted(config, probes):
+        if wanted.location.present:
             continue
-        host = download_host(module, config)
-        if module == "cloud":
-            reason = "its API key variable is not set"
-        elif host is None:
-            reason = "not there, and it is not something that can be downloaded"
-        elif not model_weights.downloads_allowed():
-            reason = "not in the cache, and HF_HUB_OFFLINE is set"
-        elif not reachable(host):
-            reason = f"not in the cache, and {host} cannot be reached"
-        else:
-            continue  # the job downloads it
-        found.append(MissingModel(location, reason))
+        reason = _unavailable(wanted, probes)
+        if reason is not None:  # else the job downloads it
+            found.append(_missing(wanted, reason, config))
     return found
 
 
 def missing_message(missing: list[MissingModel], config: Mapping[str, Any]) -> str:
     lines = ["Configured models are missing; nothing was run:"]
+    lines += _listed(missing)
+    caches = _cache_lines(missing)
+    if caches:
+        lines.append(
+            f"Fetch them with `{FETCH_COMMAND}` on a machine with internet; where there is "
+            "none, copy these folders from one that has the models (or set the variable):"
+        )
+        lines += caches
+        lines.append("Or set a local path in config.yaml, or run without them:")
+    else:
+        lines.append("Set a local path in config.yaml, or run without them:")
+    without = modules_without(config, {item.location.module for item in missing})
+    lines.append(f"  snakemake --config modules='[{', '.join(without)}]'")
+    lines += [f"  ({item.location.module}: {item.hint})" for item in missing if item.hint]
+    return "\n".join(lines)
+
+
+def _listed(missing: list[MissingModel]) -> list[str]:
+    lines = []
     for item in missing:
         loc = item.location
         lines.append(f"  {loc.module}: {loc.model}: {item.reason}")
         lines.append(f"      looked in {loc.source}")
-    without = modules_without(config, {item.location.module for item in missing})
-    lines += [
-        f"Fetch them with `{FETCH_COMMAND}` (on a machine with internet; copy the caches to "
-        "offline nodes), set a local path in config.yaml, or run without them:",
-        f"  snakemake --config modules='[{', '.join(without)}]'",
-    ]
-    if "cloud" in {item.location.module for item in missing}:
-        lines.append("  (cloud: export the API key variable named by cloud.api_key_env)")
-    return "\n".join(lines)
+    return lines
 
 
 def modules_without(config: Mapping[str, Any], missing: set[str]) -> list[str]:
-    """The configured modules minus the missing ones and those that need them."""
+    """The configured modules minus the missing ones and those that read their results."""
     gone = set(missing)
-    gone |= {module for module, needed in NEEDS.items() if needed in gone}
+    while more := {m for m, spec in MODELS.items() if gone.intersection(spec.needs)} - gone:
+        gone |= more
     return [module for module in config.get("modules", ()) if module not in gone]
 
 
-def download_host(module: str, config: Mapping[str, Any]) -> str | None:
-    """The host a missing model would be downloaded from; None: it cannot be downloaded."""
-    settings = models.model_settings(module, config)
-    hub = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    if module == "embedding":
-        name, pretrained = settings["model"], settings["pretrained"]
-        if not model_weights._is_downloadable(name, pretrained):
-            return None
-        if name.startswith("hf-hub:"):
-            return hub
-        tag = model_weights._pretrained_tag_config(name, pretrained)
-        repo, _, url = model_weights._tag_source(tag)
-        return hub if repo else urlparse(url).hostname
-    if module == "aesthetic":
-        weights = settings["weights"]
-        return urlparse(weights).hostname if model_weights.is_url(weights) else None
-    if module == "faces":
-        return None if _is_local(settings["pack"]) else "github.com"
-    if module == "cloud":
-        return None
-    name = settings["trocr_model"] if module == "ocr" else settings["model"]
-    return None if _is_local(name) else hub
+# ---------------------------------------------------------------- imganalyzer models fetch
 
 
-def _is_local(name: str) -> bool:
-    return Path(name).expanduser().is_dir() or name.startswith((".", "/", "~"))
+@dataclass
+class FetchReport:
+    """What ``fetch_models`` did: the models now on disk (fetched or there before) and the
+    ones it could not provide."""
+
+    present: list[ModelLocation] = field(default_factory=list)
+    missing: list[MissingModel] = field(default_factory=list)
+
+
+def fetch_models(
+    config: Mapping[str, Any],
+    reachable: Probe | None = None,
+    fetch: Callable[[str, Mapping[str, Any]], ModelLocation] = weights.fetch,
+) -> FetchReport:
+    """Download every configured model of ``config`` that is not on disk, when downloads are
+    allowed and its host answers one probe (each host probed once, all at the same time,
+    ``CONNECT_TIMEOUT_S`` at most). Nothing is tried for a model whose host does not answer,
+    so no library spends minutes retrying. ``fetch(module, config)``: the download."""
+    probes = HostProbes(reachable or host_reachable)
+    report = FetchReport()
+    for wanted in _wanted(config, probes):
+        if wanted.location.present:
+            report.present.append(wanted.location)
+            continue
+        reason = _unavailable(wanted, probes)
+        if reason is None:
+            try:
+                report.present.append(fetch(wanted.location.module, config))
+                continue
+            except ModelNotFoundError as error:  # its advice is this command: not repeated
+                reason = error.reason or "download failed"
+        report.missing.append(_missing(wanted, reason, config))
+    return report
+
+
+def fetch_message(report: FetchReport, config: Mapping[str, Any]) -> str:
+    """The fetch command's one message about the models it could not provide: what, where
+    each was looked for, and the cache folders to copy from a machine that has them."""
+    total = len(report.present) + len(report.missing)
+    lines = [f"{len(report.missing)} of {total} configured models could not be fetched:"]
+    lines += _listed(report.missing)
+    caches = _cache_lines(report.missing)
+    if caches:
+        lines.append(
+            "Copy these folders from a machine that has the models (one with internet "
+            "fills them) to the same place here (or elsewhere, with the variable set):"
+        )
+        lines += caches
+    without = modules_without(config, {item.location.module for item in report.missing})
+    lines += [
+        "Or set local paths in the config, or run without them:",
+        f"  snakemake --config modules='[{', '.join(without)}]'",
+    ]
+    lines += [f"  ({item.location.module}: {item.hint})" for item in report.missing if item.hint]
+    return "\n".join(lines)
+
+
+def _cache_lines(missing: Iterable[MissingModel]) -> list[str]:
+    """One line per cache folder the missing models would be downloaded into: where it is
+    here, what it is, the variable that moves it and the modules whose models go there."""
+    by_folder: dict[weights.Cache, list[str]] = {}
+    for item in missing:
+        if item.cache is not None:
+            by_folder.setdefault(item.cache, []).append(item.location.module)
+    width = max((len(str(cache.folder)) for cache in by_folder), default=0)
+    lines = []
+    for cache, modules in by_folder.items():
+        moved = f", or {cache.moved_by}" if cache.moved_by else ""
+        lines.append(f"  {str(cache.folder):<{width}}  {cache.name}{moved} ({', '.join(modules)})")
+    return lines
+
+
+# ---------------------------------------------------------------- the network probe
+
+
+class HostProbes:
+    """One probe per host, started as soon as the host is known and run side by side; a
+    result waits at most ``CONNECT_TIMEOUT_S`` plus a little from the probe's start (a
+    probe still busy then, e.g. stuck in a name lookup, counts as unreachable)."""
+
+    def __init__(self, reachable: Probe) -> None:
+        self.reachable = reachable
+        self.threads: dict[str, threading.Thread] = {}
+        self.answers: dict[str, bool | BaseException] = {}
+
+    def start(self, host: str) -> None:
+        if host not in self.threads:
+
+            def probe() -> None:
+                try:
+                    self.answers[host] = self.reachable(host)
+                except BaseException as error:  # noqa: BLE001 (raised where it is read)
+                    self.answers[host] = error
+
+            # a daemon: a name lookup that hangs never keeps the process alive
+            self.threads[host] = thread = threading.Thread(target=probe, daemon=True)
+            thread.start()
+
+    def result(self, host: str) -> bool:
+        self.start(host)
+        self.threads[host].join(CONNECT_TIMEOUT_S + 0.5)
+        answer = self.answers.get(host, False)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
 
 _PROBED: dict[str, bool] = {}
 
 
 def host_reachable(host: str) -> bool:
-    """One TCP connection to ``host``:443 within CONNECT_TIMEOUT_S (cached per process)."""
+    """Whether ``host`` (a name: https on port 443; or an origin, ``http://mirror:8080``)
+    answers one HEAD request within CONNECT_TIMEOUT_S, through the proxy the environment
+    names as a download would go: any HTTP status counts; no answer, a refused connection or
+    a failed TLS handshake (a firewall or proxy that takes the connection and drops it) do
+    not. Cached per process."""
     if host not in _PROBED:
+        url = (host if "://" in host else f"https://{host}") + "/"
+        request = urllib.request.Request(url, method="HEAD")
         try:
-            socket.create_connection((host, 443), timeout=CONNECT_TIMEOUT_S).close()
+            urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S).close()
             _PROBED[host] = True
-        except OSError:
+        except urllib.error.HTTPError:
+            _PROBED[host] = True  # it answered
+        except (OSError, ValueError, http.client.HTTPException):
             _PROBED[host] = False
     return _PROBED[host]

@@ -5,9 +5,9 @@ A model is named the way its library names it: an open_clip name plus a pretrain
 (``ViT-L-14`` / ``openai``), ``hf-hub:org/repo``, ``local-dir:/folder``, a local weights
 file, or a URL. ``locate`` says where it would load from and whether it is there;
 ``fetch`` downloads it into the library's standard cache (Hugging Face hub cache,
-``~/.cache/clip``, torch hub's ``checkpoints/``). A model that is missing and cannot be
-fetched raises ``ModelNotFoundError``, whose message names the model, where it looked
-and ``imganalyzer models fetch``.
+``~/.cache/clip``, torch hub's ``checkpoints/``). Both go by the kind of weights of the
+module's registry entry (``KINDS``). A missing model that cannot be fetched raises
+``ModelNotFoundError``: its message names the model, where it looked and the fetch command.
 
 torch, open_clip, huggingface_hub and insightface are imported inside the functions that
 need them.
@@ -15,55 +15,86 @@ need them.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from imganalyzer.errors import ConfigError
-from imganalyzer.runtime.registry import MODELS, ModelLocation, ModelNotFoundError, model_settings
+from imganalyzer.runtime.registry import MODELS, ModelLocation, ModelNotFoundError
 
 # Weight files open_clip looks for in a Hugging Face repo, preferred first.
 _OPEN_CLIP_HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _OPEN_CLIP_HF_CONFIG = "open_clip_config.json"
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
+# Where open_clip downloads a tag's weights that are not on the Hugging Face hub.
+_OPEN_CLIP_CACHE = Path("~/.cache/clip").expanduser()
+
+
+@dataclass(frozen=True)
+class Cache:
+    """A folder a download fills: what it is, where it is here, and where an environment
+    variable moves it (``$HF_HUB_CACHE``; empty: none does). Copying it from a machine that
+    has the models provides them offline."""
+
+    name: str
+    folder: Path
+    moved_by: str
+
+
+@dataclass(frozen=True)
+class WeightsKind:
+    """How weights of one kind are located, fetched and downloaded. Each function takes
+    the values of the config keys that the module's ``registry.Weights`` names."""
+
+    locate: Callable[..., ModelLocation]
+    fetch: Callable[..., Any] | None  # None: nothing to download
+    host: Callable[..., str | None]  # where a download comes from; None: it cannot be
+    cache: Callable[..., Cache | None] = lambda *names: None  # the folder a download fills
+    missing: str = ""  # why it is missing when no download helps; preflight's words
+    hint: str = ""  # how to provide it then, after the fetch command
+
+
+def chosen(module: str, config: Mapping[str, Any]) -> tuple[WeightsKind, tuple[Any, ...]]:
+    """The kind of weights ``config`` makes ``module`` load, and the values naming them."""
+    section = config[module]
+    weights = MODELS[module].weights.chosen(section)
+    return KINDS[weights.kind], tuple(section[key] for key in weights.keys)
+
+
+def cache(module: str, config: Mapping[str, Any]) -> Cache | None:
+    """The cache folder a download of ``module``'s model fills (None: it is not downloaded)."""
+    kind, names = chosen(module, config)
+    return kind.cache(*names)
 
 
 def locate(module: str, config: Mapping[str, Any]) -> ModelLocation:
-    """Where the model that ``config`` names for ``module`` loads from; downloads nothing."""
-    settings = model_settings(module, config)
-    if module == "embedding":
-        return locate_open_clip(settings["model"], settings["pretrained"])
-    if module == "aesthetic":
-        return locate_weights_file(module, settings["weights"])
-    if module == "ocr":
-        if settings["backend"] == "trocr":
-            return locate_huggingface(module, settings["trocr_model"])
-        return ModelLocation(module, "rapidocr (PP-OCR)", "inside the rapidocr wheel", True, None)
-    if module == "cloud":
-        return locate_remote(config.get("cloud") or {})
-    if MODELS[module].loader == "huggingface":
-        return locate_huggingface(module, settings["model"])
-    if MODELS[module].loader == "insightface":
-        return locate_insightface(settings["pack"])
-    raise KeyError(f"no model module {module!r}")
+    """Where ``module``'s model, as the validated ``config`` names it, loads from."""
+    kind, names = chosen(module, config)
+    return dataclasses.replace(kind.locate(*names), module=module)
 
 
 def fetch(module: str, config: Mapping[str, Any]) -> ModelLocation:
     """Download ``module``'s configured model into its standard cache (if absent)."""
-    settings = model_settings(module, config)
-    if module == "embedding":
-        fetch_open_clip(settings["model"], settings["pretrained"])
-    elif module == "aesthetic":
-        weights_file(module, settings["weights"], download=True)
-    elif module == "ocr" and settings["backend"] == "trocr":
-        fetch_huggingface(module, settings["trocr_model"])
-    elif MODELS[module].loader == "huggingface":
-        fetch_huggingface(module, settings["model"])
-    elif MODELS[module].loader == "insightface":
-        fetch_insightface(settings["pack"])
+    kind, names = chosen(module, config)
+    if kind.fetch is not None:
+        kind.fetch(*names)
     return locate(module, config)
+
+
+@contextlib.contextmanager
+def _downloading(model: str, source: str) -> Iterator[None]:
+    """A download: any error in it (network, HTTP, the hub's) means the model is missing."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001
+        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
+        raise ModelNotFoundError(model, source, reason) from error
 
 
 def downloads_allowed() -> bool:
@@ -73,6 +104,30 @@ def downloads_allowed() -> bool:
 
 def is_url(value: str) -> bool:
     return urlparse(value).scheme in ("http", "https", "file")
+
+
+def is_local(name: str) -> bool:
+    """A folder or path (not a repo or pack name to download)."""
+    return Path(name).expanduser().is_dir() or name.startswith((".", "/", "~"))
+
+
+def hub_host() -> str | None:
+    return url_host(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+
+
+def url_host(url: str) -> str | None:
+    """Where a download from ``url`` comes from: its host name for https on the default
+    port, else its origin (``http://mirror:8080``)."""
+    parts = urlparse(url)
+    if not parts.hostname:
+        return None
+    if parts.scheme == "https" and parts.port in (None, 443):
+        return parts.hostname
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def hub_cache() -> Cache:
+    return Cache("Hugging Face hub cache", Path(_hf_cache_dir()), "$HF_HUB_CACHE")
 
 
 # --- open_clip ----------------------------------------------------------------------------------
@@ -154,6 +209,24 @@ def _is_downloadable(model_name: str, pretrained: str | None) -> bool:
     return bool(pretrained and not _is_weights_path(pretrained))
 
 
+def open_clip_host(model_name: str, pretrained: str | None) -> str | None:
+    if not _is_downloadable(model_name, pretrained):
+        return None
+    if model_name.startswith("hf-hub:") or not pretrained:
+        return hub_host()
+    repo, _, url = _tag_source(_pretrained_tag_config(model_name, pretrained))
+    return hub_host() if repo else url_host(url)
+
+
+def open_clip_cache(model_name: str, pretrained: str | None) -> Cache | None:
+    if not _is_downloadable(model_name, pretrained):
+        return None
+    if model_name.startswith("hf-hub:") or not pretrained:
+        return hub_cache()
+    repo, _, _ = _tag_source(_pretrained_tag_config(model_name, pretrained))
+    return hub_cache() if repo else Cache("open_clip's cache", _OPEN_CLIP_CACHE, "")
+
+
 def locate_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
     """Where open_clip would load ``model_name`` with ``pretrained`` weights from."""
     model = open_clip_id(model_name, pretrained)
@@ -175,7 +248,7 @@ def locate_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
     hub_repo, files, url = _tag_source(_pretrained_tag_config(model_name, pretrained))
     if hub_repo:
         return _hf_location(model, hub_repo, files)
-    path = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+    path = _OPEN_CLIP_CACHE / os.path.basename(url)
     return ModelLocation("embedding", model, f"{path} (from {url})", path.is_file(), path)
 
 
@@ -186,11 +259,8 @@ def fetch_open_clip(model_name: str, pretrained: str | None) -> ModelLocation:
         return location
     if not _is_downloadable(model_name, pretrained):
         raise ModelNotFoundError(location.model, location.source, "no such file or folder")
-    try:
+    with _downloading(location.model, location.source):
         _download_open_clip(model_name, pretrained)
-    except Exception as error:  # noqa: BLE001 (network, HTTP and hub errors all mean "missing")
-        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
-        raise ModelNotFoundError(location.model, location.source, reason) from error
     return locate_open_clip(model_name, pretrained)
 
 
@@ -256,7 +326,7 @@ _HF_WEIGHTS = (
 def locate_huggingface(module: str, model: str) -> ModelLocation:
     """A transformers model given as a local folder or a Hugging Face repo id."""
     folder = Path(model).expanduser()
-    if folder.is_dir() or model.startswith((".", "/", "~")):
+    if is_local(model):
         present = (folder / _HF_CONFIG).is_file() and any(
             (folder / name).is_file() for name in _HF_WEIGHTS
         )
@@ -272,17 +342,14 @@ def fetch_huggingface(module: str, model: str) -> ModelLocation:
     location = locate_huggingface(module, model)
     if location.present:
         return location
-    if Path(model).expanduser().is_dir() or model.startswith((".", "/", "~")):
+    if is_local(model):
         raise ModelNotFoundError(model, location.source, "no config.json and weights there")
     from huggingface_hub import snapshot_download
 
-    try:
+    with _downloading(model, location.source):
         snapshot_download(
             model, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
         )
-    except Exception as error:  # noqa: BLE001 (network, HTTP and hub errors all mean "missing")
-        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
-        raise ModelNotFoundError(model, location.source, reason) from error
     return locate_huggingface(module, model)
 
 
@@ -308,7 +375,7 @@ def insightface_root() -> Path:
 
 def locate_insightface(pack: str) -> ModelLocation:
     folder = Path(pack).expanduser()
-    if not folder.is_dir() and not pack.startswith((".", "/", "~")):
+    if not is_local(pack):
         folder = insightface_root() / "models" / pack
     present = folder.is_dir() and any(folder.glob("*.onnx"))
     return ModelLocation("faces", pack, str(folder), present, folder)
@@ -319,37 +386,39 @@ def fetch_insightface(pack: str) -> ModelLocation:
     location = locate_insightface(pack)
     if location.present:
         return location
-    if Path(pack).expanduser().is_dir() or pack.startswith((".", "/", "~")):
+    if is_local(pack):
         raise ModelNotFoundError(pack, location.source, "no .onnx files there")
     from insightface.utils import storage
 
-    try:
+    with _downloading(pack, location.source):
         storage.ensure_available("models", pack, root=str(insightface_root()))
-    except Exception as error:  # noqa: BLE001 (network and HTTP errors all mean "missing")
-        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
-        raise ModelNotFoundError(pack, location.source, reason) from error
     return locate_insightface(pack)
 
 
 # --- Remote APIs (the cloud module): nothing to download, a key to find -----------------------
-DEFAULT_KEY_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+REMOTE_MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-4.1-mini"}
+REMOTE_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 
 
-def locate_remote(cloud: Mapping[str, Any]) -> ModelLocation:
-    """The cloud module's model; "present" means its API key variable is set (never shown)."""
-    provider = cloud.get("provider", "anthropic")
-    variable = cloud.get("api_key_env") or DEFAULT_KEY_VARIABLES[provider]
-    where = cloud.get("base_url") or f"{provider} API"
-    source = f"{where}, key from ${variable}"
-    model = f"{provider}:{cloud.get('model') or 'default model'}"
-    return ModelLocation("cloud", model, source, bool(os.environ.get(variable)), None)
+def locate_remote(
+    provider: str, model: str | None, api_key_env: str | None, base_url: str | None
+) -> ModelLocation:
+    """A remote model; "present" means its API key variable is set (the key is never shown)."""
+    variable = api_key_env or REMOTE_KEY_ENV[provider]
+    source = f"{base_url or f'{provider} API'}, key from ${variable}"
+    model_id = f"{provider}:{model or 'default model'}"
+    return ModelLocation("", model_id, source, bool(os.environ.get(variable)), None)
 
 
 # --- Plain weights files (path or URL) -----------------------------------------------------------
 def _url_cache_path(url: str) -> Path:
+    return _torch_checkpoints() / unquote(os.path.basename(urlparse(url).path))
+
+
+def _torch_checkpoints() -> Path:
     import torch.hub
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / unquote(os.path.basename(urlparse(url).path))
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def locate_weights_file(module: str, weights: str) -> ModelLocation:
@@ -373,10 +442,42 @@ def weights_file(module: str, weights: str, download: bool | None = None) -> Pat
         raise ModelNotFoundError(location.model, location.source, "HF_HUB_OFFLINE is set")
     import torch.hub
 
-    try:
+    with _downloading(location.model, location.source):
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(weights, str(path), progress=False)
-    except Exception as error:  # noqa: BLE001 (network and HTTP errors all mean "missing")
-        reason = f"download failed: {type(error).__name__}: {error}".splitlines()[0]
-        raise ModelNotFoundError(location.model, location.source, reason) from error
     return path
+
+
+def _insightface_cache(pack: str) -> Cache | None:
+    if is_local(pack):
+        return None
+    folder = insightface_root() / "models"
+    return Cache("InsightFace model packs", folder, "$INSIGHTFACE_HOME/models")
+
+
+def _weights_file_cache(weights: str) -> Cache | None:
+    if not is_url(weights):
+        return None
+    return Cache("torch hub checkpoints", _torch_checkpoints(), "$TORCH_HOME/hub/checkpoints")
+
+
+# Module names in the locations are set by ``locate``.
+KINDS: Mapping[str, WeightsKind] = {
+    "open_clip": WeightsKind(locate_open_clip, fetch_open_clip, open_clip_host, open_clip_cache),
+    "huggingface": WeightsKind(partial(locate_huggingface, ""), partial(fetch_huggingface, ""),
+                               lambda model: None if is_local(model) else hub_host(),
+                               lambda model: None if is_local(model) else hub_cache()),
+    "insightface": WeightsKind(locate_insightface, fetch_insightface,  # GitHub release zips
+                               lambda pack: None if is_local(pack) else "github.com",
+                               _insightface_cache),
+    "weights-file": WeightsKind(partial(locate_weights_file, ""),
+                                partial(weights_file, "", download=True),
+                                lambda file: url_host(file) if is_url(file) else None,
+                                _weights_file_cache),
+    "bundled": WeightsKind(  # inside a package's wheel (rapidocr's PP-OCR): always there
+        lambda name: ModelLocation("", name, f"inside the {name} wheel", True, None),
+        None, lambda name: None),
+    "remote": WeightsKind(locate_remote, None, lambda *names: None,  # nothing to download
+                          missing="its API key variable is not set",
+                          hint="export the API key variable that {module}.api_key_env names"),
+}  # fmt: skip

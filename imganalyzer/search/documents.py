@@ -1,6 +1,6 @@
 """The index's schema and documents: its fields (:data:`INDEX_FIELDS`), which result field
-of which module fills each (:data:`MODULE_FIELDS`), and the fields and Tantivy document of
-one image."""
+of which module fills each (:data:`MODULE_FIELDS`: the CPU modules' here, the model
+modules' from their registry entries), and the fields and Tantivy document of one image."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.decode.names import display_names
 from imganalyzer.layout import Layout
 from imganalyzer.results import ERROR, FileVersion
+from imganalyzer.runtime.registry import MODELS
 from imganalyzer.steps.people import people_by_path
 from imganalyzer.store import ShardResults
 
@@ -88,52 +89,29 @@ INDEX_FIELDS: dict[str, IndexField] = {
     "has_person": IndexField(BOOL),
 }
 
-# Which result field of which module fills which index field: (result field, index field).
-# Adding a module is one entry here (and its index fields above). When two modules fill a
-# single-valued field, the first wins (metadata's displayed size before technical's).
+# Which result field of which module fills which index field: (result field, index field); a
+# model module's, and the index fields it adds, come from its entry (``ModelSpec.index``).
+# When two modules fill a single-valued field, the first wins (metadata's size first).
 MODULE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "metadata": (
-        ("camera", "camera"),  # the display names (DISPLAYED_FIELDS)
-        ("lens", "lens"),
-        ("place", "place"),
-        ("artist", "artist"),
-        ("format", "format"),
-        ("datetime_original", "date"),
-        ("exposure_time", "exposure_time"),
-        ("f_number", "f_number"),
-        ("iso", "iso"),
-        ("focal_length", "focal_length"),
-        ("focal_length_35mm", "focal_length_35mm"),
-        ("gps_latitude", "gps_latitude"),
-        ("gps_longitude", "gps_longitude"),
-        ("gps_altitude", "gps_altitude"),
-        ("width", "width"),
-        ("height", "height"),
-        ("rating", "rating"),
+        ("camera", "camera"), ("lens", "lens"), ("place", "place"),  # see DISPLAYED_FIELDS
+        ("artist", "artist"), ("format", "format"),
+        ("datetime_original", "date"), ("exposure_time", "exposure_time"),
+        ("f_number", "f_number"), ("iso", "iso"), ("focal_length", "focal_length"),
+        ("focal_length_35mm", "focal_length_35mm"), ("gps_latitude", "gps_latitude"),
+        ("gps_longitude", "gps_longitude"), ("gps_altitude", "gps_altitude"),
+        ("width", "width"), ("height", "height"), ("rating", "rating"),
     ),
     "technical": (
-        ("sharpness", "sharpness"),
-        ("exposure_mean", "exposure_mean"),
-        ("clipped_highlights", "clipped_highlights"),
-        ("clipped_shadows", "clipped_shadows"),
-        ("noise", "noise"),
-        ("colorfulness", "colorfulness"),
-        ("width", "width"),
+        ("sharpness", "sharpness"), ("exposure_mean", "exposure_mean"),
+        ("clipped_highlights", "clipped_highlights"), ("clipped_shadows", "clipped_shadows"),
+        ("noise", "noise"), ("colorfulness", "colorfulness"), ("width", "width"),
         ("height", "height"),
     ),
-    "embedding": (),  # vectors go to vectors.npy; its rows give status and errors
-    "aesthetic": (("aesthetic", "aesthetic"),),
-    "objects": (("labels", "labels"), ("has_text", "has_text"), ("has_person", "has_person")),
-    "captions": (("caption", "caption"), ("answers", "answers")),
-    "ocr": (("text", "ocr_text"),),
-    "cloud": (
-        ("description", "description"),
-        ("keywords", "labels"),
-        ("objects", "labels"),
-        ("text_seen", "ocr_text"),
-    ),
-    "faces": (("people", "people"),),  # names and aliases from people.json (shard_fields)
-}
+    **{m: tuple((f.field, f.into or f.field) for f in spec.index) for m, spec in MODELS.items()},
+}  # fmt: skip
+for _field in (f for spec in MODELS.values() for f in spec.index):
+    INDEX_FIELDS.setdefault(_field.into or _field.field, IndexField(_field.kind, _field.boost))
 
 # Fields a module's row is given before MODULE_FIELDS maps it: the display names of the camera
 # and the place ("Canon EOS R5", "Lisbon, Portugal"), made by the one function that makes them.

@@ -6,6 +6,8 @@ Layout of ``results/index/``::
     vectors.npy       float16 (n, dim) L2-normalised CLIP image embeddings, rows sorted by key_id
     vector_ids.npy    uint64 (n,) the key_id of each row (ascending: found by searchsorted)
     vector_keys.txt   the path of each row, one per line (escaped like manifest paths)
+    vector_codes.npy  int8 (n, dim) codes of the rows, vector_bounds.npy float32 (n, 3) their
+                      error bounds: the exact ranking's first pass (search/vector_scan.py)
     state.json        what the index holds: a fingerprint of each shard's inputs
 
 Updates are incremental. A shard whose result files or moved files changed has its
@@ -47,10 +49,10 @@ from imganalyzer.search.documents import (
 )
 from imganalyzer.search.vectors import Known, write_vectors
 from imganalyzer.store import EMBEDDING, ResultsStore
+from imganalyzer.versions import INDEX_VERSION
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "3"  # 2: keys and folders in the text form of paths; 3: display names
 # Bumped when the vector files change form (2: int8 codes and bounds beside the matrix): the
 # next update rewrites them, and leaves the documents as they are.
 VECTORS_VERSION = 2

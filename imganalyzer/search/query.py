@@ -561,10 +561,9 @@ def runnable_mode(index: SearchIndex, mode: str) -> tuple[str, str | None]:
 
 def clip_text_encoder(config: dict[str, Any]) -> TextEncoder:
     """The configured CLIP model's text tower (the model that made the image vectors)."""
-    from imganalyzer.modules.embedding import ClipEmbedder
+    from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 
-    settings = config["embedding"]
-    embedder = ClipEmbedder(settings["model"], settings["pretrained"], config["device"])
+    embedder = ClipEmbedder(EmbeddingSettings.from_config(config))
     return lambda text: embedder.encode_text([text])[0]
 
 

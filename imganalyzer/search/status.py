@@ -110,7 +110,7 @@ class StatusReport:
             f"shards:       {self.shards}",
             f"catalogued:   {self.catalogued} entries",
             f"current:      {self.current} images",
-            f"superseded:   {self.superseded} (older versions of edited files)",
+            f"superseded:   {self.superseded} (older entries of edited or re-read files)",
             f"removed:      {self.removed} (files no longer in the library)",
         ]
         if self.passed_over:

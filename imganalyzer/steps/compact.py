@@ -9,8 +9,8 @@ batches are dropped. The old manifests move to ``catalog/compacted/`` (never rea
 and the old shards' outputs are deleted. A batch whose results are not complete yet
 (not analysed, or a module added since) is left alone: run the workflow first.
 
-Run it while no workflow runs on the same results (it holds the catalog lock against a
-concurrent scan).
+It holds the results folder's lock (imganalyzer.runlock), as a run does: it refuses while a
+run writes the results, naming that run, and a run started meanwhile refuses, naming it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from imganalyzer.catalog.manifests import Entry, group_shards, write_manifest
 from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.thumbnails import ThumbnailWriter, read_thumbnail
 from imganalyzer.decode.tiers import TierReader, TierWriter
-from imganalyzer.layout import ARRAY_SUFFIXES, Layout
+from imganalyzer.layout import Layout
+from imganalyzer.runlock import acquire_results_lock, release_results_lock
 from imganalyzer.runtime.registry import MODELS
 from imganalyzer.store import ResultsStore
 
@@ -58,7 +59,16 @@ class _Source:
 
 
 def compact(layout: Layout, config: dict) -> CompactionReport:
-    """Compact the small batches of the catalog of ``layout`` (``config``: the run's)."""
+    """Compact the small batches of the catalog of ``layout`` (``config``: the run's); raises
+    ResultsLocked (naming the holder) while a run holds the results folder."""
+    acquire_results_lock(layout)
+    try:
+        return _compact(layout, config)
+    finally:
+        release_results_lock(layout)
+
+
+def _compact(layout: Layout, config: dict) -> CompactionReport:
     catalog = Catalog(layout)
     modules = [m for m in config["modules"] if m != "technical"]
     with catalog.locked():
@@ -88,7 +98,7 @@ def _shard_files(layout: Layout, modules: list[str], shard: str) -> list[Path]:
     files = [layout.tiers(shard), layout.thumbnails(shard), layout.technical(shard)]
     for module in modules:
         files.append(layout.rows(module, shard))
-        if module in ARRAY_SUFFIXES:
+        if module in MODELS and MODELS[module].array:
             files.append(layout.array(module, shard))
     return files
 
@@ -100,14 +110,18 @@ def _small_batches(
     layout: Layout,
     modules: list[str],
 ) -> dict[str, list[str]]:
-    """Batches with fewer current images than a shard holds, whose results are complete."""
+    """Batches with fewer current images than a shard holds, whose results are complete
+    (a shard job that failed wrote its outputs empty: the next run completes them)."""
+    failed = {f["job"] for f in ResultsStore(layout).failures(modules) if "outputs" in f}
     by_batch: dict[str, list[str]] = {}
     for shard in catalog.shard_ids():
         by_batch.setdefault(shard.split("-")[0], []).append(shard)
     small = {}
     for batch, shards in by_batch.items():
         images = sum(1 for shard, _ in current if shard in shards)
-        complete = all(f.exists() for s in shards for f in _shard_files(layout, modules, s))
+        complete = not failed.intersection(shards) and all(
+            f.exists() for s in shards for f in _shard_files(layout, modules, s)
+        )
         if images < shard_size and complete:
             small[batch] = shards
     return small
@@ -127,7 +141,7 @@ def _write_new_batch(
                 _copy_faces(store, part, shard)
                 continue
             _copy_rows(store, module, part, shard)
-            if module in ARRAY_SUFFIXES:
+            if module in MODELS and MODELS[module].array:
                 _copy_array(store, module, part, shard)
         _copy_tiers(layout, part, shard, config)
         _copy_thumbnails(layout, part, shard)

@@ -43,6 +43,7 @@ import numpy as np
 
 from imganalyzer.catalog.current import CurrentShard, CurrentView, current_shards
 from imganalyzer.catalog.manifests import Entry
+from imganalyzer.config import Settings
 from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK
@@ -68,8 +69,6 @@ from imganalyzer.store import ResultsStore
 log = logging.getLogger(__name__)
 
 
-NEAR_THRESHOLD = 0.95
-HASH_DISTANCE = 8
 # A hash match whose CLIP cosine is below this is two different images that happen to share
 # a coarse layout (dark frames, skies, documents): rejected.
 HASH_SANITY_COSINE = 0.85
@@ -191,35 +190,43 @@ def _group(
 
 
 # --- The global step -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DuplicateSettings(Settings):
+    """The ``duplicates`` section, and the device the CLIP similarity products run on
+    (quadratic in the number of images, so a GPU matters beyond ~100K images)."""
+
+    section = "duplicates"
+    near_threshold: float
+    hash_distance: int
+    device: str
+
+
 def find_duplicates(
     layout: Layout,
     library: str | os.PathLike,
-    near_threshold: float = NEAR_THRESHOLD,
-    hash_distance: int = HASH_DISTANCE,
+    config: DuplicateSettings,
     use_clip: bool = True,
-    device: str = "auto",
     view_file: str | os.PathLike | None = None,
 ) -> DuplicateReport:
     """Exact and near duplicate groups among the library's current images (see the module
-    docstring). ``device``: where the CLIP similarity products run (auto, cuda, mps, cpu):
-    quadratic in the number of images, so a GPU matters beyond ~100K images.
-    ``view_file``: the run's recorded library view (else the library is scanned)."""
+    docstring). ``use_clip``: with the embedding module's vectors. ``view_file``: the run's
+    recorded library view (else the library is scanned)."""
     started = time.perf_counter()
     library = Path(library)
     view = current_shards(layout, library, view_file)
     store = ResultsStore(layout)
-    settings = _settings(near_threshold, hash_distance, use_clip)
+    settings = _settings(config, use_clip)
     images = load_images(store, view, use_clip)
     cache = DigestCache(layout.duplicate_hashes)
     exact_stats = ExactStats()
     digests = exact_digests(images.entries, library, cache, exact_stats)
     cache.save(images.entries)
-    torch_device = str(choose_device(device)) if use_clip else "cpu"
+    torch_device = str(choose_device(config.device)) if use_clip else "cpu"
     by_clip, searched = None, 0
     if images.vectors is not None:
-        path_pairs, searched = shard_clip_pairs(store, view, near_threshold, torch_device)
+        path_pairs, searched = shard_clip_pairs(store, view, config.near_threshold, torch_device)
         by_clip = _index_pairs(images, path_pairs)
-    pairs, near_stats = near_pairs(images, hash_distance, by_clip)
+    pairs, near_stats = near_pairs(images, config.hash_distance, by_clip)
     near_stats["clip_shards_searched"] = searched
     rows = _ShardRows(store, view)
     groups = _exact_groups(images, digests, rows) + _near_groups(images, pairs, digests, rows)
@@ -236,10 +243,10 @@ def find_duplicates(
     return report
 
 
-def _settings(near_threshold: float, hash_distance: int, use_clip: bool) -> dict[str, Any]:
+def _settings(config: DuplicateSettings, use_clip: bool) -> dict[str, Any]:
     return {
-        "near_threshold": near_threshold,
-        "hash_distance": hash_distance,
+        "near_threshold": config.near_threshold,
+        "hash_distance": config.hash_distance,
         "use_clip": use_clip,
         "hash_sanity_cosine": HASH_SANITY_COSINE,
     }
@@ -337,10 +344,12 @@ def write_duplicates(
     layout: Layout,
     library: str | os.PathLike,
     out_json: str | os.PathLike,
-    **settings: Any,
+    config: DuplicateSettings,
+    use_clip: bool = True,
+    view_file: str | os.PathLike | None = None,
 ) -> DuplicateReport:
     """``find_duplicates`` and write ``groups.json`` (atomically)."""
-    report = find_duplicates(layout, library, **settings)
+    report = find_duplicates(layout, library, config, use_clip, view_file)
     atomic_write_text(out_json, json.dumps(report.as_dict(), indent=1) + "\n")
     return report
 
@@ -348,22 +357,20 @@ def write_duplicates(
 def current_report(
     layout: Layout,
     library: str | os.PathLike,
-    near_threshold: float = NEAR_THRESHOLD,
-    hash_distance: int = HASH_DISTANCE,
+    config: DuplicateSettings,
     use_clip: bool = True,
-    device: str = "auto",
 ) -> DuplicateReport:
     """``groups.json`` when it describes the current library with these settings, else the
     groups computed now (``groups.json`` is left as it is)."""
     stored = layout.duplicate_groups
-    settings = _settings(near_threshold, hash_distance, use_clip)
+    settings = _settings(config, use_clip)
     if stored.is_file():
         data = json.loads(stored.read_text(encoding="utf-8"))
         view = current_shards(layout, library)
         current = fingerprint(ResultsStore(layout), view, settings)
         if data.get("version") == DUPLICATES_VERSION and data.get("fingerprint") == current:
             return DuplicateReport.from_dict(data)
-    return find_duplicates(layout, library, near_threshold, hash_distance, use_clip, device)
+    return find_duplicates(layout, library, config, use_clip)
 
 
 def format_groups(groups: list[Group]) -> str:

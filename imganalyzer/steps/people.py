@@ -40,13 +40,7 @@ from imganalyzer.catalog.current import CurrentView, current_shards
 from imganalyzer.files import atomic_open, atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK
-from imganalyzer.steps.people_clusters import (
-    DEFAULT_CLUSTER_DISTANCE,
-    DEFAULT_MATCH_DISTANCE,
-    DEFAULT_MIN_CLUSTER_SIZE,
-    ClusterSettings,
-    group_faces,
-)
+from imganalyzer.steps.people_clusters import PeopleSettings, group_faces
 from imganalyzer.steps.people_edits import FORMAT_VERSION, Edits, apply_edits, named_people
 from imganalyzer.store import ResultsStore, row_identity
 
@@ -228,9 +222,7 @@ class PeopleReport:
 def update_people(
     layout: Layout,
     library: str | os.PathLike,
-    match_distance: float = DEFAULT_MATCH_DISTANCE,
-    min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
-    cluster_distance: float = DEFAULT_CLUSTER_DISTANCE,
+    settings: PeopleSettings,
     recluster: bool = False,
     threads: int = 2,
     view_file: str | os.PathLike | None = None,
@@ -243,10 +235,9 @@ def update_people(
     ids = list(records)
     previous = load_people(layout)
     edits = load_edits(layout)
-    settings = ClusterSettings(match_distance, cluster_distance, min_cluster_size, threads)
     grouping = group_faces(
         ids, vectors, {p: person.faces for p, person in previous.people.items()}, edits,
-        previous.next_id, previous.centroids, settings, recluster,
+        previous.next_id, previous.centroids, settings, recluster, threads,
     )  # fmt: skip
     people = PeopleFile(
         faces=records, unassigned=grouping.unassigned, next_id=grouping.next_id,

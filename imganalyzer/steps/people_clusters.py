@@ -10,27 +10,24 @@ from typing import Any
 
 import numpy as np
 
+from imganalyzer.config import Settings
 from imganalyzer.steps.people_edits import Edits, apply_edits, named_people
-
-# Cosine distances between ArcFace (buffalo_l) embeddings: the same person mostly lies below
-# ~0.6, different people above ~0.8. A centroid averages out pose and light, so a new face
-# is matched a little more generously than two faces are linked when clustering (Immich
-# uses 0.5 for both).
-DEFAULT_MATCH_DISTANCE = 0.5
-DEFAULT_CLUSTER_DISTANCE = 0.45
-DEFAULT_MIN_CLUSTER_SIZE = 2
-
 
 _ASSIGN_CHUNK = 4096  # new faces scored against all centroids at once
 _GRAPH_BLOCK_VALUES = 1 << 25  # similarities computed per block of the radius graph: 128 MB
 
 
 @dataclass(frozen=True)
-class ClusterSettings:
-    match_distance: float = DEFAULT_MATCH_DISTANCE
-    cluster_distance: float = DEFAULT_CLUSTER_DISTANCE
-    min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE
-    threads: int = 2
+class PeopleSettings(Settings):
+    """The ``people`` section: cosine distances between ArcFace (buffalo_l) embeddings. The
+    same person mostly lies below ~0.6, different people above ~0.8; a centroid averages
+    out pose and light, so a new face is matched a little more generously than two faces
+    are linked when clustering (Immich uses 0.5 for both)."""
+
+    section = "people"
+    match_distance: float
+    cluster_distance: float
+    min_cluster_size: int
 
 
 @dataclass
@@ -55,16 +52,19 @@ def group_faces(
     edits: Edits,
     next_id: int = 1,
     previous_centroids: dict[int, np.ndarray] | None = None,
-    settings: ClusterSettings = ClusterSettings(),
+    settings: PeopleSettings | None = None,
     recluster: bool = False,
+    threads: int = 2,
 ) -> Grouping:
     """Group the current faces (ids, (n, d) L2-normalised embeddings) into people, keeping
-    ``previous`` memberships (person -> face ids) and re-applying ``edits``."""
+    ``previous`` memberships (person -> face ids) and re-applying ``edits``. ``settings``:
+    the schema's by default; ``threads``: DBSCAN's."""
+    settings = settings or PeopleSettings.defaults()
     index = {face: i for i, face in enumerate(face_ids)}
     vectors = np.asarray(embeddings, dtype=np.float32)
     next_id = max([next_id, edits.max_id + 1, *(p + 1 for p in previous)])
     if recluster:
-        members, next_id = _recluster(face_ids, vectors, previous, next_id, settings)
+        members, next_id = _recluster(face_ids, vectors, previous, next_id, settings, threads)
     else:
         members = {p: {f for f in faces if f in index} for p, faces in previous.items()}
     apply_edits(members, edits, index)
@@ -74,7 +74,7 @@ def group_faces(
     new = [face for face in face_ids if face not in assigned]
     matched = _match(new, vectors, index, centroids, members, edits, settings.match_distance)
     leftovers = [face for face in new if face not in matched]
-    clusters = cluster_embeddings(vectors[[index[f] for f in leftovers]], settings)
+    clusters = cluster_embeddings(vectors[[index[f] for f in leftovers]], settings, threads)
     new_ids: dict[int, int] = {}
     for face, label in zip(leftovers, clusters.tolist(), strict=True):
         if label != -1:
@@ -103,7 +103,7 @@ def group_faces(
     )
 
 
-def cluster_embeddings(vectors: np.ndarray, settings: ClusterSettings) -> np.ndarray:
+def cluster_embeddings(vectors: np.ndarray, settings: PeopleSettings, threads: int) -> np.ndarray:
     """DBSCAN labels (-1: noise) of L2-normalised vectors under cosine distance.
 
     The neighbour graph comes from blocked float32 matrix products (BLAS) and goes to DBSCAN
@@ -117,7 +117,7 @@ def cluster_embeddings(vectors: np.ndarray, settings: ClusterSettings) -> np.nda
     graph = radius_graph(np.asarray(vectors, dtype=np.float32), settings.cluster_distance)
     dbscan = DBSCAN(
         eps=settings.cluster_distance, min_samples=settings.min_cluster_size,
-        metric="precomputed", n_jobs=max(1, settings.threads),
+        metric="precomputed", n_jobs=max(1, threads),
     )  # fmt: skip
     return dbscan.fit_predict(graph)
 
@@ -147,11 +147,12 @@ def _recluster(
     vectors: np.ndarray,
     previous: dict[int, Iterable[str]],
     next_id: int,
-    settings: ClusterSettings,
+    settings: PeopleSettings,
+    threads: int,
 ) -> tuple[dict[int, set[str]], int]:
     """Cluster every face afresh; each cluster takes the id of the old person it shares most
     faces with (greedily, largest overlaps first), the others get new ids."""
-    labels = cluster_embeddings(vectors, settings)
+    labels = cluster_embeddings(vectors, settings, threads)
     old_owner = {face: person for person, faces in previous.items() for face in faces}
     overlaps: dict[tuple[int, int], int] = {}
     for face, label in zip(face_ids, labels, strict=True):

@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imganalyzer.catalog.current import current_shards
+from imganalyzer.config import Settings
 from imganalyzer.files import atomic_write_text
 from imganalyzer.layout import Layout
 from imganalyzer.results import OK
@@ -41,8 +42,6 @@ from imganalyzer.store import ResultsStore
 log = logging.getLogger(__name__)
 
 
-MODES = ("mirror", "beside")
-NAMINGS = ("darktable", "lightroom")
 # Modules whose rows feed a record (faces come in as named faces).
 RECORD_MODULES = ("captions", "objects", "ocr", "aesthetic", "technical", "cloud", "metadata")
 # The files Lightroom writes sidecars for; they win its shared name (IMG_0001.xmp).
@@ -56,27 +55,24 @@ _UNWRITABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
-class XmpSettings:
+class XmpSettings(Settings):
     """The ``xmp:`` section of the config. ``dir``: the mirror root (None: results/xmp/sidecars).
     ``rating_from_aesthetic``: five ascending aesthetic scores for 1..5 stars (None: no rating).
     ``ocr_keywords``: add the words OCR read to the keywords."""
 
-    enabled: bool = False
-    mode: str = "mirror"
-    dir: str | None = None
-    naming: str = "darktable"
-    rating_from_aesthetic: tuple[float, ...] | None = None
-    ocr_keywords: bool = False
+    section = "xmp"
+    enabled: bool
+    mode: str
+    dir: str | None
+    naming: str
+    rating_from_aesthetic: tuple[float, ...] | None
+    ocr_keywords: bool
 
     def __post_init__(self) -> None:
         # choices and the five ascending scores were checked by validate_config
         thresholds = self.rating_from_aesthetic
         if thresholds is not None:
             object.__setattr__(self, "rating_from_aesthetic", tuple(map(float, thresholds)))
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> XmpSettings:
-        return cls(**dict(section or {}))
 
 
 @dataclass(frozen=True)
@@ -179,7 +175,7 @@ def image_record(
 ) -> XmpRecord:
     """The record of one image from its module rows (``{module: row or None}``; error rows
     are ignored) and its named faces. Pure: reads nothing."""
-    settings = settings or XmpSettings()
+    settings = settings or XmpSettings.defaults()
     ok = {m: row for m, row in rows.items() if row and row.get("status", OK) == OK}
     captions, objects, ocr = ok.get("captions", {}), ok.get("objects", {}), ok.get("ocr", {})
     cloud, technical = ok.get("cloud", {}), ok.get("technical", {})

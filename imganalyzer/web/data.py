@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import threading
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,8 +149,12 @@ class ResultsData:
         return f"/thumbnail/{location.shard}/{location.row}?v={zipped.stat().st_mtime_ns}"
 
     def thumbnail(self, shard: str, row: int) -> bytes | None:
+        """The row's thumbnail JPEG; None without one (or when the file is no readable zip)."""
         path = self.thumbnail_file(shard)
-        return read_thumbnail(path, row) if path is not None else None
+        try:
+            return read_thumbnail(path, row) if path is not None else None
+        except (OSError, zipfile.BadZipFile):
+            return None
 
     def tier_jpeg(self, shard: str, row: int) -> bytes | None:
         """The image from the largest stored tier, as JPEG; None when it has none."""

@@ -47,7 +47,8 @@ def _shutter(seconds: Any) -> str | None:
     value = _number(seconds)
     if value is None:
         return None
-    return f"1/{round(1 / value)}" if value < 0.25 else _trim(round(value, 1))
+    # a quarter second is 1/4 (round(0.25, 1) would make it "0.2")
+    return f"1/{round(1 / value)}" if value <= 0.25 else _trim(round(value, 1))
 
 
 def _number(value: Any) -> float | None:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from imganalyzer.search.browse import BrowseTable, Cursor
-from imganalyzer.web.selection import BrowseSource, GridFilter, cards
+from imganalyzer.web.selection import BrowseSource, GridFilter, cards, whole_number
 from imganalyzer.web.view import data_of, render
 
 PER_PAGE = 150
@@ -42,9 +42,10 @@ def page_start(table: BrowseTable, selected: np.ndarray | None, params: dict[str
     if cursor is not None:
         position = table.after(cursor)
     elif params.get("month"):
-        year, _, month = params["month"].partition("-")
-        if year.isdigit() and month.isdigit() and 1 <= int(month) <= 12 and 0 < int(year) < 9999:
-            following = (int(year) + int(month) // 12, int(month) % 12 + 1)
+        text_year, _, text_month = params["month"].partition("-")
+        year, month = whole_number(text_year), whole_number(text_month)
+        if year is not None and month is not None and 1 <= month <= 12 and 0 < year < 9999:
+            following = (year + month // 12, month % 12 + 1)
             position = table.before_date(datetime(*following, 1))
     if selected is None:
         return position

@@ -46,9 +46,9 @@ class GridFilter:
         for name in ("camera", "lens", "country", "town", "label"):
             if params.get(name, "").strip():
                 values[name] = params[name].strip()[:500]
-        for name in ("person", "year"):
-            if params.get(name, "").strip().isdigit():
-                values[name] = int(params[name])
+        values["person"] = whole_number(params.get("person", ""))
+        year = whole_number(params.get("year", ""))
+        values["year"] = year if year is not None and 1 <= year <= 9999 else None
         values["errors"] = params.get("errors") in ("1", "on", "true")
         values["box"] = parse_box(params.get("box", ""))
         return cls(**values)
@@ -88,6 +88,15 @@ class GridFilter:
         if self.errors:
             parts.append("files with errors")
         return ", ".join(parts)
+
+
+def whole_number(text: str) -> int | None:
+    """A whole number written in ASCII digits (at most 18 of them), else None: "²" and
+    "٣" are digits to ``str.isdigit`` but not to ``int`` or not to a reader."""
+    text = text.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None
 
 
 def parse_box(text: str) -> tuple[float, float, float, float] | None:

@@ -18,7 +18,8 @@ class ThumbnailZips:
         self._open: OrderedDict[Path, tuple[int, zipfile.ZipFile]] = OrderedDict()
 
     def read(self, path: Path, row: int) -> bytes | None:
-        """JPEG bytes of manifest row ``row``'s thumbnail in ``path``; None without one."""
+        """JPEG bytes of manifest row ``row``'s thumbnail in ``path``; None without one (or
+        when ``path`` is no readable zip)."""
         try:
             version = path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -27,8 +28,13 @@ class ThumbnailZips:
             found = self._open.get(path)
             if found is None or found[0] != version:
                 if found is not None:
+                    del self._open[path]
                     found[1].close()
-                found = self._open[path] = (version, zipfile.ZipFile(path))
+                try:
+                    archive = zipfile.ZipFile(path)
+                except (OSError, zipfile.BadZipFile):  # cut short or damaged: no thumbnails
+                    return None
+                found = self._open[path] = (version, archive)
                 while len(self._open) > OPEN_ZIPS:
                     self._open.popitem(last=False)[1][1].close()
             self._open.move_to_end(path)

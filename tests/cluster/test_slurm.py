@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from imganalyzer.modules.objects import DEFAULT_PROMPTS
+from imganalyzer.config import default_config
 from tests.support.tiny_groundingdino import build_tiny_groundingdino
 from tests.support.tiny_insightface import build_tiny_insightface
 
@@ -49,8 +49,9 @@ CLUSTER_ARGS = (
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/")
 # Fields that measure the run rather than the photos.
 TIMING_KEY = re.compile(r"seconds|elapsed|duration|_s$|_at$|time|per_s|started|finished")
-# Digests of result files' sizes and mtimes (caches' and reports' freshness checks).
-FILE_VERSION_KEYS = {"key", "fingerprint"}
+# Digests of result files' sizes and mtimes (caches' and reports' freshness checks; a browse
+# part's stamp: the index fingerprints and thumbnail file it was made from).
+FILE_VERSION_KEYS = {"key", "fingerprint", "stamp"}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def cluster_settings(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict
             # random weights: low thresholds, every label a person, so faces run everywhere
             "box_threshold": 0.05,
             "text_threshold": 0.05,
-            "person_labels": list(DEFAULT_PROMPTS),
+            "person_labels": default_config()["objects"]["prompts"],
             "batch_size": 2,
         },
         "faces": {"pack": str(build_tiny_insightface(root / "faces")), "min_face_size": 8},
@@ -169,9 +170,9 @@ def _content(path: Path) -> object:
         return [_untimed(json.loads(line)) for line in path.read_text().splitlines()]
     if path.suffix == ".npy":
         return np.load(path).tolist()
-    if path.suffix == ".npz":  # people's centroids: sums over faces, see Close
+    if path.suffix == ".npz":  # people's centroids (sums over faces, see Close); the browse table
         with np.load(path) as arrays:
-            return {name: Close(arrays[name]) for name in arrays.files}
+            return {name: _array(arrays[name]) for name in arrays.files}
     if path.suffix == ".zip":  # member contents; the zip headers hold write times
         with zipfile.ZipFile(path) as archive:
             return {name: archive.read(name) for name in archive.namelist()}
@@ -179,6 +180,11 @@ def _content(path: Path) -> object:
         return _untimed(json.loads(path.read_bytes()))
     except ValueError:
         return path.read_bytes()
+
+
+def _array(array: np.ndarray) -> object:
+    """Numbers compared as Close, anything else (strings, keys) exactly."""
+    return Close(array) if np.issubdtype(array.dtype, np.number) else array.tolist()
 
 
 class Close:
@@ -193,7 +199,7 @@ class Close:
         return (
             isinstance(other, Close)
             and self.array.shape == other.array.shape
-            and np.allclose(self.array, other.array, rtol=1e-5, atol=1e-6)
+            and np.allclose(self.array, other.array, rtol=1e-5, atol=1e-6, equal_nan=True)
         )
 
     def __repr__(self) -> str:

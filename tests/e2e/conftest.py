@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from imganalyzer.example.writers import (
     write_tiff16,
 )
 from tests.support.exif_samples import X_T4_WEST
+from tests.support.fake_vision_api import FakeVisionApi
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -84,7 +86,9 @@ class Workspace:
     config: Path
     files: dict[str, Path] = field(default_factory=dict)
 
-    def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def snakemake(
+        self, *args: str, check: bool = True, preexec_fn: Callable[[], None] | None = None
+    ) -> subprocess.CompletedProcess:
         command = [
             str(SNAKEMAKE),
             "--snakefile",
@@ -96,7 +100,13 @@ class Workspace:
             *args,
         ]
         result = subprocess.run(
-            command, cwd=self.root, capture_output=True, text=True, env=_env(), timeout=600
+            command,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=600,
+            preexec_fn=preexec_fn,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
@@ -151,6 +161,41 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "aesthetic": {"weights": str(head)},
         "modules": ["metadata", "technical", "embedding", "aesthetic"],
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Config of objects, captions and faces on tiny random-weight models on disk (tiny
+    GroundingDINO, BLIP-2 and InsightFace pack), loaded through the real loaders."""
+    from imganalyzer.config import default_config
+    from tests.support.tiny_blip2 import build_tiny_blip2
+    from tests.support.tiny_groundingdino import build_tiny_groundingdino
+    from tests.support.tiny_insightface import build_tiny_insightface
+
+    folder = tmp_path_factory.mktemp("tiny_vision")
+    prompts = default_config()["objects"]["prompts"]
+    return {
+        "objects": {
+            "model": str(build_tiny_groundingdino(folder / "groundingdino")),
+            # random weights: low thresholds give every image detections, and every label
+            # counts as text and person, so OCR and faces run on every image
+            "box_threshold": 0.05,
+            "text_threshold": 0.05,
+            "text_labels": prompts,
+            "person_labels": prompts,
+            "batch_size": 2,
+        },
+        "captions": {"model": str(build_tiny_blip2(folder / "blip2")), "max_new_tokens": 6},
+        "faces": {"pack": str(build_tiny_insightface(folder / "faces")), "min_face_size": 8},
+        "people": {"min_cluster_size": 1},
+    }
+
+
+@pytest.fixture
+def api() -> Iterator[FakeVisionApi]:
+    """The fake remote vision API the cloud module talks to (tests/support/fake_vision_api)."""
+    with FakeVisionApi() as server:
+        yield server
 
 
 def make_workspace(root: Path, **config) -> Workspace:

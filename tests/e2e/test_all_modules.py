@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from imganalyzer.catalog.manifests import read_manifest
+from imganalyzer.config import default_config
 from imganalyzer.example.writers import write_jpeg
-from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.results import read_rows
 from tests.support.fake_vision_api import FakeVisionApi
-from tests.support.tiny_blip2 import build_tiny_blip2
-from tests.support.tiny_groundingdino import build_tiny_groundingdino
-from tests.support.tiny_insightface import build_tiny_insightface
 from tests.unit.modules.test_ocr import font
 
 from .conftest import TEST_TIERS, Workspace, build_test_library, make_workspace
@@ -34,7 +30,7 @@ MODULES = [
     "duplicates", "cloud",
 ]  # fmt: skip
 SIGN = "signs/hello.jpg"
-PROMPTS = list(DEFAULT_PROMPTS)
+PROMPTS = default_config()["objects"]["prompts"]
 FACES = "people/bright.jpg"
 COPY = "copies/paris copy.jpg"
 
@@ -54,32 +50,6 @@ def bright_cells() -> np.ndarray:
 
 
 @pytest.fixture
-def api() -> Iterator[FakeVisionApi]:
-    with FakeVisionApi() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def tiny_vision_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    folder = tmp_path_factory.mktemp("tiny_vision")
-    return {
-        "objects": {
-            "model": str(build_tiny_groundingdino(folder / "groundingdino")),
-            # random weights: low thresholds give every image detections, and every label
-            # counts as text and person, so OCR and faces run on every image
-            "box_threshold": 0.05,
-            "text_threshold": 0.05,
-            "text_labels": PROMPTS,
-            "person_labels": PROMPTS,
-            "batch_size": 2,
-        },
-        "captions": {"model": str(build_tiny_blip2(folder / "blip2")), "max_new_tokens": 6},
-        "faces": {"pack": str(build_tiny_insightface(folder / "faces")), "min_face_size": 8},
-        "people": {"min_cluster_size": 1},
-    }
-
-
-@pytest.fixture
 def everything(
     tmp_path: Path,
     tiny_models: dict,
@@ -88,6 +58,15 @@ def everything(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Workspace:
     monkeypatch.setenv(KEY_VARIABLE, KEY)
+    return everything_workspace(tmp_path, tiny_models, tiny_vision_models, api)
+
+
+def everything_workspace(
+    root: Path, tiny_models: dict, tiny_vision_models: dict, api: FakeVisionApi
+) -> Workspace:
+    """Every module on the tiny models (cloud: ``api``, its key in $KEY_VARIABLE) over the
+    test library plus a sign with text, bright cells the face detector fires on, and an
+    exact copy."""
     cloud = {
         "base_url": api.base_url("anthropic"),
         "api_key_env": KEY_VARIABLE,
@@ -95,7 +74,7 @@ def everything(
         "timeout_s": 10,
     }
     config = tiny_models | tiny_vision_models | {"modules": MODULES, "cloud": cloud}
-    ws = make_workspace(tmp_path, **config, xmp={"enabled": True})
+    ws = make_workspace(root, **config, xmp={"enabled": True})
     ws.files = build_test_library(ws.library)
     write_jpeg(ws.library / SIGN, text_image())
     write_jpeg(ws.library / FACES, bright_cells())

@@ -1,17 +1,19 @@
 """Runs that never stall: a module whose model cannot be loaded fails alone (the other
-modules, the index and the report run, the failure is reported and retried, only it);
-missing models stop a run before any job; dry-runs write nothing; one run per results
-folder."""
+modules, the index and the report run, the failure is reported and retried, only it); so
+does a decode job that cannot write its tiers; missing models stop a run before any job;
+dry-runs write nothing; one run per results folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import stat
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from skimage import data
 
@@ -94,7 +96,70 @@ def test_an_unloadable_model_fails_only_its_module_and_is_retried_alone(
     decode_log = (ws.results / "logs/decode/000002-00000.log").read_text()
     assert "decode 000002-00000: 1/1 images" in decode_log
     fourth = ws.snakemake()
-    assert "Nothing to be done" in fourth.stdout + fourth.stderr
+    nothing = fourth.stdout + fourth.stderr
+    assert "Nothing to be done" in nothing
+    # the summary ends every run, one with nothing to do too
+    assert "imganalyzer: 0 new or changed, 0 moved, 0 removed images" in nothing
+    assert "embedding   0 done, 0 image errors" in nothing
+
+
+# Under this file-size limit (what a full disk or a quota does to a write, as a real OSError:
+# "File too large") a 1024 px tier of a photo of pure noise (~700 KB) cannot be written; the
+# other files of a small run (manifests, rows, thumbnails, the index) stay far below it.
+FILE_SIZE_LIMIT = 400 * 1024
+
+
+def limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
+def test_a_decode_job_that_cannot_write_fails_alone_and_is_retried_alone(
+    tmp_path: Path, tiny_models: dict
+) -> None:
+    modules = ["metadata", "technical", "duplicates", "embedding"]
+    ws = make_workspace(
+        tmp_path, **tiny_models | {"modules": modules, "tiers": {"detect": 1024, "clip": 160}}
+    )
+    small_library(ws)
+    ws.snakemake()
+    noise = np.random.default_rng(0).integers(0, 255, (1500, 2000, 3), dtype=np.uint8)
+    write_jpeg(ws.library / "new/noise.jpg", noise, GPS_EXIF)
+
+    failing = ws.snakemake(check=False, preexec_fn=limit_file_size)
+    output = failing.stdout + failing.stderr
+    assert failing.returncode == 1, output  # the run ends, saying that a job failed
+    record = json.loads((ws.results / "decode/failed/000002-00000.json").read_text())
+    assert record["error_type"] == "OSError" and "File too large" in record["error"]
+    assert Path(record["log"]).is_file() and record["log"] in output
+    assert "decode      1 failed" in output and "Traceback" not in failing.stdout
+    # the index ran: the new photo is found by its metadata, which did not fail
+    assert search(ws, "FUJIFILM") == {"trip/paris.jpg", "new/noise.jpg"}
+    # the jobs that read the failed decode's tiers fail naming it; the others ran
+    failed = {(f["module"], f["job"]) for f in ResultsStore(Layout(ws.results)).failures()}
+    assert failed == {
+        ("decode", "000002-00000"),
+        ("duplicates", "000002-00000"),
+        ("embedding", "000002-00000-00000"),
+    }
+    embedding = json.loads((ws.results / "embedding/failed/000002-00000-00000.json").read_text())
+    assert "needs the decode job 000002-00000" in embedding["error"]
+    assert (ws.results / "duplicates/groups.json").is_file()
+    status = json.loads(ws.imganalyzer("status", "--json").stdout)
+    assert ("decode", "000002-00000") in {(f["module"], f["job"]) for f in status["failed_jobs"]}
+    assert status["modules"]["technical"]["pending"] == 1  # not an image error: not done yet
+    assert status["modules"]["metadata"]["pending"] == 0
+
+    # the limit lifted: the next run retries the failed jobs only, and they succeed
+    retry = ws.snakemake()
+    ran = retry.stdout + retry.stderr
+    assert ran.count("rule decode:") == 1 and "wildcards: shard=000002-00000" in ran
+    assert "rule metadata:" not in ran and ran.count("rule duplicate_hashes:") == 1
+    assert ResultsStore(Layout(ws.results)).failures() == []  # the records say "retried"
+    technical = (ws.results / "technical/000002-00000.jsonl").read_text().splitlines()
+    assert len(technical) == 1 and json.loads(technical[0])["status"] == "ok"
+    nothing = ws.snakemake()
+    assert "Nothing to be done" in nothing.stderr + nothing.stdout
+    assert "0 new or changed" in nothing.stderr + nothing.stdout
 
 
 def test_missing_models_stop_the_run_before_any_job_with_one_message(

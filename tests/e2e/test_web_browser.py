@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from imganalyzer.config import load_run_config
+from imganalyzer.config import default_config, load_run_config
 from imganalyzer.example.library import EXAMPLE_EXIF, build_example_library
 from imganalyzer.layout import Layout
-from imganalyzer.modules.objects import DEFAULT_PROMPTS
 from imganalyzer.steps import people as people_module
 from imganalyzer.web import create_app
 from imganalyzer.web.pages_library import FACES_ON_PAGE
@@ -59,7 +58,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict) -> Wor
     """The example library plus a copy, a face-like image, a hostile file name and three
     files that cannot be decoded."""
     folder = tmp_path_factory.mktemp("web_models")
-    prompts = list(DEFAULT_PROMPTS)
+    prompts = default_config()["objects"]["prompts"]
     vision = {
         "objects": {"model": str(build_tiny_groundingdino(folder / "groundingdino")),
                     "box_threshold": 0.05, "text_threshold": 0.05, "text_labels": prompts,
@@ -301,9 +300,15 @@ def test_search_by_exif_word_shows_the_right_thumbnails(watched, server: str) ->
     assert set(tile_paths(watched)) == NIKON
     assert f"{len(NIKON)} images match" in watched.inner_text("#count")
     assert broken_images(watched) == []
-    watched.click(f"li.tile a[title='{sorted(NIKON)[0]}']")
+    ranked = tile_paths(watched)  # the two NIKON Z 6_2 photos and the Nikon LS-5000 slide scan
+    watched.click(f"li.tile a[title='{ranked[0]}']")
     watched.wait_for_url(re.compile(r"from=search"))
-    assert watched.locator("#next, #prev").count() == 1  # two results: one neighbour
+    for number, path in enumerate(ranked, 1):  # → walks the ranking, and only the ranking
+        watched.wait_for_function(f"document.querySelector('aside.info h1').innerText === {path!r}")
+        assert watched.inner_text("header .where") == f"{number} / {len(ranked)}"
+        assert watched.locator("#prev").count() == (number > 1)
+        assert watched.locator("#next").count() == (number < len(ranked))
+        watched.keyboard.press("ArrowRight")
     watched.goto(f"{server}/search?q=&mode=text")
     shot(watched, "serve-search")
 

@@ -159,7 +159,11 @@ def test_reruns_process_only_new_and_changed_files(workspace: Workspace) -> None
 
     second = ws.snakemake()
     assert "Nothing to be done" in second.stdout + second.stderr
+    assert "imganalyzer: 0 new or changed" in second.stdout + second.stderr  # its summary
     assert output_mtimes(ws) == before
+    dry = ws.snakemake("-n")
+    assert "Nothing to be done" in dry.stderr + dry.stdout
+    assert "imganalyzer:" not in dry.stderr + dry.stdout  # a dry-run is no run
 
     # two new photos: one new shard, and only its jobs run
     write_jpeg(ws.library / "2024/new1.jpg", data.astronaut())

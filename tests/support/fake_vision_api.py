@@ -30,6 +30,9 @@ from typing import Any
 
 from PIL import Image
 
+from imganalyzer.config import validate_config
+from imganalyzer.modules.cloud import CloudSettings
+
 USAGE = {"input_tokens": 1200, "output_tokens": 80}
 
 
@@ -239,3 +242,20 @@ def _openai_completion(body: dict, text: str) -> dict:
             "total_tokens": USAGE["input_tokens"] + USAGE["output_tokens"],
         },
     }
+
+
+def cloud_settings(**section: Any) -> CloudSettings:
+    """Cloud settings from a ``cloud`` config section, validated and built the way the
+    workflow builds them (the schema fills the defaults)."""
+    config = validate_config({"library": "x", "cloud": section}, check_paths=False)
+    return CloudSettings.from_config(config["cloud"])
+
+
+def settings_for(
+    api: FakeVisionApi, provider: str = "anthropic", **overrides: Any
+) -> CloudSettings:
+    """Cloud settings that talk to ``api`` fast (no pacing, short back-offs)."""
+    fast = {"requests_per_minute": 1e6, "backoff_base_s": 0.001, "backoff_max_s": 0.01,
+            "timeout_s": 5.0, "concurrency": 1, "max_retries": 3}  # fmt: skip
+    section = {"provider": provider, "base_url": api.base_url(provider), **fast, **overrides}
+    return cloud_settings(**section)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from imganalyzer.modules.objects import DEFAULT_PROMPTS
+from imganalyzer.config import default_config
 
 SEED = 0
 # Filler tokens below the ids GroundingDINO hard-codes; words from here on.
@@ -28,7 +28,9 @@ def tiny_vocabulary(words: tuple[str, ...] = ()) -> dict[str, int]:
     vocab = {**SPECIAL_IDS, **PUNCTUATION_IDS}
     taken = set(vocab.values())
     vocab.update({f"[unused{i}]": i for i in range(FIRST_WORD_ID) if i not in taken})
-    prompt_words = sorted({w for p in DEFAULT_PROMPTS for w in p.split()} | set(EXTRA_WORDS))
+    prompt_words = sorted(
+        {w for p in default_config()["objects"]["prompts"] for w in p.split()} | set(EXTRA_WORDS)
+    )
     for word in [*prompt_words, *words]:
         vocab.setdefault(word, len(vocab))
     return vocab

@@ -1,22 +1,21 @@
 import ast
-import importlib
-import inspect
+import dataclasses
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
 from imganalyzer.config import (
     ConfigError,
+    Settings,
     default_config,
     load_config_file,
     load_schema,
     merge_config,
     validate_config,
 )
+from imganalyzer.runtime.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,18 +88,6 @@ def test_load_config_file_applies_overrides(tmp_path: Path) -> None:
     path.write_text("library: /does/not/exist\nshard_size: 5\n")
     config = load_config_file(path, {"library": str(tmp_path)})
     assert config["shard_size"] == 5 and config["library"] == str(tmp_path)
-
-
-def test_schema_defaults_of_the_model_modules_match_their_code() -> None:
-    from imganalyzer.modules import captions, objects
-
-    config = validate_config({"library": "x"}, check_paths=False)
-    assert config["objects"]["prompts"] == list(objects.DEFAULT_PROMPTS)
-    assert config["objects"]["text_labels"] == list(objects.DEFAULT_TEXT_LABELS)
-    assert config["objects"]["person_labels"] == list(objects.DEFAULT_PERSON_LABELS)
-    assert config["objects"]["box_threshold"] == objects.DEFAULT_BOX_THRESHOLD
-    assert config["captions"]["questions"] == dict(captions.DEFAULT_QUESTIONS)
-    assert config["captions"]["caption_prompt"] == captions.CAPTION_PROMPT
 
 
 def test_command_line_overrides_of_nested_keys_are_parsed_like_the_file(tmp_path: Path) -> None:
@@ -194,6 +181,11 @@ SCHEMA_BOUNDS = [
     ("objects", "text_threshold", -0.1),
     ("objects", "max_detections", 0),
     ("objects", "batch_size", 0),
+    ("objects", "input_short_edge", [800, 480]),  # not [low, high]
+    ("objects", "input_short_edge", [16, 800]),
+    ("objects", "input_short_edge", [480]),
+    ("objects", "input_multiple", 0),
+    ("objects", "compile", "perhaps"),
     ("captions", "questions", {"": "What is this?"}),
     ("captions", "questions", {"scene": ""}),
     ("captions", "questions", {"scene": "   "}),
@@ -203,6 +195,9 @@ SCHEMA_BOUNDS = [
     ("captions", "max_new_tokens", 0),
     ("captions", "max_new_tokens", 100_000),
     ("captions", "caption_prompt", 5),
+    ("captions", "max_answer_tokens", 0),
+    ("captions", "separate_answers", 2),
+    ("embedding", "decode_on_device", 1),
     ("ocr", "backend", "tesseract"),
     ("ocr", "max_regions", 0),
     ("ocr", "max_side", 10**6),
@@ -252,79 +247,61 @@ def test_a_number_must_be_finite(tmp_path: Path) -> None:
         validate_config(base_config(tmp_path) | {"cloud": {"timeout_s": float("inf")}})
 
 
-def _section_defaults() -> dict[str, dict]:
+def settings_types() -> list[type[Settings]]:
+    """Every settings class of the package (imported with the modules that define them)."""
+    for spec in MODELS.values():
+        spec.settings_type()
+    found, todo = [], list(Settings.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return sorted(found, key=lambda cls: cls.section)
+
+
+def test_each_settings_type_holds_its_whole_section_and_no_default_of_its_own() -> None:
+    """The schema is the one place of every default: a settings field has none, and a
+    settings type reads every key of its section (and top-level keys only besides)."""
     config = default_config()
-    return {key: value for key, value in config.items() if isinstance(value, dict)}
+    types = settings_types()
+    assert {cls.section for cls in types} >= set(MODELS)
+    for cls in types:
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert set(config[cls.section]) <= names, cls.__name__
+        assert names - set(config[cls.section]) <= set(config), cls.__name__
+        for field in dataclasses.fields(cls):
+            assert field.default is dataclasses.MISSING, f"{cls.__name__}.{field.name}"
+            assert field.default_factory is dataclasses.MISSING, f"{cls.__name__}.{field.name}"
+        settings = cls.from_config(config)
+        for name in names:
+            expected = config[cls.section].get(name, config.get(name))
+            value = getattr(settings, name)
+            assert (list(value) if isinstance(value, tuple) else value) == expected, name
 
 
-def _plain(value):
-    """Tuples as lists, read-only mappings as dicts: as YAML gives them."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, tuple | list | frozenset):
-        return [_plain(item) for item in value]
-    return value
+def test_settings_defaults_are_the_schemas_with_changes() -> None:
+    from imganalyzer.modules.objects import ObjectSettings
+
+    settings = ObjectSettings.defaults(box_threshold=0.5)
+    assert settings.box_threshold == 0.5 and settings.text_threshold == 0.25
+    assert settings.prompts[:2] == ("person", "face") and settings.device == "auto"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.model = "other"  # type: ignore[misc]
 
 
-# Parameters named like a setting that are not the setting (a member's hash_distance: measured).
-NOT_SETTINGS = {("imganalyzer.steps.duplicates_groups", "Member", "hash_distance")}
+def test_settings_from_a_config_without_the_key_name_it() -> None:
+    from imganalyzer.modules.ocr import OcrSettings
+
+    with pytest.raises(ConfigError, match="OcrSettings: the config has no key ocr.library"):
+        OcrSettings.from_config({"ocr": default_config()["ocr"], "device": "cpu"})
 
 
-def _section_modules(section: str) -> list[ModuleType]:
-    """The modules of a config section: modules/<section>.py or steps/<section>.py, and
-    the <section>_*.py modules split from it."""
-    found = []
-    for package in ("modules", "steps"):
-        folder = REPO / "imganalyzer" / package
-        for path in sorted(folder.glob(f"{section}*.py")):
-            if path.stem == section or path.stem.startswith(f"{section}_"):
-                found.append(importlib.import_module(f"imganalyzer.{package}.{path.stem}"))
-    return found
+def test_every_provider_has_a_default_model_and_key_variable() -> None:
+    """Each provider the schema allows has a default model and key variable in the code."""
+    from imganalyzer.runtime import weights
 
-
-def test_every_default_in_code_is_the_schemas() -> None:
-    """Each settings class, job and model of module <section> (modules/ or steps/, and its
-    <section>_* modules) takes config[<section>] as keyword arguments: a default it gives
-    must equal the schema's."""
-    compared = 0
-    for section, defaults in _section_defaults().items():
-        for module in _section_modules(section):
-            for name, value in vars(module).items():
-                if not callable(value) or getattr(value, "__module__", "") != module.__name__:
-                    continue
-                try:
-                    parameters = inspect.signature(value).parameters.values()
-                except (TypeError, ValueError):
-                    continue
-                for parameter in parameters:
-                    if (
-                        parameter.name not in defaults
-                        or parameter.default is inspect.Parameter.empty
-                        or (module.__name__, name, parameter.name) in NOT_SETTINGS
-                    ):
-                        continue
-                    where = f"{module.__name__}.{name}({parameter.name}=...)"
-                    expected = defaults[parameter.name]
-                    assert _plain(parameter.default) == expected, f"{where} != {section}"
-                    compared += 1
-    assert compared > 60  # the settings of every module were found
-
-
-def test_choices_in_code_are_the_schemas() -> None:
-    from imganalyzer.modules import cloud, ocr
-    from imganalyzer.steps import xmp
-
-    schema = load_schema()["properties"]
-
-    def choices(section: str, key: str) -> set:
-        return set(schema[section]["properties"][key]["enum"])
-
-    assert set(cloud.PROVIDERS) == choices("cloud", "provider")
-    assert set(cloud.DEFAULT_MODELS) == set(cloud.DEFAULT_KEY_ENV) == choices("cloud", "provider")
-    assert set(ocr.BACKENDS) == choices("ocr", "backend")
-    assert set(xmp.MODES) == choices("xmp", "mode")
-    assert set(xmp.NAMINGS) == choices("xmp", "naming")
-    assert schema["cloud"]["properties"]["max_long_edge"]["maximum"] == cloud.MAX_LONG_EDGE
+    providers = set(load_schema()["properties"]["cloud"]["properties"]["provider"]["enum"])
+    assert set(weights.REMOTE_MODELS) == set(weights.REMOTE_KEY_ENV) == providers
 
 
 def test_repository_config_holds_the_schema_defaults() -> None:

@@ -11,6 +11,7 @@ from imganalyzer.files import (
     atomic_directory,
     atomic_open,
     atomic_write_text,
+    process_running,
     share_like_umask,
     temporary_file,
 )
@@ -77,6 +78,26 @@ def test_a_live_writers_temporaries_are_never_swept(tmp_path: Path) -> None:
             assert mine.exists() and recent.exists() and not old.exists()
         finally:
             live.kill()
+
+
+def test_a_killed_writer_left_a_zombie_is_gone(tmp_path: Path) -> None:
+    """kill -9 of a run whose PID 1 does not reap orphans (a container): the killed job
+    stays a zombie, which os.kill(pid, 0) still finds; its temporaries are swept all the same."""
+    with subprocess.Popen(["sleep", "0"]) as zombie:
+        deadline = time.monotonic() + 10
+        while _state(zombie.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)  # exited, not yet waited for: a zombie
+        assert _state(zombie.pid) == "Z"
+        assert not process_running(zombie.pid)
+        left = tmp_path / f".a.txt.{_HOST}-{zombie.pid}.x1.tmp"
+        left.write_text("partial")
+        atomic_write_text(tmp_path / "a.txt", "done")
+        assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    assert process_running(os.getpid())
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 @pytest.mark.parametrize(

@@ -25,3 +25,17 @@ def test_package_never_imports_snakemake() -> None:
     for module in (REPO / "imganalyzer").rglob("*.py"):
         text = module.read_text()
         assert "import snakemake" not in text and "from snakemake" not in text, module
+
+
+def test_every_package_module_has_a_test_file_of_its_own_name() -> None:
+    """imganalyzer/<sub>/<module>.py is tested in tests/unit/<sub>/test_<module>.py."""
+    package = REPO / "imganalyzer"
+    missing = [
+        str(module.relative_to(REPO))
+        for module in package.rglob("*.py")
+        if module.name not in ("__init__.py", "__main__.py")
+        and not (
+            REPO / "tests" / "unit" / module.parent.relative_to(package) / f"test_{module.name}"
+        ).is_file()
+    ]
+    assert missing == [], "add tests/unit/<subpackage>/test_<module>.py for these"

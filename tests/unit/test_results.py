@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 from imganalyzer.catalog.manifests import Entry
+from imganalyzer.formats import FORMATS_VERSION
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 
 
@@ -22,3 +23,11 @@ def test_rows_round_trip_with_unusual_paths(tmp_path: Path) -> None:
     ]
     for line in (tmp_path / "r.jsonl").read_text().splitlines():
         json.loads(line)
+
+
+def test_an_unsupported_format_row_names_the_formats_version_that_refused_it() -> None:
+    entry = Entry("clip.jxl", 1, 2)
+    refused = error_row(entry, "not an image", "unsupported_format")
+    assert refused["formats_version"] == FORMATS_VERSION
+    assert "formats_version" not in error_row(entry, "cut", "truncated")
+    assert "formats_version" not in error_row(entry, "no kind known")

@@ -1,4 +1,4 @@
-from imganalyzer.decode.jobs import DECODE_VERSION
+from imganalyzer.versions import DECODE_VERSION
 
 
 # Decode every image of a shard once: tiers for the GPU modules, thumbnails for
@@ -26,5 +26,6 @@ rule decode:
         quality=config["jpeg_quality"],
         max_pixels=config["max_pixels"],
         version=DECODE_VERSION,
+        retry=shard_retry_param("decode"),  # a failed job is re-run, only it
     script:
         "../../scripts/decode.py"

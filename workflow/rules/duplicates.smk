@@ -19,6 +19,8 @@ rule duplicate_hashes:
     threads: 1
     resources:
         mem_mb=1000,
+    params:
+        retry=shard_retry_param("duplicates"),  # a failed job is re-run, only it
     script:
         "../../scripts/duplicate_hashes.py"
 

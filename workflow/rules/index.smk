@@ -1,4 +1,4 @@
-from imganalyzer.search.index import INDEX_VERSION
+from imganalyzer.versions import INDEX_VERSION
 
 
 # The search index, once per run from every shard's results (OPP-5): Tantivy documents
@@ -7,7 +7,7 @@ from imganalyzer.search.index import INDEX_VERSION
 # output, so Snakemake never deletes the index itself before re-running the rule.
 rule index:
     input:
-        module_targets(),
+        module_targets,
         library_view=rules.library_view.output[0],
     output:
         marker=LAYOUT.index_marker,

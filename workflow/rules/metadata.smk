@@ -1,4 +1,4 @@
-from imganalyzer.decode.metadata import METADATA_VERSION
+from imganalyzer.versions import METADATA_VERSION
 
 
 # EXIF and pixel size from a header-only read: no pixel is decoded.
@@ -19,5 +19,6 @@ rule metadata:
     params:
         library=config["library"],
         version=METADATA_VERSION,
+        retry=shard_retry_param("metadata"),  # a failed job is re-run, only it
     script:
         "../../scripts/metadata.py"

@@ -2,7 +2,7 @@
 # `snakemake --report report.html` shows.
 rule benchmark_report:
     input:
-        module_targets(),
+        module_targets,
     output:
         table=LAYOUT.report_table,
         plot=report(

@@ -5,7 +5,7 @@
 
 rule xmp:
     input:
-        module_targets(),
+        module_targets,
         library_view=rules.library_view.output[0],
     output:
         marker=LAYOUT.xmp_marker,

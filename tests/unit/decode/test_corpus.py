@@ -16,9 +16,9 @@ import pytest
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode import metadata
-from imganalyzer.decode.formats import HEIF_EXTENSIONS, RAW_EXTENSIONS
 from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
 from imganalyzer.decode.readers import DecodeError, decode_image
+from imganalyzer.formats import HEIF_EXTENSIONS, RAW_EXTENSIONS
 from imganalyzer.results import ERROR_KINDS, read_rows
 from tests.support.corpus_compare import COMPARED_FIELDS, CORPUS, compare, corpus_files, report
 

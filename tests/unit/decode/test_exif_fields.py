@@ -1,9 +1,9 @@
-"""Fields from exiv2's tags: maker-note ISO and lens, XMP dates and GPS, the camera name; the
-ExifTool fallback; a RAW whose pixel data LibRaw cannot read keeps its metadata."""
+"""Fields from exiv2's tags: maker-note ISO and lens, XMP dates and GPS, the camera name; a
+RAW whose pixel data LibRaw cannot read keeps its metadata. The ExifTool fallback:
+test_exiftool.py."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +11,8 @@ import pytest
 from PIL import Image
 
 from imganalyzer.decode import exif_fields
-from imganalyzer.decode.exiftool import as_exiv2_tags, exiftool_fields
 from imganalyzer.decode.metadata import read_metadata
-from imganalyzer.example.writers import ExifInfo, write_jpeg, write_tiff16
+from imganalyzer.example.writers import ExifInfo, write_tiff16
 
 
 @pytest.mark.parametrize(
@@ -87,32 +86,3 @@ def test_raw_whose_pixel_data_libraw_cannot_read_keeps_its_metadata(tmp_path: Pa
         200,
         "cr2",
     )
-
-
-def test_exiftool_readings_map_to_the_same_fields() -> None:
-    reading = {"Make": "NIKON CORPORATION", "Model": "NIKON D70", "ISO": "0 200"}
-    reading |= {"GPSLatitude": -33.8568, "GPSLongitude": 151.2153, "ExposureTime": 0.004}
-    fields = exif_fields.fields(as_exiv2_tags(reading))
-    assert (fields["camera"], fields["iso"], fields["exposure_time_text"]) == (
-        "NIKON D70",
-        200,
-        "1/250",
-    )
-    assert (fields["gps_latitude"], fields["gps_longitude"]) == (-33.8568, 151.2153)
-
-
-def test_exiftool_pentax_iso_index_is_turned_into_iso() -> None:
-    reading = {"Make": "PENTAX Corporation", "Model": "PENTAX *ist DL", "ISO": 9}
-    assert exif_fields.fields(as_exiv2_tags(reading))["iso"] == 200
-    assert exif_fields.fields(as_exiv2_tags({"Make": "Canon", "ISO": 9}))["iso"] == 9
-
-
-@pytest.mark.skipif(shutil.which("exiftool") is None, reason="ExifTool is not installed")
-def test_exiftool_fallback_reads_what_exiv2_reads(tmp_path: Path) -> None:
-    info = ExifInfo(make="FUJIFILM", model="X-T4", iso=400, f_number=5.6, gps=(48.8, 2.3, None))
-    path = write_jpeg(tmp_path / "a b.jpg", np.zeros((16, 16, 3), np.uint8), info)
-    ours = exif_fields.fields(exif_fields.read_tags(path))
-    theirs = exiftool_fields(path)
-    assert theirs is not None
-    for field in ("make", "model", "camera", "iso", "f_number", "gps_latitude", "gps_longitude"):
-        assert theirs[field] == ours[field], field

@@ -20,8 +20,9 @@ from imganalyzer.decode.failures import FileError, classify
 from imganalyzer.decode.jobs import run_decode_shard, run_metadata_shard
 from imganalyzer.example.writers import write_heic
 from imganalyzer.layout import Layout
-from imganalyzer.modules.ocr import run_ocr_job
+from imganalyzer.modules.ocr import OcrReader, OcrSettings
 from imganalyzer.results import ERROR_KINDS, ok_row, read_rows, write_rows
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.steps.duplicates_hashes import shard_hashes
 from tests.support.exif_samples import X_T4
 from tests.support.format_files import write_jxl
@@ -97,7 +98,8 @@ def test_every_module_gives_a_bad_file_one_error_kind(tmp_path: Path) -> None:
     objects = [ok_row(entry, {"has_text": True}) for entry in entries]
     layout.rows("objects", SHARD).parent.mkdir(parents=True)
     write_rows(layout.rows("objects", SHARD), objects)
-    run_ocr_job(layout, JOB, [SHARD], library, device="cpu")
+    reader = OcrReader(OcrSettings.defaults(library=str(library), device="cpu"))
+    run_model_job(reader, layout, JOB, [SHARD])
 
     modules = {
         "metadata": _rows(metadata),

@@ -13,13 +13,16 @@ import numpy as np
 from PIL import Image
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.decode.jobs import (
     _CURRENT_FILE,
     decoder_output_to_log,
     run_decode_shard,
     run_metadata_shard,
 )
+from imganalyzer.layout import Layout
 from imganalyzer.results import read_rows
+from tests.unit.catalog.conftest import touch
 
 
 @contextlib.contextmanager
@@ -86,3 +89,30 @@ def test_python_warnings_are_logged_with_the_file_being_read(caplog, capfd) -> N
         warnings.warn("Truncated File Read", UserWarning, stacklevel=1)
     assert "2024/cut.tif: " in caplog.text and "Truncated File Read" in caplog.text
     assert "Truncated File Read" not in capfd.readouterr().err
+
+
+def test_decode_records_each_images_content_fingerprint(tmp_path: Path) -> None:
+    from skimage import data
+
+    from imganalyzer.catalog.scan import content_fingerprint
+    from imganalyzer.decode.jobs import run_decode_shard
+    from imganalyzer.example.writers import write_jpeg
+    from imganalyzer.results import read_rows
+
+    library = tmp_path / "lib"
+    write_jpeg(library / "cat.jpg", data.chelsea())
+    touch(library / "broken.jpg", b"not an image")
+    catalog = Catalog(Layout(tmp_path / "results"))
+    (shard,) = catalog.ingest(library, shard_size=10).new_shards
+    out = tmp_path / "results"
+    run_decode_shard(
+        catalog.manifest_path(shard),
+        library,
+        out / "tiers.zarr",
+        out / "technical.jsonl",
+        out / "thumbs.zip",
+        tiers={"clip": 64},
+    )
+    rows = {row["path"]: row for row in read_rows(out / "technical.jsonl")}
+    assert rows["cat.jpg"]["fingerprint"] == content_fingerprint(library / "cat.jpg")
+    assert rows["broken.jpg"]["status"] == "error" and "fingerprint" not in rows["broken.jpg"]

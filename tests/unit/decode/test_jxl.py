@@ -15,10 +15,10 @@ import pytest
 from skimage import data
 
 from imganalyzer.decode import jxl
-from imganalyzer.decode.formats import IMAGE_EXTENSIONS, sniff
 from imganalyzer.decode.metadata import read_metadata
 from imganalyzer.decode.readers import DecodeError, decode_image
 from imganalyzer.example.writers import ExifInfo
+from imganalyzer.formats import IMAGE_EXTENSIONS, sniff
 from tests.support.exif_samples import X_T4
 from tests.support.format_files import write_jxl, write_jxl_from_jpeg
 

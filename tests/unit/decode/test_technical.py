@@ -10,7 +10,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage import data
 
-from imganalyzer.decode.technical import TECHNICAL_VERSION, analyze_technical
+from imganalyzer.decode.technical import analyze_technical
+from imganalyzer.versions import TECHNICAL_VERSION
 
 
 def flat(value: int | tuple[int, int, int], height: int = 96, width: int = 128) -> np.ndarray:

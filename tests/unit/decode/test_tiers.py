@@ -348,3 +348,49 @@ def test_jpeg_codec_decodes_chunks_to_their_chunk_shape(tmp_path):
 
     assert array[:].shape == (2, 32, 32, 3)
     assert mean_abs_diff(array[:], block) < 6
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 5), (1, 4), (2, 3), (3, 5), (4, 9), (3, 3)])
+def test_jpeg_tiers_read_from_the_shard_files_as_zarr_reads_them(tmp_path, start, stop):
+    write_store(tmp_path / "t.zarr", shard_images())
+    reader = TierReader(tmp_path / "t.zarr")
+    assert reader.encoded("detect") and reader.encoded("clip")
+    for tier in TIERS:
+        images, sizes, ok = reader.read(tier, start, stop)
+        through_zarr, _, _ = TierReader(tmp_path / "t.zarr", shard_files=False).read(
+            tier, start, stop
+        )
+        assert images.shape == through_zarr.shape and np.array_equal(images, through_zarr)
+        assert sizes.shape[0] == ok.shape[0] == images.shape[0]
+
+
+def test_read_encoded_gives_each_image_its_jpeg(tmp_path):
+    import imagecodecs
+
+    write_store(tmp_path / "t.zarr", shard_images())
+    reader = TierReader(tmp_path / "t.zarr")
+    chunks, sizes, ok = reader.read_encoded("clip", 0, 5)
+    images, _, _ = reader.read("clip", 0, 5)
+    assert len(chunks) == 5 and ok.tolist() == [True, True, False, True, True]
+    for chunk, image in zip(chunks, images, strict=True):
+        assert chunk is not None and chunk[:2] == b"\xff\xd8"  # a failed image: zeros, stored
+        assert np.array_equal(imagecodecs.jpeg_decode(chunk), image)
+
+
+def test_a_zstd_tier_reads_through_zarr_and_has_no_jpeg_bytes(tmp_path):
+    write_store(tmp_path / "t.zarr", shard_images(), compression="zstd")
+    reader = TierReader(tmp_path / "t.zarr")
+    assert not reader.encoded("clip")
+    with pytest.raises(ValueError, match="not stored as JPEG"):
+        reader.read_encoded("clip", 0, 1)
+    assert reader.read("clip", 0, 5)[0].shape == (5, 64, 64, 3)
+
+
+def test_a_damaged_shard_index_fails_its_checksum(tmp_path):
+    write_store(tmp_path / "t.zarr", shard_images())
+    shard_file = next((tmp_path / "t.zarr" / "clip" / "images").rglob("c/0/*/*/*"))
+    data_bytes = bytearray(shard_file.read_bytes())
+    data_bytes[-10] ^= 0xFF  # inside the index, before its checksum
+    shard_file.write_bytes(bytes(data_bytes))
+    with pytest.raises(ValueError, match="checksum"):
+        TierReader(tmp_path / "t.zarr").read("clip", 0, 2)

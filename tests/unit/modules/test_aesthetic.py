@@ -10,16 +10,18 @@ import pytest
 import torch
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
-from imganalyzer.config import ConfigError
+from imganalyzer.errors import ConfigError
 from imganalyzer.files import atomic_open
 from imganalyzer.layout import Layout
 from imganalyzer.modules.aesthetic import (
     AestheticHead,
+    AestheticScorer,
+    AestheticSettings,
     check_aesthetic_compatible,
-    run_aesthetic_job,
 )
-from imganalyzer.modules.embedding import run_embedding_job
+from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from tests.unit.conftest import SHARD_ID, TINY_CLIP, TINY_DIM, shard_images, write_shard
 
@@ -52,7 +54,8 @@ def write_embeddings(folder: Path, vectors: np.ndarray, failed: set[int]) -> Lay
 
 
 def score(layout: Layout, weights: str | Path, **settings) -> list[dict]:
-    run_aesthetic_job(layout, JOB, [SHARD_ID], str(weights), **settings)
+    scorer = AestheticScorer(AestheticSettings.defaults(weights=str(weights), **settings))
+    run_model_job(scorer, layout, JOB, [SHARD_ID], threads=1)
     return list(read_rows(layout.rows("aesthetic", SHARD_ID)))
 
 
@@ -94,10 +97,10 @@ def test_batched_scores_equal_one_at_a_time(tmp_path: Path) -> None:
 
 def test_reads_only_the_embeddings_never_the_tiers(tiny_clip_weights: Path, tmp_path: Path):
     shard = write_shard(tmp_path, shard_images())
-    run_embedding_job(
-        shard.layout, JOB, [shard.id],
-        model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu",
-    )  # fmt: skip
+    settings = EmbeddingSettings.defaults(
+        model=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu"
+    )
+    run_model_job(ClipEmbedder(settings), shard.layout, JOB, [shard.id])
     shutil.rmtree(shard.tiers)
     save_head(tmp_path / "head.pth", TINY_DIM)
     rows = score(shard.layout, tmp_path / "head.pth")

@@ -12,21 +12,18 @@ import numpy as np
 import pytest
 
 from imganalyzer.catalog.manifests import Entry, write_manifest
-from imganalyzer.config import ConfigError, validate_config
+from imganalyzer.config import validate_config
 from imganalyzer.decode.tiers import TierReader, resize_long_edge
+from imganalyzer.errors import ConfigError
 from imganalyzer.layout import Layout
 from imganalyzer.modules import cloud_job
-from imganalyzer.modules.cloud import (
-    DEFAULT_MODELS,
-    DEFAULT_PROMPT,
-    MAX_LONG_EDGE,
-    CloudError,
-    CloudSettings,
-)
+from imganalyzer.modules.cloud import CloudError, CloudSettings
 from imganalyzer.modules.cloud_api import MalformedReply, parse_reply
 from imganalyzer.modules.cloud_budget import RateLimiter, budget_skipped
-from imganalyzer.modules.cloud_job import RUN_ID_ENV, CloudStats, choose_tier, run_cloud_job
+from imganalyzer.modules.cloud_job import RUN_ID_ENV, CloudDescriber, CloudStats, choose_tier
 from imganalyzer.results import read_rows
+from imganalyzer.runtime import job as job_module
+from imganalyzer.runtime.weights import REMOTE_MODELS
 from imganalyzer.store import ResultsStore
 from tests.support.fake_vision_api import (
     USAGE,
@@ -91,7 +88,7 @@ def settings_for(api: FakeVisionApi, provider: str = "anthropic", **overrides) -
     }
     section = {"provider": provider, "base_url": api.base_url(provider), **fast, **overrides}
     config = validate_config({"library": "x", "cloud": section}, check_paths=False)
-    return CloudSettings.from_config(config["cloud"])  # the way the workflow builds them
+    return CloudSettings.from_config(config)  # the way the workflow builds them
 
 
 @pytest.fixture
@@ -102,7 +99,8 @@ def shard(tmp_path_factory: pytest.TempPathFactory) -> Shard:
 
 def describe(shard: Shard, settings: CloudSettings, ledger: Path | None = None, **kw) -> CloudStats:
     """The cloud job of ``shard`` alone; what it did."""
-    return run_cloud_job(shard.layout, JOB, [shard.id], settings, ledger, **kw).counts
+    describer = CloudDescriber(settings, shard.layout, ledger, **kw)
+    return job_module.run_model_job(describer, shard.layout, JOB, [shard.id]).counts
 
 
 def out_of(shard: Shard) -> Path:
@@ -133,7 +131,7 @@ def test_each_provider_describes_every_decoded_image_through_its_sdk(
             continue
         # The tier store's largest tier fits 1568 px: each row describes that tier image.
         assert row["status"] == "ok" and row["provider"] == provider
-        assert row["model"] == DEFAULT_MODELS[provider]
+        assert row["model"] == REMOTE_MODELS[provider]
         expected = reply_fields(tier_size(shard, "detect", index))
         assert {k: row[k] for k in expected} == expected
         assert row["usage"] == USAGE
@@ -141,8 +139,8 @@ def test_each_provider_describes_every_decoded_image_through_its_sdk(
     path = "/v1/messages" if provider == "anthropic" else "/v1/chat/completions"
     assert len(api.requests) == N_DECODED and {r.path for r in api.requests} == {path}
     for request in api.requests:
-        assert request.image_format == "JPEG" and max(request.image_size) <= MAX_LONG_EDGE
-        assert request.body["model"] == DEFAULT_MODELS[provider]
+        assert request.image_format == "JPEG" and max(request.image_size) <= 1568
+        assert request.body["model"] == REMOTE_MODELS[provider]
         assert KEY in request.headers.get("x-api-key", "") + request.headers.get("authorization")
     if provider == "openai":
         assert all(r.body["response_format"] == {"type": "json_object"} for r in api.requests)
@@ -454,9 +452,9 @@ def test_a_missing_key_names_its_variable_before_anything_is_written(
 def test_settings_from_the_validated_section_use_the_provider_defaults() -> None:
     # bad values are rejected by the schema: tests/unit/test_config.py
     config = {"library": "x", "cloud": {"provider": "openai", "model": None}}
-    settings = CloudSettings.from_config(validate_config(config, check_paths=False)["cloud"])
-    assert settings.model_id == DEFAULT_MODELS["openai"] and settings.key_env == "OPENAI_API_KEY"
-    assert settings.prompt == DEFAULT_PROMPT
+    settings = CloudSettings.from_config(validate_config(config, check_paths=False))
+    assert settings.model_id == REMOTE_MODELS["openai"] and settings.key_env == "OPENAI_API_KEY"
+    assert settings.prompt.startswith("Describe this photo for a searchable photo catalogue.")
 
 
 def test_an_image_missing_from_the_tier_store_is_an_error_row(

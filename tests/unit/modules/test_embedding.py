@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from imganalyzer.decode.tiers import TierReader
-from imganalyzer.modules.embedding import ClipEmbedder, run_embedding_job
+from imganalyzer.modules.embedding import ClipEmbedder, EmbeddingSettings
 from imganalyzer.results import read_rows
 from imganalyzer.runtime.batches import RowBatch
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from tests.unit.conftest import (
     DECODE_FAILURE,
@@ -37,14 +38,20 @@ FP16_TOLERANCE = 2e-3
 
 @pytest.fixture(scope="module")
 def embedder(tiny_clip_weights: Path) -> ClipEmbedder:
-    model = ClipEmbedder(TINY_CLIP, str(tiny_clip_weights), device="cpu", batch_size=1)
+    model = tiny_embedder(tiny_clip_weights, batch_size=1)
     model.load()
     return model
 
 
-def embed(shard: Shard, **settings) -> ClipEmbedder:
+def tiny_embedder(weights: Path, **settings) -> ClipEmbedder:
+    """The tiny model on the CPU, with the schema's other settings (``settings`` changed)."""
+    changes = {"model": TINY_CLIP, "pretrained": str(weights), "device": "cpu"} | settings
+    return ClipEmbedder(EmbeddingSettings.defaults(**changes))
+
+
+def embed(shard: Shard, weights: Path, **settings) -> ClipEmbedder:
     """The embedding job of ``shard`` alone; its outputs lie in the shard's results folder."""
-    return run_embedding_job(shard.layout, JOB, [shard.id], **settings)
+    return run_model_job(tiny_embedder(weights, **settings), shard.layout, JOB, [shard.id])
 
 
 def padded(rgb: np.ndarray, side: int) -> RowBatch:
@@ -73,9 +80,7 @@ def test_shard_vectors_follow_the_manifest_and_equal_one_at_a_time(
     embedder: ClipEmbedder, tiny_clip_weights: Path, tmp_path: Path
 ) -> None:
     shard = write_shard(tmp_path, shard_images())
-    job = embed(
-        shard, model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu", batch_size=4
-    )
+    job = embed(shard, tiny_clip_weights, batch_size=4)
     vectors = np.load(shard.layout.array("embedding", shard.id))
     assert vectors.shape == (len(shard.entries), TINY_DIM) and vectors.dtype == np.float16
     assert job.stats.batches == 2 and job.stats.images == len(shard.entries) - 1
@@ -93,7 +98,7 @@ def test_shard_rows_name_the_model_and_carry_decode_errors(
     tiny_clip_weights: Path, tmp_path: Path
 ) -> None:
     shard = write_shard(tmp_path, shard_images())
-    embed(shard, model_name=TINY_CLIP, pretrained=str(tiny_clip_weights), device="cpu")
+    embed(shard, tiny_clip_weights)
     rows = list(read_rows(shard.layout.rows("embedding", shard.id)))
     assert [row["path"] for row in rows] == [entry.path for entry in shard.entries]
     assert rows[2] == {
@@ -127,16 +132,16 @@ def test_a_missing_weights_file_names_the_model_where_it_looked_and_how_to_fetch
 ) -> None:
     missing = tmp_path / "nowhere" / "weights.pt"
     with pytest.raises(ModelNotFoundError) as caught:
-        ClipEmbedder(TINY_CLIP, str(missing), device="cpu").load()
+        tiny_embedder(missing).load()
     message = str(caught.value)
     assert TINY_CLIP in message and str(missing) in message and FETCH_COMMAND in message
 
 
 def test_embedding_runs_in_half_precision_on_request(tiny_clip_weights: Path, shard) -> None:
     # On GPUs the model runs in bf16; open_clip's mixed precision must give close embeddings.
-    full = ClipEmbedder(TINY_CLIP, str(tiny_clip_weights), device="cpu")
+    full = tiny_embedder(tiny_clip_weights)
     full.load()
-    half = ClipEmbedder(TINY_CLIP, str(tiny_clip_weights), device="cpu")
+    half = tiny_embedder(tiny_clip_weights)
     half.load_model(torch.device("cpu"), torch.bfloat16)
     half.device, half.dtype = torch.device("cpu"), torch.bfloat16
     batch = padded(shard.images[0], TEST_TIERS["clip"])
@@ -158,15 +163,15 @@ def test_one_job_embeds_several_shards_with_one_model_load(
     shards = [
         write_shard(tmp_path / "job", shard_images()[i:], f"00000{i}-00000") for i in range(3)
     ]
-    settings = {"model_name": TINY_CLIP, "pretrained": str(tiny_clip_weights), "device": "cpu"}
     layout = shards[0].layout
-    job = run_embedding_job(layout, JOB, [s.id for s in shards], batch_size=4, **settings)
+    model = tiny_embedder(tiny_clip_weights, batch_size=4)
+    job = run_model_job(model, layout, JOB, [s.id for s in shards])
     assert loads == [1]
     summary = json.loads(layout.job_summary("embedding", JOB).read_text())
     assert summary["shards"] == [s.id for s in shards] and summary["images"] == job.stats.images
     for i, shard in enumerate(shards):
         alone = write_shard(tmp_path / f"alone{i}", shard_images()[i:])
-        embed(alone, **settings)
+        embed(alone, tiny_clip_weights)
         together = np.load(layout.array("embedding", shard.id))
         assert together.shape == (len(shard.entries), TINY_DIM)
         np.testing.assert_allclose(
@@ -174,3 +179,23 @@ def test_one_job_embeds_several_shards_with_one_model_load(
         )
         rows = list(read_rows(layout.rows("embedding", shard.id)))
         assert [r["path"] for r in rows] == [e.path for e in shard.entries]
+
+
+def test_decoding_on_the_device_gives_the_loaders_vectors(
+    tiny_clip_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU both decoders are libjpeg-turbo: the pixels, so the vectors, are the same
+    (on CUDA nvJPEG rounds differently; the GPU kit measures the cosine there)."""
+    from imganalyzer.runtime.batches import EncodedImages
+
+    shard = write_shard(tmp_path, shard_images())
+    embed(shard, tiny_clip_weights, batch_size=4)
+    loader_vectors = np.load(shard.layout.array("embedding", shard.id))
+    decoded: list[int] = []
+    original = EncodedImages.decode
+    monkeypatch.setattr(EncodedImages, "decode", lambda s: decoded.append(len(s)) or original(s))
+    job = embed(shard, tiny_clip_weights, batch_size=4, decode_on_device=True)
+    assert decoded == [4, 2] and job.stats.images == 6  # every image came as JPEG bytes
+    np.testing.assert_array_equal(
+        np.load(shard.layout.array("embedding", shard.id)), loader_vectors
+    )

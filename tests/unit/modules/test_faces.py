@@ -12,13 +12,9 @@ from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
 from imganalyzer.decode.tiers import TierReader
 from imganalyzer.modules import faces as faces_module
-from imganalyzer.modules.faces import (
-    SKIPPED_NO_PERSON,
-    FaceAnalyzer,
-    onnx_providers,
-    run_faces_job,
-)
+from imganalyzer.modules.faces import SKIPPED_NO_PERSON, FaceAnalyzer, FaceSettings, onnx_providers
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import ModelNotFoundError
 from tests.support.tiny_insightface import BOX_HALF, LANDMARKS, build_tiny_insightface
 from tests.unit.conftest import DECODE_FAILURE, SHARD_ID, TEST_TIERS, Shard, write_shard
@@ -92,12 +88,18 @@ def make_shard(
     return Files(shard, gated=has_person is not None)
 
 
+def tiny_settings(pack: Path | str, **settings) -> FaceSettings:
+    """The tiny pack's settings on the CPU, with the schema's other settings."""
+    changes = {"pack": str(pack), "det_size": DET_SIZE, "device": "cpu"} | settings
+    return FaceSettings.defaults(**changes)
+
+
 def run(shards: list[Files], pack: Path, **settings) -> FaceAnalyzer:
-    """One faces job over ``shards`` (all in one results folder)."""
-    settings = {"det_size": DET_SIZE, "device": "cpu", "threads": 1, **settings}
+    """One faces job over ``shards`` (all in one results folder), gated on objects' rows
+    where they were written, as the workflow's job is when objects runs."""
     layout, ids = shards[0].shard.layout, [files.shard.id for files in shards]
-    return run_faces_job(layout, JOB, ids, pack=str(pack), gate_on_objects=shards[0].gated,
-                         **settings)  # fmt: skip
+    analyzer = FaceAnalyzer.for_job(tiny_settings(pack, **settings), layout, shards[0].gated)
+    return run_model_job(analyzer, layout, JOB, ids, threads=1)
 
 
 def test_boxes_and_landmarks_are_mapped_from_the_tier_to_original_pixels(
@@ -134,7 +136,7 @@ def test_one_recognition_call_per_image_and_npy_rows_follow_faces(
     assert [f["embedding_row"] for r in rows for f in r["faces"]] == [0, 1, 2]
     # Each row equals InsightFace's own one-face-at-a-time path on the stored tier image.
     monkeypatch.setattr(ArcFaceONNX, "get_feat", get_feat)
-    analyzer = FaceAnalyzer(str(pack), det_size=DET_SIZE, device="cpu")
+    analyzer = FaceAnalyzer(tiny_settings(pack))
     analyzer.load()
     stored = TierReader(files.shard.tiers)
     for index, row in enumerate(rows):
@@ -233,9 +235,9 @@ def test_a_missing_pack_is_reported_without_downloading(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ModelNotFoundError, match="no .onnx files"):
-        FaceAnalyzer(str(empty), device="cpu").load()
+        FaceAnalyzer(tiny_settings(empty)).load()
     with pytest.raises(ModelNotFoundError, match="imganalyzer models fetch"):
-        FaceAnalyzer("no_such_pack_here", device="cpu").load()
+        FaceAnalyzer(tiny_settings("no_such_pack_here")).load()
 
 
 def test_providers_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:

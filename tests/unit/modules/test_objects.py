@@ -14,14 +14,15 @@ from imganalyzer.modules.objects import (
     FP32_MODULES,
     Detections,
     ObjectDetector,
+    ObjectSettings,
     detection_fields,
     keep_in_fp32,
     prompt_text,
-    run_objects_job,
     select_detections,
 )
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
 from imganalyzer.runtime.batches import RowBatch
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import ModelNotFoundError
 from tests.support.tiny_groundingdino import ReplayedQuerySelection, build_tiny_groundingdino
 from tests.unit.conftest import DECODE_FAILURE, SHARD_ID, TEST_TIERS, shard_images, write_shard
@@ -31,6 +32,12 @@ PROMPTS = ("person", "face", "traffic sign", "cup", "text", "dog")
 ORIGINAL_SCALE = 3
 
 
+def tiny_detector(model: str, fp32_modules=FP32_MODULES, **settings) -> ObjectDetector:
+    """A detector of PROMPTS on the CPU, with the schema's other settings."""
+    changes = {"model": model, "prompts": PROMPTS, "device": "cpu"} | settings
+    return ObjectDetector(ObjectSettings.defaults(**changes), fp32_modules)
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(build_tiny_groundingdino(tmp_path_factory.mktemp("tiny_groundingdino")))
@@ -38,7 +45,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def detector(tiny_model: str) -> ObjectDetector:
-    model = ObjectDetector(tiny_model, PROMPTS, device="cpu", batch_size=1)
+    model = tiny_detector(tiny_model, batch_size=1)
     model.load()
     return model
 
@@ -69,7 +76,7 @@ JOB = "000001-00000-00000"
 
 def run_rows(model: str, shard, **settings) -> list[dict]:
     """The objects job of ``shard`` alone: its rows."""
-    run_objects_job(shard.layout, JOB, [shard.id], model, PROMPTS, device="cpu", **settings)
+    run_model_job(tiny_detector(model, **settings), shard.layout, JOB, [shard.id])
     return list(read_rows(shard.layout.rows("objects", shard.id)))
 
 
@@ -202,8 +209,7 @@ def test_one_job_over_two_shards_equals_per_shard_runs(
         for i, part in enumerate(parts)
     ]
     layout = shards[0].layout
-    run_objects_job(layout, JOB, [s.id for s in shards], tiny_model, PROMPTS, device="cpu",
-                    batch_size=2)  # fmt: skip
+    run_model_job(tiny_detector(tiny_model, batch_size=2), layout, JOB, [s.id for s in shards])
     assert loads == [1]
     for i, (shard, part) in enumerate(zip(shards, parts, strict=True)):
         alone = run_rows(
@@ -218,9 +224,9 @@ def test_a_missing_model_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     missing = str(tmp_path / "no-such-model")
     with pytest.raises(ModelNotFoundError, match="no-such-model"):
-        ObjectDetector(missing, device="cpu").load()
+        tiny_detector(missing).load()
     with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE"):
-        ObjectDetector("imganalyzer-test/not-a-repo", device="cpu").load()
+        tiny_detector("imganalyzer-test/not-a-repo").load()
 
 
 def test_keep_in_fp32_casts_at_the_island_boundaries() -> None:
@@ -244,7 +250,7 @@ def test_keep_in_fp32_casts_at_the_island_boundaries() -> None:
 
 
 def bf16_detector(model: str, fp32_modules) -> ObjectDetector:
-    detector = ObjectDetector(model, PROMPTS, device="cpu", fp32_modules=fp32_modules)
+    detector = tiny_detector(model, fp32_modules)
     detector.device, detector.dtype = torch.device("cpu"), torch.bfloat16
     detector.load_model(detector.device, detector.dtype)
     return detector
@@ -265,8 +271,8 @@ def test_mixed_precision_keeps_islands_in_fp32_and_stays_close(
     with torch.inference_mode(), ReplayedQuerySelection() as selection:
         probs, boxes = detector.predict_batch(inputs)
         selection.replay()
-        mixed_probs, mixed_boxes = mixed.predict_batch(inputs.to(torch.bfloat16))
-        pure_probs, pure_boxes = pure.predict_batch(inputs.to(torch.bfloat16))
+        mixed_probs, mixed_boxes = mixed.predict_batch(inputs)  # pixels cast to bf16 there
+        pure_probs, pure_boxes = pure.predict_batch(inputs)
     assert mixed_probs.dtype == torch.float32
     mixed_drift = (mixed_probs - probs).abs()
     pure_drift = (pure_probs - probs).abs()

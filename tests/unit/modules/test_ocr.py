@@ -16,9 +16,10 @@ import imganalyzer.modules.ocr_backends as ocr_backends
 from imganalyzer.catalog.manifests import Entry, write_manifest
 from imganalyzer.decode.readers import DecodedImage, decode_image
 from imganalyzer.layout import Layout
-from imganalyzer.modules.ocr import reading_order, run_ocr_job, to_original
+from imganalyzer.modules.ocr import OcrReader, OcrSettings, reading_order, to_original
 from imganalyzer.modules.ocr_backends import OcrLine, TextRegion, load_trocr, strongest_regions
 from imganalyzer.results import error_row, ok_row, read_rows, write_rows
+from imganalyzer.runtime.job import run_model_job
 from imganalyzer.runtime.registry import FETCH_COMMAND, ModelNotFoundError
 from imganalyzer.store import ResultsStore
 from tests.support.tiny_trocr import WORDS, build_tiny_trocr
@@ -98,9 +99,10 @@ def write_shard(results: Path, shard: str, rows: list[tuple[Entry, dict]]) -> Oc
     return OcrShard(layout, shard)
 
 
-def run_ocr(shards: list[OcrShard], library: Path, **settings) -> ocr.OcrReader:
-    """One OCR job over ``shards`` (of one results folder)."""
-    return run_ocr_job(shards[0].layout, JOB, [s.id for s in shards], library, **settings)
+def run_ocr(shards: list[OcrShard], library: Path, threads: int = 2, **settings) -> ocr.OcrReader:
+    """One OCR job over ``shards`` (of one results folder), with the schema's other settings."""
+    reader = OcrReader(OcrSettings.defaults(library=str(library), **settings))
+    return run_model_job(reader, shards[0].layout, JOB, [s.id for s in shards], threads)
 
 
 @dataclass
@@ -169,6 +171,7 @@ def rows_of(shard: OcrShard) -> list[dict]:
     return list(read_rows(shard.out_jsonl))
 
 
+@pytest.mark.slow  # the library fixture: rapidocr over a 3000 px image, ~7 s
 def test_recognised_text_and_boxes_match_the_rendered_lines(library: Library) -> None:
     row = rows_of(library.shards[0])[0]
     assert row["status"] == "ok" and row["backend"] == "rapidocr" and "skipped" not in row
@@ -179,6 +182,7 @@ def test_recognised_text_and_boxes_match_the_rendered_lines(library: Library) ->
         assert iou(line["box"], drawn) > MIN_IOU
 
 
+@pytest.mark.slow
 def test_a_large_image_is_read_bounded_and_boxes_come_back_in_original_pixels(
     library: Library,
 ) -> None:
@@ -189,12 +193,14 @@ def test_a_large_image_is_read_bounded_and_boxes_come_back_in_original_pixels(
     assert max(line["box"][2] for line in row["lines"]) > 1000  # scaled up from the 1000 px read
 
 
+@pytest.mark.slow
 def test_an_upside_down_line_is_turned_and_read(library: Library) -> None:
     row = rows_of(library.shards[1])[3]
     # Words may come as separate regions, placed in the turned image's order.
     assert sorted(row["text"].upper().split()) == sorted(UPSIDE_DOWN.split())
 
 
+@pytest.mark.slow
 def test_images_without_text_are_skipped_without_opening_the_file(library: Library) -> None:
     row = rows_of(library.shards[0])[1]
     assert row["status"] == "ok" and row["skipped"] == "no text"
@@ -202,12 +208,14 @@ def test_images_without_text_are_skipped_without_opening_the_file(library: Libra
     assert not any(path.endswith("no_text.jpg") for path in library.decoded)
 
 
+@pytest.mark.slow
 def test_an_objects_error_is_an_error_row_and_its_file_is_not_opened(library: Library) -> None:
     row = rows_of(library.shards[0])[2]
     assert row["status"] == "error" and row["error"] == f"objects: {OBJECTS_ERROR}"
     assert not any(path.endswith("broken.jpg") for path in library.decoded)
 
 
+@pytest.mark.slow
 def test_a_corrupt_or_changed_image_is_an_error_row_and_the_shard_goes_on(
     library: Library,
 ) -> None:
@@ -220,6 +228,7 @@ def test_a_corrupt_or_changed_image_is_an_error_row_and_the_shard_goes_on(
     assert not any(path.endswith("changed.png") for path in library.decoded)
 
 
+@pytest.mark.slow
 def test_rows_follow_the_manifest_and_the_job_counts_them(library: Library) -> None:
     for shard in library.shards:
         objects = list(read_rows(shard.objects))
@@ -290,6 +299,7 @@ def test_to_original_scales_each_axis_and_clips() -> None:
     assert moved.box == (40.0, 80.0, 2000.0, 1000.0)
 
 
+@pytest.mark.slow  # the library fixture
 def test_trocr_backend_reads_the_detected_lines_through_its_real_loader(
     library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -332,5 +342,6 @@ def test_a_missing_trocr_model_names_itself_and_how_to_fetch_it(
     assert "empty-cache" in str(missing.value)
     folder = str(tmp_path / "not-there")
     with pytest.raises(ModelNotFoundError, match="not-there"):
-        run_ocr_job(Layout(tmp_path), JOB, [], tmp_path, backend="trocr", trocr_model=folder,
-                    device="cpu")  # fmt: skip
+        settings = {"backend": "trocr", "trocr_model": folder, "device": "cpu"}
+        reader = OcrReader(OcrSettings.defaults(library=str(tmp_path), **settings))
+        run_model_job(reader, Layout(tmp_path), JOB, [])

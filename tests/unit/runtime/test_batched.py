@@ -12,8 +12,6 @@ import pytest
 import torch
 
 from imganalyzer.catalog.manifests import Entry
-from imganalyzer.decode.tiers import TierReader
-from imganalyzer.progress import Progress, format_duration
 from imganalyzer.results import error_row, ok_row, write_rows
 from imganalyzer.runtime.batched import (
     CPU_AUTO_BATCH_SIZE,
@@ -24,13 +22,7 @@ from imganalyzer.runtime.batched import (
     decode_failures,
     initial_batch_size,
 )
-from imganalyzer.runtime.batches import (
-    ArrayBatches,
-    PaddedImages,
-    RowBatch,
-    RowFailure,
-    TierBatches,
-)
+from imganalyzer.runtime.batches import ArrayBatches, RowBatch, RowFailure
 
 FEATURES = 8
 
@@ -190,14 +182,6 @@ def test_a_loader_error_fails_the_run_instead_of_hanging() -> None:
         run_collect(LinearModel(fail_preprocess=True), rows(12))
 
 
-def test_tier_batches_skip_failed_decodes_and_keep_row_numbers(shard) -> None:
-    source = TierBatches(TierReader(shard.tiers), "clip")
-    batch = source.read(1, 5)
-    assert batch.indices.tolist() == [1, 3, 4]  # row 2 failed to decode
-    assert batch.data.shape[1:] == (96, 96, 3) and batch.data.dtype == np.uint8
-    assert batch.sizes.tolist() == [list(shard.images[i].shape[:2]) for i in (1, 3, 4)]
-
-
 def test_decode_failures_come_from_the_technical_rows(tmp_path: Path) -> None:
     entries = [Entry(f"{i}.jpg", 1, 1) for i in range(3)]
     technical = tmp_path / "technical.jsonl"
@@ -218,46 +202,6 @@ def test_decode_failures_come_from_the_technical_rows(tmp_path: Path) -> None:
     }
     assert decode_failures(None, 3) == {}
     assert NOT_DECODED == "not decoded"
-
-
-def test_padded_images_slice_pin_and_move_like_a_tensor_and_keep_sizes_on_the_host() -> None:
-    data = np.zeros((3, 8, 8, 3), dtype=np.uint8)
-    data[1, :4, :6] = 200
-    sizes = np.array([[8, 8], [4, 6], [2, 3]], dtype=np.int32)
-    images = PaddedImages.from_rows(RowBatch(np.arange(3), data, sizes))
-    assert images.pixels.shape == (3, 3, 8, 8) and images.pixels.dtype == torch.uint8
-    assert len(images) == 3 and not images.is_floating_point()
-    part = images[1:3].to("cpu")
-    assert len(part) == 2 and part.sizes.tolist() == [[4, 6], [2, 3]]
-    regions = part.true_regions()
-    assert regions[0].shape == (3, 4, 6) and int(regions[0].min()) == 200
-    assert regions[1].shape == (3, 2, 3)
-
-
-def test_progress_reports_done_total_rate_and_time_left(caplog: pytest.LogCaptureFixture) -> None:
-    progress = Progress("embedding", total=100, interval_s=0.0)
-    with caplog.at_level(logging.INFO, logger="imganalyzer.progress"):
-        progress.advance(10)
-        progress.reach(40)
-        progress.reach(30)  # never goes back
-        progress.finish()
-    lines = [r.getMessage() for r in caplog.records if r.name == "imganalyzer.progress"]
-    assert lines[0].startswith("embedding: 10/100 images, ") and "images/s (10%)" in lines[0]
-    assert lines[0].endswith(" left")
-    assert lines[1].startswith("embedding: 40/100 images")
-    assert lines[-1].startswith("embedding: 40/100 images") and "done in" in lines[-1]
-
-
-def test_progress_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
-    progress = Progress("decode", total=10_000, interval_s=3600)
-    with caplog.at_level(logging.INFO, logger="imganalyzer.progress"):
-        for _ in range(10_000):
-            progress.advance()
-    assert [r for r in caplog.records if r.name == "imganalyzer.progress"] == []
-
-
-def test_format_duration() -> None:
-    assert [format_duration(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
 
 
 def test_a_model_run_logs_progress_up_to_every_row(

@@ -1,39 +1,24 @@
-"""The browse table the index step writes: timeline order, cursors, months, upkeep."""
+"""The browse table as the pages read it: timeline order, cursors, months, upkeep."""
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
-from pathlib import Path
 
-import pytest
-
-from imganalyzer.layout import Layout
 from imganalyzer.search.browse import FAILED, FILE_TIME, NO_OFFSET, BrowseTable, Cursor
-from imganalyzer.search.browse_write import BROWSE_VERSION
 from imganalyzer.search.documents import key_id
 from imganalyzer.search.index import update_index
-from tests.support.results_library import Photo, ResultsLibrary, sample_photos
+from tests.support.results_library import Photo, ResultsLibrary
 
-
-@pytest.fixture
-def lib(tmp_path: Path) -> ResultsLibrary:
-    lib = ResultsLibrary(tmp_path)
-    lib.add_shard(sample_photos())
-    update_index(lib.layout, lib.library)
-    return lib
-
-
-def table_of(lib: ResultsLibrary) -> BrowseTable:
-    return BrowseTable(Layout(lib.results).index_files.browse)
+from .conftest import table_of
 
 
 def keys(table: BrowseTable) -> list[str]:
     return [table.key(i) for i in range(table.n)]
 
 
-def test_images_are_in_timeline_order_with_offsets_and_file_times(lib: ResultsLibrary) -> None:
+def test_images_are_in_timeline_order_with_offsets_and_file_times(indexed: ResultsLibrary) -> None:
+    lib = indexed
     table = table_of(lib)
     assert keys(table) == [
         "2022/home/receipt.jpg", "2022/home/cat.jpg", "2021/paris/IMG_0002.jpg",
@@ -51,7 +36,8 @@ def test_images_are_in_timeline_order_with_offsets_and_file_times(lib: ResultsLi
     ]  # fmt: skip
 
 
-def test_a_cursor_finds_the_next_page_in_constant_steps(lib: ResultsLibrary) -> None:
+def test_a_cursor_finds_the_next_page_in_constant_steps(indexed: ResultsLibrary) -> None:
+    lib = indexed
     table = table_of(lib)
     for position in range(table.n):
         cursor = Cursor.parse(table.cursor(position).text())
@@ -60,22 +46,10 @@ def test_a_cursor_finds_the_next_page_in_constant_steps(lib: ResultsLibrary) -> 
     assert Cursor.parse("garbage") is None
 
 
-def test_the_table_follows_edits_and_deletions(lib: ResultsLibrary) -> None:
+def test_the_table_follows_edits_and_deletions(indexed: ResultsLibrary) -> None:
+    lib = indexed
     lib.add_shard([Photo("new/one.jpg", metadata={"datetime_original": "2030-01-01T00:00:00"})])
     lib.delete("2022/home/cat.jpg")
     update_index(lib.layout, lib.library)
     found = keys(table_of(lib))
     assert found[0] == "new/one.jpg" and "2022/home/cat.jpg" not in found and len(found) == 5
-
-
-def test_an_index_without_a_table_gets_one_on_its_next_update(lib: ResultsLibrary) -> None:
-    files = Layout(lib.results).index_files
-    files.browse.unlink()
-    for part in files.browse_part("x").parent.glob("*.json"):
-        part.unlink()
-    state = json.loads(files.state.read_text())
-    del state["browse"]  # a state file written before the browse table existed
-    files.state.write_text(json.dumps(state))
-    report = update_index(lib.layout, lib.library)
-    assert not report.committed  # Tantivy untouched: the table is made from the rows
-    assert table_of(lib).n == 5 and int(table_of(lib).column("version")[0]) == BROWSE_VERSION

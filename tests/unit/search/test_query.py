@@ -122,11 +122,13 @@ def test_semantic_search_returns_the_image_whose_vector_is_the_query(index: Sear
 def test_semantic_search_with_the_clip_text_tower(tmp_path: Path, tiny_clip_weights: Path) -> None:
     """The real encoder path (a tiny open_clip model with random weights): an image whose
     vector is the text embedding of its caption comes first for that caption."""
+    from imganalyzer.config import validate_config
     from imganalyzer.search.query import clip_text_encoder
     from tests.unit.conftest import TINY_CLIP
 
-    config = {"embedding": {"model": TINY_CLIP, "pretrained": str(tiny_clip_weights)}}
-    encode = clip_text_encoder({**config, "device": "cpu"})
+    embedding = {"model": TINY_CLIP, "pretrained": str(tiny_clip_weights)}
+    config = {"library": ".", "modules": ["embedding"], "embedding": embedding, "device": "cpu"}
+    encode = clip_text_encoder(validate_config(config, check_paths=False))
     photos = sample_photos()[:4]
     for photo in photos:
         photo.vector = encode(photo.caption).astype(np.float16)

@@ -16,6 +16,7 @@ from imganalyzer.search.index import update_index
 from tests.support.results_library import Photo, ResultsLibrary, sample_photos, unit_vector
 
 pytest.importorskip("hypothesis")
+pytestmark = pytest.mark.slow  # about a minute and a half of fuzzing
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = 2000  # search; similar a quarter of that, the command line half

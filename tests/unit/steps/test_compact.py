@@ -1,4 +1,5 @@
-"""Compaction of the faces results: one array row per face, renumbered in the new shard."""
+"""Compaction: the faces results (one array row per face, renumbered in the new shard), the
+batches it leaves alone."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imganalyzer.catalog.manifests import Entry
+from imganalyzer.catalog.manifests import Entry, write_manifest
+from imganalyzer.catalog.store import Catalog
 from imganalyzer.layout import Layout
 from imganalyzer.results import ok_row, read_rows, write_rows
-from imganalyzer.steps.compact import _copy_faces, _Source
+from imganalyzer.steps.compact import _copy_faces, _small_batches, _Source
 from imganalyzer.store import ResultsStore
 
 
@@ -48,3 +50,24 @@ def test_compacted_faces_keep_each_face_with_its_own_embedding(tmp_path: Path) -
             assert np.array_equal(
                 new_vectors[face["embedding_row"]], old[source.shard][old_face["embedding_row"]]
             )
+
+
+def test_a_batch_with_a_failed_shard_job_is_left_alone(tmp_path: Path) -> None:
+    """Its empty outputs exist, but its results are not complete until a run retries it."""
+    layout = Layout(tmp_path)
+    current = set()
+    for shard in ("000001-00000", "000002-00000"):
+        entry = Entry(f"{shard}.jpg", 10, 10**18)
+        write_manifest(layout.manifest(shard), [entry])
+        layout.tiers(shard).mkdir(parents=True)
+        for path in (layout.thumbnails(shard), layout.technical(shard)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+        current.add((shard, entry.path))
+    record = layout.job_failure("decode", "000002-00000")
+    record.parent.mkdir(parents=True)
+    record.write_text(
+        '{"module": "decode", "job": "000002-00000", "status": "failed", "outputs": []}'
+    )
+    batches = _small_batches(Catalog(layout), current, 10, layout, modules=[])
+    assert batches == {"000001": ["000001-00000"]}

@@ -3,7 +3,9 @@ thumbnails, tiers, people, duplicate groups, the index) and a test client over i
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,6 +25,12 @@ HOSTILE = "<img src=x onerror=alert(1)>.jpg"
 FACE_BOX = [100.0, 50.0, 300.0, 250.0]
 OBJECT_BOX = [10.0, 20.0, 500.0, 400.0]
 WIDTH, HEIGHT = 600, 400
+PARIS = ["2021/paris/IMG_0001.jpg", "2021/paris/IMG_0002.jpg"]
+# newest first: EXIF dates, then the two photos without one, dated by their file times (2020)
+TIMELINE = [
+    "2022/home/receipt.jpg", "2022/home/cat.jpg", "2021/paris/IMG_0002.jpg",
+    "2021/paris/IMG_0001.jpg", HOSTILE, "scans/old.jpg",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +139,10 @@ def client(site: ResultsLibrary) -> Iterator[TestClient]:
 
 def csrf_of(client: TestClient) -> str:
     return client.app.state.csrf
+
+
+def tiles(page: str) -> list[str]:
+    """The paths of a grid page's tiles, in page order."""
+    return [
+        html.unescape(p) for p in re.findall(r'<a href="/view\?path=[^"]*" title="([^"]*)"', page)
+    ]
