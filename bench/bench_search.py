@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from common import Row, bench_parser, machine_description, measure, ms_row, publish
+from previous_search import PreviousPath
 
 from imganalyzer.catalog.current import current_shards
 from imganalyzer.catalog.manifests import read_manifest
@@ -167,7 +168,7 @@ def query_rows(index: SearchIndex, words: Words, rng: np.random.Generator) -> li
     broad = Filters(min_aesthetic=4.0)
     rows = latency_rows("text (2 words, BM25)", lambda i: index.search(texts[i], "text"))
     rows += latency_rows(
-        "semantic (exact, all vectors)",
+        "semantic (exact: int8 codes, then the few candidates)",
         lambda i: index.search("", "semantic", encode_text=encode(i)),
     )
     rows += latency_rows(
@@ -186,6 +187,16 @@ def query_rows(index: SearchIndex, words: Words, rng: np.random.Generator) -> li
     rows += latency_rows(
         "text + --near 500 km",
         lambda i: index.search(texts[i], "text", Filters(near=(48.8, 2.3, 500.0))),
+    )
+    before = PreviousPath(SearchIndex(index.store.layout)).index
+    rows += latency_rows(
+        "semantic, previous path (float16 product over all vectors)",
+        lambda i: before.search("", "semantic", None, 20, encode(i)),
+        "measured after the rows above",
+    )
+    rows += latency_rows(
+        "hybrid, previous path",
+        lambda i: before.search(texts[i], "hybrid", None, 20, encode(i)),
     )
     return rows
 
@@ -220,6 +231,7 @@ def run(n_images: int) -> list[Row]:
         index_dir = layout.index
         tantivy_bytes = sum(p.stat().st_size for p in (index_dir / "tantivy").rglob("*"))
         matrix_bytes = (index_dir / "vectors.npy").stat().st_size
+        codes_bytes = (index_dir / "vector_codes.npy").stat().st_size
 
         log(f"editing {EDITS:,} random files ...")
         all_files = sorted(library.rglob("*.jpg"))
@@ -262,6 +274,12 @@ def run(n_images: int) -> list[Row]:
             matrix_bytes / 2**20,
             "MiB",
             f"{n_images:,} x {DIM}",
+        ),
+        Row(
+            "vector_codes.npy size (int8, exact ranking's first pass)",
+            codes_bytes / 2**20,
+            "MiB",
+            "plus 12 bytes of bounds per image",
         ),
         *rows,
         Row("peak RSS of this process", rss_mb, "MiB", "includes building the synthetic library"),

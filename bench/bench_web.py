@@ -14,9 +14,13 @@ per shard (a real 256 px thumbnail in the first shard, a tiny one elsewhere), in
 processes; then its index (Tantivy, vectors and the browse table). With ``--workdir`` a built
 library is reused, so the (slow) build happens once. Then starts the app on uvicorn (its own
 process) and times requests with httpx: the timeline at the top, in the middle and at the end,
-a filtered timeline, explore, the map, the viewer, thumbnails, and text, hybrid and filtered
-searches. The CLIP text tower is replaced by random unit vectors: its cost is the model's.
-Goals: pages p95 < 100 ms, a thumbnail p95 < 10 ms.
+a filtered timeline, explore, the map, the viewer, thumbnails, and text, semantic, hybrid and
+filtered searches (the same filters each time, as a user trying several words, and new
+filters each time), and reads the server's memory. The CLIP text tower is replaced by random
+unit vectors: its cost is the model's. Then the same searches through ``SearchIndex.search``
+alone, in turns with the ranking before the int8 codes (the ratio), and a check that the
+semantic ranking is the exact one. Goals: pages and searches p95 < 100 ms, a thumbnail
+p95 < 10 ms.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import imagecodecs
 import numpy as np
 import uvicorn
 from bench_search import DIM, Words, make_library, write_results
-from common import Row, bench_parser, machine_description, measure, publish, ratio_row
+from common import Row, bench_parser, machine_description, measure, publish
+from previous_search import PreviousPath
 
 from imganalyzer.catalog.manifests import Entry
 from imganalyzer.catalog.store import Catalog
@@ -53,6 +58,8 @@ REQUESTS = 60
 PAGE_GOAL_MS = 100
 THUMBNAIL_GOAL_MS = 10
 SEARCH_GOAL_MS = 100
+# Camera, date and aesthetic filters that about 5.6% of the synthetic images pass.
+BROAD_FILTERS = "&camera=X-T4&after=2021&min_aesthetic=4"
 LABELS = [f"thing{i}" for i in range(60)]  # object labels, Zipf-like frequencies
 PLACES = [(f"Town{i}", f"Country{i % 25}") for i in range(300)]
 
@@ -206,11 +213,12 @@ def run(n_images: int, workdir: Path | None) -> list[Row]:
         time.sleep(STARTUP_WAIT_S)
         words = Words(20_000, np.random.default_rng(0))
         # distinct queries for every measurement: none is answered from the server's cache
-        texts = [words.text(2) for _ in range(6 * (REQUESTS + 1))]
+        texts = [words.text(2) for _ in range(8 * (REQUESTS + 1))]
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
                 rows = page_rows(client, results)
                 rows += search_rows(client, texts)
+            rows.append(server_memory(server))
             rows += library_calls(results, texts[: REQUESTS + 1])
         finally:
             server.terminate()
@@ -264,11 +272,19 @@ def search_rows(client: httpx.Client, texts: list[str]) -> list[Row]:
     batches = iter(texts[i : i + REQUESTS + 1] for i in range(0, len(texts), REQUESTS + 1))
     for name, mode, extra in (
         ("search API, text", "text", ""),
+        ("search API, semantic", "semantic", ""),
         ("search API, hybrid", "hybrid", ""),
-        ("search API, hybrid + filters", "hybrid", "&camera=X-T4&after=2021&min_aesthetic=4"),
+        ("search API, hybrid + filters", "hybrid", BROAD_FILTERS),
     ):
         urls = [f"/api/search?q={t}&mode={mode}{extra}" for t in next(batches)]
         rows += latency(client, name, urls, SEARCH_GOAL_MS)
+    # the same filters with another aesthetic floor each time: none of them is kept
+    urls = [
+        f"/api/search?q={t}&mode=hybrid{BROAD_FILTERS}.{i:03d}" for i, t in enumerate(next(batches))
+    ]
+    rows += latency(
+        client, "search API, hybrid + filters new with each query", urls, SEARCH_GOAL_MS
+    )
     for mode in ("text", "hybrid"):
         name = f"search page (HTML, 48 results), {mode}"
         urls = [f"/search?q={t}&mode={mode}" for t in next(batches)]
@@ -276,46 +292,94 @@ def search_rows(client: httpx.Client, texts: list[str]) -> list[Row]:
     return rows
 
 
+def server_memory(server: subprocess.Popen) -> Row:
+    """The server's resident memory (Linux), after the searches: in all, and its own
+    (anonymous) part; the rest are pages of memory-mapped files (Tantivy's, the vector
+    matrix's), which the kernel can drop."""
+    try:
+        status = Path(f"/proc/{server.pid}/status").read_text(encoding="ascii")
+        kib = {
+            line.split(":")[0]: int(line.split()[1])
+            for line in status.splitlines()
+            if line.startswith(("VmRSS", "RssAnon", "RssFile"))
+        }
+        total, anon, files = kib["VmRSS"], kib["RssAnon"], kib["RssFile"]
+    except (OSError, KeyError, ValueError):
+        return Row("server resident memory", float("nan"), "MiB", "unknown on this system")
+    note = f"{anon / 1024:,.0f} MiB its own, {files / 1024:,.0f} MiB of mapped files"
+    return Row("server resident memory after the searches", total / 1024, "MiB", note)
+
+
 def library_calls(results: Path, texts: list[str]) -> list[Row]:
-    """The same searches through ``SearchIndex.search`` in this process, no server: what the
-    ranking itself costs on this machine now (the server's share is the difference)."""
+    """The searches through ``SearchIndex.search`` in this process, no server: the ranking
+    as the server runs it against the one before the int8 codes (:class:`PreviousPath`),
+    query by query in turns so that both see the same load; then a check that the ranking
+    is the exact one."""
     from imganalyzer.search.query import Filters, checked_filters, parse_date_bound
 
-    index = SearchIndex(Layout(results))
+    index = SearchIndex(Layout(results), resident=True)
+    before = PreviousPath(SearchIndex(Layout(results)))
     vectors = np.random.default_rng(2).standard_normal((len(texts), DIM), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    broad = Filters(camera="X-T4", after=parse_date_bound("2021"), min_aesthetic=4.0)
-    columns_of = index.filter_columns
-    assert columns_of is not None
-    passing = columns_of.vector_rows(checked_filters(broad))
-    share = f"{len(passing):,} of {len(columns_of.vector_row):,} images pass the filters"
-    rows = []
-    medians = {}
-    for name, mode, filters, columns in (
-        ("text", "text", None, True),
-        ("hybrid", "hybrid", None, True),
-        ("hybrid + filters", "hybrid", broad, True),
-        ("hybrid + filters, without the column filters", "hybrid", broad, False),
-    ):
-        if not columns:  # the path before the browse table: Tantivy resolves the filter
-            index.__dict__["filter_columns"] = None
-        seconds = []
-        for i, text in enumerate(texts):
-            start = time.perf_counter()
-            index.search(text, mode, filters, 49, lambda _text, i=i: vectors[i])
-            seconds.append(time.perf_counter() - start)
-        seconds = seconds[1:]  # the first one warms
-        label = f"SearchIndex.search alone, {name}"
-        medians[name] = statistics.median(seconds)
-        rows.append(Row(f"{label} p50", medians[name] * 1e3, "ms", "no server"))
-        rows.append(Row(f"{label} p95", float(np.percentile(seconds, 95)) * 1e3, "ms", ""))
-    slow, fast = (
-        medians["hybrid + filters, without the column filters"],
-        medians["hybrid + filters"],
+    broad = checked_filters(
+        Filters(camera="X-T4", after=parse_date_bound("2021"), min_aesthetic=4.0)
     )
-    name = "filtered hybrid: column filters vs Tantivy (p50)"
-    rows.append(ratio_row(name, slow, fast, share))
-    return rows
+    columns = index.filter_columns
+    assert columns is not None
+    passing = columns.vector_rows(broad)
+    assert passing is not None
+    share = f"{len(passing):,} of {len(columns.vector_row):,} images pass the filters"
+    rows = []
+    for name, mode, filters in (
+        ("semantic", "semantic", None),
+        ("hybrid", "hybrid", None),
+        ("hybrid + filters", "hybrid", broad),
+    ):
+        now, then = [], []
+        for i, text in enumerate(texts):
+            for searcher, seconds in ((index, now), (before.index, then)):
+                start = time.perf_counter()
+                searcher.search(text, mode, filters, 49, lambda _text, i=i: vectors[i])
+                seconds.append(time.perf_counter() - start)
+        now, then = now[1:], then[1:]  # the first ones warm
+        label = f"SearchIndex.search alone, {name}"
+        for which, seconds in (("", now), (", previous path", then)):
+            rows.append(Row(f"{label}{which} p50", statistics.median(seconds) * 1e3, "ms", ""))
+            p95 = float(np.percentile(seconds, 95)) * 1e3
+            rows.append(Row(f"{label}{which} p95", p95, "ms", share if filters else ""))
+        ratio = statistics.median(then) / statistics.median(now)
+        rows.append(Row(f"{name}: previous path / now (p50)", ratio, "x", "same run, in turns"))
+    same_words = sum(
+        index.text_ranking(text, broad, 100)
+        == index._ranked(text, index.text_query(text, broad), 100)
+        for text in texts[:EXACT_CHECKS]
+    )
+    words = Row("filtered words' top 100 = Tantivy's filter", same_words, f"of {EXACT_CHECKS}", "")
+    return rows + [exactness_row(index, vectors[:EXACT_CHECKS], passing), words]
+
+
+EXACT_CHECKS = 5
+
+
+def exactness_row(index: SearchIndex, queries: np.ndarray, passing: np.ndarray) -> Row:
+    """How many of the queries' top 100 (all images, and the filtered ones) are exactly those
+    of scoring every vector exactly: the same images in the same order with the same scores."""
+    from imganalyzer.search.vector_scan import top_order
+
+    vectors = index.vectors
+    assert vectors is not None
+    same = 0
+    for query in queries:
+        for rows in (None, passing):
+            got_rows, got_scores = vectors.best(query, 100, rows)
+            every = np.arange(len(vectors)) if rows is None else rows
+            scores = vectors.exact_scores(query, every)
+            best = top_order(scores, every, 100)
+            same += np.array_equal(got_rows, every[best]) and np.array_equal(
+                got_scores, scores[best]
+            )
+    checks = 2 * len(queries)
+    return Row("semantic top 100 = exact scan of every vector", same, f"of {checks}", "")
 
 
 def main(argv: list[str] | None = None) -> None:

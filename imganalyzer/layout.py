@@ -33,6 +33,7 @@ results/
   xmp/state.json, sidecars/, WRITTEN
   index/tantivy/, state.json     Tantivy index and what it holds; index/BUILT
   index/vectors.npy, vector_ids.npy, vector_keys.txt   the CLIP matrix of current images
+  index/vector_codes.npy, vector_bounds.npy   its int8 codes and their error bounds
   index/browse.npz, browse/<shard>.json   every current image in timeline order (web, filters)
   report/modules.json, module_times.svg
   .imganalyzer-run.lock          held by a running workflow
@@ -74,8 +75,23 @@ class IndexFiles:
         return self.folder / "vector_keys.txt"
 
     @property
-    def vector_files(self) -> tuple[Path, Path, Path]:
-        return (self.vectors, self.vector_ids, self.vector_keys)
+    def vector_codes(self) -> Path:
+        """The vectors as int8 codes, and each row's error bounds (search/vector_scan.py)."""
+        return self.folder / "vector_codes.npy"
+
+    @property
+    def vector_bounds(self) -> Path:
+        return self.folder / "vector_bounds.npy"
+
+    @property
+    def vector_files(self) -> tuple[Path, ...]:
+        return (
+            self.vectors,
+            self.vector_ids,
+            self.vector_keys,
+            self.vector_codes,
+            self.vector_bounds,
+        )
 
     @property
     def browse(self) -> Path:

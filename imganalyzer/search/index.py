@@ -6,6 +6,8 @@ Layout of ``results/index/``::
     vectors.npy       float16 (n, dim) L2-normalised CLIP image embeddings, rows sorted by key_id
     vector_ids.npy    uint64 (n,) the key_id of each row (ascending: found by searchsorted)
     vector_keys.txt   the path of each row, one per line (escaped like manifest paths)
+    vector_codes.npy  int8 (n, dim) codes of the rows, vector_bounds.npy float32 (n, 3) their
+                      error bounds: the exact ranking's first pass (search/vector_scan.py)
     state.json        what the index holds: a fingerprint of each shard's inputs
 
 Updates are incremental. A shard whose result files or moved files changed has its
@@ -51,6 +53,9 @@ from imganalyzer.versions import INDEX_VERSION
 
 log = logging.getLogger(__name__)
 
+# Bumped when the vector files change form (2: int8 codes and bounds beside the matrix): the
+# next update rewrites them, and leaves the documents as they are.
+VECTORS_VERSION = 2
 # Tantivy's indexing memory: segments are flushed when it fills.
 WRITER_HEAP_BYTES = 256_000_000
 
@@ -178,7 +183,9 @@ def _apply(index_dir: Path, update: _Update, previous: IndexState, threads: int)
     if plan.changed or fresh:
         added = update.commit(index_dir, plan, threads)
     embeddings = update.store.embedding_versions
-    vectors_fp = _digest([[s, fp[1], embeddings(s)] for s, fp in plan.fingerprints.items()])
+    vectors_fp = _digest(
+        [VECTORS_VERSION, [[s, fp[1], embeddings(s)] for s, fp in plan.fingerprints.items()]]
+    )
     vectors = None
     if vectors_fp != previous.vectors or fresh:
         vectors = write_vectors(index_dir, update.store, update.view, update.vectors)

@@ -1,10 +1,10 @@
 """Search the index: BM25 over the text fields, CLIP text-to-image similarity, or both fused
 by reciprocal rank fusion, with the same filters applied to every ranking.
 
-Semantic search is exact: one float16 matrix-vector product over all vectors (torch, which
-runs it ~60x faster than numpy's float16 matmul), then the filters. With filters, the browse
+Semantic search is exact: the vectors' int8 codes bound every score, and only the rows that
+can be in the top k are scored exactly (:mod:`.vector_scan`). With filters, the browse
 table's columns (:mod:`.column_filters`) give the vector rows that pass them in a few
-milliseconds, and only those rows are scored. Without a browse table, a filter that matches
+milliseconds, and only those rows are ranked. Without a browse table, a filter that matches
 few images is resolved to vector rows through Tantivy; a broad one checks the best
 candidates in growing batches.
 """
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -30,6 +29,13 @@ from imganalyzer.search.browse import BrowseTable
 from imganalyzer.search.column_filters import FilterColumns
 from imganalyzer.search.documents import SEARCHED_FIELDS, folder_facet, key_id
 from imganalyzer.search.index import open_index
+from imganalyzer.search.passing import (
+    Passing,
+    PassingCache,
+    passing_of,
+    words_cut,
+    words_depth,
+)
 from imganalyzer.search.query_input import (
     AESTHETIC,
     SHARPNESS,
@@ -44,6 +50,7 @@ from imganalyzer.search.query_input import (
 )
 from imganalyzer.search.query_input import parse_date_bound as parse_date_bound
 from imganalyzer.search.query_input import parse_near as parse_near
+from imganalyzer.search.vector_scan import Ranking, VectorMatrix
 from imganalyzer.store import ResultsStore
 
 MODES = ("text", "semantic", "hybrid")
@@ -56,9 +63,9 @@ FUSION_DEPTH = 100
 # (reading this many key ids from Tantivy costs about as much as one matrix pass).
 FILTER_ROWS_MAX = 50_000
 KM_PER_DEGREE = 111.32
-# Above this share of the rows passing a filter, all vectors are scored and the others
-# dropped: copying the passing rows out of the matrix would cost more than the product.
-GATHER_SHARE = 0.35
+# The words are ranked alone, then cut to the images a filter passes, down to this depth
+# (a filter that passes fewer images is left to Tantivy).
+WORDS_DEPTH_MAX = 5000
 
 TextEncoder = Callable[[str], np.ndarray]
 # The modules a filter needs (any one of them): without their results it matches nothing.
@@ -134,40 +141,6 @@ class Hit:
         return {"path": escape_path(self.key), "score": self.score, **fields}
 
 
-class VectorMatrix:
-    """``vectors.npy`` memory-mapped, with the sorted key id of each row."""
-
-    def __init__(self, index_dir: Path) -> None:
-        files = IndexFiles(index_dir)
-        self.matrix = np.load(files.vectors, mmap_mode="r")
-        self.ids = np.load(files.vector_ids)
-        if len(self.ids) != len(self.matrix):
-            raise RuntimeError(f"{index_dir}: vectors and ids differ (index being rewritten?)")
-
-    @classmethod
-    def open(cls, index_dir: Path) -> VectorMatrix | None:
-        return cls(index_dir) if IndexFiles(index_dir).vectors.is_file() else None
-
-    def rows_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Rows of the given key ids (ids without a vector are left out)."""
-        ids = np.asarray(ids, dtype=np.uint64)
-        rows = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
-        return rows[self.ids[rows] == ids]
-
-    def scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Cosine similarity of the (dim,) query with every row (or with the given rows):
-        (n,) float32."""
-        import torch
-
-        with warnings.catch_warnings():
-            # torch warns that the memory map is read-only; it only reads it here
-            warnings.simplefilter("ignore", UserWarning)
-            block = np.asarray(self.matrix) if rows is None else self.matrix[rows]
-            matrix = torch.from_numpy(block)
-        vector = torch.from_numpy(np.asarray(query, dtype=np.float16))
-        return (matrix @ vector).float().numpy()
-
-
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple]:
     """Fuse rankings of ids: score(id) = sum over rankings of 1 / (k + rank), rank from 1."""
     scores: dict[int, float] = {}
@@ -177,18 +150,11 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) ->
     return sorted(scores.items(), key=lambda pair: -pair[1])
 
 
-def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest scores, best first."""
-    if k >= len(scores):
-        return np.argsort(-scores, kind="stable")
-    best = np.argpartition(-scores, k)[:k]
-    return best[np.argsort(-scores[best], kind="stable")]
-
-
 class SearchIndex:
-    """The search index of a results folder (``layout.index``)."""
+    """The search index of a results folder (``layout.index``). ``resident``: read the
+    vectors' codes into memory (a server), else memory-map them (one search)."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, resident: bool = False) -> None:
         self.store = ResultsStore(layout)
         self.index_dir = layout.index
         if not IndexFiles(self.index_dir).tantivy.is_dir():
@@ -196,13 +162,28 @@ class SearchIndex:
         self.index = open_index(self.index_dir)
         self.schema = self.index.schema
         self.searcher = self.index.searcher()
-        self.vectors = VectorMatrix.open(self.index_dir)
+        self.vectors = VectorMatrix.open(self.index_dir, resident)
+        self._passing = None if self.vectors is None else PassingCache(self.vectors)
+        self._has_run: dict[str, bool] = {}
 
     # ------------------------------------------------------------ rankings
 
     def text_ranking(self, text: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
-        """(key_id, BM25 score) best first; an empty ``text`` lists every filtered image."""
-        hits = self._search(text, self.text_query(text, filters), limit).hits
+        """(key_id, BM25 score) best first; an empty ``text`` lists every filtered image.
+        With filters the columns answer, the words are ranked alone, deep enough, and cut to
+        the images that pass: Tantivy's ranking, for less than checking the filters costs it
+        (:func:`.passing.words_cut`)."""
+        passing = self._passing_of(filters) if text.strip() else None
+        depth = None if passing is None else words_depth(passing, limit, WORDS_DEPTH_MAX)
+        if passing is not None and depth is not None:
+            words = self._ranked(text, self.text_query(text, Filters()), depth)
+            cut = words_cut([(s, i) for i, s in words], depth, passing, limit)
+            if cut is not None:
+                return cut
+        return self._ranked(text, self.text_query(text, filters), limit)
+
+    def _ranked(self, text: str, query: Query, limit: int) -> list[tuple[int, float]]:
+        hits = self._search(text, query, limit).hits
         ids = self._key_ids([address for _, address in hits])
         return [(int(i), float(score)) for i, (score, _) in zip(ids, hits, strict=True)]
 
@@ -238,34 +219,29 @@ class SearchIndex:
     def vector_ranking(
         self, vector: np.ndarray, filters: Filters, limit: int
     ) -> list[tuple[int, float]]:
-        """(key_id, cosine similarity) best first, among images that pass the filters."""
-        if self.vectors is None:
+        """(key_id, cosine similarity) best first, among images that pass the filters: the
+        exact ranking (see :mod:`.vector_scan`)."""
+        vectors = self.vectors
+        if vectors is None:
             raise ModuleNotRunError(self.no_vectors_message("semantic search"))
         condition = self.filter_query(filters)
-        passing = None if condition is None else self._column_rows(filters)
-        if passing is not None and len(passing) <= len(self.vectors.ids) * GATHER_SHARE:
-            # filter first, then score only the rows that pass
-            scores = self.vectors.scores(vector, passing)
-            best = top_rows(scores, limit)[:limit]
-            return [(int(self.vectors.ids[passing[b]]), float(scores[b])) for b in best]
-        if passing is not None:  # most rows pass: scoring all of them costs less than a gather
-            scores = self.vectors.scores(vector)
-            kept = np.full(len(scores), -np.inf, np.float32)
-            kept[passing] = scores[passing]
-            best = top_rows(kept, min(limit, len(passing)))
-            return [(int(self.vectors.ids[r]), float(scores[r])) for r in best]
-        scores = self.vectors.scores(vector)
         if condition is None:
-            rows = top_rows(scores, limit)
+            rows, scores = vectors.best(vector, limit)
         else:
-            rows = self._filtered_rows(self.vectors, scores, condition, limit)
-        return [(int(self.vectors.ids[r]), float(scores[r])) for r in rows]
+            passing = self._passing_of(filters)
+            if passing is not None:  # filter first, then rank only the rows that pass
+                rows, scores = vectors.best(vector, limit, passing.rows)
+            else:
+                rows, scores = self._filtered_best(vectors.ranking(vector), condition, limit)
+        return [(int(i), float(s)) for i, s in zip(vectors.ids[rows], scores, strict=True)]
 
-    def _column_rows(self, filters: Filters) -> np.ndarray | None:
-        """The vector rows that pass ``filters``, from the browse table's columns (None
-        without a browse table, or for a filter only Tantivy answers)."""
-        columns = self.filter_columns
-        return columns.vector_rows(filters) if columns is not None else None
+    def _passing_of(self, filters: Filters) -> Passing | None:
+        """The images that pass ``filters``, from the browse table's columns (None without
+        a browse table, or for a filter only Tantivy answers), kept for the next queries."""
+        columns, kept = self.filter_columns, self._passing
+        if columns is None or kept is None:
+            return None
+        return kept.get(filters, lambda: passing_of(columns, filters))
 
     @functools.cached_property
     def filter_columns(self) -> FilterColumns | None:
@@ -277,28 +253,32 @@ class SearchIndex:
         except (LookupError, KeyError, OSError, ValueError):  # an older or unreadable table
             return None
 
-    def _filtered_rows(
-        self, vectors: VectorMatrix, scores: np.ndarray, condition: Query, limit: int
-    ) -> np.ndarray:
+    def _filtered_best(
+        self, ranking: Ranking, condition: Query, limit: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``limit`` rows of ``ranking`` that Tantivy's ``condition`` passes."""
+        vectors = ranking.vectors
         # tantivy's stub lacks SearchResult.count (set when searching with count=True)
         result = self.searcher.search(condition, 1, count=True)
         matching = result.count  # type: ignore[attr-defined]
         if matching == 0:
-            return np.empty(0, dtype=np.int64)
+            return np.empty(0, np.int64), np.empty(0, np.float32)
         if matching <= FILTER_ROWS_MAX:
-            rows = vectors.rows_of(self._ids_matching(condition, matching))
-            return rows[top_rows(scores[rows], limit)[:limit]]
+            rows = np.unique(vectors.rows_of(self._ids_matching(condition, matching)))
+            return vectors.best(ranking.query, limit, rows)
         # A broad filter: most of the best candidates pass, so check them in batches.
-        found: list[int] = []
+        found: list[int] = []  # positions in ``best``
+        best, scores = np.empty(0, np.int64), np.empty(0, np.float32)
         depth = max(4 * limit, 256)
-        checked = 0
-        while len(found) < limit and checked < len(scores):
-            candidates = top_rows(scores, min(depth, len(scores)))[checked:]
-            ids = vectors.ids[candidates]
+        while len(found) < limit and len(best) < len(vectors):
+            checked = len(best)
+            best, scores = ranking.top(depth)
+            ids = vectors.ids[best[checked:]]
             passing = set(self._ids_matching(self._restricted(condition, ids), len(ids)))
-            found += [r for r, i in zip(candidates, ids, strict=True) if int(i) in passing]
-            checked, depth = checked + len(candidates), depth * 4
-        return np.array(found[:limit], dtype=np.int64)
+            found += [checked + j for j, i in enumerate(ids.tolist()) if i in passing]
+            depth *= 4
+        kept = np.array(found[:limit], np.int64)
+        return best[kept], scores[kept]
 
     def _restricted(self, condition: Query, ids: np.ndarray) -> Query:
         among = Query.term_set_query(self.schema, "key_id", [int(i) for i in ids])
@@ -407,23 +387,37 @@ class SearchIndex:
         return found
 
     def hits(self, ranking: Sequence[tuple[int, float]], filters: Filters, limit: int) -> list[Hit]:
-        docs = self.documents([i for i, _ in ranking])
-        hits = []
-        for item, score in ranking:
-            fields = docs.get(item)
-            if fields is None or (filters.near and not within_km(fields, *filters.near)):
-                continue
-            fields.pop("key_id", None)
-            hits.append(Hit(unescape_path(fields.pop("key")), score, fields))
-            if len(hits) == limit:
-                break
+        """The first ``limit`` images of ``ranking`` with their stored fields. Documents are
+        read in ranking order, a batch at a time: a fused ranking holds a few times
+        ``limit`` images, and each stored document costs a block read."""
+        hits: list[Hit] = []
+        batch = 2 * limit if filters.near else limit  # the circle drops some of the box
+        start = 0
+        while len(hits) < limit and start < len(ranking):
+            part = ranking[start : start + batch]
+            docs = self.documents([i for i, _ in part])
+            for item, score in part:
+                fields = docs.get(item)
+                if fields is None or (filters.near and not within_km(fields, *filters.near)):
+                    continue
+                fields.pop("key_id", None)
+                hits.append(Hit(unescape_path(fields.pop("key")), score, fields))
+                if len(hits) == limit:
+                    break
+            start += len(part)
+            batch = max(batch, limit - len(hits))
         return hits
 
     # ------------------------------------------------------------ honest answers
 
     def has_run(self, module: str) -> bool:
-        """Whether ``module`` has written results (the index lies in ``results/index``)."""
-        return self.store.has_results(module)
+        """Whether ``module`` has written results (the index lies in ``results/index``).
+        Asked once per module: a run that adds results also rewrites the index, and a
+        changed index is opened afresh."""
+        found = self._has_run.get(module)
+        if found is None:
+            found = self._has_run[module] = self.store.has_results(module)
+        return found
 
     def require_modules(self, filters: Filters) -> Filters:
         """``filters``, or :class:`ModuleNotRunError` naming the module a filter needs."""
@@ -480,18 +474,24 @@ class SearchIndex:
         depth = max(limit, FUSION_DEPTH) if mode == "hybrid" else limit
         if filters.near:  # hits outside the circle (inside its box) are dropped afterwards
             depth *= 2
-        rankings = []
-        if mode in ("text", "hybrid"):
-            rankings.append(self.text_ranking(text, filters, depth))
-        if mode in ("semantic", "hybrid"):
-            if encode_text is None:
-                raise ValueError(f"{mode} search needs a text encoder")
-            rankings.append(self.vector_ranking(encode_text(text), filters, depth))
+        if mode == "text":
+            return self.hits(self.text_ranking(text, filters, depth), filters, limit)
+        if encode_text is None:
+            raise ValueError(f"{mode} search needs a text encoder")
+        # a hybrid search ranks the words in another thread meanwhile (Tantivy and the
+        # text encoder let go of the interpreter lock)
+        words = None
         if mode == "hybrid":
-            ranking = reciprocal_rank_fusion([[i for i, _ in r] for r in rankings])
-        else:
-            ranking = rankings[0]
-        return self.hits(ranking, filters, limit)
+            words = _word_rankings().submit(self.text_ranking, text, filters, depth)
+        try:
+            meaning = self.vector_ranking(encode_text(text), filters, depth)
+        finally:
+            if words is not None:
+                futures.wait([words])
+        if words is None:
+            return self.hits(meaning, filters, limit)
+        fused = reciprocal_rank_fusion([[i for i, _ in words.result()], [i for i, _ in meaning]])
+        return self.hits(fused, filters, limit)
 
     def similar(self, path: str, filters: Filters | None = None, limit: int = 20) -> list[Hit]:
         """The images whose CLIP vectors are closest to the vector of ``path``."""
@@ -510,6 +510,11 @@ class SearchIndex:
         vector = np.asarray(self.vectors.matrix[rows[0]], dtype=np.float32)
         ranking = self.vector_ranking(vector, filters, limit + 1)
         return self.hits([(i, s) for i, s in ranking if i != own], filters, limit)
+
+
+@functools.cache
+def _word_rankings() -> futures.ThreadPoolExecutor:
+    return futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="word-ranking")
 
 
 def _one_line(error: Exception) -> str:

@@ -1,5 +1,6 @@
 """The index's vectors: the CLIP embeddings of every current image gathered into
-``vectors.npy`` (rows sorted by key_id) with ``vector_ids.npy`` and ``vector_keys.txt``."""
+``vectors.npy`` (rows sorted by key_id) with ``vector_ids.npy`` and ``vector_keys.txt``, and
+their int8 codes with error bounds for the exact ranking (:mod:`.vector_scan`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from imganalyzer.catalog.manifests import escape_path
 from imganalyzer.files import atomic_open, temporary_file
 from imganalyzer.layout import IndexFiles
 from imganalyzer.search.documents import key_id
+from imganalyzer.search.vector_scan import write_codes
 from imganalyzer.store import EMBEDDING, ResultsStore
 
 Known = dict[str, tuple[list[str], np.ndarray]]  # shard -> (current paths, array rows)
@@ -22,8 +24,9 @@ def write_vectors(
     out_dir: Path, store: ResultsStore, view: CurrentView, known: Known | None = None
 ) -> int:
     """Gather the embeddings of every current image into ``out_dir/vectors.npy`` with
-    ``vector_ids.npy`` and ``vector_keys.txt`` (``known``: see gather_vectors). Returns the
-    number of rows; with no embeddings at all the three files are removed."""
+    ``vector_ids.npy``, ``vector_keys.txt`` and the codes of :func:`write_codes` (``known``:
+    see gather_vectors). Returns the number of rows; with no embeddings at all the files are
+    removed."""
     files = IndexFiles(out_dir)
     gathered = gather_vectors(store, view, files.vectors, known)
     if gathered is None:
@@ -31,6 +34,7 @@ def write_vectors(
             path.unlink(missing_ok=True)
         return 0
     keys, ids = gathered
+    write_codes(out_dir)
     with atomic_open(files.vector_ids, "wb") as handle:
         np.save(handle, ids)
     with atomic_open(

@@ -3,6 +3,7 @@ tiers, an image's result rows, people and duplicate groups. Nothing here writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -76,7 +77,7 @@ class ResultsData:
         stamp = state.stat().st_mtime_ns if state.is_file() else None
         with self._lock:
             if self._index is None or stamp != self._index_stamp:
-                self._index = SearchIndex(self.layout)
+                self._index = SearchIndex(self.layout, resident=True)
                 self._index_stamp = stamp
             return self._index
 
@@ -102,10 +103,12 @@ class ResultsData:
         return None
 
     def warm(self) -> None:
-        """Read every manifest's rows now (a second or two per million images), so that
-        the first searches do not wait for them."""
+        """Read every manifest's rows and the search index's vector codes now (a second or
+        two per million images each), so that the first searches do not wait for them."""
         for shard in self.catalog.shard_ids():
             self._shard_rows(shard)
+        with contextlib.suppress(LookupError, OSError, RuntimeError, ValueError):
+            self.index()
 
     def _row_of(self, shard: str, path: str) -> int | None:
         ids, rows = self._shard_rows(shard)

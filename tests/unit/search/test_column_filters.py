@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import imganalyzer.search.passing as passing_module
+import imganalyzer.search.query as query_module
+from imganalyzer.search import vector_scan
 from imganalyzer.search.column_filters import has_phrase, tokens
 from imganalyzer.search.index import update_index
 from imganalyzer.search.query import Filters, SearchIndex, checked_filters
@@ -110,12 +113,23 @@ def test_column_filter_matches_tantivy(index: SearchIndex, filters: Filters) -> 
     assert (len(from_tantivy) == 0) == empty and len(from_tantivy) < index.searcher.num_docs
 
 
+@pytest.fixture(params=["exact scan", "int8 codes"])
+def codes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways of ranking: every row scored exactly (a small library), or the int8 codes
+    first (a large one; here from the first row on)."""
+    if request.param == "int8 codes":
+        monkeypatch.setattr(vector_scan, "EXACT_SCAN_MAX", 0)
+    return request.param == "int8 codes"
+
+
 @pytest.mark.parametrize(
     "filters", [Filters(camera="canon", min_aesthetic=2.0), Filters(min_sharpness=10.0)], ids=repr
 )
-def test_filtered_semantic_ranking_is_the_exact_one(index: SearchIndex, filters: Filters) -> None:
-    """Scoring only the rows that pass (a narrow filter) or all rows and dropping the others
-    (a broad one) gives the ranking of Tantivy's filter."""
+def test_filtered_semantic_ranking_is_the_exact_one(
+    index: SearchIndex, filters: Filters, codes: bool
+) -> None:
+    """Ranking only the rows that pass (the columns) gives the ranking of Tantivy's filter
+    (which checks the best rows in batches)."""
     vector = unit_vector(5).astype(np.float32)
     filters = checked_filters(filters)
     fast = index.vector_ranking(vector, filters, 20)
@@ -127,6 +141,53 @@ def test_filtered_semantic_ranking_is_the_exact_one(index: SearchIndex, filters:
         index.__dict__["filter_columns"] = columns
     assert [i for i, _ in fast] == [i for i, _ in slow] and len(fast) == 20
     assert np.allclose([s for _, s in fast], [s for _, s in slow])
+
+
+@pytest.mark.parametrize("filters", [Filters(), *FILTERS[::3]], ids=repr)
+def test_ranking_with_the_codes_is_the_exact_scan(
+    index: SearchIndex, filters: Filters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same images in the same order with the same scores as scoring every vector."""
+    assert index.vectors is not None and index.vectors.codes is not None
+    filters = checked_filters(filters)
+    monkeypatch.setattr(vector_scan, "EXACT_SCAN_MAX", 0)
+    for seed in range(3):
+        vector = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+        with_codes = index.vector_ranking(vector, filters, 25)
+        with monkeypatch.context() as without:
+            without.setattr(index.vectors, "codes", None)
+            assert index.vector_ranking(vector, filters, 25) == with_codes
+
+
+def test_what_a_filter_passes_is_kept_for_the_next_query(
+    index: SearchIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canon = checked_filters(Filters(camera="canon"))
+    first = index._passing_of(canon)
+    assert first is not None and index._passing_of(canon) is first
+    monkeypatch.setattr(passing_module, "KEPT_BYTES", 0)  # room for one filter
+    assert index._passing_of(checked_filters(Filters(camera="X-T4"))) is not None
+    again = index._passing_of(canon)
+    assert again is not first and np.array_equal(again.rows.rows, first.rows.rows)
+    assert np.array_equal(again.keys, first.keys) and len(first.keys) > len(first.rows.rows)
+
+
+@pytest.mark.parametrize("filters", FILTERS[::2], ids=repr)
+def test_words_ranked_alone_then_cut_are_tantivys_filtered_ranking(
+    index: SearchIndex, filters: Filters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filters = checked_filters(filters)
+    cuts = []
+    words_cut = query_module.words_cut
+    monkeypatch.setattr(
+        query_module, "words_cut", lambda *args: cuts.append(words_cut(*args)) or cuts[-1]
+    )
+    for text in ("photo", "photo 7", "paris", "canon photo", "home 2016", "eos r5 a"):
+        for limit in (1, 5, 40):
+            expected = index._ranked(text, index.text_query(text, filters), limit)
+            assert index.text_ranking(text, filters, limit) == expected, (text, limit)
+    if len(index._passing_of(filters).keys):
+        assert any(cut for cut in cuts)  # the words' ranking answered, at least once
 
 
 def test_tokens_follow_tantivys_default_analyser() -> None:

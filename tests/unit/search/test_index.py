@@ -9,10 +9,12 @@ import pytest
 import tantivy
 
 import imganalyzer.search.index as index_module
+import imganalyzer.search.vectors as vectors_module
 from imganalyzer.catalog.manifests import unescape_path
 from imganalyzer.results import ok_row, read_rows, write_rows
 from imganalyzer.search.documents import image_fields, key_id
 from imganalyzer.search.index import open_index, update_index
+from imganalyzer.search.vector_scan import VectorMatrix, quantise
 from tests.support.results_library import Photo, ResultsLibrary, sample_photos, unit_vector
 
 
@@ -103,6 +105,28 @@ def test_build_indexes_every_current_image_and_its_vectors(lib: ResultsLibrary) 
     assert list(ids) == sorted(ids) and list(ids) == [key_id(k) for k in keys]
     for photo in embedded:
         np.testing.assert_array_equal(matrix[keys.index(photo.path)], photo.vector)
+    codes, bounds = quantise(matrix)  # the int8 codes of the exact ranking, row for row
+    np.testing.assert_array_equal(np.load(folder / "vector_codes.npy"), codes)
+    np.testing.assert_array_equal(np.load(folder / "vector_bounds.npy"), bounds)
+
+
+def test_vectors_of_an_older_form_are_rewritten_alone(
+    lib: ResultsLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index written before the codes gets them at the next update; its documents stay."""
+    files = lib.layout.index_files
+    with monkeypatch.context() as previous:  # the index as the previous version left it
+        previous.setattr(index_module, "VECTORS_VERSION", index_module.VECTORS_VERSION - 1)
+        previous.setattr(vectors_module, "write_codes", lambda _folder: None)
+        update_index(lib.layout, lib.library)
+    assert not files.vector_codes.exists() and files.vectors.is_file()
+    assert VectorMatrix(lib.layout.index).codes is None  # ranked by the exact scan
+
+    report = update_index(lib.layout, lib.library)
+
+    assert not report.committed and report.added == 0 and report.vectors == 4
+    assert files.vector_codes.is_file() and files.vector_bounds.is_file()
+    assert VectorMatrix(lib.layout.index).codes is not None
 
 
 def test_no_change_update_writes_nothing(lib: ResultsLibrary) -> None:

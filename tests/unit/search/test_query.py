@@ -194,6 +194,24 @@ def test_hits_carry_the_stored_fields(index: SearchIndex) -> None:
     json.dumps(data)
 
 
+def test_hits_read_only_the_documents_they_show(
+    index: SearchIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored documents are read in ranking order, a page at a time, not the whole fused
+    ranking; an id without a document (here: unknown) is skipped."""
+    ranking = index.vector_ranking(vector_of(CAR), Filters(), 4)
+    asked: list[list[int]] = []
+    documents = index.documents
+    monkeypatch.setattr(index, "documents", lambda ids: asked.append(list(ids)) or documents(ids))
+    unknown = (12345, 1.0)
+
+    hits = index.hits([unknown, *ranking], Filters(), 2)
+
+    ids = [i for i, _ in ranking]
+    assert [hit.key for hit in hits] == [h.key for h in index.hits(ranking[:2], Filters(), 2)]
+    assert asked[:2] == [[unknown[0], ids[0]], [ids[1], ids[2]]] and len(asked) == 3
+
+
 def test_parse_date_bound_and_near() -> None:
     assert parse_date_bound("2021") == datetime(2021, 1, 1)
     assert parse_date_bound("2021-06") == datetime(2021, 6, 1)
